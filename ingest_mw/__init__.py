@@ -1,0 +1,41 @@
+"""Embeddable log-ingestion endpoints: Better Stack's and Baselime's HTTP APIs
+as WSGI and ASGI apps, middleware and reusable components."""
+
+from __future__ import annotations
+
+from .api import IngestAPI, Request, Response
+from .asgi import ASGIApp, ASGIMiddleware
+from .auth import CredentialAuth
+from .batch import Batch, Event
+from .betterstack import BetterStackAPI
+from .body import BodyLimit
+from .codecs import CodecNegotiation
+from .errors import IngestError
+from .sinks import JSONLinesSink, MemorySink, SQLiteSink, sink_from_url
+from .timestamps import EventTimes, parse_dt
+from .wsgi import WSGIApp, WSGIMiddleware
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ASGIApp",
+    "ASGIMiddleware",
+    "Batch",
+    "BetterStackAPI",
+    "BodyLimit",
+    "CodecNegotiation",
+    "CredentialAuth",
+    "Event",
+    "EventTimes",
+    "IngestAPI",
+    "IngestError",
+    "JSONLinesSink",
+    "MemorySink",
+    "Request",
+    "Response",
+    "SQLiteSink",
+    "WSGIApp",
+    "WSGIMiddleware",
+    "parse_dt",
+    "sink_from_url",
+]

@@ -1,0 +1,215 @@
+"""The request flow shared by every ingest API, as a sans-I/O generator.
+
+An API app (:mod:`ingest_mw.betterstack`, :mod:`ingest_mw.baselime`) is a
+composition of components plus the response shapes of its contract. Its
+:meth:`IngestAPI.handle` is a generator: it *yields* what it needs from the
+outside world (the next body chunk, a rate-limit hit, storing a batch) and
+*returns* the :class:`Response`. The WSGI and ASGI adapters only fulfil those
+steps, synchronously or asynchronously, so every rule lives here once and
+can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from .auth import CredentialAuth
+from .batch import Batch, Event
+from .body import BodyLimit
+from .codecs import CodecNegotiation, Decoded
+from .errors import IngestError
+from .timestamps import EventTimes
+
+__all__ = [
+    "CheckRateLimit",
+    "Flow",
+    "IngestAPI",
+    "READ_BODY",
+    "Request",
+    "Response",
+    "Routes",
+    "Store",
+]
+
+logger = logging.getLogger("ingest_mw")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class Request:
+    """A request as plain values. ``path`` is relative to the mount point and
+    ``headers`` has lower-case names. ``source`` and ``params`` are filled in by
+    the flow as it learns them (a rate-limit key function may use them)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    client: str | None = None
+    received_at: datetime = field(default_factory=_now)
+    source: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class ReadBody:
+    """Step: send the next chunk of the body (``b""`` once it has all been read)."""
+
+    __slots__ = ()
+
+
+READ_BODY = ReadBody()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRateLimit:
+    """Step: hit ``rate_limit`` for ``request``; send back its decision."""
+
+    rate_limit: Any  # ingest_mw.ratelimit.RateLimit (kept loose to avoid a cycle)
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Step: hand ``batch`` to the storage hook; throw its exception back in if it fails."""
+
+    batch: Batch
+
+
+Step = ReadBody | CheckRateLimit | Store
+Flow = Generator[Step, Any, Response]
+
+
+class IngestAPI:
+    """Base of the API apps: routing hooks plus the one request flow.
+
+    Subclasses set :attr:`name`, implement :meth:`match`, :meth:`render` and
+    :meth:`accepted`, and may add batch metadata in :meth:`metadata`.
+    """
+
+    name: ClassVar[str]
+    allowed_methods: ClassVar[tuple[str, ...]] = ("POST",)
+
+    def __init__(
+        self,
+        *,
+        auth: CredentialAuth,
+        body_limit: BodyLimit,
+        codecs: CodecNegotiation,
+        times: EventTimes,
+        rate_limit: Any = None,
+    ) -> None:
+        self.auth = auth
+        self.body_limit = body_limit
+        self.codecs = codecs
+        self.times = times
+        self.rate_limit = rate_limit
+        self._allow = ", ".join(self.allowed_methods)
+
+    # --- what each API defines -------------------------------------------------
+    def match(self, path: str) -> Mapping[str, str] | IngestError | None:
+        """Route ``path``: its parameters, an error for a malformed path of this
+        API, or ``None`` when the path is not this API's at all."""
+        raise NotImplementedError
+
+    def render(self, error: IngestError) -> Response:
+        raise NotImplementedError
+
+    def accepted(self, decoded: Decoded) -> Response:
+        """The response once the valid events are stored."""
+        raise NotImplementedError
+
+    def metadata(self, request: Request) -> dict[str, str | None]:
+        """Extra :class:`Batch` fields (Baselime's dataset, service, namespace)."""
+        return {}
+
+    # --- the flow ----------------------------------------------------------------
+    def handle(self, request: Request, route: Mapping[str, str] | IngestError) -> Flow:
+        """Serve one request that :meth:`match` gave ``route`` for."""
+        extra: list[tuple[str, str]] = []
+        try:
+            response = yield from self._flow(request, route, extra)
+        except IngestError as error:
+            response = self.render(error)
+        except Exception:
+            logger.exception("ingest_mw: %s request failed", self.name)
+            response = self.render(IngestError(500, "Internal Server Error"))
+        if extra:
+            response = Response(response.status, response.headers + tuple(extra), response.body)
+        return response
+
+    def _flow(
+        self, request: Request, route: Mapping[str, str] | IngestError, extra: list[tuple[str, str]]
+    ) -> Flow:
+        if request.method not in self.allowed_methods:
+            raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
+        if isinstance(route, IngestError):
+            raise route
+        request.params = route
+        headers = request.headers
+        request.source = self.auth.authenticate(headers)
+        if self.rate_limit is not None:
+            decision = yield CheckRateLimit(self.rate_limit, request)
+            extra.extend(decision.headers)
+            decision.raise_if_refused()
+        codec = self.codecs.negotiate(headers.get("content-type"))
+        self.body_limit.check_length(headers.get("content-length"))
+        reader = self.body_limit.reader(headers.get("content-encoding"))
+        while chunk := (yield READ_BODY):
+            reader.feed(chunk)
+        decoded = codec.decode(reader.finish())
+        if decoded.events:
+            batch = self._batch(request, decoded)
+            try:
+                yield Store(batch)
+            except Exception:
+                logger.exception(
+                    "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
+                    len(batch.events),
+                    self.name,
+                    batch.source,
+                )
+                raise IngestError(500, "Internal Server Error") from None
+        return self.accepted(decoded)
+
+    def _batch(self, request: Request, decoded: Decoded) -> Batch:
+        received_at = request.received_at
+        event_time = self.times.event_time
+        events = [Event(event_time(data, received_at), data) for data in decoded.events]
+        assert request.source is not None
+        return Batch(
+            api=self.name,
+            source=request.source,
+            received_at=received_at,
+            events=events,
+            client=request.client,
+            **self.metadata(request),
+        )
+
+
+class Routes:
+    """Several APIs under one mount point; the first whose :meth:`~IngestAPI.match` claims a path serves it."""
+
+    def __init__(self, apis: IngestAPI | Sequence[IngestAPI]) -> None:
+        self.apis: tuple[IngestAPI, ...] = (apis,) if isinstance(apis, IngestAPI) else tuple(apis)
+        if not self.apis:
+            raise ValueError("at least one ingest API is needed")
+
+    def find(self, path: str) -> tuple[IngestAPI, Mapping[str, str] | IngestError] | None:
+        for api in self.apis:
+            route = api.match(path)
+            if route is not None:
+                return api, route
+        return None

@@ -1,0 +1,154 @@
+"""The ASGI adapter: a native one, streaming the body into the core chunk by chunk.
+
+(asgiref's ``WsgiToAsgi`` would spool the whole body before the body limit
+could see it.) :class:`ASGIApp` serves ingest APIs at its mount point, routing
+on ``path`` minus ``root_path`` as Starlette's ``Mount`` sets them.
+:class:`ASGIMiddleware` wraps a host app and serves the ingest APIs under a
+prefix; every other request, and every non-HTTP scope, reaches the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from .api import READ_BODY, CheckRateLimit, Flow, IngestAPI, Request, Response, Routes
+from .http import NOT_FOUND, normalize_prefix, strip_prefix
+from .sinks.base import Sink, as_async, close_async
+
+__all__ = ["ASGIApp", "ASGIMiddleware", "route_path"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to the mount point (``path`` minus ``root_path``)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and (path == root_path or path.startswith(root_path + "/")):
+        return path[len(root_path) :]
+    return path
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        # Repeated headers (two Content-Encoding lines, say) read as one list.
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+class ASGIApp:
+    """Serve ``apis`` as an ASGI application, storing batches with ``sink``.
+
+    An async ``sink`` is awaited; a sync one runs in a worker thread
+    (see :func:`ingest_mw.sinks.as_async`). On lifespan shutdown the sink is
+    closed.
+    """
+
+    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+        self.routes = Routes(apis)
+        self.sink = sink
+        self._store = as_async(sink)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope)
+        found = self.routes.find(path)
+        if found is None:
+            response: Response | None = NOT_FOUND
+        else:
+            api, route = found
+            client = scope.get("client")
+            request = Request(scope["method"], path, _headers(scope), client[0] if client else None)
+            response = await self._drive(api.handle(request, route), receive)
+            if response is None:
+                return  # the client disconnected: nobody to answer
+        raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        raw_headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _drive(self, flow: Flow, receive: Receive) -> Response | None:
+        more_body = True
+        try:
+            step = next(flow)
+            while True:
+                if step is READ_BODY:
+                    value: Any = b""
+                    while more_body and not value:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            return None
+                        value = message.get("body", b"")
+                        more_body = message.get("more_body", False)
+                elif isinstance(step, CheckRateLimit):
+                    value = await step.rate_limit.ahit(step.request)
+                else:
+                    try:
+                        await self._store(step.batch)  # type: ignore[union-attr]
+                    except Exception as exc:
+                        step = flow.throw(exc)
+                        continue
+                    value = None
+                step = flow.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the sink (done on lifespan shutdown)."""
+        await close_async(self.sink)
+
+
+class ASGIMiddleware:
+    """Serve ingest APIs under ``prefix`` in front of the ASGI ``app``.
+
+    The ingest app sees ``root_path`` extended by ``prefix``, as under
+    Starlette's ``Mount``; lifespan and every other scope go to ``app``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApplication,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        prefix: str = "/ingest",
+    ) -> None:
+        self.app = app
+        self.ingest = ASGIApp(apis, sink=sink)
+        self.prefix = normalize_prefix(prefix)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and strip_prefix(route_path(scope), self.prefix) is not None:
+            scope = dict(scope)
+            scope["root_path"] = scope.get("root_path", "") + self.prefix
+            await self.ingest(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,78 @@
+"""Authentication: a credential header mapped to a source name.
+
+Better Stack sends ``Authorization: Bearer <source token>``; Baselime sends
+``x-api-key: <key>``. Both are the same rule with another header and scheme,
+so both APIs use :class:`CredentialAuth`. The check runs on headers only, before
+any of the body is read, and never puts a credential into an error or a log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+from .errors import IngestError
+
+__all__ = ["CredentialAuth", "DEFAULT_SOURCE"]
+
+#: The source name given to a credential passed without a name.
+DEFAULT_SOURCE = "default"
+
+
+def _named(credentials: Mapping[str, str] | Iterable[str]) -> list[tuple[bytes, str]]:
+    if isinstance(credentials, Mapping):
+        pairs = [(secret, name) for name, secret in credentials.items()]
+    else:
+        pairs = [(secret, DEFAULT_SOURCE) for secret in credentials]
+    for secret, name in pairs:
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"credential for source {name!r} must be a non-empty string")
+    return [(secret.encode(), name) for secret, name in pairs]
+
+
+class CredentialAuth:
+    """Map the credential in ``header`` to its source name, or refuse.
+
+    ``credentials`` is either ``{source_name: secret}`` or a list of secrets
+    (all named ``"default"``). ``scheme`` is the word before the secret
+    (``"Bearer"``), matched case-insensitively; ``None`` takes the whole header
+    value as the secret. A refusal raises ``IngestError(status, detail)``.
+    """
+
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | Iterable[str],
+        *,
+        header: str = "authorization",
+        scheme: str | None = "Bearer",
+        status: int = 401,
+        detail: str = "Unauthorized",
+    ) -> None:
+        self.header = header.lower()
+        self.scheme = scheme.lower() if scheme else None
+        self._credentials = _named(credentials)
+        if not self._credentials:
+            raise ValueError("CredentialAuth needs at least one credential")
+        self._refusal = (status, detail)
+
+    def authenticate(self, headers: Mapping[str, str]) -> str:
+        """Return the source name for the credential in ``headers`` (lower-case names)."""
+        presented = self._presented(headers.get(self.header))
+        source = None
+        # Compare against every credential, without an early exit, so the
+        # time taken says nothing about which one came close.
+        for secret, name in self._credentials:
+            if hmac.compare_digest(presented, secret) and source is None:
+                source = name
+        if source is None:
+            raise IngestError(*self._refusal)
+        return source
+
+    def _presented(self, value: str | None) -> bytes:
+        if not value:
+            return b""
+        if self.scheme is not None:
+            scheme, _, value = value.strip().partition(" ")
+            if scheme.lower() != self.scheme:
+                return b""
+        return value.strip().encode("utf-8", "surrogateescape")

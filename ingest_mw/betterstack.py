@@ -1,0 +1,65 @@
+"""Better Stack's "Ingesting logs" HTTP API, as a composition of the core components.
+
+``POST`` to the mount root with ``Authorization: Bearer <source token>``; one
+event object or a list of them, in JSON, NDJSON or MessagePack; ``202`` with
+an empty body once stored. Error bodies are plain text, in the live
+service's own words where the contract gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from .api import IngestAPI, Response
+from .auth import CredentialAuth
+from .body import BodyLimit
+from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
+from .errors import IngestError
+from .timestamps import EventTimes
+
+__all__ = ["BetterStackAPI", "MAX_BODY_BYTES"]
+
+#: "The maximum allowed size of a single request is 20 MiB."
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+_TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
+_ACCEPTED = Response(202, (), b"")
+
+
+class BetterStackAPI(IngestAPI):
+    """The Better Stack ingest API.
+
+    ``tokens``: ``{source_name: token}`` or a list of tokens. ``max_past``:
+    how old an event's ``dt`` may be before the reception time is used
+    instead (the contract's 15 minutes; ``None`` for no bound).
+    """
+
+    name = "betterstack"
+
+    def __init__(
+        self,
+        tokens: Mapping[str, str] | Iterable[str],
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_past: timedelta | None = timedelta(minutes=15),
+        rate_limit: Any = None,
+    ) -> None:
+        super().__init__(
+            # 403 "Unauthorized" is what the live service answers, not 401.
+            auth=CredentialAuth(tokens, header="authorization", scheme="Bearer", status=403),
+            body_limit=BodyLimit(max_body_bytes),
+            codecs=CodecNegotiation([JSONCodec(), NDJSONCodec(), MsgPackCodec()]),
+            times=EventTimes(fields=("dt",), max_past=max_past),
+            rate_limit=rate_limit,
+        )
+
+    def match(self, path: str) -> Mapping[str, str] | IngestError | None:
+        return {} if path in ("", "/") else None
+
+    def render(self, error: IngestError) -> Response:
+        return Response(error.status, _TEXT + error.headers, error.detail.encode())
+
+    def accepted(self, decoded: Decoded) -> Response:
+        return _ACCEPTED

@@ -1,0 +1,101 @@
+"""``ingest-mw serve``: both ingest APIs on an ASGI server, SQLite by default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .asgi import ASGIApp
+from .betterstack import BetterStackAPI
+from .sinks.url import sink_from_url
+
+__all__ = ["build_app", "main", "parse_credentials"]
+
+DEFAULT_SINK = "sqlite:///ingest.db"
+
+
+def parse_credentials(values: Sequence[str], default_name: str = "default") -> dict[str, str]:
+    """``["NAME=SECRET", "SECRET"]`` -> ``{name: secret}``; a bare secret is named ``default_name``
+    (numbered when there are several)."""
+    named: dict[str, str] = {}
+    bare = [v for v in values if "=" not in v]
+    for value in values:
+        name, sep, secret = value.partition("=")
+        if sep:
+            if not name or not secret:
+                raise ValueError(f"expected NAME=SECRET, got {name or '<empty>'}=…")
+            named[name] = secret
+    for index, secret in enumerate(bare, 1):
+        named[default_name if len(bare) == 1 else f"{default_name}-{index}"] = secret
+    return named
+
+
+def _from_env(name: str) -> list[str]:
+    return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
+
+
+def _credentials(given: list[str] | None, env: str, what: str) -> dict[str, str]:
+    values = given or _from_env(env)
+    if values:
+        return parse_credentials(values)
+    generated = secrets.token_urlsafe(24)
+    print(f"ingest-mw: no {what} given; generated one: {generated}", file=sys.stderr, flush=True)
+    return {"default": generated}
+
+
+def build_app(args: argparse.Namespace) -> ASGIApp:
+    tokens = _credentials(args.token, "INGEST_MW_TOKENS", "Better Stack source token (--token)")
+    apis = [BetterStackAPI(tokens)]
+    return ASGIApp(apis, sink=sink_from_url(args.sink))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingest-mw", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the ingest APIs over HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--sink",
+        default=DEFAULT_SINK,
+        metavar="URL",
+        help="where events go: sqlite:///PATH, jsonl:///PATH or memory:// (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--token",
+        action="append",
+        metavar="[NAME=]TOKEN",
+        help="a Better Stack source token, repeatable (or env INGEST_MW_TOKENS, comma-separated)",
+    )
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        print("ingest-mw serve needs uvicorn: pip install 'ingest-mw[serve]'", file=sys.stderr)
+        return 2
+    try:
+        app = build_app(args)
+    except ValueError as exc:
+        print(f"ingest-mw: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        lifespan="on",
+        # Only --trusted-proxy may decide whose X-Forwarded-For to believe.
+        proxy_headers=False,
+        forwarded_allow_ips="",
+    )
+    return 0

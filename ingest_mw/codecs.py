@@ -1,0 +1,175 @@
+"""Codecs: turn a decoded request body into a list of event objects.
+
+A codec knows one wire format; :class:`CodecNegotiation` picks one from the
+``Content-Type`` header (its parameters, such as ``charset``, are ignored).
+orjson and msgpack do the decoding; the codecs only check the shape the APIs
+promise: an event is a JSON object (a map), never a scalar or a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import msgpack
+import orjson
+
+from .errors import IngestError
+
+__all__ = [
+    "Codec",
+    "CodecNegotiation",
+    "Decoded",
+    "InvalidEvent",
+    "JSONCodec",
+    "MsgPackCodec",
+    "NDJSONCodec",
+    "media_type",
+    "require_objects",
+]
+
+Event = dict[str, Any]
+
+#: Better Stack's live service answers 406 with exactly this body.
+JSON_PARSE_ERROR = "Couldn't parse JSON content."
+
+
+class InvalidEvent(NamedTuple):
+    """An element of the request that was refused while its neighbours were kept."""
+
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a codec found in a body: the events to store and the ones refused."""
+
+    events: list[Event]
+    invalid: list[InvalidEvent] = field(default_factory=list)
+
+
+class Codec(Protocol):
+    media_types: tuple[str, ...]
+
+    def decode(self, body: bytes) -> Decoded: ...
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return type(value).__name__
+
+
+def require_nonempty(body: bytes) -> None:
+    """400 for a body with nothing in it (all APIs: "Empty request body")."""
+    if not body or body.isspace():
+        raise IngestError(400, "request body is empty: send one event object or an array of them")
+
+
+def require_objects(value: Any) -> list[Event]:
+    """One object or an array of objects, as a list; 400 naming the first bad element."""
+    if type(value) is dict:
+        return [value]
+    if type(value) is not list:
+        raise IngestError(
+            400, f"expected an event object or an array of event objects, got {_type_name(value)}"
+        )
+    for index, item in enumerate(value):
+        if type(item) is not dict:
+            raise IngestError(
+                400, f"event {index} is {_type_name(item)}: every event must be an object"
+            )
+    return value
+
+
+class JSONCodec:
+    """``application/json``: one event object or an array of them."""
+
+    media_types = ("application/json",)
+
+    def decode(self, body: bytes) -> Decoded:
+        require_nonempty(body)
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise IngestError(406, JSON_PARSE_ERROR) from None
+        return Decoded(require_objects(value))
+
+
+class NDJSONCodec:
+    """Newline-delimited JSON: one event object per line; blank lines are skipped."""
+
+    media_types = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+
+    def decode(self, body: bytes) -> Decoded:
+        require_nonempty(body)
+        loads = orjson.loads
+        try:
+            # JSON strings cannot hold a raw line break, so splitting is exact.
+            events = [loads(line) for line in body.splitlines() if line and not line.isspace()]
+        except orjson.JSONDecodeError:
+            raise IngestError(406, JSON_PARSE_ERROR) from None
+        for index, item in enumerate(events):
+            if type(item) is not dict:
+                raise IngestError(
+                    400, f"line {index + 1} holds {_type_name(item)}: every line must be an object"
+                )
+        return Decoded(events)
+
+
+class MsgPackCodec:
+    """MessagePack: one map or an array of maps; timestamps decode to UTC datetimes."""
+
+    media_types = ("application/msgpack", "application/x-msgpack")
+
+    def decode(self, body: bytes) -> Decoded:
+        if not body:
+            require_nonempty(body)
+        try:
+            value = msgpack.unpackb(body, timestamp=3)
+        except msgpack.ExtraData:
+            raise IngestError(
+                406, "Couldn't parse MessagePack content: extra bytes after the first value."
+            ) from None
+        except Exception:  # msgpack raises ValueError, TypeError and its own kinds
+            raise IngestError(406, "Couldn't parse MessagePack content.") from None
+        return Decoded(require_objects(value))
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare, lower-case media type of a Content-Type header value."""
+    if not content_type:
+        return ""
+    return content_type.partition(";")[0].strip().lower()
+
+
+class CodecNegotiation:
+    """Choose a codec by Content-Type; 415 listing what is accepted otherwise."""
+
+    def __init__(self, codecs: Iterable[Codec]) -> None:
+        self._by_type: dict[str, Codec] = {}
+        for codec in codecs:
+            for name in codec.media_types:
+                self._by_type[name] = codec
+        if not self._by_type:
+            raise ValueError("CodecNegotiation needs at least one codec")
+        self.accepted: Sequence[str] = tuple(self._by_type)
+
+    def negotiate(self, content_type: str | None) -> Codec:
+        codec = self._by_type.get(media_type(content_type))
+        if codec is None:
+            got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+            raise IngestError(
+                415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}"
+            )
+        return codec

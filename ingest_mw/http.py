@@ -1,0 +1,32 @@
+"""Small HTTP helpers the two adapters share (no rules here: just formats)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from .api import Response
+
+__all__ = ["NOT_FOUND", "normalize_prefix", "status_line", "strip_prefix"]
+
+NOT_FOUND = Response(404, (("Content-Type", "text/plain; charset=utf-8"),), b"Not Found")
+
+_STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+
+def status_line(status: int) -> str:
+    return _STATUS_LINES.get(status) or f"{status} Unknown"
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``"ingest/"`` -> ``"/ingest"``; the root mount ``"/"`` -> ``""``."""
+    prefix = "/" + prefix.strip("/")
+    return "" if prefix == "/" else prefix
+
+
+def strip_prefix(path: str, prefix: str) -> str | None:
+    """``path`` below ``prefix`` (on a segment boundary), or ``None`` if it is elsewhere."""
+    if not prefix:
+        return path
+    if path == prefix or path.startswith(prefix + "/"):
+        return path[len(prefix) :]
+    return None

@@ -1,0 +1,60 @@
+"""Calling a storage hook from either adapter, whatever its colour."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, Union
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+
+from ..batch import Batch
+
+__all__ = ["Sink", "as_async", "as_sync", "close_async", "close_sync"]
+
+
+class Sink(Protocol):
+    def __call__(self, batch: Batch) -> Union[None, Awaitable[None]]: ...
+
+
+def _is_async(sink: Sink) -> bool:
+    return iscoroutinefunction(sink) or iscoroutinefunction(getattr(sink, "__call__", None))
+
+
+def as_sync(sink: Sink) -> Callable[[Batch], Any]:
+    """The hook as a plain function, for the WSGI adapter."""
+    return async_to_sync(sink) if _is_async(sink) else sink  # type: ignore[arg-type]
+
+
+def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
+    """The hook as a coroutine function, for the ASGI adapter.
+
+    A sync hook runs in a worker thread so it never blocks the event loop.
+    It gets a thread of its own from the pool (``thread_sensitive=False``)
+    unless it says ``thread_sensitive = True``, as the Django ORM hook does.
+    """
+    if _is_async(sink):
+        return sink  # type: ignore[return-value]
+    thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
+    return sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+
+
+def close_sync(sink: object) -> None:
+    """Close a sink that has a ``close()`` (sync or async), from sync code."""
+    close = getattr(sink, "close", None)
+    if close is None:
+        return
+    if iscoroutinefunction(close):
+        async_to_sync(close)()
+    else:
+        close()
+
+
+async def close_async(sink: object) -> None:
+    """Close a sink that has a ``close()`` (sync or async), from async code."""
+    close = getattr(sink, "close", None)
+    if close is None:
+        return
+    if iscoroutinefunction(close):
+        await close()
+    else:
+        await sync_to_async(close, thread_sensitive=False)()

@@ -1,0 +1,33 @@
+"""A sink that keeps batches in a list: for tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+
+from ..batch import Batch, Event
+
+__all__ = ["MemorySink"]
+
+
+class MemorySink:
+    """Keeps every batch in :attr:`batches` (unbounded: not for production)."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: Batch) -> None:
+        with self._lock:
+            self.batches.append(batch)
+
+    @property
+    def events(self) -> list[Event]:
+        """Every stored event, in arrival order."""
+        return [event for batch in self.batches for event in batch.events]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.batches.clear()
+
+    def close(self) -> None:
+        """Nothing to release."""

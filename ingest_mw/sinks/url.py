@@ -1,0 +1,33 @@
+"""Build a built-in sink from a URL, as ``ingest-mw serve --sink`` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["sink_from_url"]
+
+
+def _path(url: str, scheme: str) -> str:
+    # As in SQLAlchemy: "sqlite:///rel.db" is relative, "sqlite:////abs.db" absolute.
+    rest = url[len(scheme) + 3 :]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise ValueError(f"{url!r}: expected {scheme}:///relative/path or {scheme}:////absolute/path")
+    return rest[1:]
+
+
+def sink_from_url(url: str) -> Any:
+    """``sqlite:///events.db``, ``jsonl:///events.jsonl`` or ``memory://``."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteSink
+
+        return SQLiteSink(_path(url, scheme))
+    if scheme == "jsonl":
+        from .jsonl import JSONLinesSink
+
+        return JSONLinesSink(_path(url, scheme))
+    if scheme == "memory":
+        from .memory import MemorySink
+
+        return MemorySink()
+    raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or memory://")

@@ -1,0 +1,117 @@
+"""Event times: parse a ``dt`` value and decide the time an event is stored under.
+
+The Better Stack contract (``Sending timestamps``): ``dt`` may be UNIX time in
+seconds, milliseconds or nanoseconds (we also take microseconds and floats),
+an RFC 3339 / ISO 8601 string, or a MessagePack timestamp. An unparsable value
+is kept in the event as sent and the reception time becomes the event time;
+events may be at most 15 minutes in the past, and an older one is treated the
+same way as an unparsable one (stored under its reception time, original
+value kept) so that nothing a client sends is silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+__all__ = ["EventTimes", "parse_dt", "UNIT_THRESHOLDS"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: The unit of a numeric ``dt`` is decided by its magnitude. Below 1e11 it is
+#: seconds (1e11 s is the year 5138, 1e11 ms is only 1973), below 1e14
+#: milliseconds, below 1e17 microseconds, and nanoseconds from there on.
+UNIT_THRESHOLDS: tuple[tuple[float, float], ...] = (
+    (1e11, 1.0),
+    (1e14, 1e3),
+    (1e17, 1e6),
+)
+_NANOSECONDS = 1e9
+
+
+def _from_number(value: int | float) -> datetime | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    magnitude = abs(value)
+    divisor = _NANOSECONDS
+    for bound, unit in UNIT_THRESHOLDS:
+        if magnitude < bound:
+            divisor = unit
+            break
+    try:
+        if isinstance(value, int):
+            # Integer arithmetic keeps nanosecond inputs exact to the microsecond.
+            micros = value * 1_000_000 // int(divisor)
+            return _EPOCH + timedelta(microseconds=micros)
+        return _EPOCH + timedelta(seconds=value / divisor)
+    except OverflowError:
+        return None
+
+
+def _from_string(value: str) -> datetime | None:
+    # datetime.fromisoformat (3.11+) takes RFC 3339 with "T" or a space, "Z" or
+    # an offset, and any number of fraction digits (truncated to microseconds).
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return _as_utc(parsed)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A time without an offset is taken as UTC, the only reading that does not
+    # depend on the server's own time zone.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_dt(value: Any) -> datetime | None:
+    """Parse one ``dt`` value into an aware UTC datetime, or ``None`` if it can't be."""
+    if isinstance(value, str):
+        return _from_string(value)
+    if isinstance(value, bool):  # bool is an int subclass, never a time
+        return None
+    if isinstance(value, (int, float)):
+        return _from_number(value)
+    if isinstance(value, datetime):  # MessagePack timestamps decode to these
+        return _as_utc(value)
+    return None
+
+
+class EventTimes:
+    """Decide each event's stored time from its time field and the reception time.
+
+    ``fields`` are looked up in order (Better Stack: ``dt``; Baselime:
+    ``timestamp`` then ``dt``). ``max_past`` is how far before reception an
+    event time may lie; ``None`` accepts any past time. Future times are kept
+    as sent: the contract puts no bound on them.
+    """
+
+    def __init__(
+        self,
+        *,
+        fields: Sequence[str] = ("dt",),
+        max_past: timedelta | None = timedelta(minutes=15),
+    ) -> None:
+        if not fields:
+            raise ValueError("EventTimes needs at least one field name")
+        self.fields = tuple(fields)
+        self.max_past = max_past
+
+    def event_time(self, event: Mapping[str, Any], received_at: datetime) -> datetime:
+        """The time ``event`` is stored under; ``received_at`` when it has no usable time."""
+        for field in self.fields:
+            value = event.get(field)
+            if value is not None:
+                break
+        else:
+            return received_at
+        parsed = parse_dt(value)
+        if parsed is None:
+            return received_at
+        if self.max_past is not None and parsed < received_at - self.max_past:
+            return received_at
+        return parsed

@@ -1,0 +1,180 @@
+"""The WSGI adapter: moves bytes between a WSGI server and the sans-I/O core.
+
+:class:`WSGIApp` serves ingest APIs at its mount point (it routes on
+``PATH_INFO``, which is already relative to ``SCRIPT_NAME``).
+:class:`WSGIMiddleware` wraps a host app and serves the ingest APIs under a
+path prefix, passing every other request to the host untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .api import READ_BODY, CheckRateLimit, Flow, IngestAPI, Request, Response, Routes
+from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
+from .sinks.base import Sink, as_sync, close_sync
+
+__all__ = ["WSGIApp", "WSGIMiddleware"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApplication = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+#: How much of ``wsgi.input`` is read at a time.
+READ_SIZE = 64 * 1024
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """Request headers read from a WSGI environ by lower-case name, without copying."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Environ) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        key = name.upper().replace("-", "_")
+        return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+    def __getitem__(self, name: str) -> str:
+        return self._environ[self._key(name)]  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._key(name) in self._environ
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].lower().replace("_", "-")
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.lower().replace("_", "-")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class ClientDisconnected(Exception):
+    """The body ended before its Content-Length: the client has gone."""
+
+
+class _Body:
+    """``wsgi.input`` in chunks, never reading past Content-Length (PEP 3333)."""
+
+    __slots__ = ("_input", "_remaining")
+
+    def __init__(self, environ: Environ) -> None:
+        self._input = environ["wsgi.input"]
+        length = (environ.get("CONTENT_LENGTH") or "").strip()
+        if length.isdigit():
+            self._remaining: int | None = int(length)
+        elif environ.get("wsgi.input_terminated"):
+            self._remaining = None  # chunked: the server marks the end
+        else:
+            self._remaining = 0
+
+    def read(self) -> bytes:
+        remaining = self._remaining
+        if remaining == 0:
+            return b""
+        size = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
+        try:
+            chunk: bytes = self._input.read(size)
+        except OSError as exc:
+            raise ClientDisconnected from exc
+        if remaining is not None:
+            if not chunk:
+                raise ClientDisconnected
+            self._remaining = remaining - len(chunk)
+        return chunk
+
+
+class WSGIApp:
+    """Serve ``apis`` as a WSGI application, storing batches with ``sink``.
+
+    ``apis`` is one API app or several (tried in order, as in ``ingest-mw
+    serve``: Better Stack at ``/``, Baselime at ``/v1/<dataset>``). ``sink``
+    may be sync or async; an async one runs through asgiref's ``async_to_sync``.
+    """
+
+    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+        self.routes = Routes(apis)
+        self.sink = sink
+        self._store = as_sync(sink)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        found = self.routes.find(path)
+        if found is None:
+            response = NOT_FOUND
+        else:
+            api, route = found
+            request = Request(
+                environ["REQUEST_METHOD"], path, EnvironHeaders(environ), environ.get("REMOTE_ADDR")
+            )
+            try:
+                response = self._drive(api.handle(request, route), environ)
+            except ClientDisconnected:
+                # Nobody is left to read an answer; say so without a traceback.
+                response = Response(400, (("Connection", "close"),), b"")
+        headers = list(response.headers)
+        headers.append(("Content-Length", str(len(response.body))))
+        start_response(status_line(response.status), headers)
+        return [response.body]
+
+    def _drive(self, flow: Flow, environ: Environ) -> Response:
+        body = _Body(environ)
+        try:
+            step = next(flow)
+            while True:
+                if step is READ_BODY:
+                    value: Any = body.read()
+                elif isinstance(step, CheckRateLimit):
+                    value = step.rate_limit.hit(step.request)
+                else:
+                    try:
+                        self._store(step.batch)  # type: ignore[union-attr]
+                    except Exception as exc:
+                        step = flow.throw(exc)
+                        continue
+                    value = None
+                step = flow.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    def close(self) -> None:
+        """Close the sink (for a host's shutdown hook)."""
+        close_sync(self.sink)
+
+
+class WSGIMiddleware:
+    """Serve ingest APIs under ``prefix`` in front of the WSGI ``app``.
+
+    A request whose path is ``prefix`` or below it goes to the ingest APIs,
+    with ``SCRIPT_NAME``/``PATH_INFO`` shifted as a WSGI mount would;
+    everything else reaches ``app`` untouched.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        prefix: str = "/ingest",
+    ) -> None:
+        self.app = app
+        self.ingest = WSGIApp(apis, sink=sink)
+        self.prefix = normalize_prefix(prefix)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        rest = strip_prefix(environ.get("PATH_INFO", ""), self.prefix)
+        if rest is None:
+            return self.app(environ, start_response)
+        environ = dict(environ)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.prefix
+        environ["PATH_INFO"] = rest
+        return self.ingest(environ, start_response)
