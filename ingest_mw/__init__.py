@@ -6,6 +6,7 @@ from __future__ import annotations
 from .api import IngestAPI, Request, Response
 from .asgi import ASGIApp, ASGIMiddleware
 from .auth import CredentialAuth
+from .baselime import BaselimeAPI
 from .batch import Batch, Event
 from .betterstack import BetterStackAPI
 from .body import BodyLimit
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ASGIApp",
     "ASGIMiddleware",
+    "BaselimeAPI",
     "Batch",
     "BetterStackAPI",
     "BodyLimit",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .asgi import ASGIApp
+from .baselime import BaselimeAPI
 from .betterstack import BetterStackAPI
 from .sinks.url import sink_from_url
 
@@ -49,7 +50,10 @@ def _credentials(given: list[str] | None, env: str, what: str) -> dict[str, str]
 
 def build_app(args: argparse.Namespace) -> ASGIApp:
     tokens = _credentials(args.token, "INGEST_MW_TOKENS", "Better Stack source token (--token)")
-    apis = [BetterStackAPI(tokens)]
+    api_keys = _credentials(args.api_key, "INGEST_MW_API_KEYS", "Baselime API key (--api-key)")
+    # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the
+    # 400 for every other path).
+    apis = [BetterStackAPI(tokens), BaselimeAPI(api_keys)]
     return ASGIApp(apis, sink=sink_from_url(args.sink))
 
 
@@ -71,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="[NAME=]TOKEN",
         help="a Better Stack source token, repeatable (or env INGEST_MW_TOKENS, comma-separated)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        metavar="[NAME=]KEY",
+        help="a Baselime API key, repeatable (or env INGEST_MW_API_KEYS, comma-separated)",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
     return parser

@@ -1,0 +1,121 @@
+"""Baselime's Events API, composed from the same components as Better Stack's.
+
+``POST <mount>/v1/<dataset>`` with ``x-api-key``; the body is a JSON array of
+event objects; valid events are stored even when others are refused, and
+those are listed under ``invalid`` in a 400. Every response is JSON of the
+form ``{"message": ...}`` with the contract's own wording.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from .api import IngestAPI, Request, Response
+from .auth import CredentialAuth
+from .body import BodyLimit
+from .codecs import CodecNegotiation, Decoded
+from .errors import IngestError
+from .jsonarray import JSONArrayCodec
+from .timestamps import EventTimes
+
+__all__ = ["BaselimeAPI", "DATASET_PATTERN", "MAX_BODY_BYTES", "MAX_EVENT_BYTES"]
+
+#: "up to 6MB of uncompressed data per request" (6 MiB, AWS Lambda's payload limit).
+MAX_BODY_BYTES = 6 * 1024 * 1024
+#: "Each event must be smaller than 256kb of uncompressed JSON" (256 KiB).
+MAX_EVENT_BYTES = 256 * 1024
+
+#: A dataset name: 1 to 128 letters, digits, ``-``, ``_`` or ``.``, starting with a letter or digit.
+DATASET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+#: The contract's wording for each status ("Unauthorised" is Baselime's spelling).
+MESSAGES = {
+    202: "Request Accepted",
+    400: "Bad Request",
+    401: "Unauthorised",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Error",
+    503: "Service Unavailable",
+}
+
+_JSON = (("Content-Type", "application/json"),)
+_ACCEPTED = Response(202, _JSON, orjson.dumps({"message": MESSAGES[202]}))
+
+
+def _json(status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, _JSON + headers, orjson.dumps(body))
+
+
+class BaselimeAPI(IngestAPI):
+    """The Baselime Events API.
+
+    ``api_keys``: ``{name: key}`` or a list of keys. Events carry their time
+    in ``timestamp`` (or ``dt``), parsed like Better Stack's ``dt``; the
+    contract sets no bound on past times, so ``max_past`` defaults to none.
+    """
+
+    name = "baselime"
+
+    def __init__(
+        self,
+        api_keys: Mapping[str, str] | Iterable[str],
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        max_past: timedelta | None = None,
+        rate_limit: Any = None,
+    ) -> None:
+        super().__init__(
+            auth=CredentialAuth(
+                api_keys,
+                header="x-api-key",
+                scheme=None,
+                status=401,
+                detail="missing or invalid x-api-key header",
+            ),
+            body_limit=BodyLimit(max_body_bytes),
+            codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes)]),
+            times=EventTimes(fields=("timestamp", "dt"), max_past=max_past),
+            rate_limit=rate_limit,
+        )
+
+    def match(self, path: str) -> Mapping[str, str] | IngestError:
+        # Every path under the mount is Baselime's: a wrong one gets its 400.
+        version, _, dataset = path.strip("/").partition("/")
+        if version != "v1":
+            return IngestError(400, "the path must be /v1/<dataset>")
+        if not DATASET_PATTERN.fullmatch(dataset):
+            return IngestError(
+                400,
+                "invalid dataset in /v1/<dataset>: use 1 to 128 letters, digits, '-', '_' or '.',"
+                " starting with a letter or digit",
+            )
+        return {"dataset": dataset}
+
+    def metadata(self, request: Request) -> dict[str, str | None]:
+        headers = request.headers
+        return {
+            "dataset": request.params["dataset"],
+            "service": headers.get("x-service") or None,
+            "namespace": headers.get("x-namespace") or None,
+        }
+
+    def render(self, error: IngestError) -> Response:
+        body = {"message": MESSAGES.get(error.status, "Error")}
+        if 400 <= error.status < 500 and error.status != 405:
+            body["detail"] = error.detail
+        return _json(error.status, body, error.headers)
+
+    def accepted(self, decoded: Decoded) -> Response:
+        if not decoded.invalid:
+            return _ACCEPTED
+        invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid]
+        return _json(400, {"message": MESSAGES[400], "invalid": invalid})
