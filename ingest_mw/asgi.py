@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from .api import READ_BODY, CheckRateLimit, Flow, IngestAPI, Request, Response, Routes
+from .api import IngestAPI, Request, Response, Routes
+from .drive import drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
@@ -42,6 +43,25 @@ def _headers(scope: Scope) -> dict[str, str]:
         # Repeated headers (two Content-Encoding lines, say) read as one list.
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
+
+
+def _reader(receive: Receive) -> Callable[[], Awaitable[bytes | None]]:
+    """Read the body chunk by chunk: ``b""`` at its end, ``None`` on a disconnect."""
+    more_body = True
+
+    async def read() -> bytes | None:
+        nonlocal more_body
+        while more_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            more_body = message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:  # an empty chunk with more to come is not the end
+                return chunk
+        return b""
+
+    return read
 
 
 class ASGIApp:
@@ -75,41 +95,13 @@ class ASGIApp:
             api, route = found
             client = scope.get("client")
             request = Request(scope["method"], path, _headers(scope), client[0] if client else None)
-            response = await self._drive(api.handle(request, route), receive)
+            response = await drive_async(api.handle(request, route), _reader(receive), self._store)
             if response is None:
                 return  # the client disconnected: nobody to answer
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         raw_headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": response.body})
-
-    async def _drive(self, flow: Flow, receive: Receive) -> Response | None:
-        more_body = True
-        try:
-            step = next(flow)
-            while True:
-                if step is READ_BODY:
-                    value: Any = b""
-                    while more_body and not value:
-                        message = await receive()
-                        if message["type"] == "http.disconnect":
-                            return None
-                        value = message.get("body", b"")
-                        more_body = message.get("more_body", False)
-                elif isinstance(step, CheckRateLimit):
-                    value = await step.rate_limit.ahit(step.request)
-                else:
-                    try:
-                        await self._store(step.batch)  # type: ignore[union-attr]
-                    except Exception as exc:
-                        step = flow.throw(exc)
-                        continue
-                    value = None
-                step = flow.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            flow.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .api import READ_BODY, CheckRateLimit, Flow, IngestAPI, Request, Response, Routes
+from .api import IngestAPI, Request, Response, Routes
+from .drive import drive_sync
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -114,7 +115,7 @@ class WSGIApp:
                 environ["REQUEST_METHOD"], path, EnvironHeaders(environ), environ.get("REMOTE_ADDR")
             )
             try:
-                response = self._drive(api.handle(request, route), environ)
+                response = drive_sync(api.handle(request, route), _Body(environ).read, self._store)
             except ClientDisconnected:
                 # Nobody is left to read an answer; say so without a traceback.
                 response = Response(400, (("Connection", "close"),), b"")
@@ -122,28 +123,6 @@ class WSGIApp:
         headers.append(("Content-Length", str(len(response.body))))
         start_response(status_line(response.status), headers)
         return [response.body]
-
-    def _drive(self, flow: Flow, environ: Environ) -> Response:
-        body = _Body(environ)
-        try:
-            step = next(flow)
-            while True:
-                if step is READ_BODY:
-                    value: Any = body.read()
-                elif isinstance(step, CheckRateLimit):
-                    value = step.rate_limit.hit(step.request)
-                else:
-                    try:
-                        self._store(step.batch)  # type: ignore[union-attr]
-                    except Exception as exc:
-                        step = flow.throw(exc)
-                        continue
-                    value = None
-                step = flow.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            flow.close()
 
     def close(self) -> None:
         """Close the sink (for a host's shutdown hook)."""
