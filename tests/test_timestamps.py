@@ -1,0 +1,63 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ingest_mw import EventTimes, parse_dt
+
+UTC = timezone.utc
+T = datetime(2022, 12, 31, 12, 45, 59, tzinfo=UTC)  # 1672490759
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1672490759, T),  # the contract's three examples
+        (1672490759123, T.replace(microsecond=123000)),
+        (1672490759123456000, T.replace(microsecond=123456)),
+        (1672490759123456, T.replace(microsecond=123456)),  # microseconds
+        (1672490759.5, T.replace(microsecond=500000)),  # float seconds
+        (1672490759123.25, T.replace(microsecond=123250)),  # float milliseconds
+        ("2022-12-31T13:45:59.123456Z", datetime(2022, 12, 31, 13, 45, 59, 123456, tzinfo=UTC)),
+        ("2022-12-31 13:45:59.123456+02:00", datetime(2022, 12, 31, 11, 45, 59, 123456, tzinfo=UTC)),
+        ("2023-08-09 07:03:30+00:00", datetime(2023, 8, 9, 7, 3, 30, tzinfo=UTC)),
+        ("2022-12-31T13:45:59.123456789Z", datetime(2022, 12, 31, 13, 45, 59, 123456, tzinfo=UTC)),
+        ("2022-12-31T13:45:59Z", datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),
+        ("2022-12-31T13:45:59-05:30", datetime(2022, 12, 31, 19, 15, 59, tzinfo=UTC)),
+        ("2022-12-31T13:45:59", datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),  # no offset: UTC
+        (datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC), datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),
+    ],
+)
+def test_parse_dt_forms(value, expected):
+    parsed = parse_dt(value)
+    assert parsed == expected
+    assert parsed.tzinfo is not None and parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "value", ["yesterday", "", "2022-13-45T00:00:00Z", True, None, float("nan"), float("inf"), [1], {"a": 1}, 10**30]
+)
+def test_parse_dt_refuses(value):
+    assert parse_dt(value) is None
+
+
+def test_event_time_rules():
+    received = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    times = EventTimes()
+    recent = received - timedelta(minutes=14)
+    assert times.event_time({"dt": recent.isoformat()}, received) == recent
+    assert times.event_time({}, received) == received
+    assert times.event_time({"dt": "garbage"}, received) == received
+    old = received - timedelta(minutes=16)
+    assert times.event_time({"dt": old.isoformat()}, received) == received
+    assert EventTimes(max_past=None).event_time({"dt": old.isoformat()}, received) == old
+    assert EventTimes(max_past=timedelta(hours=1)).event_time({"dt": old.isoformat()}, received) == old
+    future = received + timedelta(days=1)
+    assert times.event_time({"dt": future.isoformat()}, received) == future
+
+
+def test_event_time_field_order():
+    received = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    times = EventTimes(fields=("timestamp", "dt"), max_past=None)
+    a, b = received - timedelta(seconds=1), received - timedelta(seconds=2)
+    assert times.event_time({"timestamp": a.isoformat(), "dt": b.isoformat()}, received) == a
+    assert times.event_time({"dt": b.isoformat()}, received) == b
