@@ -1,0 +1,254 @@
+"""What only the adapters do: stream the body, stop reading, survive disconnects, honour the mount."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest
+
+from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, WSGIApp, WSGIMiddleware
+
+TOKEN = "tok"
+HEADERS = [(b"authorization", b"Bearer tok"), (b"content-type", b"application/json")]
+
+
+# --- ASGI, driven message by message -----------------------------------------------
+class Peer:
+    """An ASGI server stand-in that counts how much of the body the app asked for."""
+
+    def __init__(self, chunks: list[bytes], *, disconnect: bool = False) -> None:
+        self.chunks = list(chunks)
+        self.disconnect = disconnect
+        self.received = 0
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if self.chunks:
+            chunk = self.chunks.pop(0)
+            self.received += 1
+            return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks) or self.disconnect}
+        if self.disconnect:
+            return {"type": "http.disconnect"}
+        raise AssertionError("the app read past the end of the body")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.sent if m["type"] == "http.response.start"]
+        return starts[0]["status"] if starts else None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+
+def scope(path: str, headers=HEADERS, method: str = "POST", root_path: str = "/mnt") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": root_path + path,
+        "root_path": root_path,
+        "headers": list(headers),
+        "client": ("10.1.2.3", 1234),
+    }
+
+
+def run(app, scope_, peer):
+    asyncio.run(app(scope_, peer.receive, peer.send))
+
+
+def test_asgi_streamed_body_over_the_limit_stops_reading_at_once():
+    sink = MemorySink()
+    app = ASGIApp(BetterStackAPI([TOKEN], max_body_bytes=1000), sink=sink)
+    peer = Peer([b"[" + b" " * 400] * 10)  # no Content-Length: a chunked body
+    run(app, scope("/"), peer)
+    assert (peer.status, peer.body) == (413, b"payload reached size limit")
+    assert peer.received == 3  # 1203 bytes > 1000: the 4th chunk is never asked for
+    assert sink.batches == []
+
+
+def test_asgi_content_length_over_the_limit_reads_nothing():
+    app = ASGIApp(BetterStackAPI([TOKEN], max_body_bytes=1000), sink=MemorySink())
+    peer = Peer([b"{}"])
+    run(app, scope("/", HEADERS + [(b"content-length", b"1001")]), peer)
+    assert peer.status == 413
+    assert peer.received == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/", [(b"content-type", b"application/json")], 403),
+        ("/", [(b"authorization", b"Bearer nope")], 403),
+        ("/", [(b"authorization", b"Bearer tok"), (b"content-type", b"text/csv")], 415),
+        ("/", HEADERS + [(b"content-encoding", b"lzma")], 415),
+    ],
+)
+def test_asgi_refusals_come_before_any_body_is_read(path, headers, status):
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=MemorySink())
+    peer = Peer([b"{}"])
+    run(app, scope(path, headers), peer)
+    assert peer.status == status
+    assert peer.received == 0
+
+
+def test_asgi_empty_chunks_with_more_body_are_not_the_end():
+    sink = MemorySink()
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    peer = Peer([b"", b'{"a"', b"", b":1}"])
+    run(app, scope("/"), peer)
+    assert peer.status == 202
+    assert sink.events[0].data == {"a": 1}
+
+
+def test_asgi_client_disconnect_mid_body_sends_nothing_and_stores_nothing(caplog):
+    sink = MemorySink()
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    peer = Peer([b'[{"a":1},'], disconnect=True)
+    run(app, scope("/"), peer)
+    assert peer.sent == []
+    assert sink.batches == []
+    assert "Traceback" not in caplog.text
+
+
+def test_asgi_routes_on_path_minus_root_path():
+    sink = MemorySink()
+    app = ASGIApp([BetterStackAPI([TOKEN]), BaselimeAPI(["k"])], sink=sink)
+    peer = Peer([b'[{"a":1}]'])
+    run(app, scope("/v1/web", [(b"x-api-key", b"k"), (b"content-type", b"application/json")], root_path="/a/b"), peer)
+    assert peer.status == 202
+    assert sink.batches[0].dataset == "web"
+    assert sink.batches[0].client == "10.1.2.3"
+
+
+def test_asgi_repeated_headers_are_joined():
+    import gzip
+
+    import brotli
+
+    sink = MemorySink()
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    body = brotli.compress(gzip.compress(b'{"a":1}'))
+    peer = Peer([body])
+    run(app, scope("/", HEADERS + [(b"content-encoding", b"gzip"), (b"content-encoding", b"br")]), peer)
+    assert peer.status == 202
+
+
+def test_asgi_lifespan_closes_the_sink():
+    closed = []
+
+    class ClosingSink(MemorySink):
+        def close(self) -> None:
+            closed.append(True)
+
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=ClosingSink())
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert closed == [True]
+
+
+# --- WSGI, with hand-made environs -------------------------------------------------
+class CountingInput(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def call_wsgi(app, *, body: bytes, length: bool = True, terminated: bool = False, headers=None, script_name="/mnt", path="/"):
+    stream = CountingInput(body)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path,
+        "REMOTE_ADDR": "10.0.0.9",
+        "wsgi.input": stream,
+        "HTTP_AUTHORIZATION": "Bearer tok",
+        "CONTENT_TYPE": "application/json",
+    }
+    if length:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    environ.update(headers or {})
+    if terminated:
+        environ["wsgi.input_terminated"] = True
+    result: dict[str, Any] = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        result["status"] = int(status.split()[0])
+        result["headers"] = dict(response_headers)
+
+    result["body"] = b"".join(app(environ, start_response))
+    result["reads"] = stream.reads
+    result["left"] = len(body) - stream.tell()
+    return result
+
+
+def test_wsgi_chunked_body_over_the_limit_stops_reading():
+    app = WSGIApp(BetterStackAPI([TOKEN], max_body_bytes=100 * 1024), sink=MemorySink())
+    result = call_wsgi(app, body=b" " * (10 * 1024 * 1024), length=False, terminated=True)
+    assert result["status"] == 413
+    assert result["left"] > 9 * 1024 * 1024  # it stopped after ~100 KiB
+
+
+def test_wsgi_chunked_body_within_the_limit():
+    sink = MemorySink()
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    result = call_wsgi(app, body=b'[{"a":1}]' + b" " * 200_000, length=False, terminated=True)
+    assert result["status"] == 202
+    assert sink.events[0].data == {"a": 1}
+
+
+def test_wsgi_never_reads_past_content_length_and_refuses_before_reading():
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=MemorySink())
+    result = call_wsgi(app, body=b"{}", headers={"HTTP_AUTHORIZATION": "Bearer bad"})
+    assert result["status"] == 403
+    assert result["reads"] == 0
+
+
+def test_wsgi_body_shorter_than_content_length_is_a_disconnect_without_traceback(caplog):
+    sink = MemorySink()
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    result = call_wsgi(app, body=b'[{"a":1}', headers={"CONTENT_LENGTH": "500"})
+    assert result["status"] == 400
+    assert sink.batches == []
+    assert "Traceback" not in caplog.text
+
+
+def test_wsgi_routes_on_path_info_below_script_name():
+    sink = MemorySink()
+    app = WSGIApp([BetterStackAPI([TOKEN]), BaselimeAPI(["k"])], sink=sink)
+    result = call_wsgi(app, body=b"[{}]", path="/v1/ds", headers={"HTTP_X_API_KEY": "k"}, script_name="/deep/mount")
+    assert result["status"] == 202
+    assert sink.batches[0].dataset == "ds"
+
+
+def test_wsgi_middleware_shifts_script_name():
+    seen = {}
+
+    def host(environ, start_response):
+        seen["host"] = environ["PATH_INFO"]
+        start_response("200 OK", [])
+        return [b""]
+
+    sink = MemorySink()
+    app = WSGIMiddleware(host, BetterStackAPI([TOKEN]), sink=sink, prefix="logs/")
+    call_wsgi(app, body=b"{}", script_name="/site", path="/logs")
+    call_wsgi(app, body=b"{}", script_name="/site", path="/logsx")
+    assert len(sink.batches) == 1
+    assert seen["host"] == "/logsx"
