@@ -1,0 +1,227 @@
+"""The Baselime Events API contract, through both adapters under a mount prefix."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from clients import PREFIX, make_client
+from sinks_for_tests import SINK_KINDS, FailingSink
+
+from ingest_mw import BaselimeAPI, BetterStackAPI
+from ingest_mw.baselime import MAX_EVENT_BYTES
+
+KEY = "bl-key"
+HEADERS = {"x-api-key": KEY, "Content-Type": "application/json"}
+URL = PREFIX + "/v1/logs"
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def adapter(request):
+    return request.param
+
+
+@pytest.fixture(params=["sync", "async"])
+def sink(request):
+    return SINK_KINDS[request.param]()
+
+
+@pytest.fixture
+def client(adapter, sink):
+    return make_client(adapter, BaselimeAPI({"team": KEY}), sink)
+
+
+def post(client, body, headers=HEADERS, path=URL):
+    reply = client.request("POST", path, body, headers)
+    assert reply.headers["content-type"] == "application/json"  # every response is JSON
+    return reply.status, orjson.loads(reply.body)
+
+
+# The spec's curl example, made valid JSON.
+SPEC_EVENTS = [
+    {
+        "message": "This is an example log event",
+        "error": "TypeError: Cannot read property 'something' of undefined",
+        "requestId": "6092d6f0-3bfa-4d62-9d0b-5bc7ae6518a1",
+        "namespace": "https://api.domain.com/resource/{id}",
+    },
+    {
+        "message": "This is another example log event",
+        "requestId": "6092d6f0-3bfa-4d62-9d0b-5bc7ae6518a1",
+        "data": {"userId": "01HBRCB38K2K4V5SDR7YC1D0ZB"},
+        "duration": 127,
+    },
+]
+
+
+def test_202_request_accepted_with_dataset_service_namespace(client, sink):
+    headers = {**HEADERS, "x-service": "my-service", "x-namespace": "ns"}
+    assert post(client, orjson.dumps(SPEC_EVENTS), headers) == (202, {"message": "Request Accepted"})
+    batch = sink.batches[0]
+    assert (batch.api, batch.source, batch.dataset, batch.service, batch.namespace) == (
+        "baselime", "team", "logs", "my-service", "ns"
+    )
+    assert [e.data for e in batch.events] == SPEC_EVENTS
+
+
+def test_service_and_namespace_are_optional(client, sink):
+    assert post(client, b"[{}]")[0] == 202
+    assert (sink.batches[0].service, sink.batches[0].namespace) == (None, None)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_405_method_not_allowed(client, method):
+    reply = client.request(method, URL, b"", HEADERS)
+    assert (reply.status, orjson.loads(reply.body)) == (405, {"message": "Method Not Allowed"})
+
+
+@pytest.mark.parametrize("headers", [{"Content-Type": "application/json"}, {**HEADERS, "x-api-key": "wrong"}])
+def test_401_unauthorised(client, sink, headers):
+    status, body = post(client, b"[{}]", headers)
+    assert (status, body["message"]) == (401, "Unauthorised")
+    assert sink.batches == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "", "/v1", "/v1/", "/v2/logs", "/logs", "/v1/has space", "/v1/a/b", "/v1/-dash", "/v1/" + "d" * 129],
+)
+def test_400_for_missing_or_invalid_path(client, path):
+    status, body = post(client, b"[{}]", path=PREFIX + path)
+    assert (status, body["message"]) == (400, "Bad Request")
+    assert "/v1/<dataset>" in body["detail"]
+
+
+@pytest.mark.parametrize("dataset", ["logs", "my-app.prod_1", "D" * 128])
+def test_allowed_dataset_names(client, sink, dataset):
+    assert post(client, b"[{}]", path=f"{PREFIX}/v1/{dataset}")[0] == 202
+    assert sink.batches[0].dataset == dataset
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b'{"message": "an object, not an array"}', "must be a JSON array"),
+        (b'"text"', "must be a JSON array"),
+        (b'[{"a":1}', "never closed"),
+        (b'[{"a":1} garbage {"b":2}]', "unexpected data after element 0"),
+        (b'[{"a":1}, {"b":2}] trailing', "after the closing bracket"),
+        (b'[{"a":1},, {"b":2}]', "element 1 is missing"),
+        (b'[{"a": "unterminated}]', "never closed"),
+        (b"nonsense", "must be a JSON array"),
+    ],
+)
+def test_400_bodies_store_nothing(client, sink, body, detail):
+    status, reply = post(client, body)
+    assert (status, reply["message"]) == (400, "Bad Request")
+    assert detail in reply["detail"]
+    assert sink.batches == []
+
+
+def test_non_json_content_type_is_415(client):
+    status, body = post(client, b"[{}]", {**HEADERS, "Content-Type": "application/x-ndjson"})
+    assert (status, body["message"]) == (415, "Unsupported Media Type")
+
+
+# --- partial acceptance ------------------------------------------------------------
+def event_of_size(size: int) -> bytes:
+    event = b'{"m":"' + b"x" * (size - 8) + b'"}'
+    assert len(event) == size
+    return event
+
+
+@pytest.mark.parametrize("separator", [b",", b" ,\n  "])
+def test_partial_acceptance_lists_each_invalid_event(client, sink, separator):
+    elements = [
+        b'{"ok":0,"text":"brackets ] } [ { and \\"quotes\\", commas"}',
+        b"42",
+        b'{"bad": }',
+        b'"a string"',
+        event_of_size(MAX_EVENT_BYTES),
+        event_of_size(MAX_EVENT_BYTES + 1),
+        b"[1, 2]",
+        b"nul",
+        b'{"ok":1}',
+    ]
+    status, body = post(client, b"[" + separator.join(elements) + b"]")
+    assert status == 400
+    assert body == {
+        "message": "Bad Request",
+        "invalid": [
+            {"index": 1, "reason": "not a JSON object"},
+            {"index": 2, "reason": "not valid JSON"},
+            {"index": 3, "reason": "not a JSON object"},
+            {"index": 5, "reason": f"larger than {MAX_EVENT_BYTES} bytes of JSON"},
+            {"index": 6, "reason": "not a JSON object"},
+            {"index": 7, "reason": "not valid JSON"},
+        ],
+    }
+    stored = [e.data for e in sink.events]
+    assert stored[0] == {"ok": 0, "text": 'brackets ] } [ { and "quotes", commas'}
+    assert len(stored[1]["m"]) == MAX_EVENT_BYTES - 8
+    assert stored[2] == {"ok": 1}
+
+
+def test_size_limit_when_the_body_parses(client, sink):
+    body = b"[" + event_of_size(MAX_EVENT_BYTES) + b",\n" + event_of_size(MAX_EVENT_BYTES + 1) + b"]"
+    status, reply = post(client, body)
+    assert (status, reply["invalid"]) == (400, [{"index": 1, "reason": f"larger than {MAX_EVENT_BYTES} bytes of JSON"}])
+    assert len(sink.events) == 1
+
+
+def test_only_non_objects_in_a_small_body(client, sink):
+    status, reply = post(client, b'[{"a":1}, null, true]')
+    assert status == 400
+    assert [i["index"] for i in reply["invalid"]] == [1, 2]
+    assert [e.data for e in sink.events] == [{"a": 1}]
+
+
+def test_all_invalid_stores_nothing(client, sink):
+    status, reply = post(client, b"[1, 2]")
+    assert status == 400 and len(reply["invalid"]) == 2
+    assert sink.batches == []
+
+
+def test_limits_are_configurable(adapter, sink):
+    client = make_client(adapter, BaselimeAPI([KEY], max_body_bytes=100, max_event_bytes=10), sink)
+    status, reply = post(client, b'[{"a":1}, {"abcdef":123}]')
+    assert (status, reply["invalid"]) == (400, [{"index": 1, "reason": "larger than 10 bytes of JSON"}])
+    status, reply = post(client, b"[" + b" " * 100 + b"]")
+    assert (status, reply["message"]) == (413, "Payload Too Large")
+
+
+def test_default_body_limit_is_6_mib(client, sink):
+    status, body = post(client, b"[" + b" " * (6 * 1024 * 1024) + b"]")
+    assert (status, body["message"]) == (413, "Payload Too Large")
+
+
+def test_500_internal_error_when_the_hook_fails(adapter):
+    client = make_client(adapter, BaselimeAPI([KEY]), FailingSink())
+    assert post(client, b"[{}]") == (500, {"message": "Internal Error"})
+
+
+def test_500_even_with_invalid_events_present(adapter):
+    client = make_client(adapter, BaselimeAPI([KEY]), FailingSink())
+    assert post(client, b"[{}, 1]") == (500, {"message": "Internal Error"})
+
+
+# --- event time ------------------------------------------------------------------------
+def test_timestamp_or_dt_field_sets_the_event_time(client, sink):
+    t1 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    t2 = datetime.now(timezone.utc) - timedelta(hours=3)
+    body = orjson.dumps([{"timestamp": int(t1.timestamp() * 1000)}, {"dt": t2.isoformat()}, {"timestamp": "?"}, {}])
+    assert post(client, body)[0] == 202
+    received = sink.batches[0].received_at
+    assert [e.time for e in sink.events] == [t1, t2, received, received]
+
+
+# --- beside Better Stack, as in `ingest-mw serve` ----------------------------------
+def test_both_apis_under_one_mount(adapter, sink):
+    client = make_client(adapter, [BetterStackAPI(["bs"]), BaselimeAPI([KEY])], sink)
+    assert client.request("POST", PREFIX + "/", b"{}", {"Authorization": "Bearer bs", "Content-Type": "application/json"}).status == 202
+    assert post(client, b"[{}]")[0] == 202
+    assert post(client, b"[{}]", path=PREFIX + "/nope")[0] == 400
+    assert [b.api for b in sink.batches] == ["betterstack", "baselime"]
