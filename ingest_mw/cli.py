@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _after_shutdown(signum: int, frame: object) -> None:
+    """Runs only once uvicorn has finished shutting down: nothing left to do."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -98,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"ingest-mw: {exc}", file=sys.stderr)
         return 2
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (in-flight requests
+    # finish, lifespan shutdown closes the sink), then re-raises the signal
+    # to whatever handler was there before it. A no-op handler makes that a
+    # clean exit with status 0 rather than death by signal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _after_shutdown)
     uvicorn.run(
         app,
         host=args.host,
