@@ -252,3 +252,45 @@ def test_wsgi_middleware_shifts_script_name():
     call_wsgi(app, body=b"{}", script_name="/site", path="/logsx")
     assert len(sink.batches) == 1
     assert seen["host"] == "/logsx"
+
+
+def test_asgi_sync_hook_runs_off_the_event_loop():
+    """The sync hook waits for something only the event loop can do: were it run
+    on the loop's thread, the wait would time out and the request would fail."""
+    import threading
+
+    released = threading.Event()
+    loop_thread = threading.get_ident()
+    hook_threads = []
+
+    def blocking_hook(batch):
+        hook_threads.append(threading.get_ident())
+        if not released.wait(timeout=5):
+            raise RuntimeError("the event loop was blocked")
+
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=blocking_hook)
+
+    async def release_soon():
+        await asyncio.sleep(0.05)
+        released.set()
+
+    async def main():
+        peer = Peer([b"{}"])
+        await asyncio.gather(app(scope("/"), peer.receive, peer.send), release_soon())
+        return peer
+
+    peer = asyncio.run(main())
+    assert peer.status == 202
+    assert hook_threads and hook_threads[0] != loop_thread
+
+
+def test_wsgi_async_hook_is_awaited():
+    stored = []
+
+    async def async_hook(batch):
+        await asyncio.sleep(0)
+        stored.append(batch)
+
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=async_hook)
+    assert call_wsgi(app, body=b'{"a":1}')["status"] == 202
+    assert stored[0].events[0].data == {"a": 1}
