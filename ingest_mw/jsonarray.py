@@ -113,22 +113,23 @@ class JSONArrayCodec:
 
     def _element_by_element(self, body: bytes, parsed: list[object] | None = None) -> Decoded:
         """Judge each element on its own; ``parsed`` is the whole array when it parsed."""
-        events, invalid = [], []
         limit = self.max_event_bytes
-        spans = split_array(body) if parsed is None or len(body) > limit else None
-        loads = orjson.loads
-        count = len(parsed) if parsed is not None else len(spans or ())
-        for index in range(count):
-            if spans is not None:
-                start, end = spans[index]
-                if end - start > limit:
-                    invalid.append(InvalidEvent(index, f"larger than {limit} bytes of JSON"))
-                    continue
+        spans: list[tuple[int, int]] | list[None]
+        if parsed is None or len(body) > limit:
+            spans = split_array(body)
+        else:
+            spans = [None] * len(parsed)
+        events, invalid = [], []
+        for index, span in enumerate(spans):
+            if span is not None and span[1] - span[0] > limit:
+                invalid.append(InvalidEvent(index, f"larger than {limit} bytes of JSON"))
+                continue
             if parsed is not None:
                 item = parsed[index]
             else:
+                assert span is not None
                 try:
-                    item = loads(body[start:end])
+                    item = orjson.loads(body[span[0] : span[1]])
                 except orjson.JSONDecodeError:
                     invalid.append(InvalidEvent(index, "not valid JSON"))
                     continue
