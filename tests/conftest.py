@@ -1,5 +1,21 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 # Test helper modules (clients.py, ...) import as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def adapter(request):
+    """The same test runs through the WSGI and the ASGI adapter."""
+    return request.param
+
+
+@pytest.fixture(params=["sync", "async"])
+def sink(request):
+    """The same test runs with a sync and an async storage hook."""
+    from sinks_for_tests import SINK_KINDS
+
+    return SINK_KINDS[request.param]()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 from clients import PREFIX, make_client
-from sinks_for_tests import SINK_KINDS, FailingSink
+from sinks_for_tests import FailingSink
 
 from ingest_mw import BaselimeAPI, BetterStackAPI
 from ingest_mw.baselime import MAX_EVENT_BYTES
@@ -15,16 +15,6 @@ from ingest_mw.baselime import MAX_EVENT_BYTES
 KEY = "bl-key"
 HEADERS = {"x-api-key": KEY, "Content-Type": "application/json"}
 URL = PREFIX + "/v1/logs"
-
-
-@pytest.fixture(params=["wsgi", "asgi"])
-def adapter(request):
-    return request.param
-
-
-@pytest.fixture(params=["sync", "async"])
-def sink(request):
-    return SINK_KINDS[request.param]()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from backports import zstd
 from clients import HOST_BODY, PREFIX, make_client
-from sinks_for_tests import SINK_KINDS, FailingSink
+from sinks_for_tests import FailingSink
 
 from ingest_mw import BetterStackAPI, MemorySink
 
@@ -21,16 +21,6 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "Content-Type": "application/json"}
 UTC = timezone.utc
-
-
-@pytest.fixture(params=["wsgi", "asgi"])
-def adapter(request):
-    return request.param
-
-
-@pytest.fixture(params=["sync", "async"])
-def sink(request):
-    return SINK_KINDS[request.param]()
 
 
 @pytest.fixture
