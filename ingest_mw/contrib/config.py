@@ -1,0 +1,205 @@
+"""The options every framework integration reads, defined once.
+
+Django reads them from ``settings.INGEST_MW["NAME"]``, Flask from
+``app.config["INGEST_MW_NAME"]`` (or the extension's keyword arguments). Both
+go through :func:`load`, :func:`build_apis` and :func:`resolve_storage`, so
+a name, a default and a check exist once, and every error names the setting
+the way the host spells it and says what to put there. Nothing here imports
+a web framework.
+"""
+
+from __future__ import annotations
+
+import difflib
+import pkgutil
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from ..api import IngestAPI
+from ..baselime import BaselimeAPI
+from ..betterstack import BetterStackAPI
+from ..sinks.base import Sink
+from ..sinks.url import sink_from_url
+
+__all__ = [
+    "API_CLASSES",
+    "API_DEFAULT",
+    "ConfigError",
+    "DEFAULTS",
+    "Namer",
+    "build_apis",
+    "load",
+    "resolve_storage",
+]
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it and says what to put there."""
+
+
+class _APIDefault:
+    def __repr__(self) -> str:
+        return "API_DEFAULT"
+
+
+#: An option left at this is not passed on, so the API's own default applies
+#: and no default of the core is written twice.
+API_DEFAULT: Any = _APIDefault()
+
+#: The ingest APIs by their name in ``APIS``, in the order they are tried:
+#: Better Stack claims only the mount root, Baselime every other path.
+API_CLASSES: dict[str, type[IngestAPI]] = {"betterstack": BetterStackAPI, "baselime": BaselimeAPI}
+
+#: Every shared option and its default. ``<API>_<NAME>`` is passed to that
+#: API's constructor as the keyword ``<name>``.
+DEFAULTS: dict[str, Any] = {
+    "APIS": tuple(API_CLASSES),
+    "BETTERSTACK_TOKENS": None,
+    "BETTERSTACK_MAX_BODY_BYTES": API_DEFAULT,
+    "BETTERSTACK_MAX_PAST": API_DEFAULT,
+    "BETTERSTACK_RATE_LIMIT": API_DEFAULT,
+    "BASELIME_API_KEYS": None,
+    "BASELIME_MAX_BODY_BYTES": API_DEFAULT,
+    "BASELIME_MAX_EVENT_BYTES": API_DEFAULT,
+    "BASELIME_MAX_PAST": API_DEFAULT,
+    "BASELIME_RATE_LIMIT": API_DEFAULT,
+    "STORAGE": None,
+}
+
+#: The option holding each API's credentials, and what the host calls them.
+_CREDENTIALS = {
+    "betterstack": ("BETTERSTACK_TOKENS", "source tokens"),
+    "baselime": ("BASELIME_API_KEYS", "API keys"),
+}
+
+#: Spells an option the host's way for messages: ``"STORAGE"`` -> ``"INGEST_MW['STORAGE']"``.
+Namer = Callable[[str], str]
+
+
+def _kind(value: Any) -> str:
+    # Credentials are secrets: messages name the type of a wrong value, never the value.
+    return "a single string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def _api_names(value: Any, where: str) -> tuple[str, ...]:
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple, set, frozenset))
+        or not value
+        or not set(value) <= API_CLASSES.keys()
+    ):
+        raise ConfigError(
+            f"{where} = {value!r}: give a list of one or both of {', '.join(map(repr, API_CLASSES))}"
+        )
+    return tuple(name for name in API_CLASSES if name in value)
+
+
+def _credentials(value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        ok = all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        ok = all(isinstance(v, str) and v for v in value)
+    else:
+        ok = False
+    if not ok or not value:
+        raise ConfigError(
+            f"{where} must be {{'source name': 'secret', ...}} or a list of secrets, each a"
+            f" non-empty string; got {_kind(value)}"
+            + (" (wrap it in a list)" if isinstance(value, str) and value else "")
+        )
+    return value
+
+
+def _size(value: Any, where: str) -> Any:
+    if value is API_DEFAULT or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ConfigError(f"{where} = {value!r}: give a positive whole number of bytes")
+
+
+def _max_past(value: Any, where: str) -> Any:
+    if value is API_DEFAULT or value is None:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, timedelta) and value >= timedelta(0):
+        return value
+    raise ConfigError(f"{where} = {value!r}: give a timedelta or a number of seconds, or None for no bound")
+
+
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "APIS": _api_names,
+    "BETTERSTACK_TOKENS": _credentials,
+    "BETTERSTACK_MAX_BODY_BYTES": _size,
+    "BETTERSTACK_MAX_PAST": _max_past,
+    "BASELIME_API_KEYS": _credentials,
+    "BASELIME_MAX_BODY_BYTES": _size,
+    "BASELIME_MAX_EVENT_BYTES": _size,
+    "BASELIME_MAX_PAST": _max_past,
+}  # a rate limit is checked by its API, STORAGE by resolve_storage
+
+
+def load(given: Mapping[str, Any], setting: Namer, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The options in ``given`` over the defaults, checked and normalised.
+
+    ``extra`` holds a framework's own options and their defaults (checked by
+    that framework). An unknown name is an error, with the closest known one
+    suggested, so a typo cannot silently fall back to a default.
+    """
+    defaults = {**DEFAULTS, **(extra or {})}
+    for name in given:
+        if name not in defaults:
+            close = difflib.get_close_matches(name, defaults, n=1)
+            hint = (
+                f"did you mean {setting(close[0])}?" if close else f"the settings are {', '.join(defaults)}"
+            )
+            raise ConfigError(f"{setting(name)} is not an ingest_mw setting; {hint}")
+    values = {**defaults, **given}
+    for name, check in _CHECKS.items():
+        values[name] = check(values[name], setting(name))
+    return values
+
+
+def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
+    """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in routing order."""
+    apis = []
+    for name in values["APIS"]:
+        credentials, what = _CREDENTIALS[name]
+        if values[credentials] is None:
+            raise ConfigError(
+                f"{setting(credentials)} is not set: give the {what} clients will send, as"
+                f" {{'source name': 'secret'}} or a list, or leave {name!r} out of {setting('APIS')}"
+            )
+        prefix = name.upper() + "_"
+        kwargs = {
+            key[len(prefix) :].lower(): value
+            for key, value in values.items()
+            if key.startswith(prefix) and value is not API_DEFAULT
+        }
+        try:
+            apis.append(API_CLASSES[name](**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{setting(prefix + '*')}: {exc}") from exc
+    return apis
+
+
+def resolve_storage(value: Any, where: str) -> Sink:
+    """The storage hook from a callable, the dotted path of one (``"pkg.module.hook"``
+    or ``"pkg.module:hook"``), or a built-in sink's URL (``"sqlite:///events.db"``)."""
+    hook = value
+    if isinstance(value, str):
+        try:
+            hook = sink_from_url(value) if "://" in value else pkgutil.resolve_name(value)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(
+                f"{where} = {value!r} cannot be loaded ({exc}): give the dotted path of a function"
+                " taking a Batch ('myapp.ingest.store'), or a sink URL ('sqlite:///events.db')"
+            ) from exc
+    if isinstance(hook, type) or not callable(hook):
+        raise ConfigError(
+            f"{where} = {value!r} is not a storage hook: give a function or an object called"
+            " with each Batch (a sink class must be instantiated first), or its dotted path"
+        )
+    return hook  # type: ignore[no-any-return]

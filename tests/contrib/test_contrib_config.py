@@ -1,0 +1,136 @@
+"""ingest_mw.contrib.config: the options the framework integrations share,
+checked with plain values (no framework involved)."""
+
+from datetime import timedelta
+
+import pytest
+
+from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink, SQLiteSink
+from ingest_mw.contrib.config import (
+    API_CLASSES,
+    API_DEFAULT,
+    DEFAULTS,
+    ConfigError,
+    build_apis,
+    load,
+    resolve_storage,
+)
+
+
+def setting(name: str) -> str:
+    return f"CFG[{name}]"
+
+
+def apis(**given: object) -> list:
+    return build_apis(load(given, setting), setting)
+
+
+def test_defaults_leave_the_api_defaults_alone() -> None:
+    betterstack, baselime = apis(BETTERSTACK_TOKENS={"web": "t"}, BASELIME_API_KEYS=["k"])
+    assert isinstance(betterstack, BetterStackAPI) and isinstance(baselime, BaselimeAPI)
+    reference = BetterStackAPI(["t"])
+    assert betterstack.body_limit.max_bytes == reference.body_limit.max_bytes
+    assert betterstack.times.max_past == reference.times.max_past
+    assert betterstack.rate_limit == reference.rate_limit
+    assert DEFAULTS["BETTERSTACK_MAX_BODY_BYTES"] is API_DEFAULT
+
+
+def test_options_reach_the_api_constructors() -> None:
+    (baselime,) = apis(
+        APIS=["baselime"],
+        BASELIME_API_KEYS={"team": "k"},
+        BASELIME_MAX_BODY_BYTES=1000,
+        BASELIME_MAX_EVENT_BYTES=100,
+        BASELIME_MAX_PAST=90,
+    )
+    assert baselime.body_limit.max_bytes == 1000
+    assert baselime.times.max_past == timedelta(seconds=90)
+    assert baselime.auth.authenticate({"x-api-key": "k"}) == "team"
+
+
+def test_apis_are_in_routing_order_whatever_the_setting_says() -> None:
+    # Baselime claims every path; Better Stack must be tried first for "/".
+    found = apis(APIS=("baselime", "betterstack"), BETTERSTACK_TOKENS=["t"], BASELIME_API_KEYS=["k"])
+    assert [api.name for api in found] == ["betterstack", "baselime"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            {"BETTERSTACK_TOKEN": ["t"]},
+            "CFG[BETTERSTACK_TOKEN] is not an ingest_mw setting; did you mean CFG[BETTERSTACK_TOKENS]?",
+        ),
+        ({"NOTHING_LIKE_IT": 1}, "the settings are APIS, BETTERSTACK_TOKENS"),
+        ({"APIS": "betterstack"}, "give a list of one or both of 'betterstack', 'baselime'"),
+        ({"APIS": ["datadog"]}, "give a list of one or both"),
+        ({"APIS": []}, "give a list of one or both"),
+        ({"BETTERSTACK_TOKENS": "s3cret"}, "CFG[BETTERSTACK_TOKENS] must be {'source name': 'secret', ...}"),
+        ({"BETTERSTACK_TOKENS": {"web": ""}}, "each a non-empty string; got a dict"),
+        ({"BASELIME_API_KEYS": []}, "CFG[BASELIME_API_KEYS] must be"),
+        (
+            {"BETTERSTACK_MAX_BODY_BYTES": 0},
+            "CFG[BETTERSTACK_MAX_BODY_BYTES] = 0: give a positive whole number",
+        ),
+        ({"BASELIME_MAX_EVENT_BYTES": True}, "positive whole number of bytes"),
+        ({"BETTERSTACK_MAX_PAST": "15m"}, "give a timedelta or a number of seconds, or None"),
+        ({"BETTERSTACK_MAX_PAST": -1}, "give a timedelta or a number of seconds"),
+    ],
+)
+def test_wrong_values_say_what_to_fix(given: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(given, setting)
+    assert message in str(raised.value)
+    assert "s3cret" not in str(raised.value)  # credentials never reach a message
+
+
+def test_an_enabled_api_needs_its_credentials() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"CFG\[BASELIME_API_KEYS\] is not set: give the API keys .* leave 'baselime' out of CFG\[APIS\]",
+    ):
+        apis(BETTERSTACK_TOKENS=["t"])
+    assert [api.name for api in apis(APIS=["betterstack"], BETTERSTACK_TOKENS=["t"])] == ["betterstack"]
+
+
+def test_an_api_refusing_its_options_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(**options: object) -> None:
+        raise ValueError(f"bad rate limit {options['rate_limit']!r}")
+
+    monkeypatch.setitem(API_CLASSES, "betterstack", refuse)
+    with pytest.raises(ConfigError, match=r"^CFG\[BETTERSTACK_\*\]: bad rate limit 'lots'$"):
+        apis(APIS=["betterstack"], BETTERSTACK_TOKENS=["t"], BETTERSTACK_RATE_LIMIT="lots")
+
+
+def store(batch: object) -> None:
+    """A storage hook for resolve_storage to find by its dotted path."""
+
+
+def test_storage_hook_from_a_callable_a_dotted_path_or_a_url(tmp_path) -> None:
+    assert resolve_storage(store, "S") is store
+    assert resolve_storage(f"{__name__}.store", "S") is store
+    assert resolve_storage(f"{__name__}:store", "S") is store
+    assert isinstance(resolve_storage("memory://", "S"), MemorySink)
+    sqlite = resolve_storage(f"sqlite:///{tmp_path}/events.db", "S")
+    assert isinstance(sqlite, SQLiteSink)
+    sqlite.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "no_such_module.store",
+            "S = 'no_such_module.store' cannot be loaded (No module named 'no_such_module')",
+        ),
+        (f"{__name__}.nope", "cannot be loaded"),
+        ("ftp://x", "cannot be loaded (unknown sink URL"),
+        (MemorySink, "a sink class must be instantiated first"),
+        ("ingest_mw.SQLiteSink", "is not a storage hook"),
+        (42, "S = 42 is not a storage hook"),
+    ],
+)
+def test_a_wrong_storage_hook_says_what_to_fix(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve_storage(value, "S")
+    assert message in str(raised.value)
