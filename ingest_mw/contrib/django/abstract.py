@@ -1,0 +1,31 @@
+"""The fields :class:`~ingest_mw.contrib.django.sink.ModelSink` writes, as an abstract model.
+
+Kept apart from ``models.py`` so that a project can subclass it for a model of
+its own without installing this app (importing ``models.py`` would need it).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AbstractIngestedEvent(models.Model):
+    """One stored event: the columns of the SQLite sink's ``events`` table."""
+
+    received_at = models.DateTimeField(help_text="When the request arrived (UTC).")
+    dt = models.DateTimeField(
+        "event time", db_index=True, help_text="The event's dt or timestamp, else received_at."
+    )
+    api = models.CharField(max_length=32, help_text='"betterstack" or "baselime".')
+    source = models.TextField(help_text="The name of the token or API key used.")
+    dataset = models.CharField(max_length=128, null=True, blank=True, help_text="Baselime only.")
+    service = models.TextField(null=True, blank=True, help_text="Baselime's x-service header.")
+    namespace = models.TextField(null=True, blank=True, help_text="Baselime's x-namespace header.")
+    data = models.JSONField(help_text="The event object as the client sent it.")
+
+    class Meta:
+        abstract = True
+        get_latest_by = "dt"
+
+    def __str__(self) -> str:
+        return f"{self.api} event from {self.source} at {self.dt:%Y-%m-%d %H:%M:%S}"

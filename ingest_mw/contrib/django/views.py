@@ -1,0 +1,51 @@
+"""The view behind ``include("ingest_mw.contrib.django.urls")``.
+
+One sync view, correct under both of Django's handlers. Under WSGI it reads
+the body as it arrives. Under ASGI, Django has already spooled the whole
+body before any view runs, so an async view would stream nothing; it runs
+the sync view in the request's own thread, where the ORM hook and the sync
+rate-limit storage work as they do under WSGI (an async view under WSGI
+would get a new event loop per request, which a Redis client bound to a loop
+cannot survive).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ...api import Request
+from ...drive import drive_sync
+from ...wsgi import READ_SIZE, EnvironHeaders
+from . import conf
+
+try:  # Django 5.1+: clients authenticate with their token, not a login session
+    from django.contrib.auth.decorators import login_not_required
+except ImportError:  # pragma: no cover - older Django has no LoginRequiredMiddleware
+
+    def login_not_required(view):  # type: ignore[no-untyped-def]
+        return view
+
+
+__all__ = ["ingest"]
+
+
+@csrf_exempt
+@login_not_required
+def ingest(request: HttpRequest, path: str) -> HttpResponse:
+    """Serve ``path``, the part of the URL below the ``include()`` prefix."""
+    endpoint = conf.endpoint()
+    mount_path = "/" + path
+    found = endpoint.routes.find(mount_path)
+    if found is None:
+        raise Http404("no ingest API at this path")
+    api, route = found
+    meta = request.META  # a WSGI-style environ under both handlers
+    ingest_request = Request(request.method or "", mount_path, EnvironHeaders(meta), meta.get("REMOTE_ADDR"))
+    response = drive_sync(api.handle(ingest_request, route), partial(request.read, READ_SIZE), endpoint.store)
+    reply = HttpResponse(response.body, status=response.status, headers=response.headers)
+    if not any(name.lower() == "content-type" for name, _ in response.headers):
+        del reply["Content-Type"]  # not Django's text/html default: Better Stack's 202 has none
+    return reply
