@@ -1,0 +1,124 @@
+"""ingest_mw.contrib.flask: the IngestMW extension on real Flask apps, through webtest."""
+
+import pytest
+import webtest
+from flask import Flask, current_app
+
+from ingest_mw import Batch, MemorySink, WSGIMiddleware
+from ingest_mw.contrib.config import ConfigError
+from ingest_mw.contrib.flask import IngestMW
+
+BETTERSTACK = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+BASELIME = {"x-api-key": "k", "Content-Type": "application/json"}
+CREDENTIALS = {"INGEST_MW_BETTERSTACK_TOKENS": {"web": "t"}, "INGEST_MW_BASELIME_API_KEYS": {"team": "k"}}
+
+#: Batches stored by ``record``, the hook named by its dotted path below.
+RECORDED: list[tuple[str, Batch]] = []
+
+
+def record(batch: Batch) -> None:
+    RECORDED.append((current_app.name, batch))  # the extension provides an app context
+
+
+def make_app(**config: object) -> Flask:
+    app = Flask("host")
+    app.config.update(CREDENTIALS, **config)
+    app.before_request(lambda: "a before_request hook answered")  # must never see ingest requests
+
+    @app.post("/ingest-ish")
+    def own_view() -> str:
+        return "the host's own view"
+
+    return app
+
+
+def test_both_apis_are_mounted_under_the_default_prefix() -> None:
+    sink = MemorySink()
+    app = make_app(INGEST_MW_STORAGE=sink)
+    IngestMW(app)
+    client = webtest.TestApp(app)
+    assert client.post("/ingest/", b'{"message": "A"}', headers=BETTERSTACK).status_int == 202
+    assert client.post("/ingest/v1/logs", b'[{"message": "B"}]', headers=BASELIME).status_int == 202
+    assert [(b.api, b.source, b.dataset) for b in sink.batches] == [
+        ("betterstack", "web", None),
+        ("baselime", "team", "logs"),
+    ]
+    assert client.post("/ingest-ish").text == "a before_request hook answered"  # the rest is Flask's
+    assert (
+        client.post("/ingest/", b"{", headers=BETTERSTACK, status=406).text == "Couldn't parse JSON content."
+    )
+    assert client.post("/ingest/", b"{}", headers={**BETTERSTACK, "Authorization": "Bearer x"}, status=403)
+
+
+def test_init_app_reads_app_config_and_keywords_win() -> None:
+    RECORDED.clear()
+    ingest = IngestMW(prefix="/logs/intake", apis=["baselime"])
+    app = make_app(
+        INGEST_MW_STORAGE=f"{__name__}:record", INGEST_MW_PREFIX="/ignored", INGEST_MW_APIS=["betterstack"]
+    )
+    ingest.init_app(app)
+    state = app.extensions["ingest_mw"]
+    assert isinstance(state, WSGIMiddleware) and state.prefix == "/logs/intake"
+    assert [api.name for api in state.ingest.routes.apis] == ["baselime"]
+    client = webtest.TestApp(app)
+    client.post("/logs/intake/v1/web", b'[{"message": "A"}]', headers=BASELIME, status=202)
+    assert [(name, batch.events[0].data) for name, batch in RECORDED] == [("host", {"message": "A"})]
+
+
+def test_an_async_hook_runs_in_the_app_context_too() -> None:
+    seen = []
+
+    async def store(batch: Batch) -> None:
+        seen.append((current_app.name, len(batch.events)))
+
+    app = make_app()
+    IngestMW(app, storage=store)
+    webtest.TestApp(app).post("/ingest/", b'[{"a": 1}, {"a": 2}]', headers=BETTERSTACK, status=202)
+    assert seen == [("host", 2)]
+
+
+def test_the_storage_hook_is_closed_through_the_state() -> None:
+    sink = MemorySink()
+    closed = []
+    sink.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    app = make_app()
+    IngestMW(app, storage=sink)
+    app.extensions["ingest_mw"].ingest.close()
+    assert closed == [True]
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        ({}, {}, "app.config['INGEST_MW_STORAGE'] is not set: give a function taking a Batch"),
+        (
+            {"INGEST_MW_STORGE": "x:y"},
+            {},
+            "app.config['INGEST_MW_STORGE'] is not an ingest_mw setting; did you mean app.config['INGEST_MW_STORAGE']?",
+        ),
+        ({}, {"storage": "nowhere:store"}, "IngestMW(storage=...) = 'nowhere:store' cannot be loaded"),
+        (
+            {"INGEST_MW_STORAGE": "memory://", "INGEST_MW_PREFIX": "/"},
+            {},
+            "app.config['INGEST_MW_PREFIX'] = '/': give a path such as '/ingest'",
+        ),
+        (
+            {"INGEST_MW_STORAGE": "memory://", "INGEST_MW_BASELIME_API_KEYS": None},
+            {},
+            "app.config['INGEST_MW_BASELIME_API_KEYS'] is not set",
+        ),
+    ],
+)
+def test_wrong_configuration_says_what_to_fix(config: dict, options: dict, message: str) -> None:
+    app = make_app(**config)
+    with pytest.raises(ConfigError) as raised:
+        IngestMW(app, **options)
+    assert message in str(raised.value)
+    assert "ingest_mw" not in app.extensions
+
+
+def test_an_app_is_set_up_once() -> None:
+    app = make_app(INGEST_MW_STORAGE="memory://")
+    ingest = IngestMW(app)
+    with pytest.raises(RuntimeError, match="already set up"):
+        ingest.init_app(app)
