@@ -1,0 +1,65 @@
+"""The example project end to end: both APIs under /ingest/, through Django's
+WSGI and ASGI handlers, into the project's own model."""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from django.contrib.auth.models import User
+from django.test import Client
+from eventlog.models import LogEvent
+
+Post = Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]  # the post fixture
+BETTERSTACK = {"Authorization": "Bearer example-token", "Content-Type": "application/json"}
+BASELIME = {"x-api-key": "example-key", "Content-Type": "application/json", "x-service": "checkout"}
+
+
+def test_better_stack_events_are_stored_in_the_project_model(post: Post) -> None:
+    sent_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    body = orjson.dumps([{"message": "A", "dt": sent_at.isoformat()}, {"message": "B"}])
+    status, headers, content = post("/ingest/", body, BETTERSTACK)
+    assert (status, content) == (202, b"")
+    assert "content-type" not in headers
+    events = list(LogEvent.objects.order_by("id"))
+    assert [e.data["message"] for e in events] == ["A", "B"]
+    assert {(e.api, e.source, e.dataset) for e in events} == {("betterstack", "example", None)}
+    assert events[0].dt == sent_at
+    assert events[1].dt == events[1].received_at  # no dt: the time it arrived
+
+
+def test_baselime_events_are_stored_with_their_dataset(post: Post) -> None:
+    status, headers, content = post("/ingest/v1/checkout-logs", b'[{"message": "paid"}]', BASELIME)
+    assert (status, orjson.loads(content)) == (202, {"message": "Request Accepted"})
+    assert headers["content-type"] == "application/json"
+    event = LogEvent.objects.get()
+    assert (event.api, event.dataset, event.service, event.data) == (
+        "baselime",
+        "checkout-logs",
+        "checkout",
+        {"message": "paid"},
+    )
+
+
+def test_wrong_credentials_are_refused(post: Post) -> None:
+    wrong_token = {**BETTERSTACK, "Authorization": "Bearer nope"}
+    assert post("/ingest/", b'{"message": "A"}', wrong_token)[::2] == (403, b"Unauthorized")
+    status, _, content = post("/ingest/v1/logs", b'[{"message": "A"}]', {**BASELIME, "x-api-key": "nope"})
+    assert (status, orjson.loads(content)["message"]) == (401, "Unauthorised")
+    assert not LogEvent.objects.exists()
+
+
+def test_bad_bodies_are_refused(post: Post) -> None:
+    assert post("/ingest/", b'{"message": ', BETTERSTACK)[::2] == (406, b"Couldn't parse JSON content.")
+    status, _, content = post("/ingest/v1/logs", b'{"message": "not in an array"}', BASELIME)
+    assert (status, orjson.loads(content)["message"]) == (400, "Bad Request")
+    assert not LogEvent.objects.exists()
+
+
+def test_stored_events_are_listed_and_shown_in_the_admin(post: Post) -> None:
+    post("/ingest/", b'{"message": "hello from curl"}', BETTERSTACK)
+    client = Client()
+    assert client.get("/events/").json()["events"][0]["data"] == {"message": "hello from curl"}
+    client.force_login(User.objects.get_or_create(username="admin", is_staff=True, is_superuser=True)[0])
+    page = client.get("/admin/eventlog/logevent/")
+    assert page.status_code == 200
+    assert b"betterstack" in page.content

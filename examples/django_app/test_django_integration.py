@@ -1,0 +1,169 @@
+"""ingest_mw.contrib.django itself, on the example project's Django set-up
+(one Django configuration per test process): mounting under any prefix,
+middleware that must not interfere, the installable app, the model sink and
+the start-up validation."""
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client, modify_settings, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import include, path, reverse
+from eventlog.models import LogEvent
+
+from ingest_mw import Batch, Event
+from ingest_mw.contrib.django import conf
+from ingest_mw.contrib.django.sink import ModelSink
+
+Post = Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]  # the post fixture
+BETTERSTACK = {"Authorization": "Bearer example-token", "Content-Type": "application/json"}
+BASELIME = {"x-api-key": "example-key", "Content-Type": "application/json"}
+
+# This module is also a URLconf: the ingest URLs two includes deep.
+urlpatterns = [path("logs/", include([path("intake/", include("ingest_mw.contrib.django.urls"))]))]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_mount_path_comes_from_the_resolved_url(post: Post) -> None:
+    assert reverse("ingest_mw:ingest", kwargs={"path": ""}) == "/logs/intake/"
+    assert post("/logs/intake/", b'{"message": "A"}', BETTERSTACK)[0] == 202
+    assert post("/logs/intake/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
+    status, _, content = post("/logs/intake/v2/web", b"[]", BASELIME)
+    assert (status, orjson.loads(content)["detail"]) == (400, "the path must be /v1/<dataset>")
+    assert post("/ingest/", b'{"message": "C"}', BETTERSTACK)[0] == 404
+    assert sorted(LogEvent.objects.values_list("api", flat=True)) == ["baselime", "betterstack"]
+
+
+def test_a_path_no_api_serves_is_django_404(post: Post) -> None:
+    with override_settings(INGEST_MW={**settings.INGEST_MW, "APIS": ["betterstack"]}):
+        assert post("/ingest/v1/web", b'[{"message": "A"}]', BASELIME)[0] == 404
+
+
+def test_csrf_and_login_required_middleware_let_clients_in(db: None) -> None:
+    middleware = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    client = Client(enforce_csrf_checks=True)
+    with override_settings(MIDDLEWARE=middleware):
+        response = client.post(
+            "/ingest/",
+            b'{"message": "A"}',
+            content_type="application/json",
+            headers={"Authorization": "Bearer example-token"},
+        )
+        assert response.status_code == 202
+        assert "Set-Cookie" not in response.headers  # no session was touched
+        assert client.get("/events/").status_code == 302  # the middleware is on
+    assert LogEvent.objects.count() == 1
+
+
+def _record_async(batches: list[Batch]):  # type: ignore[no-untyped-def]
+    async def store(batch: Batch) -> None:
+        batches.append(batch)
+
+    return store
+
+
+def test_an_async_storage_hook_works_under_both_handlers(post: Post) -> None:
+    batches: list[Batch] = []
+    hooked = {**settings.INGEST_MW, "MODEL": None, "STORAGE": _record_async(batches)}
+    with override_settings(INGEST_MW=hooked):
+        assert post("/ingest/v1/web", b'[{"message": "A"}]', {**BASELIME, "x-namespace": "n"})[0] == 202
+    assert [(b.dataset, b.namespace, b.events[0].data) for b in batches] == [("web", "n", {"message": "A"})]
+    assert not LogEvent.objects.exists()
+
+
+def _full_disk(batch: Batch) -> None:
+    raise OSError("disk full")
+
+
+def test_a_failing_storage_hook_is_a_500(post: Post) -> None:
+    with override_settings(INGEST_MW={**settings.INGEST_MW, "MODEL": None, "STORAGE": _full_disk}):
+        assert post("/ingest/", b'{"message": "A"}', BETTERSTACK)[::2] == (500, b"Internal Server Error")
+
+
+@modify_settings(INSTALLED_APPS={"append": "ingest_mw.contrib.django"})
+def test_the_installed_app_stores_in_ingested_event_by_default(post: Post) -> None:
+    from ingest_mw.contrib.django.models import IngestedEvent
+
+    call_command("migrate", "ingest_mw", verbosity=0)
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # migrations match the models
+    without_model = {k: v for k, v in settings.INGEST_MW.items() if k != "MODEL"}
+    with override_settings(INGEST_MW=without_model):
+        assert post("/ingest/", b'{"message": "A"}', BETTERSTACK)[0] == 202
+    event = IngestedEvent.objects.get()
+    assert (event.api, event.source, event.data) == ("betterstack", "example", {"message": "A"})
+    event.delete()
+    assert not LogEvent.objects.exists()
+
+
+def test_model_sink_inserts_a_batch_at_once(db: None) -> None:
+    now = datetime.now(timezone.utc)
+    events = [Event(now, {"n": 1}), Event(now, {"n": 2, "raw": b"\xff"}), Event(now, {"n": 3})]
+    sink = ModelSink(LogEvent)
+    with CaptureQueriesContext(connection) as queries:
+        sink(Batch("betterstack", "web", now, events))
+    assert sum(q["sql"].startswith("INSERT") for q in queries.captured_queries) == 1
+    # MessagePack-only values are stored as the file sinks store them.
+    assert [e.data for e in LogEvent.objects.order_by("id")] == [{"n": 1}, {"n": 2, "raw": "\\xff"}, {"n": 3}]
+    assert sink.thread_sensitive is True
+
+
+@pytest.mark.parametrize(
+    ("ingest_mw", "message"),
+    [
+        (
+            {"BASELIME_API_KEYS": ["k"], "MODEL": "eventlog.LogEvent"},
+            "INGEST_MW['BETTERSTACK_TOKENS'] is not set",
+        ),
+        ({"BETTERSTACK_TOKEN": ["t"]}, "did you mean INGEST_MW['BETTERSTACK_TOKENS']?"),
+        ({"BETTERSTACK_TOKENS": "secret-token"}, "got a single string (wrap it in a list)"),
+        (
+            {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"]},
+            "or add 'ingest_mw.contrib.django' to INSTALLED_APPS",
+        ),
+        (
+            {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"], "MODEL": "eventlog.Nope"},
+            "INGEST_MW['MODEL'] = 'eventlog.Nope'",
+        ),
+        (
+            {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"], "MODEL": "auth.User"},
+            "has no field received_at, dt",
+        ),
+        (
+            {
+                "APIS": ["betterstack"],
+                "BETTERSTACK_TOKENS": ["t"],
+                "MODEL": "eventlog.LogEvent",
+                "STORAGE": print,
+            },
+            "set INGEST_MW['STORAGE'] or INGEST_MW['MODEL'], not both",
+        ),
+        (
+            {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"], "STORAGE": "eventlog.nope"},
+            "cannot be loaded",
+        ),
+        (
+            {
+                "APIS": ["baselime"],
+                "BASELIME_API_KEYS": ["k"],
+                "MODEL": "eventlog.LogEvent",
+                "BASELIME_MAX_PAST": "1h",
+            },
+            "BASELIME_MAX_PAST",
+        ),
+        ("not a dict", "settings.INGEST_MW must be a dict"),
+    ],
+)
+def test_wrong_settings_stop_start_up_saying_what_to_fix(ingest_mw: object, message: str) -> None:
+    app = AppConfig.create("ingest_mw.contrib.django")
+    with override_settings(INGEST_MW=ingest_mw), pytest.raises(ImproperlyConfigured) as raised:
+        app.ready()
+    assert message in str(raised.value)
+    assert "secret-token" not in str(raised.value)
+    conf.endpoint()  # the project's own settings are back
