@@ -17,7 +17,7 @@ from .drive import drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
-__all__ = ["ASGIApp", "ASGIMiddleware", "route_path"]
+__all__ = ["ASGIApp", "ASGIMiddleware", "route_path", "scope_headers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,7 +35,8 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """The request headers of an HTTP ``scope`` by lower-case name."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
@@ -94,7 +95,7 @@ class ASGIApp:
         else:
             api, route = found
             client = scope.get("client")
-            request = Request(scope["method"], path, _headers(scope), client[0] if client else None)
+            request = Request(scope["method"], path, scope_headers(scope), client[0] if client else None)
             response = await drive_async(api.handle(request, route), _reader(receive), self._store)
             if response is None:
                 return  # the client disconnected: nobody to answer
