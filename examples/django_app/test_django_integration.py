@@ -129,7 +129,7 @@ def test_model_sink_inserts_a_batch_at_once(db: None) -> None:
         ),
         (
             {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"], "MODEL": "eventlog.Nope"},
-            "INGEST_MW['MODEL'] = 'eventlog.Nope'",
+            "INGEST_MW['MODEL'] = 'eventlog.Nope': App 'eventlog' doesn't have a 'Nope' model",
         ),
         (
             {"APIS": ["betterstack"], "BETTERSTACK_TOKENS": ["t"], "MODEL": "auth.User"},

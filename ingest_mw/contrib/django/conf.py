@@ -77,8 +77,9 @@ def _storage(values: Mapping[str, Any]) -> Sink:
                 " 'ingest_mw.contrib.django' to INSTALLED_APPS to store in its IngestedEvent model"
             )
         model = DEFAULT_MODEL
+    model_class = _model(model)
     try:
-        return ModelSink(_model(model))
+        return ModelSink(model_class)
     except ValueError as exc:
         raise config.ConfigError(f"{_setting('MODEL')}: {exc}") from exc
 

@@ -2,11 +2,11 @@
 
 One sync view, correct under both of Django's handlers. Under WSGI it reads
 the body as it arrives. Under ASGI, Django has already spooled the whole
-body before any view runs, so an async view would stream nothing; it runs
-the sync view in the request's own thread, where the ORM hook and the sync
-rate-limit storage work as they do under WSGI (an async view under WSGI
-would get a new event loop per request, which a Redis client bound to a loop
-cannot survive).
+body before any view runs, so an async view would stream nothing; Django
+runs a sync view in the request's own thread, where the ORM hook and the
+sync rate-limit storage work as they do under WSGI. (An async view under
+WSGI would run each request in a new event loop, which an async Redis client
+bound to one loop cannot survive.)
 """
 
 from __future__ import annotations
