@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
 
 from .api import IngestAPI, Response
 from .auth import CredentialAuth
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
 from .errors import IngestError
+from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
 
-__all__ = ["BetterStackAPI", "MAX_BODY_BYTES"]
+__all__ = ["BetterStackAPI", "MAX_BODY_BYTES", "RATE_LIMIT"]
 
 #: "The maximum allowed size of a single request is 20 MiB."
 MAX_BODY_BYTES = 20 * 1024 * 1024
+#: "The HTTP REST API is limited to 500 requests per minute from a single IP."
+RATE_LIMIT = "500/minute"
 
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _ACCEPTED = Response(202, (), b"")
@@ -34,6 +36,10 @@ class BetterStackAPI(IngestAPI):
     ``tokens``: ``{source_name: token}`` or a list of tokens. ``max_past``:
     how old an event's ``dt`` may be before the reception time is used
     instead (the contract's 15 minutes; ``None`` for no bound).
+    ``rate_limit``: the contract's 500 requests a minute per client IP, in
+    memory, by default; a limits string for another limit, a
+    :class:`~ingest_mw.ratelimit.RateLimit` for another key or storage (Redis,
+    to share it between processes), ``None`` for no limit.
     """
 
     name = "betterstack"
@@ -44,7 +50,7 @@ class BetterStackAPI(IngestAPI):
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_past: timedelta | None = timedelta(minutes=15),
-        rate_limit: Any = None,
+        rate_limit: RateLimit | str | None = RATE_LIMIT,
     ) -> None:
         super().__init__(
             # 403 "Unauthorized" is what the live service answers, not 401.
@@ -52,7 +58,7 @@ class BetterStackAPI(IngestAPI):
             body_limit=BodyLimit(max_body_bytes),
             codecs=CodecNegotiation([JSONCodec(), NDJSONCodec(), MsgPackCodec()]),
             times=EventTimes(fields=("dt",), max_past=max_past),
-            rate_limit=rate_limit,
+            rate_limit=as_rate_limit(rate_limit),
         )
 
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from . import __version__
 from .asgi import ASGIApp
 from .baselime import BaselimeAPI
-from .betterstack import BetterStackAPI
+from .betterstack import RATE_LIMIT, BetterStackAPI
+from .ratelimit import RateLimit
 from .sinks.url import sink_from_url
 
 __all__ = ["build_app", "main", "parse_credentials"]
@@ -49,12 +50,25 @@ def _credentials(given: list[str] | None, env: str, what: str) -> dict[str, str]
     return {"default": generated}
 
 
+def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
+    """The ``--rate-limit*`` flags as one component: both APIs share it, so a
+    client has one budget on the whole server."""
+    if args.rate_limit.strip().lower() == "none":
+        return None
+    return RateLimit(
+        limit=args.rate_limit,
+        storage_uri=args.rate_limit_storage,
+        trusted_proxies=args.trusted_proxy or (),
+    )
+
+
 def build_app(args: argparse.Namespace) -> ASGIApp:
+    rate_limit = _rate_limit(args)  # first: a bad flag fails before secrets are generated
     tokens = _credentials(args.token, "INGEST_MW_TOKENS", "Better Stack source token (--token)")
     api_keys = _credentials(args.api_key, "INGEST_MW_API_KEYS", "Baselime API key (--api-key)")
     # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the
     # 400 for every other path).
-    apis = [BetterStackAPI(tokens), BaselimeAPI(api_keys)]
+    apis = [BetterStackAPI(tokens, rate_limit=rate_limit), BaselimeAPI(api_keys, rate_limit=rate_limit)]
     return ASGIApp(apis, sink=sink_from_url(args.sink))
 
 
@@ -82,6 +96,27 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="[NAME=]KEY",
         help="a Baselime API key, repeatable (or env INGEST_MW_API_KEYS, comma-separated)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        default=RATE_LIMIT,
+        metavar="LIMIT",
+        help="requests per client IP, a limits string such as 10/second;500/minute,"
+        " or none (default: %(default)s, Better Stack's)",
+    )
+    serve.add_argument(
+        "--rate-limit-storage",
+        default="memory://",
+        metavar="URI",
+        help="where requests are counted: memory:// (this process) or redis://HOST:PORT/DB"
+        " to share the limit between servers (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="a proxy whose X-Forwarded-For names the client, repeatable (default: none:"
+        " the peer address is the client)",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
     return parser
