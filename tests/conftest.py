@@ -19,3 +19,5 @@ def sink(request):
     from sinks_for_tests import SINK_KINDS
 
     return SINK_KINDS[request.param]()
+
+from redis_fixture import redis_server  # noqa: E402,F401  (a real redis-server, for the rate-limit tests)
