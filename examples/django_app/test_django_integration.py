@@ -62,6 +62,17 @@ def test_csrf_and_login_required_middleware_let_clients_in(db: None) -> None:
     assert LogEvent.objects.count() == 1
 
 
+def test_rate_limit_settings_reach_the_view(post: Post) -> None:
+    limited = {**settings.INGEST_MW, "BETTERSTACK_RATE_LIMIT": "2/minute", "TRUSTED_PROXIES": ["127.0.0.0/8"]}
+    with override_settings(INGEST_MW=limited):
+        statuses = [post("/ingest/", b'{"message": "A"}', BETTERSTACK)[0] for _ in range(2)]
+        status, headers, content = post("/ingest/", b'{"message": "A"}', BETTERSTACK)
+    assert statuses == [202, 202]
+    assert (status, content, headers["ratelimit-remaining"]) == (429, b"Too Many Requests", "0")
+    assert int(headers["retry-after"]) > 0
+    assert LogEvent.objects.count() == 2
+
+
 def _record_async(batches: list[Batch]):  # type: ignore[no-untyped-def]
     async def store(batch: Batch) -> None:
         batches.append(batch)

@@ -11,6 +11,7 @@ a web framework.
 from __future__ import annotations
 
 import difflib
+import inspect
 import pkgutil
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -19,15 +20,16 @@ from typing import Any
 from ..api import IngestAPI
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
+from ..ratelimit import RateLimit
 from ..sinks.base import Sink
 from ..sinks.url import sink_from_url
 
 __all__ = [
     "API_CLASSES",
-    "API_DEFAULT",
     "ConfigError",
     "DEFAULTS",
     "Namer",
+    "UNSET",
     "build_apis",
     "load",
     "resolve_storage",
@@ -38,14 +40,14 @@ class ConfigError(ValueError):
     """A setting is wrong; the message names it and says what to put there."""
 
 
-class _APIDefault:
+class _Unset:
     def __repr__(self) -> str:
-        return "API_DEFAULT"
+        return "UNSET"
 
 
-#: An option left at this is not passed on, so the API's own default applies
-#: and no default of the core is written twice.
-API_DEFAULT: Any = _APIDefault()
+#: An option left at this is not passed on, so the constructor's own default
+#: applies (the API's, or RateLimit's) and no default of the core is written twice.
+UNSET: Any = _Unset()
 
 #: The ingest APIs by their name in ``APIS``, in the order they are tried:
 #: Better Stack claims only the mount root, Baselime every other path.
@@ -56,15 +58,27 @@ API_CLASSES: dict[str, type[IngestAPI]] = {"betterstack": BetterStackAPI, "basel
 DEFAULTS: dict[str, Any] = {
     "APIS": tuple(API_CLASSES),
     "BETTERSTACK_TOKENS": None,
-    "BETTERSTACK_MAX_BODY_BYTES": API_DEFAULT,
-    "BETTERSTACK_MAX_PAST": API_DEFAULT,
-    "BETTERSTACK_RATE_LIMIT": API_DEFAULT,
+    "BETTERSTACK_MAX_BODY_BYTES": UNSET,
+    "BETTERSTACK_MAX_PAST": UNSET,
+    "BETTERSTACK_RATE_LIMIT": UNSET,
     "BASELIME_API_KEYS": None,
-    "BASELIME_MAX_BODY_BYTES": API_DEFAULT,
-    "BASELIME_MAX_EVENT_BYTES": API_DEFAULT,
-    "BASELIME_MAX_PAST": API_DEFAULT,
-    "BASELIME_RATE_LIMIT": API_DEFAULT,
+    "BASELIME_MAX_BODY_BYTES": UNSET,
+    "BASELIME_MAX_EVENT_BYTES": UNSET,
+    "BASELIME_MAX_PAST": UNSET,
+    "BASELIME_RATE_LIMIT": UNSET,
+    "RATE_LIMIT_STORAGE": UNSET,
+    "RATE_LIMIT_STRATEGY": UNSET,
+    "TRUSTED_PROXIES": UNSET,
+    "RATE_LIMIT_FAIL_OPEN": UNSET,
     "STORAGE": None,
+}
+
+#: The options every API's rate limit shares, as RateLimit's keywords.
+_RATE_LIMIT_OPTIONS = {
+    "RATE_LIMIT_STORAGE": "storage_uri",
+    "RATE_LIMIT_STRATEGY": "strategy",
+    "TRUSTED_PROXIES": "trusted_proxies",
+    "RATE_LIMIT_FAIL_OPEN": "fail_open",
 }
 
 #: The option holding each API's credentials, and what the host calls them.
@@ -114,13 +128,13 @@ def _credentials(value: Any, where: str) -> Any:
 
 
 def _size(value: Any, where: str) -> Any:
-    if value is API_DEFAULT or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+    if value is UNSET or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
     raise ConfigError(f"{where} = {value!r}: give a positive whole number of bytes")
 
 
 def _max_past(value: Any, where: str) -> Any:
-    if value is API_DEFAULT or value is None:
+    if value is UNSET or value is None:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
@@ -162,8 +176,36 @@ def load(given: Mapping[str, Any], setting: Namer, extra: Mapping[str, Any] | No
     return values
 
 
+def _rate_limits(values: Mapping[str, Any], setting: Namer) -> Callable[[Any, str], Any]:
+    """Turns an API's rate limit (the value of ``option``) into a :class:`RateLimit`
+    with the shared options.
+
+    A limits string becomes one RateLimit however many APIs name it, so
+    that a client has one budget across them whatever the storage (two
+    ``memory://`` storages would count apart); a RateLimit or ``None`` is
+    used as it is.
+    """
+    shared = {name: values[name] for name in _RATE_LIMIT_OPTIONS if values[name] is not UNSET}
+    keywords = {_RATE_LIMIT_OPTIONS[name]: value for name, value in shared.items()}
+    made: dict[str, RateLimit] = {}
+
+    def rate_limit(value: Any, option: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value not in made:
+            try:
+                made[value] = RateLimit(limit=value, **keywords)
+            except (TypeError, ValueError) as exc:
+                given = ", ".join(setting(name) for name in (option, *shared))
+                raise ConfigError(f"{given}: {exc}") from exc
+        return made[value]
+
+    return rate_limit
+
+
 def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
     """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in routing order."""
+    rate_limit = _rate_limits(values, setting)
     apis = []
     for name in values["APIS"]:
         credentials, what = _CREDENTIALS[name]
@@ -172,14 +214,18 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
                 f"{setting(credentials)} is not set: give the {what} clients will send, as"
                 f" {{'source name': 'secret'}} or a list, or leave {name!r} out of {setting('APIS')}"
             )
+        api_class = API_CLASSES[name]
         prefix = name.upper() + "_"
         kwargs = {
             key[len(prefix) :].lower(): value
             for key, value in values.items()
-            if key.startswith(prefix) and value is not API_DEFAULT
+            if key.startswith(prefix) and value is not UNSET
         }
+        if "rate_limit" not in kwargs:  # the API's own default limit gets the shared options too
+            kwargs["rate_limit"] = inspect.signature(api_class).parameters["rate_limit"].default
+        kwargs["rate_limit"] = rate_limit(kwargs["rate_limit"], prefix + "RATE_LIMIT")
         try:
-            apis.append(API_CLASSES[name](**kwargs))
+            apis.append(api_class(**kwargs))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{setting(prefix + '*')}: {exc}") from exc
     return apis

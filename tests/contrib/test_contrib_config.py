@@ -8,13 +8,14 @@ import pytest
 from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink, SQLiteSink
 from ingest_mw.contrib.config import (
     API_CLASSES,
-    API_DEFAULT,
     DEFAULTS,
+    UNSET,
     ConfigError,
     build_apis,
     load,
     resolve_storage,
 )
+from ingest_mw.ratelimit import RateLimit
 
 
 def setting(name: str) -> str:
@@ -31,8 +32,9 @@ def test_defaults_leave_the_api_defaults_alone() -> None:
     reference = BetterStackAPI(["t"])
     assert betterstack.body_limit.max_bytes == reference.body_limit.max_bytes
     assert betterstack.times.max_past == reference.times.max_past
-    assert betterstack.rate_limit == reference.rate_limit
-    assert DEFAULTS["BETTERSTACK_MAX_BODY_BYTES"] is API_DEFAULT
+    assert betterstack.rate_limit.limit == reference.rate_limit.limit
+    assert baselime.rate_limit is BaselimeAPI(["k"]).rate_limit is None
+    assert DEFAULTS["BETTERSTACK_MAX_BODY_BYTES"] is UNSET
 
 
 def test_options_reach_the_api_constructors() -> None:
@@ -95,10 +97,44 @@ def test_an_enabled_api_needs_its_credentials() -> None:
 
 def test_an_api_refusing_its_options_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(**options: object) -> None:
-        raise ValueError(f"bad rate limit {options['rate_limit']!r}")
+        raise ValueError("no such option")
 
     monkeypatch.setitem(API_CLASSES, "betterstack", refuse)
-    with pytest.raises(ConfigError, match=r"^CFG\[BETTERSTACK_\*\]: bad rate limit 'lots'$"):
+    with pytest.raises(ConfigError, match=r"^CFG\[BETTERSTACK_\*\]: no such option$"):
+        apis(APIS=["betterstack"], BETTERSTACK_TOKENS=["t"], BETTERSTACK_RATE_LIMIT=None)
+
+
+def test_rate_limits_share_the_storage_and_proxy_settings() -> None:
+    betterstack, baselime = apis(
+        BETTERSTACK_TOKENS=["t"],  # its rate limit: the API's default, 500/minute
+        BASELIME_API_KEYS=["k"],
+        BASELIME_RATE_LIMIT="500/minute",
+        RATE_LIMIT_STORAGE="redis://localhost:6379/1",
+        RATE_LIMIT_STRATEGY="fixed-window",
+        TRUSTED_PROXIES=["10.0.0.0/8"],
+        RATE_LIMIT_FAIL_OPEN=False,
+    )
+    limit = betterstack.rate_limit
+    assert isinstance(limit, RateLimit) and limit.limit == "500/minute"
+    assert (limit.storage_uri, limit.strategy, limit.fail_open) == ("redis://localhost:6379/1", "fixed-window", False)
+    assert [str(network) for network in limit.proxies.networks] == ["10.0.0.0/8"]
+    assert baselime.rate_limit is limit  # the same limit is one budget per client across both APIs
+
+
+def test_a_rate_limit_can_be_off_or_given_whole() -> None:
+    own = RateLimit(limit="5/second")
+    betterstack, baselime = apis(
+        BETTERSTACK_TOKENS=["t"], BETTERSTACK_RATE_LIMIT=None, BASELIME_API_KEYS=["k"], BASELIME_RATE_LIMIT=own
+    )
+    assert (betterstack.rate_limit, baselime.rate_limit) == (None, own)
+
+
+def test_a_wrong_rate_limit_names_the_settings_involved() -> None:
+    with pytest.raises(ConfigError) as raised:
+        apis(APIS=["betterstack"], BETTERSTACK_TOKENS=["t"], RATE_LIMIT_STRATEGY="fastest")
+    message = str(raised.value)
+    assert message.startswith("CFG[BETTERSTACK_RATE_LIMIT], CFG[RATE_LIMIT_STRATEGY]: unknown rate-limit strategy")
+    with pytest.raises(ConfigError, match=r"^CFG\[BETTERSTACK_RATE_LIMIT\]: "):
         apis(APIS=["betterstack"], BETTERSTACK_TOKENS=["t"], BETTERSTACK_RATE_LIMIT="lots")
 
 

@@ -65,6 +65,16 @@ def test_init_app_reads_app_config_and_keywords_win() -> None:
     assert [(name, batch.events[0].data) for name, batch in RECORDED] == [("host", {"message": "A"})]
 
 
+def test_rate_limit_from_app_config() -> None:
+    app = make_app(INGEST_MW_STORAGE="memory://", INGEST_MW_BASELIME_RATE_LIMIT="1/minute")
+    IngestMW(app)
+    client = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "192.0.2.1"})
+    client.post("/ingest/v1/web", b"[{}]", headers=BASELIME, status=202)
+    refused = client.post("/ingest/v1/web", b"[{}]", headers=BASELIME, status=429)
+    assert refused.json["message"] == "Too Many Requests"
+    assert refused.headers["RateLimit-Limit"] == "1"
+
+
 def test_an_async_hook_runs_in_the_app_context_too() -> None:
     seen = []
 
