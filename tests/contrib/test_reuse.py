@@ -1,5 +1,5 @@
 """The components alone, as a host would reuse them outside the ingest APIs
-(the snippets of the README's "Reusing the pieces")."""
+(the snippets of the README's "Reusing the pieces"), in front of a Flask view."""
 
 import gzip
 from datetime import datetime, timedelta, timezone
@@ -10,6 +10,7 @@ from flask import Flask, request
 
 from ingest_mw import BodyLimit, CodecNegotiation, CredentialAuth, EventTimes, IngestError, parse_dt
 from ingest_mw.codecs import JSONCodec, NDJSONCodec
+from ingest_mw.ratelimit_middleware import RateLimitWSGIMiddleware
 
 UTC = timezone.utc
 
@@ -44,6 +45,16 @@ def test_body_limit_in_front_of_a_host_view() -> None:
     assert response.text == "uploads are 1000 bytes at most"
     client.post("/upload", b"x" * 1001, status=413)
     client.post("/upload", b"x", headers={"Content-Encoding": "lzma"}, status=415)
+
+
+def test_rate_limit_in_front_of_a_host_app() -> None:
+    app = upload_app(BodyLimit(1000))
+    app.wsgi_app = RateLimitWSGIMiddleware(app.wsgi_app, "2/minute")  # type: ignore[method-assign]
+    client = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "192.0.2.1"})
+    assert client.post("/upload", b"x").headers["RateLimit-Remaining"] == "1"
+    client.post("/upload", b"x")
+    refused = client.post("/upload", b"x", status=429)
+    assert int(refused.headers["Retry-After"]) > 0
 
 
 @pytest.mark.parametrize(
