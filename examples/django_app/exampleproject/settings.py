@@ -69,4 +69,8 @@ INGEST_MW = {
     "BETTERSTACK_TOKENS": {"example": os.environ.get("INGEST_TOKEN", "example-token")},
     "BASELIME_API_KEYS": {"example": os.environ.get("INGEST_API_KEY", "example-key")},
     "MODEL": "eventlog.LogEvent",
+    # Better Stack's 500/minute per client is on by default. To count it in
+    # Redis, shared by every worker, behind a proxy on this host:
+    # "RATE_LIMIT_STORAGE": "redis://localhost:6379/0",
+    # "TRUSTED_PROXIES": ["127.0.0.1/32"],
 }
