@@ -15,6 +15,7 @@ the same rule serves a rate-limit key, an access log or an allow list.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -37,6 +38,7 @@ X_FORWARDED_FOR = "x-forwarded-for"
 FORWARDED = "forwarded"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few peers and proxies, request after request
 def parse_address(value: str) -> IPAddress | None:
     """The IP address in one hop entry, or ``None`` when it holds none.
 

@@ -143,6 +143,8 @@ class RateLimit:
     ) -> None:
         self.limit = limit
         self.items: tuple[RateLimitItem, ...] = tuple(parse_many(limit))
+        # The storage calls _decide asks for, made once rather than per request.
+        self._calls = tuple((_Call("hit", item), _Call("get_window_stats", item)) for item in self.items)
         if strategy not in STRATEGIES:
             known = ", ".join(STRATEGIES)
             raise ValueError(f"unknown rate-limit strategy {strategy!r}; use one of {known}")
@@ -229,10 +231,11 @@ class RateLimit:
         """
         refused_by: RateLimitItem | None = None
         windows: list[tuple[RateLimitItem, WindowStats]] = []
-        for item in self.items:
-            if refused_by is None and not (yield _Call("hit", item)):
+        for hit, read in self._calls:
+            item = hit.item
+            if refused_by is None and not (yield hit):
                 refused_by = item
-            stats: WindowStats = yield _Call("get_window_stats", item)
+            stats: WindowStats = yield read
             if item is refused_by:
                 # The sliding-window counter rounds its weighted count down, so
                 # it may say 1 left for the hit it has just refused.

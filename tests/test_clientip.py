@@ -125,7 +125,12 @@ def test_networks_may_be_strings_network_objects_or_one_string():
 
 @pytest.mark.parametrize(
     ("networks", "header"),
-    [(["10.0.0.1/8"], "x-forwarded-for"), (["10.0.0.0/33"], "x-forwarded-for"), (["nope"], "x-forwarded-for"), ([], "x-real-ip")],
+    [
+        (["10.0.0.1/8"], "x-forwarded-for"),  # host bits set: which network was meant?
+        (["10.0.0.0/33"], "x-forwarded-for"),
+        (["nope"], "x-forwarded-for"),
+        ([], "x-real-ip"),
+    ],
 )
 def test_mistakes_in_the_trust_list_fail_loudly(networks, header):
     with pytest.raises(ValueError):
