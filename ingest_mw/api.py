@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from .auth import CredentialAuth
-from .batch import Batch, Event
+from .batch import Batch, pair_events
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
@@ -186,8 +186,8 @@ class IngestAPI:
 
     def _batch(self, request: Request, decoded: Decoded) -> Batch:
         received_at = request.received_at
-        event_time = self.times.event_time
-        events = [Event(event_time(data, received_at), data) for data in decoded.events]
+        data = decoded.events
+        events = pair_events(self.times.event_times(data, received_at), data)
         assert request.source is not None
         return Batch(
             api=self.name,

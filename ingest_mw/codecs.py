@@ -22,6 +22,7 @@ __all__ = [
     "CodecNegotiation",
     "Decoded",
     "InvalidEvent",
+    "all_objects",
     "JSONCodec",
     "MsgPackCodec",
     "NDJSONCodec",
@@ -76,6 +77,12 @@ def require_nonempty(body: bytes) -> None:
         raise IngestError(400, "request body is empty: send one event object or an array of them")
 
 
+def all_objects(items: list[Any]) -> bool:
+    """Whether every item is a ``dict`` (exactly: what orjson and msgpack make),
+    checked without a Python-level step per item."""
+    return not items or set(map(type, items)) == {dict}
+
+
 def require_objects(value: Any) -> list[Event]:
     """One object or an array of objects, as a list; 400 naming the first bad element."""
     if type(value) is dict:
@@ -84,6 +91,8 @@ def require_objects(value: Any) -> list[Event]:
         raise IngestError(
             400, f"expected an event object or an array of event objects, got {_type_name(value)}"
         )
+    if all_objects(value):
+        return value
     for index, item in enumerate(value):
         if type(item) is not dict:
             raise IngestError(
@@ -119,6 +128,8 @@ class NDJSONCodec:
             events = [loads(line) for line in body.splitlines() if line and not line.isspace()]
         except orjson.JSONDecodeError:
             raise IngestError(406, JSON_PARSE_ERROR) from None
+        if all_objects(events):
+            return Decoded(events)
         for index, item in enumerate(events):
             if type(item) is not dict:
                 raise IngestError(

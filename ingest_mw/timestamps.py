@@ -12,13 +12,14 @@ value kept) so that nothing a client sends is silently dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = ["EventTimes", "parse_dt", "UNIT_THRESHOLDS"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 #: The unit of a numeric ``dt`` is decided by its magnitude. Below 1e11 it is
 #: seconds (1e11 s is the year 5138, 1e11 ms is only 1973), below 1e14
@@ -63,9 +64,12 @@ def _from_string(value: str) -> datetime | None:
 def _as_utc(value: datetime) -> datetime:
     # A time without an offset is taken as UTC, the only reading that does not
     # depend on the server's own time zone.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    tz = value.tzinfo
+    if tz is _UTC:  # "Z" and "+00:00" parse to this one object: nothing to convert
+        return value
+    if tz is None:
+        return value.replace(tzinfo=_UTC)
+    return value.astimezone(_UTC)
 
 
 def parse_dt(value: Any) -> datetime | None:
@@ -103,15 +107,45 @@ class EventTimes:
 
     def event_time(self, event: Mapping[str, Any], received_at: datetime) -> datetime:
         """The time ``event`` is stored under; ``received_at`` when it has no usable time."""
-        for field in self.fields:
-            value = event.get(field)
-            if value is not None:
-                break
-        else:
-            return received_at
-        parsed = parse_dt(value)
-        if parsed is None:
-            return received_at
-        if self.max_past is not None and parsed < received_at - self.max_past:
-            return received_at
-        return parsed
+        return self.event_times((event,), received_at)[0]
+
+    def event_times(self, events: Iterable[Mapping[str, Any]], received_at: datetime) -> list[datetime]:
+        """:meth:`event_time` of each of ``events`` (one request's batch), in order.
+
+        The same rule, written as one loop because it runs once per event: the
+        ``max_past`` bound is computed once, and an RFC 3339 string (what
+        clients send most) is parsed inline rather than through
+        :func:`parse_dt`.
+        """
+        cutoff = None if self.max_past is None else received_at - self.max_past
+        fields = self.fields
+        field = fields[0] if len(fields) == 1 else None
+        fromisoformat = datetime.fromisoformat
+        times: list[datetime] = []
+        append = times.append
+        for event in events:
+            if field is not None:
+                value = event.get(field)
+            else:
+                for name in fields:
+                    value = event.get(name)
+                    if value is not None:
+                        break
+            if value is None:
+                append(received_at)
+                continue
+            if type(value) is str:
+                try:
+                    parsed: datetime | None = fromisoformat(value)
+                except ValueError:
+                    append(received_at)
+                    continue
+                if parsed.tzinfo is not _UTC:  # type: ignore[union-attr]
+                    parsed = _as_utc(parsed)  # type: ignore[arg-type]
+            else:
+                parsed = parse_dt(value)
+                if parsed is None:
+                    append(received_at)
+                    continue
+            append(received_at if cutoff is not None and parsed < cutoff else parsed)
+        return times
