@@ -31,9 +31,16 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     A sync hook runs in a worker thread so it never blocks the event loop.
     It gets a thread of its own from the pool (``thread_sensitive=False``)
     unless it says ``thread_sensitive = True``, as the Django ORM hook does.
+    A sync hook that can also be called from async code without blocking
+    offers ``async def acall(batch)``, which is awaited instead, on the loop
+    (:class:`~ingest_mw.sinks.MemorySink` does: the hop to a thread and back
+    would cost far more than its ``list.append``).
     """
     if _is_async(sink):
         return sink  # type: ignore[return-value]
+    acall = getattr(sink, "acall", None)
+    if acall is not None and iscoroutinefunction(acall):
+        return acall  # type: ignore[no-any-return]
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
     return sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
 

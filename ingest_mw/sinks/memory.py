@@ -20,6 +20,13 @@ class MemorySink:
         with self._lock:
             self.batches.append(batch)
 
+    async def acall(self, batch: Batch) -> None:
+        """Store ``batch`` from async code, on the event loop: an append never
+        blocks, so the ASGI adapter needs no worker thread for this sink (see
+        :func:`~ingest_mw.sinks.as_async`). A subclass whose ``__call__`` may
+        block sets ``acall = None`` to be run in a thread again."""
+        self.__call__(batch)
+
     @property
     def events(self) -> list[Event]:
         """Every stored event, in arrival order."""
