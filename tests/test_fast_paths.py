@@ -1,0 +1,153 @@
+"""The hot paths give exactly what the plain rules give (no timing here: see bench/)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from ingest_mw import Batch, EventTimes, IngestError, MemorySink, parse_dt
+from ingest_mw.batch import Event, pair_events
+from ingest_mw.codecs import all_objects, require_objects
+from ingest_mw.jsonarray import JSONArrayCodec, object_sizes, split_array
+from ingest_mw.sinks import as_async
+
+UTC = timezone.utc
+RECEIVED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def slow_event_time(times: EventTimes, event: dict, received_at: datetime) -> datetime:
+    """The rule as the docs state it, one call at a time."""
+    value = next((event[f] for f in times.fields if event.get(f) is not None), None)
+    parsed = None if value is None else parse_dt(value)
+    if parsed is None or (times.max_past is not None and parsed < received_at - times.max_past):
+        return received_at
+    return parsed
+
+
+DT_VALUES = [
+    None,
+    "2024-05-01T11:59:00Z",
+    "2024-05-01T11:59:00.123456789+00:00",
+    "2024-05-01 13:59:00+02:00",
+    "2024-05-01T11:59:00",  # no offset: UTC
+    "2024-05-01T11:00:00Z",  # an hour old
+    "2024-05-01T12:30:00-01:00",  # in the future
+    "garbage",
+    "",
+    1714564740,
+    1714564740123,
+    1714564740.5,
+    True,
+    float("nan"),
+    [1],
+    {"a": 1},
+    datetime(2024, 5, 1, 11, 59, tzinfo=UTC),
+    datetime(2024, 5, 1, 11, 59),
+]
+
+
+@pytest.mark.parametrize("fields", [("dt",), ("timestamp", "dt")])
+@pytest.mark.parametrize("max_past", [timedelta(minutes=15), None])
+def test_event_times_match_the_rule_event_by_event(fields, max_past):
+    times = EventTimes(fields=fields, max_past=max_past)
+    events = [{"dt": v} for v in DT_VALUES] + [{"timestamp": v, "dt": "2024-05-01T11:58:00Z"} for v in DT_VALUES]
+    events.append({})
+    got = times.event_times(events, RECEIVED)
+    assert got == [slow_event_time(times, e, RECEIVED) for e in events]
+    assert got == [times.event_time(e, RECEIVED) for e in events]
+    assert all(t.utcoffset() == timedelta(0) for t in got)
+
+
+def test_pair_events_builds_events():
+    events = pair_events([RECEIVED, RECEIVED], [{"a": 1}, {"b": 2}])
+    assert events == [Event(RECEIVED, {"a": 1}), Event(RECEIVED, {"b": 2})]
+    assert all(type(e) is Event for e in events) and events[1].data == {"b": 2}
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"), [([], True), ([{}], True), ([{}, {"a": 1}], True), ([{}, []], False), ([1], False)]
+)
+def test_all_objects(items, expected):
+    assert all_objects(items) is expected
+
+
+def test_require_objects_still_names_the_first_bad_element():
+    with pytest.raises(IngestError, match="event 2 is a string"):
+        require_objects([{}, {}, "x", 1])
+
+
+def _random_body(rng: random.Random) -> tuple[bytes, list]:
+    def value(depth: int):
+        r = rng.random()
+        if depth > 4 or r < 0.4:
+            return rng.choice([1, "s", "},{", '"}, {"', "x\\y", None, "é", ""])
+        if r < 0.7:
+            return {f"k{i}": value(depth + 1) for i in range(rng.randrange(3))}
+        return [value(depth + 1) for _ in range(rng.randrange(3))]
+
+    events = [{"i": i, "v": value(0)} for i in range(rng.randrange(0, 6))]
+    option = rng.choice([0, orjson.OPT_INDENT_2])
+    body = orjson.dumps(events, option=option)
+    return rng.choice([b"", b" \n"]) + body + rng.choice([b"", b"\r\n"]), events
+
+
+def test_object_sizes_agree_with_the_scanner_or_abstain():
+    rng = random.Random(7)
+    answered = 0
+    for _ in range(2000):
+        body, events = _random_body(rng)
+        sizes = object_sizes(body, len(events))
+        if sizes is not None:
+            answered += 1
+            assert sizes == [end - start for start, end in split_array(body)]
+    assert answered > 500
+
+
+def test_object_sizes_abstains_on_separators_inside_strings_and_nested_arrays():
+    assert object_sizes(b'[{"a":"},{"},{"b":1}]', 2) is None
+    assert object_sizes(b'[{"a":[{"b":1},{"c":2}]}]', 1) is None
+    assert object_sizes(b'[{"a":1} ,\n {"b":22}]', 2) == [7, 8]
+    assert object_sizes(b" [ ] ", 0) == []
+
+
+@pytest.mark.parametrize("limit", [8, 9, 10, 1000])
+def test_codec_measures_each_event_past_the_limit(limit):
+    # The body is longer than the limit, so each object is measured: 9 and 10 bytes.
+    body = b'[{"a":123},{"b":"45"}]'
+    codec = JSONArrayCodec(max_event_bytes=limit)
+    decoded = codec.decode(body)
+    sizes = [9, 10]
+    assert decoded.events == [e for e, s in zip(orjson.loads(body), sizes) if s <= limit]
+    assert [i for i, _ in decoded.invalid] == [i for i, s in enumerate(sizes) if s > limit]
+
+
+def test_scanner_follows_elements_nested_deeper_than_its_fast_pattern():
+    deep = b"[" * 12 + b'"]"' + b"]" * 12
+    body = b"[" + deep + b', {"a":' + deep + b"}, 3]"
+    n = len(deep)
+    assert split_array(body) == [(1, 1 + n), (3 + n, 3 + n + 6 + n), (len(body) - 2, len(body) - 1)]
+    with pytest.raises(IngestError, match="string is never closed"):
+        split_array(b"[" + b"[" * 12 + b'"abc')
+    with pytest.raises(IngestError, match="never closed"):
+        split_array(b"[" + b"{" * 12)
+
+
+def test_memory_sink_is_awaited_on_the_loop_and_subclasses_keep_their_colour():
+    sink = MemorySink()
+    store = as_async(sink)
+    batch = Batch(api="betterstack", source="s", received_at=RECEIVED, events=[])
+    asyncio.run(store(batch))
+    assert sink.batches == [batch]
+
+    class Blocking(MemorySink):
+        acall = None  # type: ignore[assignment]
+
+    blocking = Blocking()
+    store = as_async(blocking)
+    assert getattr(store, "__self__", None) is not blocking  # back to a worker thread
+    asyncio.run(store(batch))
+    assert blocking.batches == [batch]
