@@ -11,7 +11,10 @@ from .batch import Batch, Event
 from .betterstack import BetterStackAPI
 from .body import BodyLimit
 from .codecs import CodecNegotiation
+from .clientip import TrustedProxies
 from .errors import IngestError
+from .ratelimit import RateLimit
+from .ratelimit_middleware import RateLimitASGIMiddleware, RateLimitWSGIMiddleware
 from .sinks import JSONLinesSink, MemorySink, SQLiteSink, sink_from_url
 from .timestamps import EventTimes, parse_dt
 from .wsgi import WSGIApp, WSGIMiddleware
@@ -33,9 +36,13 @@ __all__ = [
     "IngestError",
     "JSONLinesSink",
     "MemorySink",
+    "RateLimit",
+    "RateLimitASGIMiddleware",
+    "RateLimitWSGIMiddleware",
     "Request",
     "Response",
     "SQLiteSink",
+    "TrustedProxies",
     "WSGIApp",
     "WSGIMiddleware",
     "parse_dt",

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .auth import CredentialAuth
 from .batch import Batch, pair_events
@@ -23,6 +23,9 @@ from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
 from .timestamps import EventTimes
+
+if TYPE_CHECKING:  # ratelimit imports Request from here
+    from .ratelimit import RateLimit
 
 __all__ = [
     "CheckRateLimit",
@@ -77,7 +80,7 @@ READ_BODY = ReadBody()
 class CheckRateLimit:
     """Step: hit ``rate_limit`` for ``request``; send back its decision."""
 
-    rate_limit: Any  # ingest_mw.ratelimit.RateLimit (kept loose to avoid a cycle)
+    rate_limit: RateLimit
     request: Request
 
 
@@ -109,7 +112,7 @@ class IngestAPI:
         body_limit: BodyLimit,
         codecs: CodecNegotiation,
         times: EventTimes,
-        rate_limit: Any = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.auth = auth
         self.body_limit = body_limit

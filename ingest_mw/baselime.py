@@ -21,6 +21,7 @@ from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
 from .jsonarray import JSONArrayCodec
+from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
 
 __all__ = ["BaselimeAPI", "DATASET_PATTERN", "MAX_BODY_BYTES", "MAX_EVENT_BYTES"]
@@ -71,7 +72,7 @@ class BaselimeAPI(IngestAPI):
         max_body_bytes: int = MAX_BODY_BYTES,
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_past: timedelta | None = None,
-        rate_limit: Any = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> None:
         super().__init__(
             auth=CredentialAuth(
@@ -84,7 +85,7 @@ class BaselimeAPI(IngestAPI):
             body_limit=BodyLimit(max_body_bytes),
             codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes)]),
             times=EventTimes(fields=("timestamp", "dt"), max_past=max_past),
-            rate_limit=rate_limit,
+            rate_limit=as_rate_limit(rate_limit),
         )
 
     def match(self, path: str) -> Mapping[str, str] | IngestError:

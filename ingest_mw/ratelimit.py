@@ -37,7 +37,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.strategies import STRATEGIES as ASYNC_STRATEGIES
 from limits.aio.strategies import RateLimiter as AsyncRateLimiter
 from limits.errors import StorageError
-from limits.storage import storage_from_string
+from limits.storage import SCHEMES, storage_from_string
 from limits.strategies import STRATEGIES, RateLimiter
 from limits.util import WindowStats
 
@@ -150,6 +150,10 @@ class RateLimit:
             raise ValueError(f"unknown rate-limit strategy {strategy!r}; use one of {known}")
         self.strategy = strategy
         self.storage_uri = storage_uri.removeprefix("async+")
+        scheme = self.storage_uri.partition("://")[0]
+        if scheme not in SCHEMES or f"async+{scheme}" not in SCHEMES:
+            known = ", ".join(s for s in SCHEMES if not s.startswith("async+"))
+            raise ValueError(f"unknown rate-limit storage scheme {scheme!r}; use one of {known}")
         if key is not None and trusted_proxies:
             raise ValueError("trusted_proxies apply to the default key only; use them in your key function")
         if not isinstance(trusted_proxies, TrustedProxies):

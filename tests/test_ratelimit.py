@@ -284,6 +284,7 @@ def test_every_strategy_refuses_the_request_over_the_limit(clock, decide, strate
         {"limit": "3/minute", "strategy": "token-bucket"},
         {"limit": "3/minute", "trusted_proxies": ["10.0.0.0/33"]},
         {"limit": "3/minute", "key": lambda request: "k", "trusted_proxies": ["10.0.0.0/8"]},
+        {"limit": "3/minute", "storage_uri": "redsi://127.0.0.1:6379"},
     ],
 )
 def test_configuration_mistakes_fail_at_construction(kwargs):
@@ -329,7 +330,7 @@ def test_a_refused_request_is_answered_before_its_body_is_read(adapter, ingest):
 
 def test_baselime_has_no_limit_by_default_and_refuses_in_json_when_given_one(adapter, ingest):
     assert limit_headers(post(ingest(adapter, BaselimeAPI({"team": KEY})), BASELIME)) is None
-    client = ingest(adapter, BaselimeAPI({"team": KEY}, rate_limit=RateLimit(limit="1/minute")))
+    client = ingest(adapter, BaselimeAPI({"team": KEY}, rate_limit="1/minute"))
     assert post(client, BASELIME).status == 202
     refused = post(client, BASELIME)
     assert refused.status == 429
