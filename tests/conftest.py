@@ -6,6 +6,8 @@ import pytest
 # Test helper modules (clients.py, ...) import as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from redis_fixture import redis_server  # noqa: E402,F401  (a real redis-server, for the rate-limit tests)
+
 
 @pytest.fixture(params=["wsgi", "asgi"])
 def adapter(request):
@@ -13,11 +15,9 @@ def adapter(request):
     return request.param
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=["sync", "async", "sqlite"])
 def sink(request):
-    """The same test runs with a sync and an async storage hook."""
+    """The same test runs with a sync, an async and a SQLite-backed storage hook."""
     from sinks_for_tests import SINK_KINDS
 
     return SINK_KINDS[request.param]()
-
-from redis_fixture import redis_server  # noqa: E402,F401  (a real redis-server, for the rate-limit tests)

@@ -1,10 +1,10 @@
-"""Storage hooks the tests plug in: one async, one that always fails."""
+"""Storage hooks the tests plug in: async, SQLite-backed, and one that always fails."""
 
 from __future__ import annotations
 
 import asyncio
 
-from ingest_mw import Batch, MemorySink
+from ingest_mw import Batch, MemorySink, SQLiteSink
 
 
 class AsyncMemorySink(MemorySink):
@@ -12,6 +12,21 @@ class AsyncMemorySink(MemorySink):
 
     async def __call__(self, batch: Batch) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
+        super().__call__(batch)
+
+
+class SQLiteBackedSink(MemorySink):
+    """Writes every batch through the real SQLite sink first, so whatever the
+    contract accepts must also be storable, then keeps it for assertions."""
+
+    acall = None  # it blocks: the ASGI adapter runs it in a worker thread
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sqlite = SQLiteSink(":memory:")
+
+    def __call__(self, batch: Batch) -> None:
+        self.sqlite(batch)
         super().__call__(batch)
 
 
@@ -24,4 +39,4 @@ class FailingSink:
         raise RuntimeError("disk full")
 
 
-SINK_KINDS = {"sync": MemorySink, "async": AsyncMemorySink}
+SINK_KINDS = {"sync": MemorySink, "async": AsyncMemorySink, "sqlite": SQLiteBackedSink}

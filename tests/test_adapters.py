@@ -294,3 +294,22 @@ def test_wsgi_async_hook_is_awaited():
     app = WSGIApp(BetterStackAPI([TOKEN]), sink=async_hook)
     assert call_wsgi(app, body=b'{"a":1}')["status"] == 202
     assert stored[0].events[0].data == {"a": 1}
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_plain_callable_returning_a_coroutine_is_awaited_before_the_202(kind):
+    stored = []
+
+    async def store(batch):
+        await asyncio.sleep(0)
+        stored.append(batch)
+
+    hook = lambda batch: store(batch)  # noqa: E731 - a sync wrapper around an async hook
+    if kind == "wsgi":
+        status = call_wsgi(WSGIApp(BetterStackAPI([TOKEN]), sink=hook), body=b"{}")["status"]
+    else:
+        peer = Peer([b"{}"])
+        run(ASGIApp(BetterStackAPI([TOKEN]), sink=hook), scope("/"), peer)
+        status = peer.status
+    assert status == 202
+    assert len(stored) == 1

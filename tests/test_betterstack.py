@@ -277,3 +277,14 @@ def test_several_tokens_map_to_their_source(adapter):
     for token in ("t1", "t2"):
         post(client, b"{}", {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     assert [b.source for b in sink.batches] == ["web", "worker"]
+
+
+def test_what_orjson_cannot_write_is_still_stored(adapter, sink):
+    """Deep nesting (orjson reads 1024 levels but writes 254) and MessagePack
+    binary keys reach every sink, the SQLite-backed one included."""
+    client = make_client(adapter, BetterStackAPI([TOKEN]), sink)
+    deep = b'{"a":' * 600 + b"1" + b"}" * 600
+    assert post(client, deep).status == 202
+    binary_keys = msgpack.packb({b"raw": 1, "text": b"\xff"}, use_bin_type=True)
+    assert post(client, binary_keys, {**AUTH, "Content-Type": "application/msgpack"}).status == 202
+    assert sink.events[1].data == {b"raw": 1, "text": b"\xff"}

@@ -114,3 +114,14 @@ def test_sink_from_url(tmp_path, monkeypatch):
     for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense"):
         with pytest.raises(ValueError):
             sink_from_url(bad)
+
+
+def test_event_json_falls_back_for_what_orjson_refuses(tmp_path):
+    from ingest_mw.batch import event_json
+
+    deep: dict = {"leaf": 1}
+    for _ in range(1000):
+        deep = {"a": deep}
+    text = event_json(deep)
+    assert text.startswith(b'{"a":{"a":') and text.endswith(b'"leaf":1' + b"}" * 1001)
+    assert json.loads(event_json({b"bin": b"\xff", 2: T0})) == {"bin": "\\xff", "2": "2024-05-01T12:00:00+00:00"}

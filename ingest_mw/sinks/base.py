@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Union
 
@@ -20,9 +21,24 @@ def _is_async(sink: Sink) -> bool:
     return iscoroutinefunction(sink) or iscoroutinefunction(getattr(sink, "__call__", None))
 
 
+# A plain callable that hands back an awaitable (a lambda, or a sync decorator
+# around an async hook) has stored nothing yet: both faces await the result,
+# so a 202 never goes out for a batch still in flight.
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def as_sync(sink: Sink) -> Callable[[Batch], Any]:
     """The hook as a plain function, for the WSGI adapter."""
-    return async_to_sync(sink) if _is_async(sink) else sink  # type: ignore[arg-type]
+    if _is_async(sink):
+        return async_to_sync(sink)  # type: ignore[arg-type]
+
+    def store(batch: Batch) -> None:
+        result = sink(batch)
+        if inspect.isawaitable(result):
+            async_to_sync(_wait)(result)
+
+    return store
 
 
 def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
@@ -42,7 +58,14 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     if acall is not None and iscoroutinefunction(acall):
         return acall  # type: ignore[no-any-return]
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
-    return sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+    in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+
+    async def store(batch: Batch) -> None:
+        result = await in_thread(batch)
+        if inspect.isawaitable(result):
+            await result
+
+    return store
 
 
 def close_sync(sink: object) -> None:
