@@ -12,15 +12,16 @@ can be tested with plain values.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .auth import CredentialAuth
 from .batch import Batch, pair_events
 from .body import BodyLimit
-from .codecs import CodecNegotiation, Decoded
+from .codecs import Codec, CodecNegotiation, Decoded
 from .errors import IngestError
 from .timestamps import EventTimes
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # ratelimit imports Request from here
 
 __all__ = [
     "CheckRateLimit",
+    "Decode",
     "Flow",
     "IngestAPI",
     "READ_BODY",
@@ -49,7 +51,8 @@ def _now() -> datetime:
 class Request:
     """A request as plain values. ``path`` is relative to the mount point and
     ``headers`` has lower-case names. ``source`` and ``params`` are filled in by
-    the flow as it learns them (a rate-limit key function may use them)."""
+    the flow as it learns them (a rate-limit key function may use them;
+    ``source`` stays ``None`` when the credential was refused)."""
 
     method: str
     path: str
@@ -91,7 +94,17 @@ class Store:
     batch: Batch
 
 
-Step = ReadBody | CheckRateLimit | Store
+@dataclass(frozen=True, slots=True)
+class Decode:
+    """Step: run ``work`` (decoding a body of ``size`` bytes into a batch) and send
+    back its result, or throw its exception back in. Pure CPU work, so the
+    async driver may run a large one in a worker thread, off the event loop."""
+
+    work: Callable[[], Any]
+    size: int
+
+
+Step = ReadBody | CheckRateLimit | Decode | Store
 Flow = Generator[Step, Any, Response]
 
 
@@ -162,19 +175,27 @@ class IngestAPI:
             raise route
         request.params = route
         headers = request.headers
-        request.source = self.auth.authenticate(headers)
+        try:
+            request.source = self.auth.authenticate(headers)
+            refused = None
+        except IngestError as error:
+            # A refused credential still counts against the client's limit, so
+            # guessing tokens is throttled like any other request.
+            refused = error
         if self.rate_limit is not None:
             decision = yield CheckRateLimit(self.rate_limit, request)
             extra.extend(decision.headers)
             decision.raise_if_refused()
+        if refused is not None:
+            raise refused
         codec = self.codecs.negotiate(headers.get("content-type"))
         self.body_limit.check_length(headers.get("content-length"))
         reader = self.body_limit.reader(headers.get("content-encoding"))
         while chunk := (yield READ_BODY):
             reader.feed(chunk)
-        decoded = codec.decode(reader.finish())
-        if decoded.events:
-            batch = self._batch(request, decoded)
+        body = reader.finish()
+        decoded, batch = yield Decode(partial(self._decode, request, codec, body), len(body))
+        if batch is not None:
             try:
                 yield Store(batch)
             except Exception:
@@ -186,6 +207,11 @@ class IngestAPI:
                 )
                 raise IngestError(500, "Internal Server Error") from None
         return self.accepted(decoded)
+
+    def _decode(self, request: Request, codec: Codec, body: bytes) -> tuple[Decoded, Batch | None]:
+        """The body's events, and the batch to store (``None`` when there is none)."""
+        decoded = codec.decode(body)
+        return decoded, (self._batch(request, decoded) if decoded.events else None)
 
     def _batch(self, request: Request, decoded: Decoded) -> Batch:
         received_at = request.received_at

@@ -24,12 +24,17 @@ from .jsonarray import JSONArrayCodec
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
 
-__all__ = ["BaselimeAPI", "DATASET_PATTERN", "MAX_BODY_BYTES", "MAX_EVENT_BYTES"]
+__all__ = ["BaselimeAPI", "DATASET_PATTERN", "MAX_BODY_BYTES", "MAX_EVENT_BYTES", "MAX_INVALID_LISTED"]
 
 #: "up to 6MB of uncompressed data per request" (6 MiB, AWS Lambda's payload limit).
 MAX_BODY_BYTES = 6 * 1024 * 1024
 #: "Each event must be smaller than 256kb of uncompressed JSON" (256 KiB).
 MAX_EVENT_BYTES = 256 * 1024
+
+#: How many refused events a 400 lists (the first ones); past that the answer
+#: also says how many there were in ``invalid_count``, so a body of a million
+#: tiny bad elements cannot make an answer ten times its own size.
+MAX_INVALID_LISTED = 1000
 
 #: A dataset name: 1 to 128 letters, digits, ``-``, ``_`` or ``.``, starting with a letter or digit.
 DATASET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -118,5 +123,8 @@ class BaselimeAPI(IngestAPI):
     def accepted(self, decoded: Decoded) -> Response:
         if not decoded.invalid:
             return _ACCEPTED
-        invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid]
-        return _json(400, {"message": MESSAGES[400], "invalid": invalid})
+        invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid[:MAX_INVALID_LISTED]]
+        body: dict[str, Any] = {"message": MESSAGES[400], "invalid": invalid}
+        if len(decoded.invalid) > MAX_INVALID_LISTED:
+            body["invalid_count"] = len(decoded.invalid)
+        return _json(400, body)

@@ -35,7 +35,7 @@ class BodyLimit:
         value = (content_length or "").strip()
         if not value:
             return
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise IngestError(400, f"invalid Content-Length {content_length[:40]!r}")
         if int(value) > self.max_bytes:
             raise self.too_large()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import sys
@@ -21,17 +22,23 @@ __all__ = ["build_app", "main", "parse_credentials"]
 DEFAULT_SINK = "sqlite:///ingest.db"
 
 
+#: ``NAME=SECRET`` only when NAME looks like a name and SECRET is more than
+#: "=" signs: a bare secret may hold "=" itself (base64 padding, "dGVzdA=="),
+#: and must not be split into a name and a secret of "=".
+_NAMED = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=(.*)", re.DOTALL)
+
+
 def parse_credentials(values: Sequence[str], default_name: str = "default") -> dict[str, str]:
-    """``["NAME=SECRET", "SECRET"]`` -> ``{name: secret}``; a bare secret is named ``default_name``
-    (numbered when there are several)."""
+    """``["NAME=SECRET", "SECRET"]`` -> ``{name: secret}``; a bare secret is named
+    ``default_name`` (numbered when there are several)."""
     named: dict[str, str] = {}
-    bare = [v for v in values if "=" not in v]
+    bare: list[str] = []
     for value in values:
-        name, sep, secret = value.partition("=")
-        if sep:
-            if not name or not secret:
-                raise ValueError(f"expected NAME=SECRET, got {name or '<empty>'}=…")
-            named[name] = secret
+        match = _NAMED.fullmatch(value)
+        if match is None or not match[2].strip("="):
+            bare.append(value)
+        else:
+            named[match[1]] = match[2]
     for index, secret in enumerate(bare, 1):
         named[default_name if len(bare) == 1 else f"{default_name}-{index}"] = secret
     return named

@@ -13,7 +13,6 @@ top-level element's byte span with a string- and bracket-aware scanner.
 from __future__ import annotations
 
 import re
-import sys
 
 import orjson
 
@@ -29,9 +28,9 @@ _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(")?|[\[\]{},]|[^\s"\[\]{},]+')
 # Inside an element only brackets and strings matter. In these patterns each
 # position can be matched one way only (a quote starts a string, a bracket a
 # nesting, anything else is plain), so giving back what a quantifier took can
-# never help: where Python has possessive quantifiers (3.11) they say so, and a
-# failing match (an unclosed string, say) costs no backtracking.
-_ONCE = b"+" if sys.version_info >= (3, 11) else b""
+# never help: possessive quantifiers (Python 3.11+) say so, and a failing
+# match (an unclosed string, say) costs no backtracking.
+_ONCE = b"+"
 #: A complete string: it matches exactly where _TOKEN's group 1 would be found.
 _STRING = rb'"[^"\\]*' + _ONCE + rb'(?:\\.[^"\\]*' + _ONCE + rb")*" + _ONCE + b'"'
 _PLAIN = rb'[^"\[\]{}]*' + _ONCE  # anything but a quote or a bracket (commas too)

@@ -25,6 +25,7 @@ whose window frees up last, so that ``Retry-After`` is never too early.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import math
 import threading
@@ -100,10 +101,27 @@ _Decide = Generator[_Call, Any, RateLimitDecision]
 
 
 def _without_credentials(uri: str) -> str:
-    """``redis://:secret@host:6379/0`` -> ``redis://host:6379/0``, fit for a log line."""
+    """``redis://:secret@host:6379/0?password=x`` -> ``redis://host:6379/0``, fit for a log line."""
     scheme, sep, rest = uri.partition("://")
-    netloc, slash, path = rest.partition("/")
+    netloc, slash, path = rest.partition("?")[0].partition("/")
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def _check_storage(uri: str) -> None:
+    """Fail at construction, not on the first request, for a storage URI whose
+    scheme ``limits`` does not know or whose client library is not installed
+    (either face: ``redis://`` needs redis-py for WSGI and coredis for ASGI)."""
+    scheme = uri.partition("://")[0]
+    for name in (scheme, f"async+{scheme}"):
+        storage = SCHEMES.get(name)
+        if storage is None:
+            known = ", ".join(s for s in SCHEMES if not s.startswith("async+"))
+            raise ValueError(f"unknown rate-limit storage scheme {scheme!r}; use one of {known}")
+        # limits lists alternatives (redis-py or valkey, say): one is enough.
+        needed = sorted({module.partition(".")[0] for module in getattr(storage, "DEPENDENCIES", ())})
+        if needed and not any(importlib.util.find_spec(module) for module in needed):
+            hint = " (pip install 'ingest-mw[redis]')" if "redis" in scheme else ""
+            raise ValueError(f"rate-limit storage {scheme}:// needs one of {', '.join(needed)} installed{hint}")
 
 
 class RateLimit:
@@ -150,10 +168,7 @@ class RateLimit:
             raise ValueError(f"unknown rate-limit strategy {strategy!r}; use one of {known}")
         self.strategy = strategy
         self.storage_uri = storage_uri.removeprefix("async+")
-        scheme = self.storage_uri.partition("://")[0]
-        if scheme not in SCHEMES or f"async+{scheme}" not in SCHEMES:
-            known = ", ".join(s for s in SCHEMES if not s.startswith("async+"))
-            raise ValueError(f"unknown rate-limit storage scheme {scheme!r}; use one of {known}")
+        _check_storage(self.storage_uri)
         if key is not None and trusted_proxies:
             raise ValueError("trusted_proxies apply to the default key only; use them in your key function")
         if not isinstance(trusted_proxies, TrustedProxies):

@@ -68,7 +68,7 @@ class _Body:
     def __init__(self, environ: Environ) -> None:
         self._input = environ["wsgi.input"]
         length = (environ.get("CONTENT_LENGTH") or "").strip()
-        if length.isdigit():
+        if length.isascii() and length.isdigit():
             self._remaining: int | None = int(length)
         elif environ.get("wsgi.input_terminated"):
             self._remaining = None  # chunked: the server marks the end
@@ -118,7 +118,7 @@ class WSGIApp:
                 response = drive_sync(api.handle(request, route), _Body(environ).read, self._store)
             except ClientDisconnected:
                 # Nobody is left to read an answer; say so without a traceback.
-                response = Response(400, (("Connection", "close"),), b"")
+                response = Response(400, (), b"")
         headers = list(response.headers)
         headers.append(("Content-Length", str(len(response.body))))
         start_response(status_line(response.status), headers)

@@ -313,3 +313,47 @@ def test_a_plain_callable_returning_a_coroutine_is_awaited_before_the_202(kind):
         status = peer.status
     assert status == 202
     assert len(stored) == 1
+
+
+@pytest.mark.parametrize(("size", "off_the_loop"), [(1000, False), (200_000, True)])
+def test_asgi_decodes_large_bodies_in_a_worker_thread(size, off_the_loop):
+    """A large body (the slow Baselime path can cost seconds) never holds the event loop."""
+    import threading
+
+    api = BaselimeAPI(["k"])
+    decode_threads = []
+    original = api._decode
+
+    def recording_decode(*args):
+        decode_threads.append(threading.get_ident())
+        return original(*args)
+
+    api._decode = recording_decode  # type: ignore[method-assign]
+    sink = MemorySink()
+    app = ASGIApp(api, sink=sink)
+    body = b"[" + b",".join([b"{x}"] * (size // 4)) + b"]"  # every element invalid: the slow path
+
+    async def main():
+        peer = Peer([body])
+        await app(scope("/v1/ds", [(b"x-api-key", b"k"), (b"content-type", b"application/json")]), peer.receive, peer.send)
+        return threading.get_ident(), peer
+
+    loop_thread, peer = asyncio.run(main())
+    assert peer.status == 400
+    assert (decode_threads[0] != loop_thread) is off_the_loop
+
+
+def test_wsgi_answers_carry_no_hop_by_hop_headers():
+    """PEP 3333 forbids them, and strict servers (wsgiref) fail the request."""
+    from wsgiref.util import is_hop_by_hop
+
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=MemorySink())
+    for body, headers in ((b"{}", {}), (b'[{"a":1}', {"CONTENT_LENGTH": "500"})):  # stored; cut short
+        result = call_wsgi(app, body=body, headers=headers)
+        assert result["status"] in (202, 400)
+        assert not [name for name in result["headers"] if is_hop_by_hop(name)]
+
+
+def test_a_non_ascii_digit_content_length_is_a_400():
+    app = WSGIApp(BetterStackAPI([TOKEN]), sink=MemorySink())
+    assert call_wsgi(app, body=b"{}", headers={"CONTENT_LENGTH": "\u00b2"})["status"] == 400

@@ -215,3 +215,15 @@ def test_both_apis_under_one_mount(adapter, sink):
     assert post(client, b"[{}]")[0] == 202
     assert post(client, b"[{}]", path=PREFIX + "/nope")[0] == 400
     assert [b.api for b in sink.batches] == ["betterstack", "baselime"]
+
+
+def test_the_invalid_list_is_capped_and_counted(client, sink):
+    from ingest_mw.baselime import MAX_INVALID_LISTED
+
+    body = b"[" + b",".join([b"1"] * (MAX_INVALID_LISTED + 500) + [b"{}"]) + b"]"
+    status, reply = post(client, body)
+    assert status == 400
+    assert len(reply["invalid"]) == MAX_INVALID_LISTED
+    assert reply["invalid"][-1]["index"] == MAX_INVALID_LISTED - 1
+    assert reply["invalid_count"] == MAX_INVALID_LISTED + 500
+    assert len(sink.events) == 1

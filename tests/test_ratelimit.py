@@ -285,6 +285,7 @@ def test_every_strategy_refuses_the_request_over_the_limit(clock, decide, strate
         {"limit": "3/minute", "trusted_proxies": ["10.0.0.0/33"]},
         {"limit": "3/minute", "key": lambda request: "k", "trusted_proxies": ["10.0.0.0/8"]},
         {"limit": "3/minute", "storage_uri": "redsi://127.0.0.1:6379"},
+        {"limit": "3/minute", "storage_uri": "memcached://127.0.0.1:11211"},  # no client installed
     ],
 )
 def test_configuration_mistakes_fail_at_construction(kwargs):
@@ -522,3 +523,20 @@ def test_serve_defaults_to_better_stacks_limit_and_none_turns_it_off():
 def test_serve_refuses_bad_rate_limit_flags_before_starting(flags, capsys):
     assert main(["serve", *flags]) == 2
     assert capsys.readouterr().err.startswith("ingest-mw: ")
+
+
+def test_requests_with_a_wrong_credential_count_too(adapter, ingest):
+    client = ingest(adapter, BetterStackAPI({"web": TOKEN}, rate_limit="2/minute"))
+    assert [post(client, Authorization="Bearer guess").status for _ in range(2)] == [403, 403]
+    refused = post(client, Authorization="Bearer guess-again")
+    assert refused.status == 429  # guessing is throttled ...
+    assert post(client).status == 429  # ... and spends the client's own budget
+
+
+def test_a_failing_key_function_is_a_500_in_the_apis_style_not_a_traceback(adapter, ingest, caplog):
+    rate_limit = RateLimit(limit="5/minute", key=lambda request: request.params["dataset"])
+    client = ingest(adapter, BetterStackAPI({"web": TOKEN}, rate_limit=rate_limit))
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        reply = post(client)
+    assert (reply.status, reply.body) == (500, b"Internal Server Error")
+    assert "KeyError" in caplog.text

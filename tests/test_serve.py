@@ -174,3 +174,10 @@ def test_official_logtail_python_client_delivers_its_records(served):
     # logtail sends a recent dt: it becomes the event time, not the reception time.
     assert all(r["dt"] <= r["received_at"] for r in stored)
     assert {json.loads(r["data"])["level"] for r in stored} == {"info"}
+
+
+def test_parse_credentials_keeps_equals_signs_in_bare_secrets():
+    from ingest_mw.cli import parse_credentials
+
+    assert parse_credentials(["dGVzdA=="]) == {"default": "dGVzdA=="}
+    assert parse_credentials(["web=abc=", "=x", "a", "b=="]) == {"web": "abc=", "default-1": "=x", "default-2": "a", "default-3": "b=="}
