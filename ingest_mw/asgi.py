@@ -17,7 +17,7 @@ from .drive import drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
-__all__ = ["ASGIApp", "ASGIMiddleware", "route_path", "scope_headers"]
+__all__ = ["ASGIApp", "ASGIMiddleware", "request_from_scope", "route_path", "scope_headers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,6 +65,12 @@ def _reader(receive: Receive) -> Callable[[], Awaitable[bytes | None]]:
     return read
 
 
+def request_from_scope(scope: Scope, path: str) -> Request:
+    """The plain-values request the core takes, from an ASGI HTTP scope."""
+    client = scope.get("client")
+    return Request(scope["method"], path, scope_headers(scope), client[0] if client else None)
+
+
 class ASGIApp:
     """Serve ``apis`` as an ASGI application, storing batches with ``sink``.
 
@@ -94,9 +100,8 @@ class ASGIApp:
             response: Response | None = NOT_FOUND
         else:
             api, route = found
-            client = scope.get("client")
-            request = Request(scope["method"], path, scope_headers(scope), client[0] if client else None)
-            response = await drive_async(api.handle(request, route), _reader(receive), self._store)
+            flow = api.handle(request_from_scope(scope, path), route)
+            response = await drive_async(flow, _reader(receive), self._store)
             if response is None:
                 return  # the client disconnected: nobody to answer
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .api import Request, Response
-from .asgi import ASGIApplication, Message, Receive, Scope, Send, route_path, scope_headers
+from .api import Response
+from .asgi import ASGIApplication, Message, Receive, Scope, Send, request_from_scope, route_path
 from .http import status_line
 from .ratelimit import RateLimit, RateLimitDecision, as_rate_limit
-from .wsgi import Environ, EnvironHeaders, StartResponse, WSGIApplication
+from .wsgi import Environ, StartResponse, WSGIApplication, request_from_environ
 
 __all__ = ["RateLimitASGIMiddleware", "RateLimitWSGIMiddleware"]
 
@@ -43,9 +43,7 @@ class RateLimitWSGIMiddleware:
         self.rate_limit = as_rate_limit(rate_limit)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        request = Request(method, path, EnvironHeaders(environ), environ.get("REMOTE_ADDR"))
-        decision = self.rate_limit.hit(request)
+        decision = self.rate_limit.hit(request_from_environ(environ, environ.get("PATH_INFO", "")))
         refused = _refused(decision)
         if refused is not None:
             start_response(status_line(refused.status), list(refused.headers))
@@ -72,10 +70,7 @@ class RateLimitASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        request = Request(scope["method"], route_path(scope), scope_headers(scope), peer)
-        decision = await self.rate_limit.ahit(request)
+        decision = await self.rate_limit.ahit(request_from_scope(scope, route_path(scope)))
         refused = _refused(decision)
         if refused is not None:
             headers = _raw(refused.headers)

@@ -16,7 +16,14 @@ from .drive import drive_sync
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
-__all__ = ["WSGIApp", "WSGIMiddleware"]
+__all__ = [
+    "ClientDisconnected",
+    "EnvironHeaders",
+    "InputReader",
+    "WSGIApp",
+    "WSGIMiddleware",
+    "request_from_environ",
+]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -60,20 +67,35 @@ class ClientDisconnected(Exception):
     """The body ended before its Content-Length: the client has gone."""
 
 
-class _Body:
-    """``wsgi.input`` in chunks, never reading past Content-Length (PEP 3333)."""
+class InputReader:
+    """A WSGI body in chunks, never reading past Content-Length (PEP 3333).
 
-    __slots__ = ("_input", "_remaining")
+    ``read`` is the input's ``read(size)``: ``wsgi.input.read`` here, Django's
+    ``request.read`` in the Django view. A body that ends before its
+    Content-Length means the client has gone: :class:`ClientDisconnected`.
+    """
 
-    def __init__(self, environ: Environ) -> None:
-        self._input = environ["wsgi.input"]
-        length = (environ.get("CONTENT_LENGTH") or "").strip()
+    __slots__ = ("_read", "_remaining")
+
+    def __init__(
+        self, read: Callable[[int], bytes], content_length: str | None, *, terminated: bool = False
+    ) -> None:
+        self._read = read
+        length = (content_length or "").strip()
         if length.isascii() and length.isdigit():
             self._remaining: int | None = int(length)
-        elif environ.get("wsgi.input_terminated"):
+        elif terminated:
             self._remaining = None  # chunked: the server marks the end
         else:
             self._remaining = 0
+
+    @classmethod
+    def from_environ(cls, environ: Environ) -> InputReader:
+        return cls(
+            environ["wsgi.input"].read,
+            environ.get("CONTENT_LENGTH"),
+            terminated=bool(environ.get("wsgi.input_terminated")),
+        )
 
     def read(self) -> bytes:
         remaining = self._remaining
@@ -81,14 +103,23 @@ class _Body:
             return b""
         size = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
         try:
-            chunk: bytes = self._input.read(size)
-        except OSError as exc:
+            chunk: bytes = self._read(size)
+        except OSError as exc:  # Django's UnreadablePostError is one
             raise ClientDisconnected from exc
         if remaining is not None:
             if not chunk:
                 raise ClientDisconnected
             self._remaining = remaining - len(chunk)
         return chunk
+
+
+def request_from_environ(environ: Environ, path: str) -> Request:
+    """The plain-values request the core takes, from a WSGI environ."""
+    return Request(environ["REQUEST_METHOD"], path, EnvironHeaders(environ), environ.get("REMOTE_ADDR"))
+
+
+#: What a client that left mid-body is answered (nobody reads it; no traceback).
+DISCONNECTED = Response(400, (), b"")
 
 
 class WSGIApp:
@@ -111,14 +142,11 @@ class WSGIApp:
             response = NOT_FOUND
         else:
             api, route = found
-            request = Request(
-                environ["REQUEST_METHOD"], path, EnvironHeaders(environ), environ.get("REMOTE_ADDR")
-            )
+            flow = api.handle(request_from_environ(environ, path), route)
             try:
-                response = drive_sync(api.handle(request, route), _Body(environ).read, self._store)
+                response = drive_sync(flow, InputReader.from_environ(environ).read, self._store)
             except ClientDisconnected:
-                # Nobody is left to read an answer; say so without a traceback.
-                response = Response(400, (), b"")
+                response = DISCONNECTED
         headers = list(response.headers)
         headers.append(("Content-Length", str(len(response.body))))
         start_response(status_line(response.status), headers)

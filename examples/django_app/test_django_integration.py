@@ -178,3 +178,29 @@ def test_wrong_settings_stop_start_up_saying_what_to_fix(ingest_mw: object, mess
     assert message in str(raised.value)
     assert "secret-token" not in str(raised.value)
     conf.endpoint()  # the project's own settings are back
+
+
+def test_a_body_cut_short_by_the_client_stores_nothing(db: None) -> None:
+    """Django's stream returns b"" at an early end: the view still sees the
+    body is shorter than its Content-Length and stores none of it."""
+    import io
+
+    from exampleproject.wsgi import application
+
+    body = b'{"message": "A"}\n{"message": "B"}\n'  # whole lines: would parse as NDJSON
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/ingest/",
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "CONTENT_LENGTH": str(len(body) + 100),
+        "CONTENT_TYPE": "application/x-ndjson",
+        "HTTP_AUTHORIZATION": BETTERSTACK["Authorization"],
+    }
+    statuses = []
+    application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses[0].startswith("400")
+    assert not LogEvent.objects.exists()

@@ -11,14 +11,11 @@ bound to one loop cannot survive.)
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...api import Request
 from ...drive import drive_sync
-from ...wsgi import READ_SIZE, EnvironHeaders
+from ...wsgi import DISCONNECTED, InputReader, ClientDisconnected, request_from_environ
 from . import conf
 
 try:  # Django 5.1+: clients authenticate with their token, not a login session
@@ -43,8 +40,11 @@ def ingest(request: HttpRequest, path: str) -> HttpResponse:
         raise Http404("no ingest API at this path")
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
-    ingest_request = Request(request.method or "", mount_path, EnvironHeaders(meta), meta.get("REMOTE_ADDR"))
-    response = drive_sync(api.handle(ingest_request, route), partial(request.read, READ_SIZE), endpoint.store)
+    body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
+    try:
+        response = drive_sync(api.handle(request_from_environ(meta, mount_path), route), body.read, endpoint.store)
+    except ClientDisconnected:
+        response = DISCONNECTED
     reply = HttpResponse(response.body, status=response.status, headers=response.headers)
     if not any(name.lower() == "content-type" for name, _ in response.headers):
         del reply["Content-Type"]  # not Django's text/html default: Better Stack's 202 has none
