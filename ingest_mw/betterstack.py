@@ -16,6 +16,7 @@ from .auth import CredentialAuth
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
 from .errors import IngestError
+from .http import PLAIN_TEXT
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
 
@@ -26,7 +27,6 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 #: "The HTTP REST API is limited to 500 requests per minute from a single IP."
 RATE_LIMIT = "500/minute"
 
-_TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _ACCEPTED = Response(202, (), b"")
 
 
@@ -65,7 +65,7 @@ class BetterStackAPI(IngestAPI):
         return {} if path in ("", "/") else None
 
     def render(self, error: IngestError) -> Response:
-        return Response(error.status, _TEXT + error.headers, error.detail.encode())
+        return Response(error.status, (PLAIN_TEXT, *error.headers), error.detail.encode())
 
     def accepted(self, decoded: Decoded) -> Response:
         return _ACCEPTED

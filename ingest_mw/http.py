@@ -6,9 +6,12 @@ from http import HTTPStatus
 
 from .api import Response
 
-__all__ = ["NOT_FOUND", "normalize_prefix", "status_line", "strip_prefix"]
+__all__ = ["NOT_FOUND", "PLAIN_TEXT", "normalize_prefix", "status_line", "strip_prefix"]
 
-NOT_FOUND = Response(404, (("Content-Type", "text/plain; charset=utf-8"),), b"Not Found")
+#: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
+PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+NOT_FOUND = Response(404, (PLAIN_TEXT,), b"Not Found")
 
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 

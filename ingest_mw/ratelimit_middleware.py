@@ -16,13 +16,11 @@ from typing import Any
 
 from .api import Response
 from .asgi import ASGIApplication, Message, Receive, Scope, Send, request_from_scope, route_path
-from .http import status_line
+from .http import PLAIN_TEXT, status_line
 from .ratelimit import RateLimit, RateLimitDecision, as_rate_limit
 from .wsgi import Environ, StartResponse, WSGIApplication, request_from_environ
 
 __all__ = ["RateLimitASGIMiddleware", "RateLimitWSGIMiddleware"]
-
-_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
 def _refused(decision: RateLimitDecision) -> Response | None:
@@ -31,7 +29,7 @@ def _refused(decision: RateLimitDecision) -> Response | None:
     if error is None:
         return None
     body = error.detail.encode()
-    headers = (_TEXT, *error.headers, *decision.headers, ("Content-Length", str(len(body))))
+    headers = (PLAIN_TEXT, *error.headers, *decision.headers, ("Content-Length", str(len(body))))
     return Response(error.status, headers, body)
 
 
