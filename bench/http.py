@@ -1,0 +1,392 @@
+"""Requests/s of ``ingest-mw serve --sink memory://`` beside a minimal ASGI app, under wrk.
+
+Issue 2: ``ingest-mw serve`` with the memory sink should reach at least
+0.8 x the requests/s of a minimal ASGI app that reads the body, parses it
+with ``orjson.loads`` and answers 202 (empty body), on the same server under
+the same load. Both run as separate processes on free loopback ports with
+the same uvicorn settings (``uvicorn.run`` as ``ingest-mw serve`` calls it:
+one worker, lifespan on, proxy headers off, the same ``--log-level``;
+``warning`` keeps both from writing access-log lines). ``ingest-mw serve``
+gets ``--rate-limit none``, as the minimal app has no limiter.
+
+A third server, not part of the target, is the app ``ingest-mw serve``
+builds from the same flags with a storage hook that keeps nothing: the
+difference between it and ``ingest-mw serve`` is what the memory sink costs
+by holding every event in the process (see bench/README.md).
+
+Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
+headers and body) over a fixed number of connections. Every case starts
+fresh servers, so none inherits another's memory sink; after a warm-up of
+each, the servers take turns for a few rounds of a few seconds and the
+median round is kept. Run from the repository root::
+
+    python3 bench/http.py                  # about 2 minutes
+    python3 bench/http.py --only "1 event" --rounds 5
+    python3 bench/http.py --no-dropping --connections 32
+
+Every server is stopped at the end of its case (SIGTERM, then SIGKILL), and
+every wrk run has a timeout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``http`` package: keep its
+# folder off the import path so that ``import http`` (uvicorn's, asgiref's)
+# finds the real one.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+ROOT = HERE.parent
+TOKEN = "bench-token"
+API_KEY = "bench-key"
+
+
+# --- the minimal app (run in its own process by --baseline-server) ------------------
+
+
+async def minimal_app(scope, receive, send):  # type: ignore[no-untyped-def]
+    """Read the body, parse it with orjson, answer 202: the floor any ingest endpoint pays."""
+    import orjson
+
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    parts = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        parts.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    orjson.loads(b"".join(parts))
+    await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def serve_baseline(port: int, log_level: str) -> None:
+    import uvicorn
+
+    # The same call as ingest_mw.cli.main makes.
+    uvicorn.run(
+        minimal_app,
+        host="127.0.0.1",
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        proxy_headers=False,
+        forwarded_allow_ips="",
+    )
+
+
+# --- driving the servers ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {proc.returncode} before it was ready")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on port {port} was not ready after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@dataclass
+class Case:
+    name: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    events: int
+
+
+@dataclass
+class Result:
+    rps: float
+    latency: str
+    requests: int
+    bad: int
+
+
+_LUA = """\
+local f = assert(io.open({body}, "rb"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.path = {path}
+{headers}
+"""
+
+
+def lua_script(case: Case, body_file: Path) -> str:
+    headers = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in case.headers.items())
+    return _LUA.format(body=json.dumps(str(body_file)), path=json.dumps(case.path), headers=headers)
+
+
+def run_wrk(wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int) -> Result:
+    cmd = [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",  # wrk takes whole seconds
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    text = out.stdout + out.stderr
+    if out.returncode != 0:
+        raise SystemExit(f"wrk failed ({out.returncode}):\n{text}")
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    latency = re.search(r"Latency\s+(\S+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    if rps is None or total is None:
+        raise SystemExit(f"could not read wrk's output:\n{text}")
+    bad = int(non2xx.group(1)) if non2xx else 0
+    if errors:
+        counts = [int(n) for n in re.findall(r"\d+", errors.group(0))]
+        bad += sum(counts)
+    return Result(float(rps.group(1)), latency.group(1) if latency else "?", int(total.group(1)), bad)
+
+
+def combine(runs: list[Result]) -> Result:
+    """The median round's requests/s and latency; failures of every round."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    return Result(middle.rps, middle.latency, sum(r.requests for r in runs), sum(r.bad for r in runs))
+
+
+def build_cases() -> list[Case]:
+    import importlib.util
+
+    import orjson
+
+    # The same ~250-byte events as bench/pipeline.py.
+    spec = importlib.util.spec_from_file_location("ingest_mw_bench_pipeline", HERE / "pipeline.py")
+    assert spec is not None and spec.loader is not None
+    pipeline = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = pipeline
+    spec.loader.exec_module(pipeline)
+    make_events = pipeline.make_events
+
+    events = make_events(1000)
+    single = orjson.dumps(events[0])
+    batch = orjson.dumps(events)
+    bs = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    bl = {"Content-Type": "application/json", "x-api-key": API_KEY, "x-service": "bench"}
+    return [
+        Case("Better Stack, 1 event", "/", bs, single, 1),
+        Case("Better Stack, 1000 events", "/", bs, batch, 1000),
+        Case("Baselime, 1 event", "/v1/bench", bl, b"[" + single + b"]", 1),
+        Case("Baselime, 1000 events", "/v1/bench", bl, batch, 1000),
+    ]
+
+
+def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
+    """The app ``ingest-mw serve`` builds from the same flags, with a hook that keeps nothing.
+
+    Not part of the target: it tells the pipeline's own cost apart from what
+    the memory sink costs by holding every event it is given.
+    """
+    import uvicorn
+
+    from ingest_mw.asgi import ASGIApp
+    from ingest_mw.cli import _parser, build_app
+
+    args = _parser().parse_args([
+        "serve", "--sink", "memory://", "--token", TOKEN, "--api-key", API_KEY, "--rate-limit", rate_limit,
+    ])
+
+    async def drop(batch: object) -> None:
+        return None
+
+    app = ASGIApp(list(build_app(args).routes.apis), sink=drop)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on",
+                proxy_headers=False, forwarded_allow_ips="")
+
+
+class Servers:
+    """The servers of one case, started fresh so that no case inherits another's
+    memory sink (or its heap), and all stopped at the end."""
+
+    def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
+        self.args = args
+        self.env = env
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+
+    def start(self, labels: list[str]) -> None:
+        me = [sys.executable, str(Path(__file__).resolve()), "--log-level", self.args.log_level,
+              "--rate-limit", self.args.rate_limit]
+        for label in labels:
+            port = free_port()
+            if label == "ingest":
+                cmd = [
+                    sys.executable, "-m", "ingest_mw", "serve",
+                    "--host", "127.0.0.1", "--port", str(port), "--sink", "memory://",
+                    "--token", TOKEN, "--api-key", API_KEY, "--log-level", self.args.log_level,
+                    "--rate-limit", self.args.rate_limit,
+                ]
+            elif label == "base":
+                cmd = [*me, "--baseline-server", str(port)]
+            else:
+                cmd = [*me, "--dropping-server", str(port)]
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL)
+            self.procs[label] = (proc, port)
+        for proc, port in self.procs.values():
+            wait_ready(proc, port)
+
+    def stop(self) -> None:
+        for proc, _ in self.procs.values():
+            stop(proc)
+        self.procs.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=2, help="seconds of one round of load (whole seconds)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per case and server (the median is kept)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each measurement (0: none)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level of both servers")
+    parser.add_argument("--only", help="run only the cases whose name contains this")
+    parser.add_argument(
+        "--rate-limit",
+        default="none",
+        help="ingest-mw serve --rate-limit (default: none, as the minimal app has no limiter;"
+        " a load generator on one address would get 429s past Better Stack's 500/minute)",
+    )
+    parser.add_argument("--no-dropping", action="store_true",
+                        help="skip the diagnostic run of the same app with a hook that keeps nothing")
+    parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.baseline_server:
+        serve_baseline(args.baseline_server, args.log_level)
+        return 0
+    if args.dropping_server:
+        serve_dropping(args.dropping_server, args.log_level, args.rate_limit)
+        return 0
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("bench/http.py needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    cases = [c for c in build_cases() if not args.only or args.only.lower() in c.name.lower()]
+    labels = ["base", "ingest"] + ([] if args.no_dropping else ["drop"])
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    servers = Servers(args, env)
+    rows = []
+    print(
+        f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
+        f" per server, taking turns, median kept (+{args.warmup} s warm-up); uvicorn, 1 worker, log level {args.log_level}, fresh servers per case; "
+        f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; "
+        f"{os.cpu_count()} CPUs shared by wrk and the servers"
+    )
+    header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}"
+              f"  {'events/s':>9}  {'latency min./ingest':>19}")
+    if not args.no_dropping:
+        header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
+    print(header)
+    print("-" * len(header))
+    try:
+        with tempfile.TemporaryDirectory(prefix="ingest-mw-bench-") as tmp:
+            for index, case in enumerate(cases):
+                body_file = Path(tmp) / f"body{index}"
+                body_file.write_bytes(case.body)
+                script = Path(tmp) / f"case{index}.lua"
+                script.write_text(lua_script(case, body_file))
+                servers.start(labels)
+                rounds: dict[str, list[Result]] = {label: [] for label in labels}
+                try:
+                    if args.warmup > 0:
+                        for label in labels:
+                            run_wrk(wrk, script, servers.procs[label][1], args, args.warmup)
+                    # The servers take turns, round after round, so that a slow
+                    # spell of a shared machine does not fall on one of them only.
+                    for _ in range(args.rounds):
+                        for label in labels:
+                            proc, port = servers.procs[label]
+                            rounds[label].append(run_wrk(wrk, script, port, args, args.duration))
+                            if proc.poll() is not None:
+                                raise SystemExit(f"the {label} server died during {case.name!r}")
+                finally:
+                    servers.stop()
+                results = {label: combine(runs) for label, runs in rounds.items()}
+                base, ingest = results["base"], results["ingest"]
+                ratio = ingest.rps / base.rps
+                rows.append((case, results, ratio))
+                line = (
+                    f"{case.name:<26} {len(case.body):>8}  {base.rps:>13,.0f}  {ingest.rps:>15,.0f}  {ratio:>5.2f}"
+                    f"  {ingest.rps * case.events:>9,.0f}  {base.latency + '/' + ingest.latency:>19}"
+                )
+                if "drop" in results:
+                    drop = results["drop"]
+                    line += f"  {drop.rps:>26,.0f}  {drop.rps / base.rps:>5.2f}"
+                bad = {label: r.bad for label, r in results.items() if r.bad}
+                if bad:
+                    line += f"  !! non-2xx responses or socket errors: {bad}"
+                print(line, flush=True)
+    finally:
+        servers.stop()
+    if rows:
+        worst = min(r[2] for r in rows)
+        print(f"\nworst ingest-mw / minimal ratio: {worst:.2f} (target 0.8: {'met' if worst >= 0.8 else 'MISSED'})")
+        if any(r.bad for row in rows for r in row[1].values()):
+            print("some requests failed: the figures above are not valid")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
