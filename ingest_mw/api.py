@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .auth import CredentialAuth
 from .batch import Batch, pair_events
 from .body import BodyLimit
-from .codecs import Codec, CodecNegotiation, Decoded
+from .codecs import CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .timestamps import EventTimes
 
@@ -98,10 +98,12 @@ class Store:
 class Decode:
     """Step: run ``work`` (decoding a body of ``size`` bytes into a batch) and send
     back its result, or throw its exception back in. Pure CPU work, so the
-    async driver may run a large one in a worker thread, off the event loop."""
+    async driver may run a large one in a worker thread, off the event loop;
+    ``rescan`` marks the slow, element-by-element kind (see :class:`Rescan`)."""
 
     work: Callable[[], Any]
     size: int
+    rescan: bool = False
 
 
 Step = ReadBody | CheckRateLimit | Decode | Store
@@ -194,7 +196,10 @@ class IngestAPI:
         while chunk := (yield READ_BODY):
             reader.feed(chunk)
         body = reader.finish()
-        decoded, batch = yield Decode(partial(self._decode, request, codec, body), len(body))
+        result = yield Decode(partial(self._decode, request, partial(codec.decode, body)), len(body))
+        if isinstance(result, Rescan):
+            result = yield Decode(partial(self._decode, request, result.work), len(body), rescan=True)
+        decoded, batch = result
         if batch is not None:
             try:
                 yield Store(batch)
@@ -208,9 +213,14 @@ class IngestAPI:
                 raise IngestError(500, "Internal Server Error") from None
         return self.accepted(decoded)
 
-    def _decode(self, request: Request, codec: Codec, body: bytes) -> tuple[Decoded, Batch | None]:
-        """The body's events, and the batch to store (``None`` when there is none)."""
-        decoded = codec.decode(body)
+    def _decode(
+        self, request: Request, decode: Callable[[], Decoded | Rescan]
+    ) -> tuple[Decoded, Batch | None] | Rescan:
+        """The body's events and the batch to store (``None`` when there is
+        none), or the codec's :class:`Rescan` when it needs a slow pass."""
+        decoded = decode()
+        if isinstance(decoded, Rescan):
+            return decoded
         return decoded, (self._batch(request, decoded) if decoded.events else None)
 
     def _batch(self, request: Request, decoded: Decoded) -> Batch:

@@ -8,7 +8,7 @@ promise: an event is a JSON object (a map), never a scalar or a list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -21,6 +21,7 @@ __all__ = [
     "Codec",
     "CodecNegotiation",
     "Decoded",
+    "Rescan",
     "InvalidEvent",
     "all_objects",
     "JSONCodec",
@@ -51,10 +52,20 @@ class Decoded:
     invalid: list[InvalidEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Rescan:
+    """What a codec returns when its fast, C-level decode could not judge the
+    body: ``work()`` does it element by element, with Python work per element
+    (Baselime's partial acceptance), so the async driver runs it in a worker
+    thread at a much smaller size than a fast decode."""
+
+    work: Callable[[], Decoded]
+
+
 class Codec(Protocol):
     media_types: tuple[str, ...]
 
-    def decode(self, body: bytes) -> Decoded: ...
+    def decode(self, body: bytes) -> Decoded | Rescan: ...
 
 
 def _type_name(value: Any) -> str:

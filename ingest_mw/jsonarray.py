@@ -13,10 +13,11 @@ top-level element's byte span with a string- and bracket-aware scanner.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import orjson
 
-from .codecs import Decoded, InvalidEvent, all_objects, require_nonempty
+from .codecs import Decoded, InvalidEvent, Rescan, all_objects, require_nonempty
 from .errors import IngestError
 
 __all__ = ["JSONArrayCodec", "object_sizes", "split_array"]
@@ -180,12 +181,12 @@ class JSONArrayCodec:
     def __init__(self, *, max_event_bytes: int) -> None:
         self.max_event_bytes = max_event_bytes
 
-    def decode(self, body: bytes) -> Decoded:
+    def decode(self, body: bytes) -> Decoded | Rescan:
         require_nonempty(body)
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return self._element_by_element(body)
+            return Rescan(partial(self._element_by_element, body))
         if type(value) is not list:
             raise IngestError(400, "the request body must be a JSON array of event objects")
         if all_objects(value):
@@ -199,12 +200,12 @@ class JSONArrayCodec:
                 if max(sizes, default=0) <= self.max_event_bytes:
                     return Decoded(value)
                 return self._judge(value, sizes)
-        return self._element_by_element(body, value)
+        if len(body) <= self.max_event_bytes:
+            return self._judge(value, None)  # some non-objects: one cheap pass
+        return Rescan(partial(self._element_by_element, body, value))
 
     def _element_by_element(self, body: bytes, parsed: list[object] | None = None) -> Decoded:
         """Judge each element on its own; ``parsed`` is the whole array when it parsed."""
-        if parsed is not None and len(body) <= self.max_event_bytes:
-            return self._judge(parsed, None)
         spans = split_array(body)
         sizes = [end - start for start, end in spans]
         if parsed is None:
