@@ -103,6 +103,17 @@ def test_memory_sink():
     assert sink.events == []
 
 
+def test_a_bounded_memory_sink_drops_the_oldest_batches():
+    sink = MemorySink(max_events=5)
+    for n in (2, 2, 2, 3):
+        sink(batch(n))
+    assert [len(b.events) for b in sink.batches] == [2, 3]  # 5 kept, the newest
+    sink(batch(8))
+    assert [len(b.events) for b in sink.batches] == [8]  # a larger batch is still kept whole
+    with pytest.raises(ValueError):
+        MemorySink(max_events=0)
+
+
 def test_sink_from_url(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     relative = sink_from_url("sqlite:///rel.db")
@@ -110,8 +121,9 @@ def test_sink_from_url(tmp_path, monkeypatch):
     absolute = sink_from_url(f"sqlite:///{tmp_path}/abs.db")
     assert absolute.path == f"{tmp_path}/abs.db"
     assert isinstance(sink_from_url("jsonl:///e.jsonl"), JSONLinesSink)
-    assert isinstance(sink_from_url("memory://"), MemorySink)
-    for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense"):
+    assert sink_from_url("memory://").max_events == 10_000  # a server's memory stays bounded
+    assert sink_from_url("memory://?max_events=7").max_events == 7
+    for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense", "memory://?max_events=0", "memory://?size=3"):
         with pytest.raises(ValueError):
             sink_from_url(bad)
 

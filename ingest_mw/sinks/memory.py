@@ -1,4 +1,4 @@
-"""A sink that keeps batches in a list: for tests and benchmarks."""
+"""A sink that keeps batches in memory: for tests, benchmarks and trying things out."""
 
 from __future__ import annotations
 
@@ -10,15 +10,29 @@ __all__ = ["MemorySink"]
 
 
 class MemorySink:
-    """Keeps every batch in :attr:`batches` (unbounded: not for production)."""
+    """Keeps batches in :attr:`batches`, oldest first.
 
-    def __init__(self) -> None:
+    ``max_events``: once more events than this are kept, the oldest batches
+    are dropped, so a long-running server's memory stays bounded (the
+    ``memory://`` sink URL keeps 10,000). ``None`` keeps everything, as a test
+    wants.
+    """
+
+    def __init__(self, *, max_events: int | None = None) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError("max_events must be at least 1, or None to keep everything")
+        self.max_events = max_events
         self.batches: list[Batch] = []
+        self._kept = 0
         self._lock = threading.Lock()
 
     def __call__(self, batch: Batch) -> None:
         with self._lock:
             self.batches.append(batch)
+            self._kept += len(batch.events)
+            if self.max_events is not None:
+                while self._kept > self.max_events and len(self.batches) > 1:
+                    self._kept -= len(self.batches.pop(0).events)
 
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code, on the event loop: an append never
@@ -35,6 +49,7 @@ class MemorySink:
     def clear(self) -> None:
         with self._lock:
             self.batches.clear()
+            self._kept = 0
 
     def close(self) -> None:
         """Nothing to release."""

@@ -15,8 +15,13 @@ def _path(url: str, scheme: str) -> str:
     return rest[1:]
 
 
+#: The events ``memory://`` keeps (the newest): a server's memory stays bounded.
+MEMORY_MAX_EVENTS = 10_000
+
+
 def sink_from_url(url: str) -> Any:
-    """``sqlite:///events.db``, ``jsonl:///events.jsonl`` or ``memory://``."""
+    """``sqlite:///events.db``, ``jsonl:///events.jsonl``, ``memory://`` or
+    ``memory://?max_events=N``."""
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
         from .sqlite import SQLiteSink
@@ -29,5 +34,11 @@ def sink_from_url(url: str) -> Any:
     if scheme == "memory":
         from .memory import MemorySink
 
-        return MemorySink()
+        query = url.partition("?")[2]
+        name, _, value = query.partition("=")
+        if not query:
+            return MemorySink(max_events=MEMORY_MAX_EVENTS)
+        if name != "max_events" or not (value.isascii() and value.isdigit() and int(value) > 0):
+            raise ValueError(f"{url!r}: expected memory:// or memory://?max_events=N (N > 0)")
+        return MemorySink(max_events=int(value))
     raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or memory://")
