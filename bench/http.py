@@ -235,10 +235,14 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
     Not part of the target: it tells the pipeline's own cost apart from what
     the memory sink costs by holding every event it is given.
     """
+    import gc
+
     import uvicorn
 
     from ingest_mw.asgi import ASGIApp
-    from ingest_mw.cli import _parser, build_app
+    from ingest_mw.cli import GC_THRESHOLD, _parser, build_app
+
+    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest_mw.cli.main does
 
     args = _parser().parse_args([
         "serve", "--sink", "memory://", "--token", TOKEN, "--api-key", API_KEY, "--rate-limit", rate_limit,
