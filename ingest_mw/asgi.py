@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from .api import IngestAPI, Request, Response, Routes
+from .api import IngestAPI, Request, Routes
 from .drive import drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
@@ -97,13 +97,14 @@ class ASGIApp:
         path = route_path(scope)
         found = self.routes.find(path)
         if found is None:
-            response: Response | None = NOT_FOUND
+            response = NOT_FOUND
         else:
             api, route = found
             flow = api.handle(request_from_scope(scope, path), route)
-            response = await drive_async(flow, _reader(receive), self._store)
-            if response is None:
+            answer = await drive_async(flow, _reader(receive), self._store)
+            if answer is None:
                 return  # the client disconnected: nobody to answer
+            response = answer
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         raw_headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})

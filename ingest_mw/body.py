@@ -36,7 +36,7 @@ class BodyLimit:
         if not value:
             return
         if not (value.isascii() and value.isdigit()):
-            raise IngestError(400, f"invalid Content-Length {content_length[:40]!r}")
+            raise IngestError(400, f"invalid Content-Length {value[:40]!r}")
         if int(value) > self.max_bytes:
             raise self.too_large()
 

@@ -40,7 +40,7 @@ JSON_PARSE_ERROR = "Couldn't parse JSON content."
 class InvalidEvent(NamedTuple):
     """An element of the request that was refused while its neighbours were kept."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # (NamedTuple's field shadows tuple.index)
     reason: str
 
 
@@ -63,7 +63,8 @@ class Rescan:
 
 
 class Codec(Protocol):
-    media_types: tuple[str, ...]
+    @property
+    def media_types(self) -> Sequence[str]: ...
 
     def decode(self, body: bytes) -> Decoded | Rescan: ...
 

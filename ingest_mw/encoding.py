@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import IngestError
 
@@ -157,7 +157,7 @@ class _Brotli:
             raise _corrupt("br", "ends before the end of its")
 
 
-def _zstd_decompressor() -> Callable[[], object]:
+def _zstd_decompressor() -> Callable[[], Any]:
     try:
         from compression.zstd import ZstdDecompressor  # type: ignore[import-not-found]
     except ImportError:

@@ -134,14 +134,15 @@ class EventTimes:
             if value is None:
                 append(received_at)
                 continue
+            parsed: datetime | None
             if type(value) is str:
                 try:
-                    parsed: datetime | None = fromisoformat(value)
+                    parsed = fromisoformat(value)
                 except ValueError:
                     append(received_at)
                     continue
-                if parsed.tzinfo is not _UTC:  # type: ignore[union-attr]
-                    parsed = _as_utc(parsed)  # type: ignore[arg-type]
+                if parsed.tzinfo is not _UTC:
+                    parsed = _as_utc(parsed)
             else:
                 parsed = parse_dt(value)
                 if parsed is None:

@@ -9,7 +9,7 @@ import pytest
 from backports import zstd
 
 from ingest_mw import BodyLimit, IngestError
-from ingest_mw.encoding import PIECE, decoders_for, supported_encodings
+from ingest_mw.encoding import PIECE, supported_encodings
 
 PAYLOAD = b'{"message":"hello"}' * 500
 
