@@ -13,21 +13,35 @@ from collections.abc import Iterable, Mapping
 
 from .errors import IngestError
 
-__all__ = ["CredentialAuth", "DEFAULT_SOURCE"]
+__all__ = ["CredentialAuth", "DEFAULT_SOURCE", "check_credentials"]
 
 #: The source name given to a credential passed without a name.
 DEFAULT_SOURCE = "default"
 
 
-def _named(credentials: Mapping[str, str] | Iterable[str]) -> list[tuple[bytes, str]]:
+_SHAPE = "{'source name': 'secret', ...} or a list of secrets, each a non-empty string"
+
+
+def check_credentials(credentials: object) -> list[tuple[str, str]]:
+    """``(secret, source name)`` pairs from ``{name: secret}`` or a list of secrets.
+
+    The one check of this shape, for the APIs and for framework settings.
+    A lone string is refused rather than read as one secret per character.
+    The message names the type of a wrong value, never the value: it is a secret.
+    """
+    pairs: list[tuple[object, object]] = []
     if isinstance(credentials, Mapping):
         pairs = [(secret, name) for name, secret in credentials.items()]
-    else:
+    elif isinstance(credentials, (list, tuple, set, frozenset)):
         pairs = [(secret, DEFAULT_SOURCE) for secret in credentials]
-    for secret, name in pairs:
-        if not isinstance(secret, str) or not secret:
-            raise ValueError(f"credential for source {name!r} must be a non-empty string")
-    return [(secret.encode(), name) for secret, name in pairs]
+    elif isinstance(credentials, str):
+        raise ValueError(f"must be {_SHAPE}; got a single string (wrap it in a list)")
+    else:
+        raise ValueError(f"must be {_SHAPE}; got a {type(credentials).__name__}")
+    valid = all(isinstance(s, str) and s and isinstance(n, str) and n for s, n in pairs)
+    if not pairs or not valid:
+        raise ValueError(f"must be {_SHAPE}; got a {type(credentials).__name__}")
+    return pairs  # type: ignore[return-value]
 
 
 class CredentialAuth:
@@ -50,9 +64,11 @@ class CredentialAuth:
     ) -> None:
         self.header = header.lower()
         self.scheme = scheme.lower() if scheme else None
-        self._credentials = _named(credentials)
-        if not self._credentials:
-            raise ValueError("CredentialAuth needs at least one credential")
+        try:
+            pairs = check_credentials(credentials)
+        except ValueError as exc:
+            raise ValueError(f"credentials {exc}") from None
+        self._credentials = [(secret.encode(), name) for secret, name in pairs]
         self._refusal = (status, detail)
 
     def authenticate(self, headers: Mapping[str, str]) -> str:

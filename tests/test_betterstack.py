@@ -288,3 +288,11 @@ def test_what_orjson_cannot_write_is_still_stored(adapter, sink):
     binary_keys = msgpack.packb({b"raw": 1, "text": b"\xff"}, use_bin_type=True)
     assert post(client, binary_keys, {**AUTH, "Content-Type": "application/msgpack"}).status == 202
     assert sink.events[1].data == {b"raw": 1, "text": b"\xff"}
+
+
+@pytest.mark.parametrize("tokens", ["s3cret-token", [], {"web": ""}, [""], 42])
+def test_malformed_tokens_are_refused_at_construction(tokens):
+    """A lone string is not read as one token per character."""
+    with pytest.raises(ValueError) as info:
+        BetterStackAPI(tokens)
+    assert "s3cret" not in str(info.value)

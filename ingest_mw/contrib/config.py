@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..api import IngestAPI
+from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
 from ..ratelimit import RateLimit
@@ -91,11 +92,6 @@ _CREDENTIALS = {
 Namer = Callable[[str], str]
 
 
-def _kind(value: Any) -> str:
-    # Credentials are secrets: messages name the type of a wrong value, never the value.
-    return "a single string" if isinstance(value, str) else f"a {type(value).__name__}"
-
-
 def _api_names(value: Any, where: str) -> tuple[str, ...]:
     if (
         isinstance(value, str)
@@ -112,18 +108,10 @@ def _api_names(value: Any, where: str) -> tuple[str, ...]:
 def _credentials(value: Any, where: str) -> Any:
     if value is None:
         return None
-    if isinstance(value, Mapping):
-        ok = all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items())
-    elif isinstance(value, (list, tuple)):
-        ok = all(isinstance(v, str) and v for v in value)
-    else:
-        ok = False
-    if not ok or not value:
-        raise ConfigError(
-            f"{where} must be {{'source name': 'secret', ...}} or a list of secrets, each a"
-            f" non-empty string; got {_kind(value)}"
-            + (" (wrap it in a list)" if isinstance(value, str) and value else "")
-        )
+    try:
+        check_credentials(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where} {exc}") from None
     return value
 
 
