@@ -9,15 +9,23 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from .api import IngestAPI, Request, Routes
+from .api import IngestAPI, Request, Response, Routes
 from .drive import drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
-__all__ = ["ASGIApp", "ASGIMiddleware", "request_from_scope", "route_path", "scope_headers"]
+__all__ = [
+    "ASGIApp",
+    "ASGIMiddleware",
+    "raw_headers",
+    "request_from_scope",
+    "route_path",
+    "scope_headers",
+    "send_response",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,6 +73,19 @@ def _reader(receive: Receive) -> Callable[[], Awaitable[bytes | None]]:
     return read
 
 
+def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as ASGI sends them: lower-case names, latin-1 bytes."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def send_response(response: Response, send: Send) -> None:
+    """Answer with ``response`` (its Content-Length added)."""
+    headers = raw_headers(response.headers)
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
 def request_from_scope(scope: Scope, path: str) -> Request:
     """The plain-values request the core takes, from an ASGI HTTP scope."""
     client = scope.get("client")
@@ -105,10 +126,7 @@ class ASGIApp:
             if answer is None:
                 return  # the client disconnected: nobody to answer
             response = answer
-        raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        raw_headers.append((b"content-length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await send_response(response, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -15,10 +15,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from .api import Response
-from .asgi import ASGIApplication, Message, Receive, Scope, Send, request_from_scope, route_path
-from .http import PLAIN_TEXT, status_line
+from .asgi import (
+    ASGIApplication,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    raw_headers,
+    request_from_scope,
+    route_path,
+    send_response,
+)
+from .http import PLAIN_TEXT
 from .ratelimit import RateLimit, RateLimitDecision, as_rate_limit
-from .wsgi import Environ, StartResponse, WSGIApplication, request_from_environ
+from .wsgi import Environ, StartResponse, WSGIApplication, request_from_environ, write_response
 
 __all__ = ["RateLimitASGIMiddleware", "RateLimitWSGIMiddleware"]
 
@@ -28,9 +38,7 @@ def _refused(decision: RateLimitDecision) -> Response | None:
     error = decision.refusal
     if error is None:
         return None
-    body = error.detail.encode()
-    headers = (PLAIN_TEXT, *error.headers, *decision.headers, ("Content-Length", str(len(body))))
-    return Response(error.status, headers, body)
+    return Response(error.status, (PLAIN_TEXT, *error.headers, *decision.headers), error.detail.encode())
 
 
 class RateLimitWSGIMiddleware:
@@ -44,17 +52,12 @@ class RateLimitWSGIMiddleware:
         decision = self.rate_limit.hit(request_from_environ(environ, environ.get("PATH_INFO", "")))
         refused = _refused(decision)
         if refused is not None:
-            start_response(status_line(refused.status), list(refused.headers))
-            return [refused.body]
+            return write_response(refused, start_response)
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             return start_response(status, [*headers, *decision.headers], exc_info)
 
         return self.app(environ, start_with_headers)
-
-
-def _raw(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 class RateLimitASGIMiddleware:
@@ -71,11 +74,9 @@ class RateLimitASGIMiddleware:
         decision = await self.rate_limit.ahit(request_from_scope(scope, route_path(scope)))
         refused = _refused(decision)
         if refused is not None:
-            headers = _raw(refused.headers)
-            await send({"type": "http.response.start", "status": refused.status, "headers": headers})
-            await send({"type": "http.response.body", "body": refused.body})
+            await send_response(refused, send)
             return
-        extra = _raw(decision.headers)
+        extra = raw_headers(decision.headers)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

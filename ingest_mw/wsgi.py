@@ -23,6 +23,7 @@ __all__ = [
     "WSGIApp",
     "WSGIMiddleware",
     "request_from_environ",
+    "write_response",
 ]
 
 Environ = dict[str, Any]
@@ -122,6 +123,13 @@ def request_from_environ(environ: Environ, path: str) -> Request:
 DISCONNECTED = Response(400, (), b"")
 
 
+def write_response(response: Response, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer with ``response`` (its Content-Length added)."""
+    headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+    start_response(status_line(response.status), headers)
+    return [response.body]
+
+
 class WSGIApp:
     """Serve ``apis`` as a WSGI application, storing batches with ``sink``.
 
@@ -147,10 +155,7 @@ class WSGIApp:
                 response = drive_sync(flow, InputReader.from_environ(environ).read, self._store)
             except ClientDisconnected:
                 response = DISCONNECTED
-        headers = list(response.headers)
-        headers.append(("Content-Length", str(len(response.body))))
-        start_response(status_line(response.status), headers)
-        return [response.body]
+        return write_response(response, start_response)
 
     def close(self) -> None:
         """Close the sink (for a host's shutdown hook)."""
