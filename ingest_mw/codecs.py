@@ -95,6 +95,12 @@ def all_objects(items: list[Any]) -> bool:
     return not items or set(map(type, items)) == {dict}
 
 
+def _first_non_object(items: list[Any]) -> tuple[int, Any] | None:
+    if all_objects(items):
+        return None
+    return next((i, item) for i, item in enumerate(items) if type(item) is not dict)
+
+
 def require_objects(value: Any) -> list[Event]:
     """One object or an array of objects, as a list; 400 naming the first bad element."""
     if type(value) is dict:
@@ -103,13 +109,9 @@ def require_objects(value: Any) -> list[Event]:
         raise IngestError(
             400, f"expected an event object or an array of event objects, got {_type_name(value)}"
         )
-    if all_objects(value):
-        return value
-    for index, item in enumerate(value):
-        if type(item) is not dict:
-            raise IngestError(
-                400, f"event {index} is {_type_name(item)}: every event must be an object"
-            )
+    bad = _first_non_object(value)
+    if bad is not None:
+        raise IngestError(400, f"event {bad[0]} is {_type_name(bad[1])}: every event must be an object")
     return value
 
 
@@ -140,13 +142,11 @@ class NDJSONCodec:
             events = [loads(line) for line in body.splitlines() if line and not line.isspace()]
         except orjson.JSONDecodeError:
             raise IngestError(406, JSON_PARSE_ERROR) from None
-        if all_objects(events):
-            return Decoded(events)
-        for index, item in enumerate(events):
-            if type(item) is not dict:
-                raise IngestError(
-                    400, f"line {index + 1} holds {_type_name(item)}: every line must be an object"
-                )
+        bad = _first_non_object(events)
+        if bad is not None:
+            # Counted among the non-blank lines, from 1, as an editor would show them
+            # when the body has no blank lines.
+            raise IngestError(400, f"line {bad[0] + 1} holds {_type_name(bad[1])}: every line must be an object")
         return Decoded(events)
 
 
@@ -156,7 +156,7 @@ class MsgPackCodec:
     media_types = ("application/msgpack", "application/x-msgpack")
 
     def decode(self, body: bytes) -> Decoded:
-        if not body:
+        if not body:  # (white space is not empty here: b" " is the number 32)
             require_nonempty(body)
         try:
             value = msgpack.unpackb(body, timestamp=3)
