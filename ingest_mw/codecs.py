@@ -144,9 +144,11 @@ class NDJSONCodec:
             raise IngestError(406, JSON_PARSE_ERROR) from None
         bad = _first_non_object(events)
         if bad is not None:
-            # Counted among the non-blank lines, from 1, as an editor would show them
-            # when the body has no blank lines.
-            raise IngestError(400, f"line {bad[0] + 1} holds {_type_name(bad[1])}: every line must be an object")
+            index, item = bad
+            lines = [n for n, line in enumerate(body.splitlines(), 1) if line and not line.isspace()]
+            raise IngestError(
+                400, f"line {lines[index]} holds {_type_name(item)}: every line must be an object"
+            )
         return Decoded(events)
 
 

@@ -296,3 +296,8 @@ def test_malformed_tokens_are_refused_at_construction(tokens):
     with pytest.raises(ValueError) as info:
         BetterStackAPI(tokens)
     assert "s3cret" not in str(info.value)
+
+
+def test_ndjson_errors_name_the_real_line(client):
+    reply = post(client, b'{"a":1}\n\n\n[1]\n', {**AUTH, "Content-Type": "application/x-ndjson"})
+    assert (reply.status, reply.body[:25]) == (400, b"line 4 holds an array: ev")
