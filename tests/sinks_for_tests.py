@@ -19,8 +19,6 @@ class SQLiteBackedSink(MemorySink):
     """Writes every batch through the real SQLite sink first, so whatever the
     contract accepts must also be storable, then keeps it for assertions."""
 
-    acall = None  # it blocks: the ASGI adapter runs it in a worker thread
-
     def __init__(self) -> None:
         super().__init__()
         self.sqlite = SQLiteSink(":memory:")

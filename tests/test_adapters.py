@@ -365,3 +365,30 @@ def test_wsgi_answers_carry_no_hop_by_hop_headers():
 def test_a_non_ascii_digit_content_length_is_a_400():
     app = WSGIApp(BetterStackAPI([TOKEN]), sink=MemorySink())
     assert call_wsgi(app, body=b"{}", headers={"CONTENT_LENGTH": "\u00b2"})["status"] == 400
+
+
+def test_asgi_memory_sink_subclass_overriding_call_runs_in_a_thread():
+    """MemorySink's own on-the-loop acall does not carry over to a subclass whose
+    __call__ may block: that one gets a worker thread like any sync hook."""
+    import threading
+
+    threads = []
+
+    class RecordingSink(MemorySink):
+        def __call__(self, batch):
+            threads.append(threading.get_ident())
+            super().__call__(batch)
+
+    plain, recording = MemorySink(), RecordingSink()
+    for sink in (plain, recording):
+        app = ASGIApp(BetterStackAPI([TOKEN]), sink=sink)
+
+        async def main():
+            peer = Peer([b"{}"])
+            await app(scope("/"), peer.receive, peer.send)
+            return threading.get_ident(), peer
+
+        loop_thread, peer = asyncio.run(main())
+        assert peer.status == 202
+    assert threads and threads[0] != loop_thread
+    assert len(plain.events) == len(recording.events) == 1

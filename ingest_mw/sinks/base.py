@@ -28,6 +28,17 @@ async def _wait(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+def _own_acall(sink: Sink) -> Callable[[Batch], Awaitable[Any]] | None:
+    """The sink's ``acall``, if the class that defines its ``__call__`` defines it
+    too: a subclass that overrides ``__call__`` (with blocking work, say) and
+    not ``acall`` is run in a thread like any other sync hook."""
+    for cls in type(sink).__mro__:
+        if "__call__" in cls.__dict__:
+            acall = cls.__dict__.get("acall")
+            return getattr(sink, "acall") if acall is not None and iscoroutinefunction(acall) else None
+    return None
+
+
 def as_sync(sink: Sink) -> Callable[[Batch], Any]:
     """The hook as a plain function, for the WSGI adapter."""
     if _is_async(sink):
@@ -54,9 +65,9 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     """
     if _is_async(sink):
         return sink  # type: ignore[return-value]
-    acall = getattr(sink, "acall", None)
-    if acall is not None and iscoroutinefunction(acall):
-        return acall  # type: ignore[no-any-return]
+    acall = _own_acall(sink)
+    if acall is not None:
+        return acall
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
     in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
 

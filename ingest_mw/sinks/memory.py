@@ -37,8 +37,8 @@ class MemorySink:
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code, on the event loop: an append never
         blocks, so the ASGI adapter needs no worker thread for this sink (see
-        :func:`~ingest_mw.sinks.as_async`). A subclass whose ``__call__`` may
-        block sets ``acall = None`` to be run in a thread again."""
+        :func:`~ingest_mw.sinks.as_async`). A subclass that overrides
+        ``__call__`` is run in a thread again unless it defines ``acall`` too."""
         self.__call__(batch)
 
     @property
