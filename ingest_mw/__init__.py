@@ -7,7 +7,7 @@ from .api import IngestAPI, Request, Response
 from .asgi import ASGIApp, ASGIMiddleware
 from .auth import CredentialAuth
 from .baselime import BaselimeAPI
-from .batch import Batch, Event
+from .batch import Batch, Event, Events
 from .betterstack import BetterStackAPI
 from .body import BodyLimit
 from .codecs import CodecNegotiation
@@ -31,6 +31,7 @@ __all__ = [
     "CodecNegotiation",
     "CredentialAuth",
     "Event",
+    "Events",
     "EventTimes",
     "IngestAPI",
     "IngestError",

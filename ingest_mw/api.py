@@ -19,7 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .auth import CredentialAuth
-from .batch import Batch, pair_events
+from .batch import Batch, Events
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
@@ -225,14 +225,12 @@ class IngestAPI:
 
     def _batch(self, request: Request, decoded: Decoded) -> Batch:
         received_at = request.received_at
-        data = decoded.events
-        events = pair_events(self.times.event_times(data, received_at), data)
         assert request.source is not None
         return Batch(
             api=self.name,
             source=request.source,
             received_at=received_at,
-            events=events,
+            events=Events(decoded.events, partial(self.times.event_times, received_at=received_at)),
             client=request.client,
             **self.metadata(request),
         )

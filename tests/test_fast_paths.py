@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ingest_mw import Batch, EventTimes, IngestError, MemorySink, parse_dt
-from ingest_mw.batch import Event, pair_events
+from ingest_mw.batch import Event, Events
 from ingest_mw.codecs import all_objects, require_objects
 from ingest_mw.jsonarray import JSONArrayCodec, object_sizes, split_array
 from ingest_mw.sinks import as_async
@@ -62,10 +62,24 @@ def test_event_times_match_the_rule_event_by_event(fields, max_past):
     assert all(t.utcoffset() == timedelta(0) for t in got)
 
 
-def test_pair_events_builds_events():
-    events = pair_events([RECEIVED, RECEIVED], [{"a": 1}, {"b": 2}])
-    assert events == [Event(RECEIVED, {"a": 1}), Event(RECEIVED, {"b": 2})]
-    assert all(type(e) is Event for e in events) and events[1].data == {"b": 2}
+def test_events_pair_each_object_with_its_time_decided_once():
+    calls = []
+
+    def decide(data):
+        calls.append(len(data))
+        return [RECEIVED - timedelta(seconds=n) for n in range(len(data))]
+
+    events = Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
+    assert len(events) == 3 and calls == []  # nothing decided until asked
+    expected = [Event(RECEIVED - timedelta(seconds=n), d) for n, d in enumerate([{"a": 1}, {"b": 2}, {"c": 3}])]
+    assert list(events) == expected
+    assert all(type(e) is Event for e in events)
+    assert events[1] == expected[1] and events[-1] == expected[2] and events[1:] == expected[1:]
+    assert events == expected and events.times == [e.time for e in expected]
+    assert calls == [3]  # decided once for all the uses above
+    with pytest.raises(IndexError):
+        events[3]
+    assert events != [] and events == Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
 
 
 @pytest.mark.parametrize(
