@@ -15,7 +15,7 @@ from .clientip import TrustedProxies
 from .errors import IngestError
 from .ratelimit import RateLimit
 from .ratelimit_middleware import RateLimitASGIMiddleware, RateLimitWSGIMiddleware
-from .sinks import JSONLinesSink, MemorySink, SQLiteSink, sink_from_url
+from .sinks import JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
 from .timestamps import EventTimes, parse_dt
 from .wsgi import WSGIApp, WSGIMiddleware
 
@@ -36,6 +36,7 @@ __all__ = [
     "IngestAPI",
     "IngestError",
     "JSONLinesSink",
+    "JSONMemorySink",
     "MemorySink",
     "RateLimit",
     "RateLimitASGIMiddleware",

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, overload
 
 import orjson
 
-__all__ = ["Batch", "Event", "Events", "event_json"]
+__all__ = ["Batch", "Event", "Events", "event_json", "events_json", "load_events_json"]
 
 
 class Event(NamedTuple):
@@ -39,13 +39,14 @@ class Events(Sequence[Event]):
     made).
     """
 
-    __slots__ = ("data", "_decide", "_times")
+    __slots__ = ("data", "decide_times", "_times")
 
     def __init__(
         self, data: list[dict[str, Any]], decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
     ) -> None:
         self.data = data
-        self._decide = decide_times
+        #: The rule that gives the objects' times, for a copy of the objects too.
+        self.decide_times = decide_times
         self._times: list[datetime] | None = None
 
     @property
@@ -54,7 +55,7 @@ class Events(Sequence[Event]):
         times = self._times
         if times is None:
             # Two threads may both get here: the rule is pure, so both get the same.
-            times = self._times = self._decide(self.data)
+            times = self._times = self.decide_times(self.data)
         return times
 
     def __len__(self) -> int:
@@ -90,11 +91,12 @@ class Events(Sequence[Event]):
 class Batch:
     """The events of one request and where they came from.
 
-    ``events`` is any sequence of :class:`Event` (a list, when a host builds a
-    batch itself); the APIs pass :class:`Events`, which decides the times
-    only when asked. ``api`` is ``"betterstack"`` or ``"baselime"``; ``source`` the name of the
-    credential that authenticated the request; ``dataset``, ``service`` and
-    ``namespace`` are Baselime's (``None`` for Better Stack).
+    ``api`` is ``"betterstack"`` or ``"baselime"``; ``source`` the name of
+    the credential that authenticated the request; ``dataset``, ``service``
+    and ``namespace`` are Baselime's (``None`` for Better Stack). ``events``
+    is any sequence of :class:`Event` (a list, when a host builds a batch
+    itself); the APIs pass :class:`Events`, which decides the times only
+    when asked.
     """
 
     api: str
@@ -116,7 +118,17 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+_JSON_OPTIONS = orjson.OPT_UTC_Z
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        # Keys that are not strings come only from MessagePack; the option that
+        # writes them doubles the cost of every dumps, so it is used only then.
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS | orjson.OPT_NON_STR_KEYS)
+
 
 #: Deep enough for anything orjson.loads accepts (1024 levels), with room to spare.
 _FALLBACK_RECURSION_LIMIT = 5000
@@ -146,6 +158,29 @@ def _event_json_fallback(data: dict[str, Any]) -> bytes:
 def event_json(data: dict[str, Any]) -> bytes:
     """An event as JSON text for storage, whatever the codec it arrived in."""
     try:
-        return orjson.dumps(data, default=_json_default, option=_JSON_OPTIONS)
+        return _dumps(data)
     except orjson.JSONEncodeError:
         return _event_json_fallback(data)
+
+
+def events_json(data: list[dict[str, Any]]) -> bytes:
+    """Several events as one JSON array, each written as :func:`event_json` writes it.
+
+    One ``orjson.dumps`` for the whole list; only a list that holds an event
+    orjson refuses is written event by event.
+    """
+    try:
+        return _dumps(data)
+    except orjson.JSONEncodeError:
+        return b"[" + b",".join(map(event_json, data)) + b"]"
+
+
+def load_events_json(text: bytes) -> list[dict[str, Any]]:
+    """Read back what :func:`events_json` wrote. Its fallback may nest deeper
+    than ``orjson.loads`` reads (an event 1024 levels deep, inside the array)."""
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        if sys.getrecursionlimit() < _FALLBACK_RECURSION_LIMIT:
+            sys.setrecursionlimit(_FALLBACK_RECURSION_LIMIT)
+        return json.loads(text)  # type: ignore[no-any-return]

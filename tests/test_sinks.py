@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingest_mw import Batch, Event, JSONLinesSink, MemorySink, SQLiteSink, sink_from_url
+from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -103,15 +103,91 @@ def test_memory_sink():
     assert sink.events == []
 
 
-def test_a_bounded_memory_sink_drops_the_oldest_batches():
-    sink = MemorySink(max_events=5)
+def test_the_json_memory_sink_keeps_the_newest_events_in_whole_batches():
+    sink = JSONMemorySink(max_events=5)
     for n in (2, 2, 2, 3):
         sink(batch(n))
     assert [len(b.events) for b in sink.batches] == [2, 3]  # 5 kept, the newest
     sink(batch(8))
     assert [len(b.events) for b in sink.batches] == [8]  # a larger batch is still kept whole
+    assert [e.data["i"] for e in sink.events] == list(range(8))
+    sink.clear()
+    assert sink.events == [] and sink.batches == []
     with pytest.raises(ValueError):
-        MemorySink(max_events=0)
+        JSONMemorySink(max_events=0)
+
+
+def test_the_json_memory_sink_reads_back_what_it_was_given_as_json():
+    sink = JSONMemorySink()
+    given = batch(3, dataset="ds", service="svc", namespace="ns")
+    sink(given)
+    sink(Batch("betterstack", "s", T0, [Event(T0, {"bin": b"\xffab", 1: "int key", "dt": T0})]))
+    kept, binary = sink.batches
+    # Everything but the events' container is the batch itself.
+    assert (kept.api, kept.source, kept.received_at, kept.client, kept.dataset, kept.service, kept.namespace) == (
+        "baselime", "src", T0, "1.2.3.4", "ds", "svc", "ns"
+    )
+    assert json.loads(kept.events.json) == [e.data for e in given.events]  # one JSON array per batch
+    assert list(kept.events) == list(given.events) and kept.events == given.events
+    assert kept.events[1] == given.events[1] and kept.events.times == [e.time for e in given.events]
+    # MessagePack-only values read back as the file sinks store them.
+    assert binary.events.data == [{"bin": "\\xffab", "1": "int key", "dt": "2024-05-01T12:00:00Z"}]
+
+
+def test_the_json_memory_sink_decides_the_times_by_the_apis_rule_when_read(adapter):
+    from clients import PREFIX, make_client
+
+    sink = JSONMemorySink()
+    client = make_client(adapter, BetterStackAPI(["tok"]), sink)
+    headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+    sent = (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(microsecond=500000)
+    dt = sent.astimezone(timezone(timedelta(hours=2))).isoformat()
+    events = [{"dt": dt, "n": 1}, {"dt": "not a time", "n": 2}, {"dt": "2024-05-01T12:00:00Z", "n": 3}, {"n": 4}]
+    assert client.request("POST", PREFIX + "/", json.dumps(events).encode(), headers).status == 202
+    (kept,) = sink.batches
+    received = kept.received_at
+    # The sent time in UTC; the reception time for an unparsable, a too old and a missing dt.
+    assert kept.events.times == [sent, received, received, received]
+    assert kept.events.times[0].tzinfo == timezone.utc
+    assert [e.data for e in kept.events] == events
+
+
+def test_the_json_memory_sink_stores_what_orjson_refuses_and_refuses_what_json_cannot_hold():
+    sink = JSONMemorySink()
+    deep: dict = {"leaf": 1}
+    for _ in range(1023):
+        deep = {"a": deep}
+    sink(Batch("betterstack", "s", T0, [Event(T0, deep)]))
+    assert sink.events[0].data == deep  # 1024 levels, inside the array: read back by the stdlib
+    circular: dict = {}
+    circular["self"] = circular
+    with pytest.raises(Exception):
+        sink(Batch("betterstack", "s", T0, [Event(T0, {"ok": 1}), Event(T0, circular)]))
+    assert len(sink.batches) == 1  # the batch that could not be written is not kept
+
+
+def test_the_json_memory_sink_encodes_a_large_batch_off_the_event_loop():
+    import asyncio
+
+    from ingest_mw.sinks.memory import ON_LOOP_EVENTS
+
+    threads = []
+
+    class Recording(JSONMemorySink):
+        def __call__(self, batch):
+            threads.append(threading.get_ident())
+            super().__call__(batch)
+
+    sink = Recording()
+
+    async def main():
+        await sink.acall(batch(ON_LOOP_EVENTS))
+        await sink.acall(batch(ON_LOOP_EVENTS + 1))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads[0] == loop_thread and threads[1] != loop_thread
+    assert [len(b.events) for b in sink.batches] == [ON_LOOP_EVENTS, ON_LOOP_EVENTS + 1]
 
 
 def test_sink_from_url(tmp_path, monkeypatch):
@@ -121,6 +197,7 @@ def test_sink_from_url(tmp_path, monkeypatch):
     absolute = sink_from_url(f"sqlite:///{tmp_path}/abs.db")
     assert absolute.path == f"{tmp_path}/abs.db"
     assert isinstance(sink_from_url("jsonl:///e.jsonl"), JSONLinesSink)
+    assert isinstance(sink_from_url("memory://"), JSONMemorySink)
     assert sink_from_url("memory://").max_events == 10_000  # a server's memory stays bounded
     assert sink_from_url("memory://?max_events=7").max_events == 7
     for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense", "memory://?max_events=0", "memory://?size=3"):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from .base import Sink, as_async, as_sync, close_async, close_sync
 from .jsonl import JSONLinesSink
-from .memory import MemorySink
+from .memory import JSONMemorySink, MemorySink
 from .sqlite import SQLiteSink
 from .url import sink_from_url
 
 __all__ = [
     "JSONLinesSink",
+    "JSONMemorySink",
     "MemorySink",
     "SQLiteSink",
     "Sink",

@@ -15,13 +15,10 @@ def _path(url: str, scheme: str) -> str:
     return rest[1:]
 
 
-#: The events ``memory://`` keeps (the newest): a server's memory stays bounded.
-MEMORY_MAX_EVENTS = 10_000
-
-
 def sink_from_url(url: str) -> Any:
     """``sqlite:///events.db``, ``jsonl:///events.jsonl``, ``memory://`` or
-    ``memory://?max_events=N``."""
+    ``memory://?max_events=N`` (a :class:`~ingest_mw.sinks.JSONMemorySink`,
+    which keeps the newest 10,000 events unless told otherwise)."""
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
         from .sqlite import SQLiteSink
@@ -32,13 +29,13 @@ def sink_from_url(url: str) -> Any:
 
         return JSONLinesSink(_path(url, scheme))
     if scheme == "memory":
-        from .memory import MemorySink
+        from .memory import JSONMemorySink
 
         query = url.partition("?")[2]
         name, _, value = query.partition("=")
         if not query:
-            return MemorySink(max_events=MEMORY_MAX_EVENTS)
+            return JSONMemorySink()
         if name != "max_events" or not (value.isascii() and value.isdigit() and int(value) > 0):
             raise ValueError(f"{url!r}: expected memory:// or memory://?max_events=N (N > 0)")
-        return MemorySink(max_events=int(value))
+        return JSONMemorySink(max_events=int(value))
     raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or memory://")

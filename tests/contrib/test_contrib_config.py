@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink, SQLiteSink
+from ingest_mw import BaselimeAPI, BetterStackAPI, JSONMemorySink, MemorySink, SQLiteSink
 from ingest_mw.contrib.config import (
     API_CLASSES,
     DEFAULTS,
@@ -146,7 +146,7 @@ def test_storage_hook_from_a_callable_a_dotted_path_or_a_url(tmp_path) -> None:
     assert resolve_storage(store, "S") is store
     assert resolve_storage(f"{__name__}.store", "S") is store
     assert resolve_storage(f"{__name__}:store", "S") is store
-    assert isinstance(resolve_storage("memory://", "S"), MemorySink)
+    assert isinstance(resolve_storage("memory://", "S"), JSONMemorySink)
     sqlite = resolve_storage(f"sqlite:///{tmp_path}/events.db", "S")
     assert isinstance(sqlite, SQLiteSink)
     sqlite.close()
