@@ -108,6 +108,12 @@ class Batch:
     service: str | None = None
     namespace: str | None = None
 
+    def with_events(self, events: Sequence[Event]) -> Batch:
+        """The same batch holding ``events`` (``dataclasses.replace``, at half its cost)."""
+        return Batch(
+            self.api, self.source, self.received_at, events, self.client, self.dataset, self.service, self.namespace
+        )
+
 
 def _json_default(value: Any) -> Any:
     # MessagePack can carry what JSON cannot: binary strings and extension types.

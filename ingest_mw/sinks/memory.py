@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, overload
@@ -143,7 +142,7 @@ class JSONMemorySink:
         self._lock = threading.Lock()
 
     def __call__(self, batch: Batch) -> None:
-        kept = replace(batch, events=JSONEvents(batch.events))
+        kept = batch.with_events(JSONEvents(batch.events))
         with self._lock:
             self._batches.append(kept)
             self._kept += len(kept.events)
