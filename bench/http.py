@@ -18,11 +18,17 @@ Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
 headers and body) over a fixed number of connections. Every case starts
 fresh servers, so none inherits another's memory sink; after a warm-up of
 each, the servers take turns for a few rounds of a few seconds and the
-median round is kept. Run from the repository root::
+median round is kept. Where the machine allows it (Linux, two CPUs or more)
+every server runs on one CPU and wrk on another, so that neither steals the
+other's CPU and a server is never moved mid-run; beside requests/s, the
+table gives each server's own CPU time per request (from ``/proc``), which
+a busy neighbour on a shared machine disturbs less. Run from the
+repository root::
 
     python3 bench/http.py                  # about 2 minutes
     python3 bench/http.py --only "1 event" --rounds 5
     python3 bench/http.py --no-dropping --connections 32
+    python3 bench/http.py --no-pin         # let the OS place wrk and the servers
 
 Every server is stopped at the end of its case (SIGTERM, then SIGKILL), and
 every wrk run has a timeout.
@@ -104,6 +110,33 @@ def serve_baseline(port: int, log_level: str) -> None:
 # --- driving the servers ------------------------------------------------------------
 
 
+def pinned(cpu: int | None):  # type: ignore[no-untyped-def]
+    """A ``preexec_fn`` that runs the child on ``cpu`` only (``None``: anywhere)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def choose_cpus(pin: bool) -> tuple[int | None, int | None]:
+    """(the servers' CPU, wrk's CPU): two distinct CPUs this process may use, if pinning."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[-1], cpus[0]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -149,6 +182,7 @@ class Result:
     latency: str
     requests: int
     bad: int
+    cpu_us: float | None = None  # the server's CPU time per request, in microseconds
 
 
 _LUA = """\
@@ -166,7 +200,9 @@ def lua_script(case: Case, body_file: Path) -> str:
     return _LUA.format(body=json.dumps(str(body_file)), path=json.dumps(case.path), headers=headers)
 
 
-def run_wrk(wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int) -> Result:
+def run_wrk(
+    wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int, server_pid: int, wrk_cpu: int | None
+) -> Result:
     cmd = [
         wrk,
         f"-t{args.threads}",
@@ -178,7 +214,9 @@ def run_wrk(wrk: str, script: Path, port: int, args: argparse.Namespace, duratio
         str(script),
         f"http://127.0.0.1:{port}",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    cpu_before = cpu_seconds(server_pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, preexec_fn=pinned(wrk_cpu))
+    cpu_after = cpu_seconds(server_pid)
     text = out.stdout + out.stderr
     if out.returncode != 0:
         raise SystemExit(f"wrk failed ({out.returncode}):\n{text}")
@@ -193,14 +231,26 @@ def run_wrk(wrk: str, script: Path, port: int, args: argparse.Namespace, duratio
     if errors:
         counts = [int(n) for n in re.findall(r"\d+", errors.group(0))]
         bad += sum(counts)
-    return Result(float(rps.group(1)), latency.group(1) if latency else "?", int(total.group(1)), bad)
+    requests = int(total.group(1))
+    cpu_us = None
+    if cpu_before is not None and cpu_after is not None and requests:
+        cpu_us = (cpu_after - cpu_before) * 1e6 / requests
+    return Result(float(rps.group(1)), latency.group(1) if latency else "?", requests, bad, cpu_us)
 
 
 def combine(runs: list[Result]) -> Result:
-    """The median round's requests/s and latency; failures of every round."""
+    """The median round's requests/s and latency, the median CPU time per
+    request; failures of every round."""
     ordered = sorted(runs, key=lambda r: r.rps)
     middle = ordered[len(ordered) // 2]
-    return Result(middle.rps, middle.latency, sum(r.requests for r in runs), sum(r.bad for r in runs))
+    cpu = sorted(r.cpu_us for r in runs if r.cpu_us is not None)
+    return Result(
+        middle.rps,
+        middle.latency,
+        sum(r.requests for r in runs),
+        sum(r.bad for r in runs),
+        cpu[len(cpu) // 2] if cpu else None,
+    )
 
 
 def build_cases() -> list[Case]:
@@ -260,9 +310,10 @@ class Servers:
     """The servers of one case, started fresh so that no case inherits another's
     memory sink (or its heap), and all stopped at the end."""
 
-    def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], cpu: int | None) -> None:
         self.args = args
         self.env = env
+        self.cpu = cpu
         self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
 
     def start(self, labels: list[str]) -> None:
@@ -282,7 +333,7 @@ class Servers:
             else:
                 cmd = [*me, "--dropping-server", str(port)]
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, preexec_fn=pinned(self.cpu))
             self.procs[label] = (proc, port)
         for proc, port in self.procs.values():
             wait_ready(proc, port)
@@ -310,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-dropping", action="store_true",
                         help="skip the diagnostic run of the same app with a hook that keeps nothing")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the servers and wrk to CPUs of their own")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -329,16 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     labels = ["base", "ingest"] + ([] if args.no_dropping else ["drop"])
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    servers = Servers(args, env)
+    server_cpu, wrk_cpu = choose_cpus(not args.no_pin)
+    servers = Servers(args, env, server_cpu)
     rows = []
+    placement = (
+        f"servers on CPU {server_cpu}, wrk on CPU {wrk_cpu}" if server_cpu is not None
+        else f"{os.cpu_count()} CPUs shared by wrk and the servers"
+    )
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
         f" per server, taking turns, median kept (+{args.warmup} s warm-up); uvicorn, 1 worker, log level {args.log_level}, fresh servers per case; "
-        f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; "
-        f"{os.cpu_count()} CPUs shared by wrk and the servers"
+        f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
     header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}"
-              f"  {'events/s':>9}  {'latency min./ingest':>19}")
+              f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}")
     if not args.no_dropping:
         header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
     print(header)
@@ -355,13 +412,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if args.warmup > 0:
                         for label in labels:
-                            run_wrk(wrk, script, servers.procs[label][1], args, args.warmup)
+                            proc, port = servers.procs[label]
+                            run_wrk(wrk, script, port, args, args.warmup, proc.pid, wrk_cpu)
                     # The servers take turns, round after round, so that a slow
                     # spell of a shared machine does not fall on one of them only.
                     for _ in range(args.rounds):
                         for label in labels:
                             proc, port = servers.procs[label]
-                            rounds[label].append(run_wrk(wrk, script, port, args, args.duration))
+                            rounds[label].append(run_wrk(wrk, script, port, args, args.duration, proc.pid, wrk_cpu))
                             if proc.poll() is not None:
                                 raise SystemExit(f"the {label} server died during {case.name!r}")
                 finally:
@@ -374,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{case.name:<26} {len(case.body):>8}  {base.rps:>13,.0f}  {ingest.rps:>15,.0f}  {ratio:>5.2f}"
                     f"  {ingest.rps * case.events:>9,.0f}  {base.latency + '/' + ingest.latency:>19}"
                 )
+                if base.cpu_us and ingest.cpu_us:
+                    cpu = f"{base.cpu_us:,.0f}/{ingest.cpu_us:,.0f}"
+                    line += f"  {cpu:>22}  {base.cpu_us / ingest.cpu_us:>5.2f}"
+                else:
+                    line += f"  {'n/a':>22}  {'':>5}"
                 if "drop" in results:
                     drop = results["drop"]
                     line += f"  {drop.rps:>26,.0f}  {drop.rps / base.rps:>5.2f}"
