@@ -13,21 +13,21 @@ gets ``--rate-limit none``, as the minimal app has no limiter.
 A third server, not part of the target, is the app ``ingest-mw serve``
 builds from the same flags with a storage hook that keeps nothing: the
 difference between it and ``ingest-mw serve`` is what the memory sink costs
-by holding every event in the process (see bench/README.md).
+(see bench/README.md).
 
 Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
 headers and body) over a fixed number of connections. Every case starts
 fresh servers, so none inherits another's memory sink; after a warm-up of
-each, the servers take turns for a few rounds of a few seconds and the
-median round is kept. Where the machine allows it (Linux, two CPUs or more)
-every server runs on one CPU and wrk on another, so that neither steals the
-other's CPU and a server is never moved mid-run; beside requests/s, the
-table gives each server's own CPU time per request (from ``/proc``), which
-a busy neighbour on a shared machine disturbs less. Run from the
-repository root::
+each, the servers take turns for a few rounds of a few seconds. The table
+gives each server's median round, and each ratio is the median of the
+rounds' own ratios (the servers of a round run back to back). Where the
+machine allows it (Linux, two CPUs or more) every server runs on one CPU
+and wrk on another, so that neither steals the other's CPU and a server is
+never moved mid-run; beside requests/s, the table gives each server's own
+CPU time per request (from ``/proc``). Run from the repository root::
 
-    python3 bench/http.py                  # about 2 minutes
-    python3 bench/http.py --only "1 event" --rounds 5
+    python3 bench/http.py                  # about 3 minutes
+    python3 bench/http.py --only "1 event" --rounds 9
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers
 
@@ -254,6 +254,17 @@ def combine(runs: list[Result]) -> Result:
     )
 
 
+def paired_ratio(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> float:
+    """The median over rounds of ``top / bottom`` (requests/s, or CPU time per
+    request), each round's pair measured back to back: a slow spell of a shared
+    machine falls on both sides of a ratio rather than on one server's median."""
+    if cpu:
+        ratios = sorted(t.cpu_us / b.cpu_us for t, b in zip(top, bottom) if t.cpu_us and b.cpu_us)
+    else:
+        ratios = sorted(t.rps / b.rps for t, b in zip(top, bottom))
+    return ratios[len(ratios) // 2]
+
+
 def build_cases() -> list[Case]:
     import importlib.util
 
@@ -348,7 +359,7 @@ class Servers:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=2, help="seconds of one round of load (whole seconds)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per case and server (the median is kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per case and server (the median is kept)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each measurement (0: none)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
@@ -427,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     servers.stop()
                 results = {label: combine(runs) for label, runs in rounds.items()}
                 base, ingest = results["base"], results["ingest"]
-                ratio = ingest.rps / base.rps
+                ratio = paired_ratio(rounds["ingest"], rounds["base"])
                 rows.append((case, results, ratio))
                 line = (
                     f"{case.name:<26} {len(case.body):>8}  {base.rps:>13,.0f}  {ingest.rps:>15,.0f}  {ratio:>5.2f}"
@@ -435,12 +446,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if base.cpu_us and ingest.cpu_us:
                     cpu = f"{base.cpu_us:,.0f}/{ingest.cpu_us:,.0f}"
-                    line += f"  {cpu:>22}  {base.cpu_us / ingest.cpu_us:>5.2f}"
+                    cpu_ratio = paired_ratio(rounds["base"], rounds["ingest"], cpu=True)
+                    line += f"  {cpu:>22}  {cpu_ratio:>5.2f}"
                 else:
                     line += f"  {'n/a':>22}  {'':>5}"
                 if "drop" in results:
                     drop = results["drop"]
-                    line += f"  {drop.rps:>26,.0f}  {drop.rps / base.rps:>5.2f}"
+                    line += f"  {drop.rps:>26,.0f}  {paired_ratio(rounds['drop'], rounds['base']):>5.2f}"
                 bad = {label: r.bad for label, r in results.items() if r.bad}
                 if bad:
                     line += f"  !! non-2xx responses or socket errors: {bad}"
