@@ -95,10 +95,11 @@ class Store(NamedTuple):
 
 
 class Decode(NamedTuple):
-    """Step: run ``work`` (decoding a body of ``size`` bytes into a batch) and send
-    back its result, or throw its exception back in. Pure CPU work, so the
-    async driver may run a large one in a worker thread, off the event loop;
-    ``rescan`` marks the slow, element-by-element kind (see :class:`Rescan`)."""
+    """Step: run ``work`` (decoding a body of ``size`` bytes) and send back its
+    :class:`~ingest_mw.codecs.Decoded` or :class:`Rescan`, or throw its
+    exception back in. Pure CPU work, so the async driver may run a large one
+    in a worker thread, off the event loop; ``rescan`` marks the slow,
+    element-by-element kind (see :class:`Rescan`)."""
 
     work: Callable[[], Any]
     size: int
@@ -195,11 +196,12 @@ class IngestAPI:
         while chunk := (yield READ_BODY):
             reader.feed(chunk)
         body = reader.finish()
-        result = yield Decode(partial(self._decode, request, partial(codec.decode, body)), len(body))
-        if isinstance(result, Rescan):
-            result = yield Decode(partial(self._decode, request, result.work), len(body), rescan=True)
-        decoded, batch = result
-        if batch is not None:
+        decoded = yield Decode(partial(codec.decode, body), len(body))
+        if isinstance(decoded, Rescan):
+            decoded = yield Decode(decoded.work, len(body), rescan=True)
+        if decoded.events:
+            # Cheap whatever the size: the events' times are decided only when a hook asks.
+            batch = self._batch(request, decoded)
             try:
                 yield Store(batch)
             except Exception:
@@ -211,16 +213,6 @@ class IngestAPI:
                 )
                 raise IngestError(500, "Internal Server Error") from None
         return self.accepted(decoded)
-
-    def _decode(
-        self, request: Request, decode: Callable[[], Decoded | Rescan]
-    ) -> tuple[Decoded, Batch | None] | Rescan:
-        """The body's events and the batch to store (``None`` when there is
-        none), or the codec's :class:`Rescan` when it needs a slow pass."""
-        decoded = decode()
-        if isinstance(decoded, Rescan):
-            return decoded
-        return decoded, (self._batch(request, decoded) if decoded.events else None)
 
     def _batch(self, request: Request, decoded: Decoded) -> Batch:
         received_at = request.received_at

@@ -329,15 +329,22 @@ def test_asgi_keeps_slow_decoding_off_the_event_loop(element, size, off_the_loop
     for more than a few KiB; a fast decode stays on the loop up to 1 MiB."""
     import threading
 
+    from ingest_mw.codecs import Rescan
+
     api = BaselimeAPI(["k"])
+    codec = api.codecs.negotiate("application/json")
     decode_threads = []
-    original = api._decode
+    original = codec.decode
 
-    def recording_decode(*args):
-        decode_threads.append(threading.get_ident())
-        return original(*args)
+    def recorded(work):
+        def run():
+            decode_threads.append(threading.get_ident())
+            result = work()
+            return Rescan(recorded(result.work)) if isinstance(result, Rescan) else result
 
-    api._decode = recording_decode  # type: ignore[method-assign]
+        return run
+
+    codec.decode = lambda body: recorded(lambda: original(body))()  # type: ignore[method-assign]
     app = ASGIApp(api, sink=MemorySink())
     body = b"[" + b",".join([element] * (size // (len(element) + 1))) + b"]"
 
