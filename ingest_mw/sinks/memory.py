@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, overload
@@ -56,22 +56,19 @@ def _given_times(times: list[datetime], data: list[dict[str, Any]]) -> list[date
 class JSONEvents(Sequence[Event]):
     """A kept batch's events as one JSON array (:attr:`json`), read back on each access.
 
-    The times are not stored: they are decided again, by the same rule and
-    from the same reception time, when they are read (see
-    :class:`~ingest_mw.batch.Events`).
+    ``decide_times`` gives their times when they are read: the API's rule
+    with the batch's reception time (see :class:`~ingest_mw.batch.Events`),
+    or the times a batch built by a host came with.
     """
 
     __slots__ = ("json", "_count", "_decide")
 
-    def __init__(self, events: Sequence[Event]) -> None:
-        if isinstance(events, Events):
-            data, decide = events.data, events.decide_times
-        else:  # a batch a host built itself: its times are given
-            data = [event.data for event in events]
-            decide = partial(_given_times, [event.time for event in events])
-        self.json = events_json(data)
-        self._count = len(data)
-        self._decide = decide
+    def __init__(
+        self, json: bytes, count: int, decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
+    ) -> None:
+        self.json = json
+        self._count = count
+        self._decide = decide_times
 
     def load(self) -> Events:
         """The events, decoded from :attr:`json`."""
@@ -137,17 +134,24 @@ class JSONMemorySink:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.max_events = max_events
-        self._batches: deque[Batch] = deque()
+        self._batches: deque[tuple[Batch, int]] = deque()  # each with its number of events
         self._kept = 0
         self._lock = threading.Lock()
 
     def __call__(self, batch: Batch) -> None:
-        kept = batch.with_events(JSONEvents(batch.events))
+        events = batch.events
+        if isinstance(events, Events):
+            data, decide = events.data, events.decide_times
+        else:  # a batch a host built itself: its times are given
+            data = [event.data for event in events]
+            decide = partial(_given_times, [event.time for event in events])
+        count = len(data)
+        kept = batch.with_events(JSONEvents(events_json(data), count, decide))
         with self._lock:
-            self._batches.append(kept)
-            self._kept += len(kept.events)
+            self._batches.append((kept, count))
+            self._kept += count
             while self._kept > self.max_events and len(self._batches) > 1:
-                self._kept -= len(self._batches.popleft().events)
+                self._kept -= self._batches.popleft()[1]
 
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code: on the loop up to
@@ -161,7 +165,7 @@ class JSONMemorySink:
     def batches(self) -> list[Batch]:
         """The kept batches, oldest first; their ``events`` are :class:`JSONEvents`."""
         with self._lock:
-            return list(self._batches)
+            return [batch for batch, _ in self._batches]
 
     @property
     def events(self) -> list[Event]:
