@@ -34,9 +34,10 @@ class Events(Sequence[Event]):
     JSON decode (a ``dt`` parse and a datetime per event) and each
     :class:`Event` is one more object to keep: a hook that only forwards or
     counts the objects, or keeps them for later, pays for neither, and the
-    times it does ask for are those of reception (``received_at`` and the
-    API's :class:`~ingest_mw.EventTimes` rule are fixed when the batch is
-    made).
+    times it does ask for are those of reception (``received_at`` is fixed
+    when the batch is made). The times are decided from the objects as they
+    are when first asked for: a hook that changes an event's time field
+    reads the times first.
     """
 
     __slots__ = ("data", "decide_times", "_times")
@@ -75,10 +76,11 @@ class Events(Sequence[Event]):
         return map(_new_event, zip(self.times, self.data))
 
     def __eq__(self, other: object) -> bool:
+        # Like a list: equal to another Events or a list of the same Events.
         if isinstance(other, Events):
             return self.data == other.data and self.times == other.times
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
+        if isinstance(other, list):
+            return list(self) == other
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable contents, like a list
@@ -112,7 +114,7 @@ class Batch:
     namespace: str | None = None
 
     def with_events(self, events: Sequence[Event]) -> Batch:
-        """The same batch holding ``events`` (``dataclasses.replace``, at a third of its cost)."""
+        """The same batch holding ``events`` (``dataclasses.replace``, at a fraction of its cost)."""
         return Batch(
             self.api, self.source, self.received_at, events, self.client, self.dataset, self.service, self.namespace
         )
@@ -128,14 +130,18 @@ def _json_default(value: Any) -> Any:
 
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z
+#: orjson's message when a key is not a string (the only refusal worth a second try).
+_NON_STR_KEY = "Dict key must be str"
 
 
 def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
-    except orjson.JSONEncodeError:
+    except orjson.JSONEncodeError as error:
         # Keys that are not strings come only from MessagePack; the option that
         # writes them doubles the cost of every dumps, so it is used only then.
+        if str(error) != _NON_STR_KEY:
+            raise
         return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS | orjson.OPT_NON_STR_KEYS)
 
 

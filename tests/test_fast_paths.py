@@ -79,7 +79,9 @@ def test_events_pair_each_object_with_its_time_decided_once():
     assert calls == [3]  # decided once for all the uses above
     with pytest.raises(IndexError):
         events[3]
-    assert events != [] and events == Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
+    assert events == Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
+    assert events != expected[:2] and events != Events([{"a": 1}], decide)
+    assert Events([], decide) == [] and Events([], decide) != "" and Events([], decide) != ()
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,50 @@ def test_the_json_memory_sink_decides_the_times_by_the_apis_rule_when_read(adapt
     assert [e.data for e in kept.events] == events
 
 
+def test_the_json_memory_sink_keeps_the_times_decided_from_the_events_as_sent(adapter):
+    import msgpack
+
+    from clients import PREFIX, make_client
+
+    sink = JSONMemorySink()
+    client = make_client(adapter, BetterStackAPI(["tok"]), sink)
+    recent = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat().encode()
+    # Binary, not a string: no time as sent, although its JSON text would parse as one.
+    body = msgpack.packb([{"dt": recent, "n": 1}, {"dt": recent.decode(), "n": 2}])
+    headers = {"Authorization": "Bearer tok", "Content-Type": "application/msgpack"}
+    assert client.request("POST", PREFIX + "/", body, headers).status == 202
+    (kept,) = sink.batches
+    assert kept.events.times == [kept.received_at, datetime.fromisoformat(recent.decode())]
+    assert [e.data["dt"] for e in kept.events] == [recent.decode(), recent.decode()]
+
+
+def test_json_events_read_back_whole_sequences_at_once():
+    sink = JSONMemorySink()
+    given = batch(3)
+    sink(given)
+    (kept,) = sink.batches
+    events = list(given.events)
+    assert list(reversed(kept.events)) == events[::-1]
+    assert events[2] in kept.events and Event(T0, {}) not in kept.events
+    assert kept.events.index(events[1]) == 1 and kept.events.count(events[0]) == 1
+    assert kept.events[-1] == events[-1] and kept.events[::-1] == events[::-1]
+    sink(kept)  # a kept batch stored again keeps the same events
+    assert sink.batches[1].events == events
+
+
+def test_a_host_built_batch_may_hold_plain_pairs():
+    sink = JSONMemorySink()
+    sink(Batch("betterstack", "s", T0, [(T0, {"a": 1})]))  # type: ignore[list-item]
+    assert sink.events == [Event(T0, {"a": 1})]
+
+
+def test_with_events_copies_every_other_field():
+    import dataclasses
+
+    given = batch(1, dataset="ds", service="svc", namespace="ns")
+    assert given.with_events([]) == dataclasses.replace(given, events=[])
+
+
 def test_the_json_memory_sink_stores_what_orjson_refuses_and_refuses_what_json_cannot_hold():
     sink = JSONMemorySink()
     deep: dict = {"leaf": 1}
@@ -161,7 +205,7 @@ def test_the_json_memory_sink_stores_what_orjson_refuses_and_refuses_what_json_c
     assert sink.events[0].data == deep  # 1024 levels, inside the array: read back by the stdlib
     circular: dict = {}
     circular["self"] = circular
-    with pytest.raises(Exception):
+    with pytest.raises(RecursionError):  # the stdlib fallback's refusal of a cycle
         sink(Batch("betterstack", "s", T0, [Event(T0, {"ok": 1}), Event(T0, circular)]))
     assert len(sink.batches) == 1  # the batch that could not be written is not kept
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, overload
 
+import orjson
 from asgiref.sync import sync_to_async
 
 from ..batch import Batch, Event, Events, events_json, load_events_json
@@ -54,25 +55,25 @@ def _given_times(times: list[datetime], data: list[dict[str, Any]]) -> list[date
 
 
 class JSONEvents(Sequence[Event]):
-    """A kept batch's events as one JSON array (:attr:`json`), read back on each access.
+    """A kept batch's events as one JSON array (:attr:`json`) and their times
+    as another (:attr:`times_json`), read back on each access.
 
-    ``decide_times`` gives their times when they are read: the API's rule
-    with the batch's reception time (see :class:`~ingest_mw.batch.Events`),
-    or the times a batch built by a host came with.
+    The times are decided when the batch is kept, from the events as they
+    arrived: read back from JSON, a value that JSON cannot hold (MessagePack
+    binary) would not give the same time again.
     """
 
-    __slots__ = ("json", "_count", "_decide")
+    __slots__ = ("json", "times_json", "_count")
 
-    def __init__(
-        self, json: bytes, count: int, decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
-    ) -> None:
+    def __init__(self, json: bytes, times_json: bytes, count: int) -> None:
         self.json = json
+        self.times_json = times_json
         self._count = count
-        self._decide = decide_times
 
     def load(self) -> Events:
-        """The events, decoded from :attr:`json`."""
-        return Events(load_events_json(self.json), self._decide)
+        """The events, decoded from :attr:`json` and :attr:`times_json`."""
+        times = [datetime.fromisoformat(text) for text in orjson.loads(self.times_json)]
+        return Events(load_events_json(self.json), partial(_given_times, times))
 
     @property
     def data(self) -> list[dict[str, Any]]:
@@ -92,8 +93,22 @@ class JSONEvents(Sequence[Event]):
     def __getitem__(self, index: int | slice) -> Event | list[Event]:
         return self.load()[index]
 
+    # Sequence's own versions of these index one event at a time, and every
+    # index decodes the whole array: decode once instead.
     def __iter__(self) -> Iterator[Event]:
         return iter(self.load())
+
+    def __reversed__(self) -> Iterator[Event]:
+        return reversed(list(self.load()))
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self.load())
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        return list(self.load()).index(value, start, len(self) if stop is None else stop)
+
+    def count(self, value: Any) -> int:
+        return list(self.load()).count(value)
 
     def __eq__(self, other: object) -> bool:
         return self.load() == other
@@ -141,12 +156,13 @@ class JSONMemorySink:
     def __call__(self, batch: Batch) -> None:
         events = batch.events
         if isinstance(events, Events):
-            data, decide = events.data, events.decide_times
-        else:  # a batch a host built itself: its times are given
-            data = [event.data for event in events]
-            decide = partial(_given_times, [event.time for event in events])
+            data, times = events.data, events.times
+        else:  # a batch a host built itself, or one this sink kept
+            pairs = list(events)
+            data = [event_data for _, event_data in pairs]
+            times = [time for time, _ in pairs]
         count = len(data)
-        kept = batch.with_events(JSONEvents(events_json(data), count, decide))
+        kept = batch.with_events(JSONEvents(events_json(data), orjson.dumps(times), count))
         with self._lock:
             self._batches.append((kept, count))
             self._kept += count
