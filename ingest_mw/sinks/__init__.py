@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from .base import Sink, as_async, as_sync, close_async, close_sync
 from .jsonl import JSONLinesSink
-from .memory import JSONMemorySink, MemorySink
+from .memory import JSONEvents, JSONMemorySink, MemorySink
 from .sqlite import SQLiteSink
 from .url import sink_from_url
 
 __all__ = [
+    "JSONEvents",
     "JSONLinesSink",
     "JSONMemorySink",
     "MemorySink",
