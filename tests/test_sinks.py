@@ -169,6 +169,26 @@ def test_the_json_memory_sink_keeps_the_times_decided_from_the_events_as_sent(ad
     assert [e.data["dt"] for e in kept.events] == [recent.decode(), recent.decode()]
 
 
+def test_a_json_batch_is_kept_without_deciding_its_times_until_read(adapter):
+    from clients import PREFIX, make_client
+
+    api = BetterStackAPI(["tok"])
+    decide, calls = api.times.event_times, []
+
+    def counted(events, received_at):
+        calls.append(len(events))
+        return decide(events, received_at)
+
+    api.times.event_times = counted  # type: ignore[method-assign]
+    sink = JSONMemorySink()
+    client = make_client(adapter, api, sink)
+    headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+    assert client.request("POST", PREFIX + "/", b'[{"n": 1}, {"n": 2}]', headers).status == 202
+    assert calls == []  # stored without a time decided
+    assert [e.time for e in sink.events] == [sink.batches[0].received_at] * 2
+    assert calls == [2]
+
+
 def test_json_events_read_back_whole_sequences_at_once():
     sink = JSONMemorySink()
     given = batch(3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, overload
@@ -55,25 +55,25 @@ def _given_times(times: list[datetime], data: list[dict[str, Any]]) -> list[date
 
 
 class JSONEvents(Sequence[Event]):
-    """A kept batch's events as one JSON array (:attr:`json`) and their times
-    as another (:attr:`times_json`), read back on each access.
+    """A kept batch's events as one JSON array (:attr:`json`), read back on each access.
 
-    The times are decided when the batch is kept, from the events as they
-    arrived: read back from JSON, a value that JSON cannot hold (MessagePack
-    binary) would not give the same time again.
+    ``decide_times`` gives their times when they are read: the API's rule,
+    with the batch's reception time, applied to the events read back (see
+    :class:`~ingest_mw.batch.Events`); or times fixed when the batch was kept.
     """
 
-    __slots__ = ("json", "times_json", "_count")
+    __slots__ = ("json", "_count", "_decide")
 
-    def __init__(self, json: bytes, times_json: bytes, count: int) -> None:
+    def __init__(
+        self, json: bytes, count: int, decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
+    ) -> None:
         self.json = json
-        self.times_json = times_json
         self._count = count
+        self._decide = decide_times
 
     def load(self) -> Events:
-        """The events, decoded from :attr:`json` and :attr:`times_json`."""
-        times = [datetime.fromisoformat(text) for text in orjson.loads(self.times_json)]
-        return Events(load_events_json(self.json), partial(_given_times, times))
+        """The events, decoded from :attr:`json`."""
+        return Events(load_events_json(self.json), self._decide)
 
     @property
     def data(self) -> list[dict[str, Any]]:
@@ -120,9 +120,9 @@ class JSONEvents(Sequence[Event]):
 
 
 #: :meth:`JSONMemorySink.acall` keeps a batch of up to this many events on the
-#: event loop: deciding their times and encoding them take about 0.5 ms for
-#: 1000 typical events, a fraction of the decode that ran on the loop before
-#: it, and no thread is woken for it. A larger batch (a request body can hold
+#: event loop: encoding them takes about 0.25 ms for 1000 typical events, a
+#: fraction of the decode that ran on the loop before it, and no thread is
+#: woken for it. A larger batch (a request body can hold
 #: millions of tiny events) is kept from a worker thread.
 ON_LOOP_EVENTS = 4096
 
@@ -135,13 +135,12 @@ class JSONMemorySink:
     event, scattered over the heap (10,000 typical events: about 12 MB), and
     every request that drops the oldest batch frees thousands of objects that
     have long left the CPU cache: measured under ``bench/http.py``, that alone
-    costs a 1000-event request about as much as decoding it. Two bytes objects
-    per batch (the events, their times) hold the same in about 2.6 MB and are
-    dropped at once.
+    costs a 1000-event request about as much as decoding it. One bytes object
+    per batch holds the same events in about 2.6 MB and is dropped at once.
 
     Read back, events are what the file sinks store: JSON types (MessagePack
     binary becomes text, as in :func:`~ingest_mw.batch.event_json`), under the
-    times the API's rule gave them as the batch was kept. ``max_events`` (default 10,000, so that a
+    times the API's rule gives the events as sent. ``max_events`` (default 10,000, so that a
     server's memory stays bounded) counts whole batches: the oldest are
     dropped while more are kept, but the newest batch is always kept whole.
     """
@@ -156,14 +155,24 @@ class JSONMemorySink:
 
     def __call__(self, batch: Batch) -> None:
         events = batch.events
+        decide: Callable[[list[dict[str, Any]]], list[datetime]]
         if isinstance(events, Events):
-            data, times = events.data, events.times
-        else:  # a batch a host built itself, or one this sink kept
+            data, decide = events.data, events.decide_times
+        else:  # a batch a host built itself, or one this sink kept: its times are given
             pairs = list(events)
             data = [event_data for _, event_data in pairs]
-            times = [time for time, _ in pairs]
+            decide = partial(_given_times, [time for time, _ in pairs])
+        try:
+            # What plain JSON holds reads back as it was sent (a MessagePack
+            # timestamp as the same instant), so the times can wait for a reader.
+            text = orjson.dumps(data, option=orjson.OPT_UTC_Z)
+        except orjson.JSONEncodeError:
+            # MessagePack binary and the like read back as other values: the
+            # times are decided now, from the events as sent.
+            text = events_json(data)
+            decide = partial(_given_times, decide(data))
         count = len(data)
-        kept = batch.with_events(JSONEvents(events_json(data), orjson.dumps(times), count))
+        kept = batch.with_events(JSONEvents(text, count, decide))
         with self._lock:
             self._batches.append((kept, count))
             self._kept += count
