@@ -178,16 +178,23 @@ def event_json(data: dict[str, Any]) -> bytes:
         return _event_json_fallback(data)
 
 
-def events_json(data: list[dict[str, Any]]) -> bytes:
-    """Several events as one JSON array, each written as :func:`event_json` writes it.
+def events_json(data: list[dict[str, Any]]) -> tuple[bytes, bool]:
+    """Several events as one JSON array, each written as :func:`event_json`
+    writes it, and whether the array reads back as the events were sent.
 
-    One ``orjson.dumps`` for the whole list; only a list that holds an event
-    orjson refuses is written event by event.
+    It does when every value is plain JSON or a datetime (a MessagePack
+    timestamp, written as the same instant): one ``orjson.dumps`` for the
+    whole list. MessagePack binary and the like are written as text, so the
+    copy no longer holds what the client sent (``False``).
     """
     try:
-        return _dumps(data)
+        return orjson.dumps(data, option=_JSON_OPTIONS), True
     except orjson.JSONEncodeError:
-        return b"[" + b",".join(map(event_json, data)) + b"]"
+        pass
+    try:
+        return _dumps(data), False
+    except orjson.JSONEncodeError:
+        return b"[" + b",".join(map(event_json, data)) + b"]", False
 
 
 def load_events_json(text: bytes) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any, overload
 
-import orjson
 from asgiref.sync import sync_to_async
 
 from ..batch import Batch, Event, Events, events_json, load_events_json
@@ -122,8 +121,8 @@ class JSONEvents(Sequence[Event]):
 #: :meth:`JSONMemorySink.acall` keeps a batch of up to this many events on the
 #: event loop: encoding them takes about 0.25 ms for 1000 typical events, a
 #: fraction of the decode that ran on the loop before it, and no thread is
-#: woken for it. A larger batch (a request body can hold
-#: millions of tiny events) is kept from a worker thread.
+#: woken for it. A larger batch (a request body can hold millions of tiny
+#: events) is kept from a worker thread.
 ON_LOOP_EVENTS = 4096
 
 
@@ -140,9 +139,10 @@ class JSONMemorySink:
 
     Read back, events are what the file sinks store: JSON types (MessagePack
     binary becomes text, as in :func:`~ingest_mw.batch.event_json`), under the
-    times the API's rule gives the events as sent. ``max_events`` (default 10,000, so that a
-    server's memory stays bounded) counts whole batches: the oldest are
-    dropped while more are kept, but the newest batch is always kept whole.
+    times the API's rule gives the events as sent. ``max_events`` (default
+    10,000, so that a server's memory stays bounded) counts whole batches: the
+    oldest are dropped while more are kept, but the newest batch is always
+    kept whole.
     """
 
     def __init__(self, *, max_events: int = 10_000) -> None:
@@ -162,14 +162,10 @@ class JSONMemorySink:
             pairs = list(events)
             data = [event_data for _, event_data in pairs]
             decide = partial(_given_times, [time for time, _ in pairs])
-        try:
-            # What plain JSON holds reads back as it was sent (a MessagePack
-            # timestamp as the same instant), so the times can wait for a reader.
-            text = orjson.dumps(data, option=orjson.OPT_UTC_Z)
-        except orjson.JSONEncodeError:
-            # MessagePack binary and the like read back as other values: the
-            # times are decided now, from the events as sent.
-            text = events_json(data)
+        text, as_sent = events_json(data)
+        if not as_sent:
+            # Read back, MessagePack binary and the like would be other values:
+            # the times are decided now, from the events as sent.
             decide = partial(_given_times, decide(data))
         count = len(data)
         kept = batch.with_events(JSONEvents(text, count, decide))
