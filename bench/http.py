@@ -4,10 +4,11 @@ Issue 2: ``ingest-mw serve`` with the memory sink should reach at least
 0.8 x the requests/s of a minimal ASGI app that reads the body, parses it
 with ``orjson.loads`` and answers 202 (empty body), on the same server under
 the same load, for Better Stack's API (the one issue 2 builds); Baselime's
-is measured beside it, with no target. Both run as separate processes on free loopback ports with
-the same uvicorn settings (``uvicorn.run`` as ``ingest-mw serve`` calls it:
-one worker, lifespan on, proxy headers off, the same ``--log-level``;
-``warning`` keeps both from writing access-log lines). ``ingest-mw serve``
+is measured beside it, with no target. Both run as separate processes on
+free loopback ports with the same uvicorn settings (``uvicorn.run`` as
+``ingest-mw serve`` calls it: one worker, lifespan on, proxy headers off,
+the same ``--log-level``; ``warning`` keeps both from writing access-log
+lines). ``ingest-mw serve``
 gets ``--rate-limit none``, as the minimal app has no limiter.
 
 A third server, not part of the target, is the app ``ingest-mw serve``
@@ -26,7 +27,7 @@ and wrk on another, so that neither steals the other's CPU and a server is
 never moved mid-run; beside requests/s, the table gives each server's own
 CPU time per request (from ``/proc``). Run from the repository root::
 
-    python3 bench/http.py                  # about 3 minutes
+    python3 bench/http.py                  # about 4 minutes
     python3 bench/http.py --only "1 event" --rounds 9
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers

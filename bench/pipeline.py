@@ -52,6 +52,7 @@ from ingest_mw.betterstack import BetterStackAPI  # noqa: E402
 from ingest_mw.drive import drive_sync  # noqa: E402
 from ingest_mw.sinks.memory import MemorySink  # noqa: E402
 
+
 class StoringSink(MemorySink):
     """Reads every :class:`~ingest_mw.Event` before keeping the batch: a batch
     decides its events' times only when asked, and a sink that stores them
