@@ -8,8 +8,8 @@ is measured beside it, with no target. Both run as separate processes on
 free loopback ports with the same uvicorn settings (``uvicorn.run`` as
 ``ingest-mw serve`` calls it: one worker, lifespan on, proxy headers off,
 the same ``--log-level``; ``warning`` keeps both from writing access-log
-lines). ``ingest-mw serve``
-gets ``--rate-limit none``, as the minimal app has no limiter.
+lines). ``ingest-mw serve`` gets ``--rate-limit none``, as the minimal app
+has no limiter.
 
 A third server, not part of the target, is the app ``ingest-mw serve``
 builds from the same flags with a storage hook that keeps nothing: the
