@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
-from .drive import drive_async
+from .drive import ClientDisconnected, drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
@@ -54,16 +54,17 @@ def scope_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def _reader(receive: Receive) -> Callable[[], Awaitable[bytes | None]]:
-    """Read the body chunk by chunk: ``b""`` at its end, ``None`` on a disconnect."""
+def _reader(receive: Receive) -> Callable[[], Awaitable[bytes]]:
+    """Read the body chunk by chunk: ``b""`` at its end; :class:`ClientDisconnected`
+    when the client leaves first."""
     more_body = True
 
-    async def read() -> bytes | None:
+    async def read() -> bytes:
         nonlocal more_body
         while more_body:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None
+                raise ClientDisconnected
             more_body = message.get("more_body", False)
             chunk: bytes = message.get("body", b"")
             if chunk:  # an empty chunk with more to come is not the end
@@ -122,10 +123,10 @@ class ASGIApp:
         else:
             api, route = found
             flow = api.handle(request_from_scope(scope, path), route)
-            answer = await drive_async(flow, _reader(receive), self._store)
-            if answer is None:
-                return  # the client disconnected: nobody to answer
-            response = answer
+            try:
+                response = await drive_async(flow, _reader(receive), self._store)
+            except ClientDisconnected:
+                return  # nobody to answer
         await send_response(response, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

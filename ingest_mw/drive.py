@@ -2,9 +2,11 @@
 
 Every adapter (WSGI, ASGI, a Django view) supplies only how to read the next
 body chunk and how to store a batch; the drivers answer the flow's steps.
-An exception raised while answering a step (a storage hook that fails, a
-rate-limit storage that cannot be loaded, a body that does not decode) is
-thrown back into the flow, which turns it into the API's own response.
+An exception raised while answering a step (a body over the limit, a storage
+hook that fails, a rate-limit storage that cannot be loaded, a body that does
+not decode) is thrown back into the flow, which turns it into the API's own
+response. Only :class:`ClientDisconnected`, raised by ``read``, ends the
+drive: there is nobody left to answer.
 """
 
 from __future__ import annotations
@@ -14,21 +16,14 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .api import READ_BODY, CheckRateLimit, Decode, Flow, Response, Step
+from .api import CheckRateLimit, Flow, ReadBody, Response, Step, Store
 from .batch import Batch
 
-__all__ = ["OFFLOAD_BYTES", "RESCAN_OFFLOAD_BYTES", "drive_async", "drive_sync"]
+__all__ = ["ClientDisconnected", "drive_async", "drive_sync"]
 
-#: Under the async driver, bodies larger than this are decoded in a worker
-#: thread. A fast decode (orjson or msgpack in C, then a light pass per event)
-#: costs about 0.1 s per MiB at worst (a MiB of empty objects), so a body up
-#: to 1 MiB, a typical 1000-event batch included, is decoded on the loop as a
-#: plain orjson app would, without paying for a thread hop.
-OFFLOAD_BYTES = 1024 * 1024
-#: The same for a rescan (Baselime's element-by-element judging of a body that
-#: did not parse): it costs up to ~1.5 microseconds a byte in Python, so only
-#: a small one stays on the loop (a few milliseconds at most).
-RESCAN_OFFLOAD_BYTES = 4 * 1024
+
+class ClientDisconnected(Exception):
+    """The client went away before its whole body was read."""
 
 
 def drive_sync(
@@ -38,16 +33,20 @@ def drive_sync(
     try:
         step: Step = next(flow)
         while True:
-            if step is READ_BODY:
-                step = flow.send(read())
-                continue
             try:
-                if isinstance(step, Decode):
-                    value: Any = step.work()
+                if isinstance(step, ReadBody):
+                    feed = step.reader.feed
+                    while chunk := read():
+                        feed(chunk)
+                    value: Any = None
+                elif isinstance(step, Store):
+                    value = store(step.batch)
                 elif isinstance(step, CheckRateLimit):
                     value = step.rate_limit.hit(step.request)
                 else:
-                    value = store(step.batch)  # type: ignore[union-attr]
+                    value = step.work()
+            except ClientDisconnected:
+                raise
             except Exception as exc:
                 step = flow.throw(exc)
             else:
@@ -60,29 +59,28 @@ def drive_sync(
 
 async def drive_async(
     flow: Flow,
-    read: Callable[[], Awaitable[bytes | None]],
+    read: Callable[[], Awaitable[bytes]],
     store: Callable[[Batch], Awaitable[Any]],
-) -> Response | None:
-    """Run ``flow`` to its response; ``None`` if ``read`` reports a disconnect (``None``)."""
+) -> Response:
+    """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the
+    body; a :class:`~ingest_mw.api.Decode` step runs in a worker thread."""
     try:
         step: Step = next(flow)
         while True:
-            if step is READ_BODY:
-                chunk = await read()
-                if chunk is None:
-                    return None
-                step = flow.send(chunk)
-                continue
             try:
-                if isinstance(step, Decode):
-                    if step.size > (RESCAN_OFFLOAD_BYTES if step.rescan else OFFLOAD_BYTES):
-                        value: Any = await sync_to_async(step.work, thread_sensitive=False)()
-                    else:
-                        value = step.work()
+                if isinstance(step, ReadBody):
+                    feed = step.reader.feed
+                    while chunk := await read():
+                        feed(chunk)
+                    value: Any = None
+                elif isinstance(step, Store):
+                    value = await store(step.batch)
                 elif isinstance(step, CheckRateLimit):
                     value = await step.rate_limit.ahit(step.request)
                 else:
-                    value = await store(step.batch)  # type: ignore[union-attr]
+                    value = await sync_to_async(step.work, thread_sensitive=False)()
+            except ClientDisconnected:
+                raise
             except Exception as exc:
                 step = flow.throw(exc)
             else:

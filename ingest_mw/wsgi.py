@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
-from .drive import drive_sync
+from .drive import ClientDisconnected, drive_sync
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -62,10 +62,6 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-class ClientDisconnected(Exception):
-    """The body ended before its Content-Length: the client has gone."""
 
 
 class InputReader:

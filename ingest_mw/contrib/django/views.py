@@ -14,8 +14,8 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...drive import drive_sync
-from ...wsgi import DISCONNECTED, InputReader, ClientDisconnected, request_from_environ
+from ...drive import ClientDisconnected, drive_sync
+from ...wsgi import DISCONNECTED, InputReader, request_from_environ
 from . import conf
 
 try:  # Django 5.1+: clients authenticate with their token, not a login session
