@@ -56,8 +56,9 @@ class Decoded:
 class Rescan:
     """What a codec returns when its fast, C-level decode could not judge the
     body: ``work()`` does it element by element, with Python work per element
-    (Baselime's partial acceptance), so the async driver runs it in a worker
-    thread at a much smaller size than a fast decode."""
+    (Baselime's partial acceptance), so the flow has it run off the event loop
+    at a much smaller size than a fast decode
+    (:data:`~ingest_mw.api.RESCAN_OFFLOAD_BYTES`)."""
 
     work: Callable[[], Decoded]
 

@@ -4,9 +4,10 @@ Every adapter (WSGI, ASGI, a Django view) supplies only how to read the next
 body chunk and how to store a batch; the drivers answer the flow's steps.
 An exception raised while answering a step (a body over the limit, a storage
 hook that fails, a rate-limit storage that cannot be loaded, a body that does
-not decode) is thrown back into the flow, which turns it into the API's own
-response. Only :class:`ClientDisconnected`, raised by ``read``, ends the
-drive: there is nobody left to answer.
+not decode, a read that fails in some other way) is thrown back into the
+flow, which turns it into the API's own response (a 500, logged, for what it
+did not expect). Only :class:`ClientDisconnected` raised while reading the
+body ends the drive: there is nobody left to answer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class ClientDisconnected(Exception):
 def drive_sync(
     flow: Flow, read: Callable[[], bytes], store: Callable[[Batch], Any]
 ) -> Response:
-    """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the body."""
+    """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the
+    body and raises :class:`ClientDisconnected`, which propagates, when the
+    client has gone."""
     try:
         step: Step = next(flow)
         while True:
@@ -38,6 +41,8 @@ def drive_sync(
                     feed = step.reader.feed
                     while chunk := read():
                         feed(chunk)
+                    if chunk is None:  # what ``read`` once returned for a disconnect
+                        raise ClientDisconnected
                     value: Any = None
                 elif isinstance(step, Store):
                     value = store(step.batch)
@@ -45,9 +50,9 @@ def drive_sync(
                     value = step.rate_limit.hit(step.request)
                 else:
                     value = step.work()
-            except ClientDisconnected:
-                raise
             except Exception as exc:
+                if isinstance(exc, ClientDisconnected) and isinstance(step, ReadBody):
+                    raise
                 step = flow.throw(exc)
             else:
                 step = flow.send(value)
@@ -63,7 +68,9 @@ async def drive_async(
     store: Callable[[Batch], Awaitable[Any]],
 ) -> Response:
     """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the
-    body; a :class:`~ingest_mw.api.Decode` step runs in a worker thread."""
+    body and raises :class:`ClientDisconnected`, which propagates, when the
+    client has gone; a :class:`~ingest_mw.api.Decode` step runs in a worker
+    thread."""
     try:
         step: Step = next(flow)
         while True:
@@ -72,6 +79,8 @@ async def drive_async(
                     feed = step.reader.feed
                     while chunk := await read():
                         feed(chunk)
+                    if chunk is None:  # what ``read`` once returned for a disconnect
+                        raise ClientDisconnected
                     value: Any = None
                 elif isinstance(step, Store):
                     value = await store(step.batch)
@@ -79,9 +88,9 @@ async def drive_async(
                     value = await step.rate_limit.ahit(step.request)
                 else:
                     value = await sync_to_async(step.work, thread_sensitive=False)()
-            except ClientDisconnected:
-                raise
             except Exception as exc:
+                if isinstance(exc, ClientDisconnected) and isinstance(step, ReadBody):
+                    raise
                 step = flow.throw(exc)
             else:
                 step = flow.send(value)

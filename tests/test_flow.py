@@ -6,6 +6,8 @@ order, and what the flow answers when a step's work fails.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 
 import orjson
@@ -13,18 +15,29 @@ import pytest
 
 from ingest_mw import BetterStackAPI
 from ingest_mw.api import OFFLOAD_BYTES, Decode, ReadBody, Request, Store
+from ingest_mw.drive import ClientDisconnected, drive_async, drive_sync
 from ingest_mw.errors import IngestError
 
 TOKEN = "t0ken"
 
 
-def start(api: BetterStackAPI, body: bytes, headers: dict[str, str] | None = None):
-    """A flow for a POST of ``body`` to the API's root, and its first step."""
-    headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json", **(headers or {})}
+def start(api: BetterStackAPI, body: bytes):
+    """A flow for a POST of ``body`` (its Content-Length declared) to the API's root, and its first step."""
+    headers = {
+        "authorization": f"Bearer {TOKEN}",
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+    }
     route = api.match("/")
     assert route is not None
     flow = api.handle(Request("POST", "/", headers, "127.0.0.1"), route)
     return flow, next(flow)
+
+
+def padded(size: int) -> bytes:
+    """A one-event JSON body of exactly ``size`` bytes."""
+    body = orjson.dumps({"message": "a"})
+    return body + b" " * (size - len(body))
 
 
 def finish(flow, value=None):
@@ -61,7 +74,7 @@ def test_a_refused_credential_is_answered_before_the_body_is_asked_for():
 
 def test_a_refusal_from_the_reader_thrown_back_in_is_the_apis_413():
     api = BetterStackAPI([TOKEN], max_body_bytes=10, rate_limit=None)
-    flow, step = start(api, b"")
+    flow, step = start(api, b"")  # (sent chunked: no Content-Length to refuse it by)
     assert isinstance(step, ReadBody)
     with pytest.raises(IngestError) as refused:
         step.reader.feed(b"x" * 11)  # the driver stops reading here ...
@@ -85,6 +98,19 @@ def test_only_a_body_over_the_offload_size_is_a_decode_step():
     assert finish(flow).status == 202
 
 
+@pytest.mark.parametrize(("size", "decode_step"), [(OFFLOAD_BYTES, False), (OFFLOAD_BYTES + 1, True)])
+def test_the_decode_step_starts_just_past_the_offload_size(size, decode_step):
+    api = BetterStackAPI([TOKEN], max_body_bytes=2 * OFFLOAD_BYTES, rate_limit=None)
+    body = padded(size)
+    flow, step = start(api, body)
+    step.reader.feed(body)
+    step = flow.send(None)
+    assert isinstance(step, Decode) is decode_step
+    if decode_step:
+        step = flow.send(step.work())
+    assert isinstance(step, Store) and [event.data for event in step.batch.events] == [{"message": "a"}]
+
+
 def test_a_storage_failure_thrown_back_in_is_a_500_and_a_log_line(caplog):
     api = BetterStackAPI([TOKEN], rate_limit=None)
     flow, step = start(api, b'{"message": "a"}')
@@ -95,3 +121,61 @@ def test_a_storage_failure_thrown_back_in_is_a_500_and_a_log_line(caplog):
         flow.throw(OSError("disk full"))
     assert stop.value.value.status == 500
     assert "1 betterstack events from source 'default' not acknowledged" in caplog.text
+
+
+# --- the drivers ----------------------------------------------------------------------
+
+
+NDJSON_HEADERS = {"authorization": f"Bearer {TOKEN}", "content-type": "application/x-ndjson"}
+
+
+def body_then(end):
+    """A ``read`` that gives half an NDJSON body, then ``end()``'s result."""
+    parts = iter([b'{"message": "a"}\n{"message": "b"}\n'])
+
+    def read():
+        return next(parts, None) or end()
+
+    return read
+
+
+def disconnect():
+    raise ClientDisconnected
+
+
+def test_a_disconnect_while_reading_ends_the_sync_drive_with_the_flow_closed():
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+    stored = []
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    with pytest.raises(ClientDisconnected):
+        drive_sync(flow, body_then(disconnect), stored.append)
+    assert stored == []
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+@pytest.mark.parametrize("end", [disconnect, lambda: None], ids=["raised", "read returns None"])
+def test_a_disconnect_while_reading_ends_the_async_drive_and_stores_nothing(end):
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+    stored = []
+
+    async def read():
+        return body_read()
+
+    async def store(batch):
+        stored.append(batch)
+
+    body_read = body_then(end)
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    with pytest.raises(ClientDisconnected):
+        asyncio.run(drive_async(flow, read, store))
+    assert stored == []
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+def test_a_hook_raising_client_disconnected_is_a_failed_hook_not_a_disconnect(caplog):
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        response = drive_sync(flow, body_then(lambda: b""), lambda batch: disconnect())
+    assert response.status == 500
+    assert "not acknowledged" in caplog.text
