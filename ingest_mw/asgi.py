@@ -43,11 +43,36 @@ def route_path(scope: Scope) -> str:
     return path
 
 
+#: Header names as servers send them (lower-case bytes), decoded once: the
+#: ones the APIs read and the ones most clients send. Any other name is
+#: decoded per request; the table never grows, whatever clients send.
+_DECODED_NAMES = {
+    name.encode("latin-1"): name
+    for name in (
+        "accept",
+        "accept-encoding",
+        "authorization",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "host",
+        "transfer-encoding",
+        "user-agent",
+        "x-api-key",
+        "x-forwarded-for",
+        "x-namespace",
+        "x-service",
+    )
+}
+
+
 def scope_headers(scope: Scope) -> dict[str, str]:
     """The request headers of an HTTP ``scope`` by lower-case name."""
     headers: dict[str, str] = {}
+    decoded_name = _DECODED_NAMES.get
     for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
+        name = decoded_name(raw_name) or raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         # Repeated headers (two Content-Encoding lines, say) read as one list.
         headers[name] = f"{headers[name]}, {value}" if name in headers else value

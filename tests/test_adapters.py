@@ -138,6 +138,28 @@ def test_asgi_repeated_headers_are_joined():
     assert peer.status == 202
 
 
+def test_asgi_header_names_in_any_case_are_read():
+    # ASGI asks servers to lower-case header names but does not require it.
+    sink = MemorySink()
+    app = ASGIApp(BetterStackAPI([TOKEN]), sink=sink)
+    peer = Peer([b'{"a":1}'])
+    headers = [(b"Authorization", b"Bearer tok"), (b"Content-TYPE", b"application/json"), (b"X-Custom-Thing", b"1")]
+    run(app, scope("/", headers), peer)
+    assert peer.status == 202
+    assert [event.data for event in sink.events] == [{"a": 1}]
+
+
+def test_asgi_request_headers_reach_the_core_by_lower_case_name():
+    from ingest_mw.asgi import scope_headers
+
+    raw = [(b"host", b"h"), (b"X-Trace", b"a"), (b"x-trace", b"b"), (b"Content-Type", b"text/plain; charset=\xe9")]
+    assert scope_headers({"headers": raw}) == {
+        "host": "h",
+        "x-trace": "a, b",
+        "content-type": "text/plain; charset=\xe9",
+    }
+
+
 def test_asgi_lifespan_closes_the_sink():
     closed = []
 
