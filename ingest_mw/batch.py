@@ -113,11 +113,6 @@ class Batch:
     service: str | None = None
     namespace: str | None = None
 
-    def with_events(self, events: Sequence[Event]) -> Batch:
-        """The same batch holding ``events`` (``dataclasses.replace``, at a fraction of its cost)."""
-        return Batch(
-            self.api, self.source, self.received_at, events, self.client, self.dataset, self.service, self.namespace
-        )
 
 
 def _json_default(value: Any) -> Any:

@@ -209,13 +209,6 @@ def test_a_host_built_batch_may_hold_plain_pairs():
     assert sink.events == [Event(T0, {"a": 1})]
 
 
-def test_with_events_copies_every_other_field():
-    import dataclasses
-
-    given = batch(1, dataset="ds", service="svc", namespace="ns")
-    assert given.with_events([]) == dataclasses.replace(given, events=[])
-
-
 def test_the_json_memory_sink_stores_what_orjson_refuses_and_refuses_what_json_cannot_hold():
     sink = JSONMemorySink()
     deep: dict = {"leaf": 1}

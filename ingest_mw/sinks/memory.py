@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, overload
+from typing import Any, Final, overload
 
 from asgiref.sync import sync_to_async
 
@@ -126,6 +126,18 @@ class JSONEvents(Sequence[Event]):
 ON_LOOP_EVENTS = 4096
 
 
+#: A kept batch: its fields but ``events`` (api, source, received_at, client,
+#: dataset, service, namespace), then its events' JSON text, their number and
+#: the rule for their times. One plain tuple per batch beside the text: a
+#: Batch holding a JSONEvents would be two more objects to keep, each built by
+#: a Python ``__init__`` on every request.
+_Kept = tuple[
+    str, str, datetime, str | None, str | None, str | None, str | None, bytes, int,
+    Callable[[list[dict[str, Any]]], list[datetime]],
+]
+_COUNT: Final = 8  # the index of the number of events in a _Kept
+
+
 class JSONMemorySink:
     """Keeps the newest ``max_events`` events in memory, as JSON text: ``memory://``.
 
@@ -149,8 +161,8 @@ class JSONMemorySink:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.max_events = max_events
-        self._batches: deque[tuple[Batch, int]] = deque()  # each with its number of events
-        self._kept = 0
+        self._batches: deque[_Kept] = deque()
+        self._kept = 0  # events in _batches
         self._lock = threading.Lock()
 
     def __call__(self, batch: Batch) -> None:
@@ -168,12 +180,13 @@ class JSONMemorySink:
             # the times are decided now, from the events as sent.
             decide = partial(_given_times, decide(data))
         count = len(data)
-        kept = batch.with_events(JSONEvents(text, count, decide))
+        kept = (batch.api, batch.source, batch.received_at, batch.client, batch.dataset, batch.service,
+                batch.namespace, text, count, decide)
         with self._lock:
-            self._batches.append((kept, count))
+            self._batches.append(kept)
             self._kept += count
             while self._kept > self.max_events and len(self._batches) > 1:
-                self._kept -= self._batches.popleft()[1]
+                self._kept -= self._batches.popleft()[_COUNT]
 
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code: on the loop up to
@@ -185,9 +198,13 @@ class JSONMemorySink:
 
     @property
     def batches(self) -> list[Batch]:
-        """The kept batches, oldest first; their ``events`` are :class:`JSONEvents`."""
+        """The kept batches, oldest first, made anew on each read; their ``events`` are :class:`JSONEvents`."""
         with self._lock:
-            return [batch for batch, _ in self._batches]
+            kept = list(self._batches)
+        return [
+            Batch(api, source, received_at, JSONEvents(text, count, decide), client, dataset, service, namespace)
+            for api, source, received_at, client, dataset, service, namespace, text, count, decide in kept
+        ]
 
     @property
     def events(self) -> list[Event]:
