@@ -240,7 +240,7 @@ class IngestAPI:
             self.name,
             request.source,
             received_at,
-            Events(decoded.events, partial(self.times.event_times, received_at=received_at)),
+            Events(decoded.events, self.times, received_at),
             request.client,
             **self.metadata(request),
         )

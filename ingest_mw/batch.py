@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, Protocol, overload
 
 import orjson
 
-__all__ = ["Batch", "Event", "Events", "event_json", "events_json", "load_events_json"]
+__all__ = ["Batch", "Event", "Events", "TimesRule", "event_json", "events_json", "load_events_json"]
 
 
 class Event(NamedTuple):
@@ -25,29 +25,36 @@ class Event(NamedTuple):
 _new_event = partial(tuple.__new__, Event)
 
 
+class TimesRule(Protocol):
+    """How an API decides its events' stored times:
+    :class:`~ingest_mw.timestamps.EventTimes`, or anything with its method."""
+
+    def event_times(self, events: list[dict[str, Any]], received_at: datetime) -> list[datetime]: ...
+
+
 class Events(Sequence[Event]):
     """The events of one request: a read-only sequence of :class:`Event`.
 
     It holds the decoded objects (:attr:`data`) and decides their stored
-    times (:attr:`times`) the first time anything asks for a time or an
-    :class:`Event`, once. Deciding costs about as much as a quarter of the
-    JSON decode (a ``dt`` parse and a datetime per event) and each
-    :class:`Event` is one more object to keep: a hook that only forwards or
-    counts the objects, or keeps them for later, pays for neither, and the
-    times it does ask for are those of reception (``received_at`` is fixed
-    when the batch is made). The times are decided from the objects as they
-    are when first asked for: a hook that changes an event's time field
-    reads the times first.
+    times (:attr:`times`) with ``rule`` the first time anything asks for a
+    time or an :class:`Event`, once. Deciding costs about as much as a
+    quarter of the JSON decode (a ``dt`` parse and a datetime per event) and
+    each :class:`Event` is one more object to keep: a hook that only forwards
+    or counts the objects, or keeps them for later, pays for neither, and the
+    times it does ask for are those of reception (``received_at``, fixed when
+    the batch is made). The times are decided from the objects as they are
+    when first asked for: a hook that changes an event's time field reads
+    the times first.
     """
 
-    __slots__ = ("data", "decide_times", "_times")
+    __slots__ = ("data", "rule", "received_at", "_times")
 
-    def __init__(
-        self, data: list[dict[str, Any]], decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
-    ) -> None:
+    def __init__(self, data: list[dict[str, Any]], rule: TimesRule, received_at: datetime) -> None:
         self.data = data
-        #: The rule that gives the objects' times, for a copy of the objects too.
-        self.decide_times = decide_times
+        #: The API's rule (its own object, not one made per batch) and the
+        #: reception time it decides with: for a copy of the objects too.
+        self.rule = rule
+        self.received_at = received_at
         self._times: list[datetime] | None = None
 
     @property
@@ -56,7 +63,7 @@ class Events(Sequence[Event]):
         times = self._times
         if times is None:
             # Two threads may both get here: the rule is pure, so both get the same.
-            times = self._times = self.decide_times(self.data)
+            times = self._times = self.rule.event_times(self.data, self.received_at)
         return times
 
     def __len__(self) -> int:

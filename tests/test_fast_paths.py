@@ -65,11 +65,13 @@ def test_event_times_match_the_rule_event_by_event(fields, max_past):
 def test_events_pair_each_object_with_its_time_decided_once():
     calls = []
 
-    def decide(data):
-        calls.append(len(data))
-        return [RECEIVED - timedelta(seconds=n) for n in range(len(data))]
+    class Decide:
+        def event_times(self, data, received_at):
+            calls.append(len(data))
+            return [received_at - timedelta(seconds=n) for n in range(len(data))]
 
-    events = Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
+    decide = Decide()
+    events = Events([{"a": 1}, {"b": 2}, {"c": 3}], decide, RECEIVED)
     assert len(events) == 3 and calls == []  # nothing decided until asked
     expected = [Event(RECEIVED - timedelta(seconds=n), d) for n, d in enumerate([{"a": 1}, {"b": 2}, {"c": 3}])]
     assert list(events) == expected
@@ -79,9 +81,10 @@ def test_events_pair_each_object_with_its_time_decided_once():
     assert calls == [3]  # decided once for all the uses above
     with pytest.raises(IndexError):
         events[3]
-    assert events == Events([{"a": 1}, {"b": 2}, {"c": 3}], decide)
-    assert events != expected[:2] and events != Events([{"a": 1}], decide)
-    assert Events([], decide) == [] and Events([], decide) != "" and Events([], decide) != ()
+    assert events == Events([{"a": 1}, {"b": 2}, {"c": 3}], decide, RECEIVED)
+    assert events != expected[:2] and events != Events([{"a": 1}], decide, RECEIVED)
+    assert Events([], decide, RECEIVED) == [] and Events([], decide, RECEIVED) != ""
+    assert Events([], decide, RECEIVED) != ()
 
 
 @pytest.mark.parametrize(

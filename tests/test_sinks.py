@@ -169,6 +169,17 @@ def test_the_json_memory_sink_keeps_the_times_decided_from_the_events_as_sent(ad
     assert [e.data["dt"] for e in kept.events] == [recent.decode(), recent.decode()]
 
 
+def test_the_json_memory_sink_decides_times_with_the_events_own_reception_time():
+    from ingest_mw import EventTimes, Events
+
+    later = T0 + timedelta(hours=1)
+    sink = JSONMemorySink()
+    # A host's batch whose events decide with another reception time than the batch's own.
+    sink(Batch("betterstack", "s", T0, Events([{"n": 1}], EventTimes(max_past=None), later)))
+    assert [event.time for event in sink.events] == [later]
+    assert sink.batches[0].received_at == T0
+
+
 def test_a_json_batch_is_kept_without_deciding_its_times_until_read(adapter):
     from clients import PREFIX, make_client
 

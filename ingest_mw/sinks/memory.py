@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any, Final, overload
 
 from asgiref.sync import sync_to_async
 
-from ..batch import Batch, Event, Events, events_json, load_events_json
+from ..batch import Batch, Event, Events, TimesRule, events_json, load_events_json
 
 __all__ = ["JSONEvents", "JSONMemorySink", "MemorySink", "ON_LOOP_EVENTS"]
 
@@ -49,30 +48,37 @@ class MemorySink:
         """Nothing to release."""
 
 
-def _given_times(times: list[datetime], data: list[dict[str, Any]]) -> list[datetime]:
-    return times
+class _GivenTimes:
+    """The times of events decided before they were kept, whatever they are read back as."""
+
+    __slots__ = ("times",)
+
+    def __init__(self, times: list[datetime]) -> None:
+        self.times = times
+
+    def event_times(self, events: list[dict[str, Any]], received_at: datetime) -> list[datetime]:
+        return self.times
 
 
 class JSONEvents(Sequence[Event]):
     """A kept batch's events as one JSON array (:attr:`json`), read back on each access.
 
-    ``decide_times`` gives their times when they are read: the API's rule,
-    with the batch's reception time, applied to the events read back (see
+    ``rule`` gives their times when they are read: the API's rule, with the
+    batch's reception time, applied to the events read back (see
     :class:`~ingest_mw.batch.Events`); or times fixed when the batch was kept.
     """
 
-    __slots__ = ("json", "_count", "_decide")
+    __slots__ = ("json", "_count", "_rule", "_received_at")
 
-    def __init__(
-        self, json: bytes, count: int, decide_times: Callable[[list[dict[str, Any]]], list[datetime]]
-    ) -> None:
+    def __init__(self, json: bytes, count: int, rule: TimesRule, received_at: datetime) -> None:
         self.json = json
         self._count = count
-        self._decide = decide_times
+        self._rule = rule
+        self._received_at = received_at
 
     def load(self) -> Events:
         """The events, decoded from :attr:`json`."""
-        return Events(load_events_json(self.json), self._decide)
+        return Events(load_events_json(self.json), self._rule, self._received_at)
 
     @property
     def data(self) -> list[dict[str, Any]]:
@@ -128,13 +134,13 @@ ON_LOOP_EVENTS = 4096
 
 #: A kept batch: its fields but ``events`` (api, source, received_at, client,
 #: dataset, service, namespace), then its events' JSON text, their number and
-#: the rule for their times. One plain tuple per batch beside the text: a
-#: Batch holding a JSONEvents would be two more objects to keep, each built by
-#: a Python ``__init__`` on every request.
-_Kept = tuple[
-    str, str, datetime, str | None, str | None, str | None, str | None, bytes, int,
-    Callable[[list[dict[str, Any]]], list[datetime]],
-]
+#: the rule for their times (the API's own). One plain tuple per batch beside
+#: the text and the reception time: every object kept per batch is one more
+#: to free, cache-cold, when the batch is dropped, and one more for the
+#: cyclic GC to walk until then (measured under ``bench/http.py``, the memory
+#: sink cost single-event requests a tenth of their throughput while it kept
+#: six objects per batch).
+_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule]
 _COUNT: Final = 8  # the index of the number of events in a _Kept
 
 
@@ -167,21 +173,23 @@ class JSONMemorySink:
 
     def __call__(self, batch: Batch) -> None:
         events = batch.events
-        decide: Callable[[list[dict[str, Any]]], list[datetime]]
-        if isinstance(events, Events):
-            data, decide = events.data, events.decide_times
+        received_at = batch.received_at
+        rule: TimesRule
+        # The same reception time is the same object, in every batch an API makes.
+        if isinstance(events, Events) and events.received_at is received_at:
+            data, rule = events.data, events.rule
         else:  # a batch a host built itself, or one this sink kept: its times are given
             pairs = list(events)
             data = [event_data for _, event_data in pairs]
-            decide = partial(_given_times, [time for time, _ in pairs])
+            rule = _GivenTimes([time for time, _ in pairs])
         text, as_sent = events_json(data)
         if not as_sent:
             # Read back, MessagePack binary and the like would be other values:
             # the times are decided now, from the events as sent.
-            decide = partial(_given_times, decide(data))
+            rule = _GivenTimes(rule.event_times(data, received_at))
         count = len(data)
-        kept = (batch.api, batch.source, batch.received_at, batch.client, batch.dataset, batch.service,
-                batch.namespace, text, count, decide)
+        kept = (batch.api, batch.source, received_at, batch.client, batch.dataset, batch.service,
+                batch.namespace, text, count, rule)
         with self._lock:
             self._batches.append(kept)
             self._kept += count
@@ -202,8 +210,8 @@ class JSONMemorySink:
         with self._lock:
             kept = list(self._batches)
         return [
-            Batch(api, source, received_at, JSONEvents(text, count, decide), client, dataset, service, namespace)
-            for api, source, received_at, client, dataset, service, namespace, text, count, decide in kept
+            Batch(api, source, received_at, JSONEvents(text, count, rule, received_at), client, dataset, service, namespace)
+            for api, source, received_at, client, dataset, service, namespace, text, count, rule in kept
         ]
 
     @property
