@@ -17,22 +17,27 @@ difference between it and ``ingest-mw serve`` is what the memory sink costs
 (see bench/README.md).
 
 Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
-headers and body) over a fixed number of connections. Every case starts
-fresh servers, so none inherits another's memory sink; after a warm-up of
-each, the servers take turns for a few rounds of a few seconds. The table
-gives each server's median round, and each ratio is the median of the
-rounds' own ratios (the servers of a round run back to back). Where the
+headers and body) over a fixed number of connections. Every round of every
+case starts fresh servers: two processes of the same server on this kind
+of machine differ by up to ~10% in requests/s (each has its own randomised
+memory layout and string hashes), so a ratio of one pair of processes is a
+sample of one, and a median over rounds is a median over pairs. Each server
+of a round is warmed up until the memory sink holds as many events as it
+keeps (the servers in the steady state of a long run: every request drops
+the oldest batch), then measured; the servers of a round run back to back.
+The table gives each server's median round, and each ratio is the median of
+the rounds' own ratios. Where the
 machine allows it (Linux, two CPUs or more) every server runs on one CPU
 and wrk on another, so that neither steals the other's CPU and a server is
 never moved mid-run; beside requests/s, the table gives each server's own
 CPU time per request (from ``/proc``). Run from the repository root::
 
-    python3 bench/http.py                  # about 4 minutes
+    python3 bench/http.py                  # about 7 minutes
     python3 bench/http.py --only "1 event" --rounds 9
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers
 
-Every server is stopped at the end of its case (SIGTERM, then SIGKILL), and
+Every server is stopped at the end of its round (SIGTERM, then SIGKILL), and
 every wrk run has a timeout.
 """
 
@@ -320,8 +325,8 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
 
 
 class Servers:
-    """The servers of one case, started fresh so that no case inherits another's
-    memory sink (or its heap), and all stopped at the end."""
+    """The servers of one round, started fresh so that no round inherits
+    another's memory sink, heap or layout, and all stopped at its end."""
 
     def __init__(self, args: argparse.Namespace, env: dict[str, str], cpu: int | None) -> None:
         self.args = args
@@ -361,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=2, help="seconds of one round of load (whole seconds)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case and server (the median is kept)")
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each measurement (0: none)")
+    # 4 s: at a few thousand single-event requests a second, enough for the
+    # memory sink to reach the 10,000 events it keeps.
+    parser.add_argument("--warmup", type=int, default=4, help="seconds of load before each measurement (0: none)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level of both servers")
@@ -404,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
-        f" per server, taking turns, median kept (+{args.warmup} s warm-up); uvicorn, 1 worker, log level {args.log_level}, fresh servers per case; "
+        f" per server, fresh servers each round, median kept (+{args.warmup} s warm-up each); uvicorn, 1 worker, log level {args.log_level}; "
         f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
     header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}"
@@ -420,23 +427,21 @@ def main(argv: list[str] | None = None) -> int:
                 body_file.write_bytes(case.body)
                 script = Path(tmp) / f"case{index}.lua"
                 script.write_text(lua_script(case, body_file))
-                servers.start(labels)
                 rounds: dict[str, list[Result]] = {label: [] for label in labels}
-                try:
-                    if args.warmup > 0:
-                        for label in labels:
+                for number in range(args.rounds):
+                    servers.start(labels)
+                    try:
+                        # Back to back, in turns that alternate from round to
+                        # round, so that neither side is always measured first.
+                        for label in labels if number % 2 == 0 else labels[::-1]:
                             proc, port = servers.procs[label]
-                            run_wrk(wrk, script, port, args, args.warmup, proc.pid, wrk_cpu)
-                    # The servers take turns, round after round, so that a slow
-                    # spell of a shared machine does not fall on one of them only.
-                    for _ in range(args.rounds):
-                        for label in labels:
-                            proc, port = servers.procs[label]
+                            if args.warmup > 0:
+                                run_wrk(wrk, script, port, args, args.warmup, proc.pid, wrk_cpu)
                             rounds[label].append(run_wrk(wrk, script, port, args, args.duration, proc.pid, wrk_cpu))
                             if proc.poll() is not None:
                                 raise SystemExit(f"the {label} server died during {case.name!r}")
-                finally:
-                    servers.stop()
+                    finally:
+                        servers.stop()
                 results = {label: combine(runs) for label, runs in rounds.items()}
                 base, ingest = results["base"], results["ingest"]
                 ratio = paired_ratio(rounds["ingest"], rounds["base"])
