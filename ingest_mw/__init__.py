@@ -7,7 +7,7 @@ from .api import IngestAPI, Request, Response
 from .asgi import ASGIApp, ASGIMiddleware
 from .auth import CredentialAuth
 from .baselime import BaselimeAPI
-from .batch import Batch, Event, Events
+from .batch import Batch, Event, Events, TimesRule
 from .betterstack import BetterStackAPI
 from .body import BodyLimit
 from .codecs import CodecNegotiation
@@ -44,6 +44,7 @@ __all__ = [
     "Request",
     "Response",
     "SQLiteSink",
+    "TimesRule",
     "TrustedProxies",
     "WSGIApp",
     "WSGIMiddleware",

@@ -46,9 +46,10 @@ __all__ = [
 logger = logging.getLogger("ingest_mw")
 
 
-#: The current time, aware and UTC. A partial, not a function: it runs for
-#: every request, and a Python frame costs a third of the call.
-_now = partial(datetime.now, timezone.utc)
+def _now() -> datetime:
+    # A function, not a partial of datetime.now: a host's tests that freeze
+    # time (freezegun patches the module's ``datetime``) freeze it here too.
+    return datetime.now(timezone.utc)
 
 
 @dataclass(slots=True)
@@ -124,8 +125,8 @@ Step = ReadBody | CheckRateLimit | Decode | Store
 
 # A NamedTuple's constructor is a Python function; the two steps every request
 # takes are built with tuple.__new__ at a fraction of its cost (as batch.Event).
-_read_body = partial(tuple.__new__, ReadBody)
-_store = partial(tuple.__new__, Store)
+_read_body: Callable[[tuple[BodyReader]], ReadBody] = partial(tuple.__new__, ReadBody)
+_store: Callable[[tuple[Batch]], Store] = partial(tuple.__new__, Store)
 Flow = Generator[Step, Any, Response]
 
 
@@ -194,7 +195,7 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = yield CheckRateLimit(self.rate_limit, request)
-                headers_added = decision.headers
+                headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
             if refused is not None:
                 raise refused

@@ -66,6 +66,12 @@ class Events(Sequence[Event]):
             times = self._times = self.rule.event_times(self.data, self.received_at)
         return times
 
+    @property
+    def times_if_decided(self) -> list[datetime] | None:
+        """:attr:`times` if anything has asked for them already, else ``None``
+        (without deciding them): the times of objects a hook may have changed since."""
+        return self._times
+
     def __len__(self) -> int:
         return len(self.data)
 
@@ -119,7 +125,6 @@ class Batch:
     dataset: str | None = None
     service: str | None = None
     namespace: str | None = None
-
 
 
 def _json_default(value: Any) -> Any:

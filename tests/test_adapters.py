@@ -138,6 +138,18 @@ def test_asgi_repeated_headers_are_joined():
     assert peer.status == 202
 
 
+def test_asgi_answers_carry_their_own_headers_and_a_content_length():
+    app = ASGIApp(BetterStackAPI([TOKEN], rate_limit=None), sink=MemorySink())  # no RateLimit-* headers
+    accepted = Peer([b'{"a":1}'])
+    run(app, scope("/"), accepted)
+    assert accepted.sent[0] == {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+    refused = Peer([b'{"a":1}'])
+    run(app, scope("/", [(b"authorization", b"Bearer nope")]), refused)
+    start = refused.sent[0]
+    assert start["status"] == 403 and refused.body == b"Unauthorized"
+    assert start["headers"] == [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"12")]
+
+
 def test_asgi_header_names_in_any_case_are_read():
     # ASGI asks servers to lower-case header names but does not require it.
     sink = MemorySink()

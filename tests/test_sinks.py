@@ -180,6 +180,46 @@ def test_the_json_memory_sink_decides_times_with_the_events_own_reception_time()
     assert sink.batches[0].received_at == T0
 
 
+def test_an_equal_reception_time_leaves_the_times_undecided_until_read():
+    from ingest_mw import EventTimes, Events
+
+    calls = []
+
+    class Counting(EventTimes):
+        def event_times(self, events, received_at):
+            calls.append(received_at)
+            return super().event_times(events, received_at)
+
+    same = datetime.fromtimestamp(T0.timestamp(), timezone.utc)  # equal to T0, another object
+    sink = JSONMemorySink()
+    sink(Batch("betterstack", "s", T0, Events([{"n": 1}], Counting(), same)))
+    assert calls == []  # kept with the rule, not with times decided now
+    assert [event.time for event in sink.events] == [T0] and calls == [T0]
+
+
+def test_the_json_memory_sink_keeps_times_a_hook_read_before_changing_the_objects():
+    from ingest_mw import EventTimes, Events
+
+    sent = T0 - timedelta(minutes=1)
+    events = Events([{"dt": sent.isoformat(), "n": 1}], EventTimes(max_past=None), T0)
+    assert events.times == [sent]  # read first, as the README asks of a hook that redacts
+    events.data[0]["dt"] = "redacted"
+    sink = JSONMemorySink()
+    sink(Batch("betterstack", "s", T0, events))
+    (kept,) = sink.batches
+    assert kept.events.times == [sent] and kept.events.data == [{"dt": "redacted", "n": 1}]
+    kept.events.times.append(T0)  # a reader's change to the list is its own
+    assert sink.batches[0].events.times == [sent]
+
+
+def test_the_json_memory_sink_hands_out_new_batches_on_each_read():
+    sink = JSONMemorySink()
+    sink(batch(2))
+    first = sink.batches[0]
+    first.source = "changed"
+    assert sink.batches[0].source == "src" and sink.batches[0] is not first
+
+
 def test_a_json_batch_is_kept_without_deciding_its_times_until_read(adapter):
     from clients import PREFIX, make_client
 

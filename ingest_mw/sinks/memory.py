@@ -57,7 +57,7 @@ class _GivenTimes:
         self.times = times
 
     def event_times(self, events: list[dict[str, Any]], received_at: datetime) -> list[datetime]:
-        return self.times
+        return list(self.times)  # a copy: whoever reads them may change the list
 
 
 class JSONEvents(Sequence[Event]):
@@ -147,8 +147,8 @@ _COUNT: Final = 8  # the index of the number of events in a _Kept
 class JSONMemorySink:
     """Keeps the newest ``max_events`` events in memory, as JSON text: ``memory://``.
 
-    Each batch is kept as one JSON array (:class:`JSONEvents`), not as the
-    decoded objects. A server that keeps objects holds about ten of them per
+    Each batch is kept as one JSON array, not as the decoded objects, and
+    read back as a :class:`~ingest_mw.batch.Batch` holding :class:`JSONEvents`. A server that keeps objects holds about ten of them per
     event, scattered over the heap (10,000 typical events: about 12 MB), and
     every request that drops the oldest batch frees thousands of objects that
     have long left the CPU cache: measured under ``bench/http.py``, that alone
@@ -175,10 +175,17 @@ class JSONMemorySink:
         events = batch.events
         received_at = batch.received_at
         rule: TimesRule
-        # The same reception time is the same object, in every batch an API makes.
-        if isinstance(events, Events) and events.received_at is received_at:
+        if isinstance(events, Events) and events.received_at == received_at:
             data, rule = events.data, events.rule
-        else:  # a batch a host built itself, or one this sink kept: its times are given
+            decided = events.times_if_decided
+            if decided is not None:
+                # Read by a hook before this one, which may have changed the
+                # objects' time fields since: the times stay as they were read.
+                rule = _GivenTimes(list(decided))
+        else:
+            # A batch a host built itself, one this sink kept, or events that
+            # decide with another reception time than the batch's: the times are
+            # taken as they are now.
             pairs = list(events)
             data = [event_data for _, event_data in pairs]
             rule = _GivenTimes([time for time, _ in pairs])
@@ -210,8 +217,8 @@ class JSONMemorySink:
         with self._lock:
             kept = list(self._batches)
         return [
-            Batch(api, source, received_at, JSONEvents(text, count, rule, received_at), client, dataset, service, namespace)
-            for api, source, received_at, client, dataset, service, namespace, text, count, rule in kept
+            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace)
+            for api, source, at, client, dataset, service, namespace, text, count, rule in kept
         ]
 
     @property
