@@ -19,12 +19,14 @@ difference between it and ``ingest-mw serve`` is what the memory sink costs
 Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
 headers and body) over a fixed number of connections. Every round of every
 case starts fresh servers: two processes of the same server on this kind
-of machine differ by up to ~10% in requests/s (each has its own randomised
+of machine differ by up to 10-15% in requests/s (each has its own randomised
 memory layout and string hashes), so a ratio of one pair of processes is a
 sample of one, and a median over rounds is a median over pairs. Each server
-of a round is warmed up until the memory sink holds as many events as it
-keeps (the servers in the steady state of a long run: every request drops
-the oldest batch), then measured; the servers of a round run back to back.
+of a round is warmed up for ``--warmup`` seconds (5 by default: at the
+2,400 or more single-event requests a second measured here, the memory
+sink then holds the 10,000 events it keeps, so that every measured request
+also drops the oldest batch, as in a long run), then measured; the servers
+of a round run back to back.
 The table gives each server's median round, and each ratio is the median of
 the rounds' own ratios. Where the
 machine allows it (Linux, two CPUs or more) every server runs on one CPU
@@ -32,7 +34,7 @@ and wrk on another, so that neither steals the other's CPU and a server is
 never moved mid-run; beside requests/s, the table gives each server's own
 CPU time per request (from ``/proc``). Run from the repository root::
 
-    python3 bench/http.py                  # about 7 minutes
+    python3 bench/http.py                  # about 8 minutes
     python3 bench/http.py --only "1 event" --rounds 9
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers
@@ -260,14 +262,18 @@ def combine(runs: list[Result]) -> Result:
     )
 
 
-def paired_ratio(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> float:
-    """The median over rounds of ``top / bottom`` (requests/s, or CPU time per
-    request), each round's pair measured back to back: a slow spell of a shared
-    machine falls on both sides of a ratio rather than on one server's median."""
+def round_ratios(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> list[float]:
+    """Each round's ``top / bottom`` (requests/s, or CPU time per request), in
+    increasing order; the servers of a round ran back to back."""
     if cpu:
-        ratios = sorted(t.cpu_us / b.cpu_us for t, b in zip(top, bottom) if t.cpu_us and b.cpu_us)
-    else:
-        ratios = sorted(t.rps / b.rps for t, b in zip(top, bottom))
+        return sorted(t.cpu_us / b.cpu_us for t, b in zip(top, bottom) if t.cpu_us and b.cpu_us)
+    return sorted(t.rps / b.rps for t, b in zip(top, bottom))
+
+
+def paired_ratio(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> float:
+    """The median of :func:`round_ratios`: a slow spell of a shared machine
+    falls on both sides of a ratio rather than on one server's median."""
+    ratios = round_ratios(top, bottom, cpu=cpu)
     return ratios[len(ratios) // 2]
 
 
@@ -366,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=2, help="seconds of one round of load (whole seconds)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case and server (the median is kept)")
-    # 4 s: at a few thousand single-event requests a second, enough for the
-    # memory sink to reach the 10,000 events it keeps.
-    parser.add_argument("--warmup", type=int, default=4, help="seconds of load before each measurement (0: none)")
+    # 5 s: at the 2,400+ single-event requests a second measured here, enough
+    # for the memory sink to reach the 10,000 events it keeps.
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each measurement (0: none)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level of both servers")
@@ -414,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         f" per server, fresh servers each round, median kept (+{args.warmup} s warm-up each); uvicorn, 1 worker, log level {args.log_level}; "
         f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
-    header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}"
+    header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
               f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}")
     if not args.no_dropping:
         header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
@@ -446,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                 base, ingest = results["base"], results["ingest"]
                 ratio = paired_ratio(rounds["ingest"], rounds["base"])
                 rows.append((case, results, ratio))
+                spread = round_ratios(rounds["ingest"], rounds["base"])
                 line = (
                     f"{case.name:<26} {len(case.body):>8}  {base.rps:>13,.0f}  {ingest.rps:>15,.0f}  {ratio:>5.2f}"
+                    f"  {f'{spread[0]:.2f}-{spread[-1]:.2f}':>13}"
                     f"  {ingest.rps * case.events:>9,.0f}  {base.latency + '/' + ingest.latency:>19}"
                 )
                 if base.cpu_us and ingest.cpu_us:
