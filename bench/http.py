@@ -26,13 +26,13 @@ of a round is warmed up for ``--warmup`` seconds (5 by default: at the
 2,400 or more single-event requests a second measured here, the memory
 sink then holds the 10,000 events it keeps, so that every measured request
 also drops the oldest batch, as in a long run), then measured; the servers
-of a round run back to back.
-The table gives each server's median round, and each ratio is the median of
-the rounds' own ratios. Where the
-machine allows it (Linux, two CPUs or more) every server runs on one CPU
-and wrk on another, so that neither steals the other's CPU and a server is
-never moved mid-run; beside requests/s, the table gives each server's own
-CPU time per request (from ``/proc``). Run from the repository root::
+of a round run back to back. The table gives each server's median round,
+and each ratio is the median of the rounds' own ratios, beside their range.
+Where the machine allows it (Linux, two CPUs or more) every server runs on
+one CPU and wrk on another, so that neither steals the other's CPU and a
+server is never moved mid-run; beside requests/s, the table gives each
+server's own CPU time per request (from ``/proc``). Run from the repository
+root::
 
     python3 bench/http.py                  # about 8 minutes
     python3 bench/http.py --only "1 event" --rounds 9

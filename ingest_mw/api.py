@@ -122,12 +122,12 @@ class Decode(NamedTuple):
 
 
 Step = ReadBody | CheckRateLimit | Decode | Store
+Flow = Generator[Step, Any, Response]
 
 # A NamedTuple's constructor is a Python function; the two steps every request
 # takes are built with tuple.__new__ at a fraction of its cost (as batch.Event).
 _read_body: Callable[[tuple[BodyReader]], ReadBody] = partial(tuple.__new__, ReadBody)
 _store: Callable[[tuple[Batch]], Store] = partial(tuple.__new__, Store)
-Flow = Generator[Step, Any, Response]
 
 
 class IngestAPI:

@@ -148,12 +148,13 @@ class JSONMemorySink:
     """Keeps the newest ``max_events`` events in memory, as JSON text: ``memory://``.
 
     Each batch is kept as one JSON array, not as the decoded objects, and
-    read back as a :class:`~ingest_mw.batch.Batch` holding :class:`JSONEvents`. A server that keeps objects holds about ten of them per
-    event, scattered over the heap (10,000 typical events: about 12 MB), and
-    every request that drops the oldest batch frees thousands of objects that
-    have long left the CPU cache: measured under ``bench/http.py``, that alone
-    costs a 1000-event request about as much as decoding it. One bytes object
-    per batch holds the same events in about 2.6 MB and is dropped at once.
+    read back as a :class:`~ingest_mw.batch.Batch` holding :class:`JSONEvents`.
+    A server that keeps objects holds about ten of them per event, scattered
+    over the heap (10,000 typical events: about 12 MB), and every request that
+    drops the oldest batch frees thousands of objects that have long left the
+    CPU cache: measured under ``bench/http.py``, that alone costs a 1000-event
+    request about as much as decoding it. One bytes object per batch holds the
+    same events in about 2.6 MB and is dropped at once.
 
     Read back, events are what the file sinks store: JSON types (MessagePack
     binary becomes text, as in :func:`~ingest_mw.batch.event_json`), under the
@@ -213,7 +214,8 @@ class JSONMemorySink:
 
     @property
     def batches(self) -> list[Batch]:
-        """The kept batches, oldest first, made anew on each read; their ``events`` are :class:`JSONEvents`."""
+        """The kept batches, oldest first, made anew on each read; their
+        ``events`` are :class:`JSONEvents`."""
         with self._lock:
             kept = list(self._batches)
         return [
