@@ -10,10 +10,11 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
-from .drive import ClientDisconnected, drive_async
+from .drive import ClientDisconnected, Feed, drive_async
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
@@ -21,6 +22,7 @@ __all__ = [
     "ASGIApp",
     "ASGIMiddleware",
     "raw_headers",
+    "read_body",
     "request_from_scope",
     "route_path",
     "scope_headers",
@@ -79,24 +81,18 @@ def scope_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def _reader(receive: Receive) -> Callable[[], Awaitable[bytes]]:
-    """Read the body chunk by chunk: ``b""`` at its end; :class:`ClientDisconnected`
-    when the client leaves first."""
+async def read_body(receive: Receive, feed: Feed) -> None:
+    """Read the request body into ``feed`` chunk by chunk as it arrives;
+    :class:`ClientDisconnected` when the client leaves first."""
     more_body = True
-
-    async def read() -> bytes:
-        nonlocal more_body
-        while more_body:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected
-            more_body = message.get("more_body", False)
-            chunk: bytes = message.get("body", b"")
-            if chunk:  # an empty chunk with more to come is not the end
-                return chunk
-        return b""
-
-    return read
+    while more_body:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        more_body = message.get("more_body", False)
+        chunk: bytes = message.get("body", b"")
+        if chunk:  # an empty chunk with more to come is not the end
+            feed(chunk)
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -148,7 +144,7 @@ class ASGIApp:
             api, route = found
             flow = api.handle(request_from_scope(scope, path), route)
             try:
-                response = await drive_async(flow, _reader(receive), self._store)
+                response = await drive_async(flow, partial(read_body, receive), self._store)
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)

@@ -73,7 +73,13 @@ class CredentialAuth:
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
         """Return the source name for the credential in ``headers`` (lower-case names)."""
-        presented = self._presented(headers.get(self.header))
+        value = headers.get(self.header)
+        presented = b""
+        if value:
+            if self.scheme is not None:
+                scheme, _, value = value.strip().partition(" ")
+                value = value if scheme.lower() == self.scheme else ""
+            presented = value.strip().encode("utf-8", "surrogateescape")
         source = None
         # Compare against every credential, without an early exit, so the
         # time taken says nothing about which one came close.
@@ -83,12 +89,3 @@ class CredentialAuth:
         if source is None:
             raise IngestError(*self._refusal)
         return source
-
-    def _presented(self, value: str | None) -> bytes:
-        if not value:
-            return b""
-        if self.scheme is not None:
-            scheme, _, value = value.strip().partition(" ")
-            if scheme.lower() != self.scheme:
-                return b""
-        return value.strip().encode("utf-8", "surrogateescape")

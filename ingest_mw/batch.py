@@ -47,7 +47,7 @@ class Events(Sequence[Event]):
     the times first.
     """
 
-    __slots__ = ("data", "rule", "received_at", "_times")
+    __slots__ = ("data", "rule", "received_at", "times_if_decided")
 
     def __init__(self, data: list[dict[str, Any]], rule: TimesRule, received_at: datetime) -> None:
         self.data = data
@@ -55,22 +55,19 @@ class Events(Sequence[Event]):
         #: reception time it decides with: for a copy of the objects too.
         self.rule = rule
         self.received_at = received_at
-        self._times: list[datetime] | None = None
+        #: :attr:`times` if anything has asked for them already, else ``None``:
+        #: the times of objects a hook may have changed since. (An attribute,
+        #: not a property: a sink reads it on every request.)
+        self.times_if_decided: list[datetime] | None = None
 
     @property
     def times(self) -> list[datetime]:
         """Each event's stored time (aware, UTC), in order."""
-        times = self._times
+        times = self.times_if_decided
         if times is None:
             # Two threads may both get here: the rule is pure, so both get the same.
-            times = self._times = self.rule.event_times(self.data, self.received_at)
+            times = self.times_if_decided = self.rule.event_times(self.data, self.received_at)
         return times
-
-    @property
-    def times_if_decided(self) -> list[datetime] | None:
-        """:attr:`times` if anything has asked for them already, else ``None``
-        (without deciding them): the times of objects a hook may have changed since."""
-        return self._times
 
     def __len__(self) -> int:
         return len(self.data)

@@ -180,6 +180,10 @@ def media_type(content_type: str | None) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
+#: How many Content-Type values, as sent, a :class:`CodecNegotiation` remembers.
+_KNOWN_VALUES = 64
+
+
 class CodecNegotiation:
     """Choose a codec by Content-Type; 415 listing what is accepted otherwise."""
 
@@ -191,12 +195,22 @@ class CodecNegotiation:
         if not self._by_type:
             raise ValueError("CodecNegotiation needs at least one codec")
         self.accepted: Sequence[str] = tuple(self._by_type)
+        # Header values already negotiated, as sent: a client sends the same
+        # one on every request, so most are found here without parsing.
+        # Bounded by _KNOWN_VALUES, whatever clients send; refused values are
+        # never kept.
+        self._by_value: dict[str | None, Codec] = {name: codec for name, codec in self._by_type.items()}
 
     def negotiate(self, content_type: str | None) -> Codec:
+        codec = self._by_value.get(content_type)
+        if codec is not None:
+            return codec
         codec = self._by_type.get(media_type(content_type))
         if codec is None:
             got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
             raise IngestError(
                 415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}"
             )
+        if len(self._by_value) < _KNOWN_VALUES:
+            self._by_value[content_type] = codec
         return codec

@@ -1,7 +1,8 @@
 """Run the core's request flow with real I/O: one driver for sync code, one for async.
 
-Every adapter (WSGI, ASGI, a Django view) supplies only how to read the next
-body chunk and how to store a batch; the drivers answer the flow's steps.
+Every adapter (WSGI, ASGI, a Django view) supplies only how to read the body
+into the flow, chunk by chunk as it arrives, and how to store a batch; the
+drivers answer the flow's steps.
 An exception raised while answering a step (a body over the limit, a storage
 hook that fails, a rate-limit storage that cannot be loaded, a body that does
 not decode, a read that fails in some other way) is thrown back into the
@@ -20,29 +21,30 @@ from asgiref.sync import sync_to_async
 from .api import CheckRateLimit, Flow, ReadBody, Response, Step, Store
 from .batch import Batch
 
-__all__ = ["ClientDisconnected", "drive_async", "drive_sync"]
+__all__ = ["ClientDisconnected", "Feed", "drive_async", "drive_sync"]
 
 
 class ClientDisconnected(Exception):
     """The client went away before its whole body was read."""
 
 
+#: Where an adapter puts each chunk of the body (a :class:`~ingest_mw.body.BodyReader`'s
+#: ``feed``: it raises the 413 the moment the body passes its limit).
+Feed = Callable[[bytes], None]
+
+
 def drive_sync(
-    flow: Flow, read: Callable[[], bytes], store: Callable[[Batch], Any]
+    flow: Flow, read_body: Callable[[Feed], None], store: Callable[[Batch], Any]
 ) -> Response:
-    """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the
-    body and raises :class:`ClientDisconnected`, which propagates, when the
-    client has gone."""
+    """Run ``flow`` to its response. ``read_body(feed)`` reads the body to its
+    end into ``feed``, or raises :class:`ClientDisconnected`, which propagates,
+    when the client has gone."""
     try:
         step: Step = next(flow)
         while True:
             try:
                 if isinstance(step, ReadBody):
-                    feed = step.reader.feed
-                    while chunk := read():
-                        feed(chunk)
-                    if chunk is None:  # what ``read`` once returned for a disconnect
-                        raise ClientDisconnected
+                    read_body(step.reader.feed)
                     value: Any = None
                 elif isinstance(step, Store):
                     value = store(step.batch)
@@ -64,23 +66,19 @@ def drive_sync(
 
 async def drive_async(
     flow: Flow,
-    read: Callable[[], Awaitable[bytes]],
+    read_body: Callable[[Feed], Awaitable[None]],
     store: Callable[[Batch], Awaitable[Any]],
 ) -> Response:
-    """Run ``flow`` to its response. ``read`` returns ``b""`` at the end of the
-    body and raises :class:`ClientDisconnected`, which propagates, when the
-    client has gone; a :class:`~ingest_mw.api.Decode` step runs in a worker
-    thread."""
+    """Run ``flow`` to its response. ``read_body(feed)`` reads the body to its
+    end into ``feed``, or raises :class:`ClientDisconnected`, which propagates,
+    when the client has gone; a :class:`~ingest_mw.api.Decode` step runs in a
+    worker thread."""
     try:
         step: Step = next(flow)
         while True:
             try:
                 if isinstance(step, ReadBody):
-                    feed = step.reader.feed
-                    while chunk := await read():
-                        feed(chunk)
-                    if chunk is None:  # what ``read`` once returned for a disconnect
-                        raise ClientDisconnected
+                    await read_body(step.reader.feed)
                     value: Any = None
                 elif isinstance(step, Store):
                     value = await store(step.batch)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
-from .drive import ClientDisconnected, drive_sync
+from .drive import ClientDisconnected, Feed, drive_sync
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -70,6 +70,7 @@ class InputReader:
     ``read`` is the input's ``read(size)``: ``wsgi.input.read`` here, Django's
     ``request.read`` in the Django view. A body that ends before its
     Content-Length means the client has gone: :class:`ClientDisconnected`.
+    :meth:`read_into` is what the driver takes.
     """
 
     __slots__ = ("_read", "_remaining")
@@ -108,6 +109,11 @@ class InputReader:
                 raise ClientDisconnected
             self._remaining = remaining - len(chunk)
         return chunk
+
+    def read_into(self, feed: Feed) -> None:
+        """Read the whole body into ``feed``, chunk by chunk."""
+        while chunk := self.read():
+            feed(chunk)
 
 
 def request_from_environ(environ: Environ, path: str) -> Request:
@@ -148,7 +154,7 @@ class WSGIApp:
             api, route = found
             flow = api.handle(request_from_environ(environ, path), route)
             try:
-                response = drive_sync(flow, InputReader.from_environ(environ).read, self._store)
+                response = drive_sync(flow, InputReader.from_environ(environ).read_into, self._store)
             except ClientDisconnected:
                 response = DISCONNECTED
         return write_response(response, start_response)

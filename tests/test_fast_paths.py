@@ -170,3 +170,32 @@ def test_memory_sink_is_awaited_on_the_loop_and_subclasses_keep_their_colour():
     assert getattr(store, "__self__", None) is not blocking  # back to a worker thread
     asyncio.run(store(batch))
     assert blocking.batches == [batch]
+
+
+# --- Content-Type values remembered as sent -------------------------------------------
+
+
+def test_negotiation_by_remembered_values_agrees_with_parsing_and_stays_bounded():
+    from ingest_mw.codecs import CodecNegotiation, JSONCodec, MsgPackCodec, media_type
+
+    json_codec, msgpack_codec = JSONCodec(), MsgPackCodec()
+    negotiation = CodecNegotiation([json_codec, msgpack_codec])
+    plain = {"application/json": json_codec, "application/msgpack": msgpack_codec}
+    values = [f"application/json; charset=utf-{i}" for i in range(200)] + [
+        " Application/MsgPack ",
+        "APPLICATION/JSON;q=1",
+        "text/plain",
+        "",
+        None,
+    ]
+    for _ in range(2):  # first seen, then (if remembered) found as sent
+        for value in values:
+            expected = plain.get(media_type(value))
+            if expected is None:
+                with pytest.raises(IngestError) as refused:
+                    negotiation.negotiate(value)
+                assert refused.value.status == 415
+            else:
+                assert negotiation.negotiate(value) is expected
+    # However many distinct values clients send, a fixed number is remembered.
+    assert len(negotiation._by_value) <= 64

@@ -198,16 +198,21 @@ class JSONMemorySink:
         count = len(data)
         kept = (batch.api, batch.source, received_at, batch.client, batch.dataset, batch.service,
                 batch.namespace, text, count, rule)
+        batches = self._batches
         with self._lock:
-            self._batches.append(kept)
-            self._kept += count
-            while self._kept > self.max_events and len(self._batches) > 1:
-                self._kept -= self._batches.popleft()[_COUNT]
+            batches.append(kept)
+            total = self._kept + count
+            while total > self.max_events and len(batches) > 1:
+                total -= batches.popleft()[_COUNT]
+            self._kept = total
 
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code: on the loop up to
         :data:`ON_LOOP_EVENTS` events, in a worker thread beyond."""
-        if len(batch.events) <= ON_LOOP_EVENTS:
+        events = batch.events
+        # An Events' objects counted directly: its __len__ is one more Python
+        # call, on every request.
+        if len(events.data if type(events) is Events else events) <= ON_LOOP_EVENTS:
             self.__call__(batch)
         else:
             await sync_to_async(self.__call__, thread_sensitive=False)(batch)

@@ -42,7 +42,7 @@ def ingest(request: HttpRequest, path: str) -> HttpResponse:
     meta = request.META  # a WSGI-style environ under both handlers
     body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
     try:
-        response = drive_sync(api.handle(request_from_environ(meta, mount_path), route), body.read, endpoint.store)
+        response = drive_sync(api.handle(request_from_environ(meta, mount_path), route), body.read_into, endpoint.store)
     except ClientDisconnected:
         response = DISCONNECTED
     reply = HttpResponse(response.body, status=response.status, headers=response.headers)
