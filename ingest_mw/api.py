@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from .auth import CredentialAuth
@@ -46,26 +47,49 @@ __all__ = [
 logger = logging.getLogger("ingest_mw")
 
 
-def _now() -> datetime:
-    # A function, not a partial of datetime.now: a host's tests that freeze
-    # time (freezegun patches the module's ``datetime``) freeze it here too.
-    return datetime.now(timezone.utc)
+# What IngestAPI.metadata gives for an API with no batch fields of its own.
+_NO_METADATA: tuple[str | None, str | None, str | None] = (None, None, None)
+
+#: ``Request.params`` until the route's are known: shared, so read-only.
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Request:
     """A request as plain values. ``path`` is relative to the mount point and
-    ``headers`` has lower-case names. ``source`` and ``params`` are filled in by
-    the flow as it learns them (a rate-limit key function may use them;
-    ``source`` stays ``None`` when the credential was refused)."""
+    ``headers`` has lower-case names. ``received_at`` is now (aware, UTC)
+    unless given. ``source`` and ``params`` are filled in by the flow as it
+    learns them (a rate-limit key function may use them; ``source`` stays
+    ``None`` when the credential was refused)."""
 
     method: str
     path: str
     headers: Mapping[str, str]
-    client: str | None = None
-    received_at: datetime = field(default_factory=_now)
-    source: str | None = None
-    params: Mapping[str, str] = field(default_factory=dict)
+    client: str | None
+    received_at: datetime
+    source: str | None
+    params: Mapping[str, str]
+
+    # Written out, not generated with a default_factory: one Python call fewer
+    # on every request. ``datetime.now`` is looked up in this module when
+    # called, so a host's tests that freeze time (freezegun) freeze it here too.
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        client: str | None = None,
+        received_at: datetime | None = None,
+        source: str | None = None,
+        params: Mapping[str, str] = _NO_PARAMS,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.client = client
+        self.received_at = datetime.now(timezone.utc) if received_at is None else received_at
+        self.source = source
+        self.params = params
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +193,10 @@ class IngestAPI:
         """The response once the valid events are stored."""
         raise NotImplementedError
 
-    def metadata(self, request: Request) -> dict[str, str | None]:
-        """Extra :class:`Batch` fields (Baselime's dataset, service, namespace)."""
-        return {}
+    def metadata(self, request: Request) -> tuple[str | None, str | None, str | None]:
+        """The :class:`Batch` fields ``dataset``, ``service`` and ``namespace``
+        (Baselime's), in that order."""
+        return _NO_METADATA
 
     # --- the flow ----------------------------------------------------------------
     def handle(self, request: Request, route: Mapping[str, str] | IngestError) -> Flow:
@@ -243,7 +268,7 @@ class IngestAPI:
             received_at,
             Events(decoded.events, self.times, received_at),
             request.client,
-            **self.metadata(request),
+            *self.metadata(request),
         )
 
 
