@@ -18,24 +18,31 @@ difference between it and ``ingest-mw serve`` is what the memory sink costs
 
 Each case is one POST that ``wrk`` repeats (a Lua script sets the method,
 headers and body) over a fixed number of connections. Every round of every
-case starts fresh servers: two processes of the same server on this kind
-of machine differ by up to 10-15% in requests/s (each has its own randomised
-memory layout and string hashes), so a ratio of one pair of processes is a
-sample of one, and a median over rounds is a median over pairs. Each server
-of a round is warmed up for ``--warmup`` seconds (5 by default: at the
-2,400 or more single-event requests a second measured here, the memory
-sink then holds the 10,000 events it keeps, so that every measured request
-also drops the oldest batch, as in a long run), then measured; the servers
-of a round run back to back. The table gives each server's median round,
-and each ratio is the median of the rounds' own ratios, beside their range.
-Where the machine allows it (Linux, two CPUs or more) every server runs on
-one CPU and wrk on another, so that neither steals the other's CPU and a
-server is never moved mid-run; beside requests/s, the table gives each
-server's own CPU time per request (from ``/proc``). Run from the repository
-root::
+case starts fresh servers (two processes of the same server differ in
+memory layout), warms them up for ``--warmup`` seconds (long enough for the
+memory sink to hold the 10,000 events it keeps, so that every measured
+request also drops the oldest batch, as in a long run), then measures them.
+By default all servers of a round run **side by side**: each under its own
+wrk at the same time, all on the same CPU, so that the machine's speed at
+that moment is the same for each. On a shared virtual machine that speed
+drifts by up to 2x over seconds (measured here: the very same in-process
+loop took 15 or 30 microseconds a request from one second to the next), so
+servers measured one after the other (``--sequential``, each alone on the
+CPU) give ratios that swing by +-20% from round to round, while side by
+side, two copies of the minimal app come out at 0.98-1.05 of each other.
+Side by side is the harsher reading for the larger program: the servers
+take turns on one CPU and each turn starts with caches the others have
+filled, which costs more the more code and data a server touches per
+request. The table gives each server's median round, and each ratio is the
+median of the rounds' own ratios, beside their range. Where the machine
+allows it (Linux, two CPUs or more) the servers run on one CPU and wrk on
+another, so that neither steals the other's CPU and a server is never moved
+mid-run; beside requests/s, the table gives each server's own CPU time per
+request (from ``/proc``). Run from the repository root::
 
-    python3 bench/http.py                  # about 8 minutes
+    python3 bench/http.py                  # about 7 minutes
     python3 bench/http.py --only "1 event" --rounds 9
+    python3 bench/http.py --sequential     # one server at a time, each alone on its CPU
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers
 
@@ -209,42 +216,55 @@ def lua_script(case: Case, body_file: Path) -> str:
     return _LUA.format(body=json.dumps(str(body_file)), path=json.dumps(case.path), headers=headers)
 
 
-def run_wrk(
-    wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int, server_pid: int, wrk_cpu: int | None
-) -> Result:
-    cmd = [
-        wrk,
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{duration}s",  # wrk takes whole seconds
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        f"http://127.0.0.1:{port}",
-    ]
-    cpu_before = cpu_seconds(server_pid)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, preexec_fn=pinned(wrk_cpu))
-    cpu_after = cpu_seconds(server_pid)
-    text = out.stdout + out.stderr
-    if out.returncode != 0:
-        raise SystemExit(f"wrk failed ({out.returncode}):\n{text}")
-    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
-    total = re.search(r"(\d+) requests in", text)
-    latency = re.search(r"Latency\s+(\S+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
-    errors = re.search(r"Socket errors:.*", text)
-    if rps is None or total is None:
-        raise SystemExit(f"could not read wrk's output:\n{text}")
-    bad = int(non2xx.group(1)) if non2xx else 0
-    if errors:
-        counts = [int(n) for n in re.findall(r"\d+", errors.group(0))]
-        bad += sum(counts)
-    requests = int(total.group(1))
-    cpu_us = None
-    if cpu_before is not None and cpu_after is not None and requests:
-        cpu_us = (cpu_after - cpu_before) * 1e6 / requests
-    return Result(float(rps.group(1)), latency.group(1) if latency else "?", requests, bad, cpu_us)
+class WrkRun:
+    """One wrk run against one server, started now; :meth:`result` waits for it."""
+
+    def __init__(
+        self, wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int, server_pid: int,
+        wrk_cpu: int | None,
+    ) -> None:
+        cmd = [
+            wrk,
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{duration}s",  # wrk takes whole seconds
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ]
+        self.duration = duration
+        self.server_pid = server_pid
+        self.cpu_before = cpu_seconds(server_pid)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=pinned(wrk_cpu))
+
+    def result(self) -> Result:
+        try:
+            text, _ = self.proc.communicate(timeout=self.duration + 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise SystemExit("wrk did not finish in time") from None
+        cpu_after = cpu_seconds(self.server_pid)
+        if self.proc.returncode != 0:
+            raise SystemExit(f"wrk failed ({self.proc.returncode}):\n{text}")
+        rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+        total = re.search(r"(\d+) requests in", text)
+        latency = re.search(r"Latency\s+(\S+)", text)
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+        errors = re.search(r"Socket errors:.*", text)
+        if rps is None or total is None:
+            raise SystemExit(f"could not read wrk's output:\n{text}")
+        bad = int(non2xx.group(1)) if non2xx else 0
+        if errors:
+            counts = [int(n) for n in re.findall(r"\d+", errors.group(0))]
+            bad += sum(counts)
+        requests = int(total.group(1))
+        cpu_us = None
+        if self.cpu_before is not None and cpu_after is not None and requests:
+            cpu_us = (cpu_after - self.cpu_before) * 1e6 / requests
+        return Result(float(rps.group(1)), latency.group(1) if latency else "?", requests, bad, cpu_us)
 
 
 def combine(runs: list[Result]) -> Result:
@@ -370,11 +390,15 @@ class Servers:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=2, help="seconds of one round of load (whole seconds)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per case and server (the median is kept)")
-    # 5 s: at the 2,400+ single-event requests a second measured here, enough
-    # for the memory sink to reach the 10,000 events it keeps.
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each measurement (0: none)")
+    parser.add_argument("--duration", type=int, default=3, help="seconds of one round of load (whole seconds)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per case (the median is kept)")
+    parser.add_argument(
+        "--warmup", type=int,
+        help="seconds of load before each measurement (0: none; default: 10 side by side, 5 in turns:"
+        " enough for ingest-mw's memory sink to reach the 10,000 events it keeps)",
+    )
+    parser.add_argument("--sequential", action="store_true",
+                        help="load one server at a time, each alone on its CPU, instead of all side by side")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level of both servers")
@@ -404,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         print("bench/http.py needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
+    warmup = args.warmup if args.warmup is not None else (5 if args.sequential else 10)
     cases = [c for c in build_cases() if not args.only or args.only.lower() in c.name.lower()]
     labels = ["base", "ingest"] + ([] if args.no_dropping else ["drop"])
 
@@ -415,10 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         f"servers on CPU {server_cpu}, wrk on CPU {wrk_cpu}" if server_cpu is not None
         else f"{os.cpu_count()} CPUs shared by wrk and the servers"
     )
+    how = "one server at a time" if args.sequential else "all servers side by side on one CPU, a wrk each"
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
-        f" per server, fresh servers each round, median kept (+{args.warmup} s warm-up each); uvicorn, 1 worker, log level {args.log_level}; "
-        f"ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
+        f" ({how}), fresh servers each round, median kept (+{warmup} s warm-up); uvicorn, 1 worker,"
+        f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
     header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
               f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}")
@@ -437,15 +463,21 @@ def main(argv: list[str] | None = None) -> int:
                 for number in range(args.rounds):
                     servers.start(labels)
                     try:
-                        # Back to back, in turns that alternate from round to
-                        # round, so that neither side is always measured first.
-                        for label in labels if number % 2 == 0 else labels[::-1]:
-                            proc, port = servers.procs[label]
-                            if args.warmup > 0:
-                                run_wrk(wrk, script, port, args, args.warmup, proc.pid, wrk_cpu)
-                            rounds[label].append(run_wrk(wrk, script, port, args, args.duration, proc.pid, wrk_cpu))
-                            if proc.poll() is not None:
-                                raise SystemExit(f"the {label} server died during {case.name!r}")
+                        if args.sequential:
+                            # Back to back, in turns that alternate from round
+                            # to round, so that neither side is always first.
+                            turns = [[label] for label in (labels if number % 2 == 0 else labels[::-1])]
+                        else:
+                            turns = [labels]  # side by side: every server at once
+                        for turn in turns:
+                            for seconds in ([warmup] if warmup > 0 else []) + [args.duration]:
+                                runs = {label: WrkRun(wrk, script, servers.procs[label][1], args, seconds,
+                                                      servers.procs[label][0].pid, wrk_cpu) for label in turn}
+                                results = {label: run.result() for label, run in runs.items()}
+                            for label in turn:
+                                rounds[label].append(results[label])
+                                if servers.procs[label][0].poll() is not None:
+                                    raise SystemExit(f"the {label} server died during {case.name!r}")
                     finally:
                         servers.stop()
                 results = {label: combine(runs) for label, runs in rounds.items()}
