@@ -244,7 +244,7 @@ class WrkRun:
         try:
             text, _ = self.proc.communicate(timeout=self.duration + 30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.stop()
             raise SystemExit("wrk did not finish in time") from None
         cpu_after = cpu_seconds(self.server_pid)
         if self.proc.returncode != 0:
@@ -266,6 +266,31 @@ class WrkRun:
             cpu_us = (cpu_after - self.cpu_before) * 1e6 / requests
         return Result(float(rps.group(1)), latency.group(1) if latency else "?", requests, bad, cpu_us)
 
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def results_of(runs: dict[str, WrkRun]) -> dict[str, Result]:
+    """Every run's result; if one cannot be had, the others are stopped too."""
+    try:
+        return {label: run.result() for label, run in runs.items()}
+    finally:
+        for run in runs.values():
+            run.stop()
+
+
+def warmup_seconds(args: argparse.Namespace, case: Case) -> int:
+    """``--warmup``, else long enough for the memory sink to hold the 10,000
+    events it keeps: side by side, a server gets about a third of the CPU
+    (some 800-1,300 single-event requests a second here)."""
+    if args.warmup is not None:
+        return int(args.warmup)
+    # Alone on the CPU, a server takes 2,400 or more single-event requests a
+    # second; a 1000-event case fills the sink within its first seconds.
+    return 5 if args.sequential or case.events >= 100 else 20
+
 
 def combine(runs: list[Result]) -> Result:
     """The median round's requests/s and latency, the median CPU time per
@@ -284,7 +309,8 @@ def combine(runs: list[Result]) -> Result:
 
 def round_ratios(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> list[float]:
     """Each round's ``top / bottom`` (requests/s, or CPU time per request), in
-    increasing order; the servers of a round ran back to back."""
+    increasing order; the servers of a round ran at the same time (or, with
+    ``--sequential``, back to back)."""
     if cpu:
         return sorted(t.cpu_us / b.cpu_us for t, b in zip(top, bottom) if t.cpu_us and b.cpu_us)
     return sorted(t.rps / b.rps for t, b in zip(top, bottom))
@@ -394,8 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case (the median is kept)")
     parser.add_argument(
         "--warmup", type=int,
-        help="seconds of load before each measurement (0: none; default: 10 side by side, 5 in turns:"
-        " enough for ingest-mw's memory sink to reach the 10,000 events it keeps)",
+        help="seconds of load before each measurement (0: none; default: enough for ingest-mw's memory"
+        " sink to reach the 10,000 events it keeps: 20 for single events side by side, else 5)",
     )
     parser.add_argument("--sequential", action="store_true",
                         help="load one server at a time, each alone on its CPU, instead of all side by side")
@@ -428,7 +454,6 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         print("bench/http.py needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
-    warmup = args.warmup if args.warmup is not None else (5 if args.sequential else 10)
     cases = [c for c in build_cases() if not args.only or args.only.lower() in c.name.lower()]
     labels = ["base", "ingest"] + ([] if args.no_dropping else ["drop"])
 
@@ -443,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     how = "one server at a time" if args.sequential else "all servers side by side on one CPU, a wrk each"
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
-        f" ({how}), fresh servers each round, median kept (+{warmup} s warm-up); uvicorn, 1 worker,"
+        f" ({how}), fresh servers each round, median kept (after a warm-up); uvicorn, 1 worker,"
         f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
     header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
@@ -463,17 +488,17 @@ def main(argv: list[str] | None = None) -> int:
                 for number in range(args.rounds):
                     servers.start(labels)
                     try:
-                        if args.sequential:
-                            # Back to back, in turns that alternate from round
-                            # to round, so that neither side is always first.
-                            turns = [[label] for label in (labels if number % 2 == 0 else labels[::-1])]
-                        else:
-                            turns = [labels]  # side by side: every server at once
+                        # An order that alternates from round to round, so
+                        # that no server is always started (or measured) first.
+                        order = labels if number % 2 == 0 else labels[::-1]
+                        # Side by side, every server at once; else back to back.
+                        turns = [[label] for label in order] if args.sequential else [order]
+                        warmup = warmup_seconds(args, case)
                         for turn in turns:
                             for seconds in ([warmup] if warmup > 0 else []) + [args.duration]:
                                 runs = {label: WrkRun(wrk, script, servers.procs[label][1], args, seconds,
                                                       servers.procs[label][0].pid, wrk_cpu) for label in turn}
-                                results = {label: run.result() for label, run in runs.items()}
+                                results = results_of(runs)
                             for label in turn:
                                 rounds[label].append(results[label])
                                 if servers.procs[label][0].poll() is not None:

@@ -146,8 +146,12 @@ class Case:
         """One request through the whole flow, as the adapters run it."""
         api, route = self.routes.find(self.path)  # type: ignore[misc]
         request = Request("POST", self.path, dict(self.headers), "127.0.0.1")
-        parts = iter(self.parts)
-        return drive_sync(api.handle(request, route), lambda: next(parts, b""), sink)
+        return drive_sync(api.handle(request, route), self.read_body, sink)
+
+    def read_body(self, feed: Callable[[bytes], None]) -> None:
+        """The body in its chunks, as an adapter reads it into the flow."""
+        for part in self.parts:
+            feed(part)
 
     def check(self, sink: MemorySink) -> None:
         sink.clear()

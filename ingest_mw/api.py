@@ -47,9 +47,6 @@ __all__ = [
 logger = logging.getLogger("ingest_mw")
 
 
-# What IngestAPI.metadata gives for an API with no batch fields of its own.
-_NO_METADATA: tuple[str | None, str | None, str | None] = (None, None, None)
-
 #: ``Request.params`` until the route's are known: shared, so read-only.
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
@@ -193,10 +190,9 @@ class IngestAPI:
         """The response once the valid events are stored."""
         raise NotImplementedError
 
-    def metadata(self, request: Request) -> tuple[str | None, str | None, str | None]:
-        """The :class:`Batch` fields ``dataset``, ``service`` and ``namespace``
-        (Baselime's), in that order."""
-        return _NO_METADATA
+    def metadata(self, request: Request) -> dict[str, str | None]:
+        """Extra :class:`Batch` fields (Baselime's dataset, service, namespace)."""
+        return {}
 
     # --- the flow ----------------------------------------------------------------
     def handle(self, request: Request, route: Mapping[str, str] | IngestError) -> Flow:
@@ -268,7 +264,7 @@ class IngestAPI:
             received_at,
             Events(decoded.events, self.times, received_at),
             request.client,
-            *self.metadata(request),
+            **self.metadata(request),
         )
 
 

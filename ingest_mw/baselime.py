@@ -106,9 +106,13 @@ class BaselimeAPI(IngestAPI):
             )
         return {"dataset": dataset}
 
-    def metadata(self, request: Request) -> tuple[str | None, str | None, str | None]:
+    def metadata(self, request: Request) -> dict[str, str | None]:
         headers = request.headers
-        return request.params["dataset"], headers.get("x-service") or None, headers.get("x-namespace") or None
+        return {
+            "dataset": request.params["dataset"],
+            "service": headers.get("x-service") or None,
+            "namespace": headers.get("x-namespace") or None,
+        }
 
     def render(self, error: IngestError) -> Response:
         body = {"message": MESSAGES.get(error.status, "Error")}

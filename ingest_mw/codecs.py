@@ -180,8 +180,13 @@ def media_type(content_type: str | None) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
-#: How many Content-Type values, as sent, a :class:`CodecNegotiation` remembers.
+#: How many Content-Type values, as sent, a :class:`CodecNegotiation` remembers
+#: (about: threads that negotiate at the same moment may each add one more),
+#: and the longest it remembers. A value is remembered for good, first come,
+#: first served: a client that varies a parameter can fill the table, which
+#: then costs others only the parsing it saves.
 _KNOWN_VALUES = 64
+_KNOWN_VALUE_LENGTH = 64
 
 
 class CodecNegotiation:
@@ -191,14 +196,14 @@ class CodecNegotiation:
         self._by_type: dict[str, Codec] = {}
         for codec in codecs:
             for name in codec.media_types:
-                self._by_type[name] = codec
+                self._by_type[name.lower()] = codec  # as media_type() gives it
         if not self._by_type:
             raise ValueError("CodecNegotiation needs at least one codec")
         self.accepted: Sequence[str] = tuple(self._by_type)
         # Header values already negotiated, as sent: a client sends the same
         # one on every request, so most are found here without parsing.
-        # Bounded by _KNOWN_VALUES, whatever clients send; refused values are
-        # never kept.
+        # Bounded by _KNOWN_VALUES and _KNOWN_VALUE_LENGTH, whatever clients
+        # send; refused values are never kept.
         self._by_value: dict[str | None, Codec] = {name: codec for name, codec in self._by_type.items()}
 
     def negotiate(self, content_type: str | None) -> Codec:
@@ -211,6 +216,7 @@ class CodecNegotiation:
             raise IngestError(
                 415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}"
             )
-        if len(self._by_value) < _KNOWN_VALUES:
-            self._by_value[content_type] = codec
+        known = self._by_value
+        if content_type and len(content_type) <= _KNOWN_VALUE_LENGTH and len(known) < _KNOWN_VALUES:
+            known[content_type] = codec
         return codec

@@ -67,8 +67,8 @@ class EnvironHeaders(Mapping[str, str]):
 class InputReader:
     """A WSGI body in chunks, never reading past Content-Length (PEP 3333).
 
-    ``read`` is the input's ``read(size)``: ``wsgi.input.read`` here, Django's
-    ``request.read`` in the Django view. A body that ends before its
+    It is made with the input's ``read(size)``: ``wsgi.input.read`` here,
+    Django's ``request.read`` in the Django view. A body that ends before its
     Content-Length means the client has gone: :class:`ClientDisconnected`.
     :meth:`read_into` is what the driver takes.
     """

@@ -176,26 +176,52 @@ def test_memory_sink_is_awaited_on_the_loop_and_subclasses_keep_their_colour():
 
 
 def test_negotiation_by_remembered_values_agrees_with_parsing_and_stays_bounded():
-    from ingest_mw.codecs import CodecNegotiation, JSONCodec, MsgPackCodec, media_type
+    from ingest_mw.codecs import (
+        _KNOWN_VALUE_LENGTH,
+        _KNOWN_VALUES,
+        CodecNegotiation,
+        JSONCodec,
+        MsgPackCodec,
+        media_type,
+    )
 
     json_codec, msgpack_codec = JSONCodec(), MsgPackCodec()
     negotiation = CodecNegotiation([json_codec, msgpack_codec])
     plain = {"application/json": json_codec, "application/msgpack": msgpack_codec}
-    values = [f"application/json; charset=utf-{i}" for i in range(200)] + [
+    long_value = "application/json; " + "x" * _KNOWN_VALUE_LENGTH
+    refused = ["text/plain", "", None, "application/json-seq"]
+    values = [
         " Application/MsgPack ",
         "APPLICATION/JSON;q=1",
-        "text/plain",
-        "",
-        None,
+        long_value,
+        *refused,
+        *(f"application/json; charset=utf-{i}" for i in range(200)),
     ]
     for _ in range(2):  # first seen, then (if remembered) found as sent
         for value in values:
             expected = plain.get(media_type(value))
             if expected is None:
-                with pytest.raises(IngestError) as refused:
+                with pytest.raises(IngestError) as refusal:
                     negotiation.negotiate(value)
-                assert refused.value.status == 415
+                assert refusal.value.status == 415
             else:
                 assert negotiation.negotiate(value) is expected
+    remembered = negotiation._by_value
+    assert remembered[" Application/MsgPack "] is msgpack_codec
+    assert remembered["APPLICATION/JSON;q=1"] is json_codec
+    assert not any(value in remembered for value in refused)
+    assert long_value not in remembered  # a long value is parsed each time, never kept
     # However many distinct values clients send, a fixed number is remembered.
-    assert len(negotiation._by_value) <= 64
+    assert len(remembered) == _KNOWN_VALUES
+
+
+def test_a_codecs_media_type_matches_in_any_case():
+    from ingest_mw.codecs import CodecNegotiation, JSONCodec
+
+    class ShoutingJSON(JSONCodec):
+        media_types = ("Application/Vnd.Example+JSON",)
+
+    codec = ShoutingJSON()
+    negotiation = CodecNegotiation([codec])
+    for value in ("application/vnd.example+json", "Application/Vnd.Example+JSON", "APPLICATION/VND.EXAMPLE+JSON"):
+        assert negotiation.negotiate(value) is codec

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -123,6 +124,34 @@ def test_a_storage_failure_thrown_back_in_is_a_500_and_a_log_line(caplog):
     assert "1 betterstack events from source 'default' not acknowledged" in caplog.text
 
 
+# --- the request ----------------------------------------------------------------------
+
+
+def test_a_request_is_received_now_in_utc_with_no_params_until_routed():
+    before = datetime.now(timezone.utc)
+    request = Request("POST", "/", {})
+    assert before <= request.received_at <= datetime.now(timezone.utc)
+    assert request.received_at.utcoffset() == timedelta(0)
+    assert dict(request.params) == {}
+    with pytest.raises(TypeError):  # shared by every request until the flow routes it
+        request.params["dataset"] = "x"  # type: ignore[index]
+    at = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    assert Request("POST", "/", {}, received_at=at).received_at is at
+
+
+def test_time_frozen_in_the_api_module_freezes_the_reception_time(monkeypatch):
+    """What freezegun does: it replaces ``datetime`` in every loaded module."""
+    frozen = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen
+
+    monkeypatch.setattr("ingest_mw.api.datetime", FrozenDatetime)
+    assert Request("POST", "/", {}).received_at == frozen
+
+
 # --- the drivers ----------------------------------------------------------------------
 
 
@@ -130,7 +159,7 @@ NDJSON_HEADERS = {"authorization": f"Bearer {TOKEN}", "content-type": "applicati
 
 
 def body_then(end):
-    """A ``read_body`` that feeds half an NDJSON body, then calls ``end``."""
+    """A ``read_body`` that feeds two NDJSON lines, then calls ``end``."""
 
     def read_body(feed):
         feed(b'{"message": "a"}\n{"message": "b"}\n')
