@@ -42,7 +42,7 @@ class BodyLimit:
 
     def reader(self, content_encoding: str | None = None) -> BodyReader:
         """A reader for one request body (415 for an unknown Content-Encoding)."""
-        return BodyReader(self, decoders_for(content_encoding) if content_encoding else [])
+        return BodyReader(self, decoders_for(content_encoding))
 
 
 class BodyReader:

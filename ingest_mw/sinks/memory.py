@@ -209,10 +209,7 @@ class JSONMemorySink:
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code: on the loop up to
         :data:`ON_LOOP_EVENTS` events, in a worker thread beyond."""
-        events = batch.events
-        # An Events' objects counted directly: its __len__ is one more Python
-        # call, on every request.
-        if len(events.data if type(events) is Events else events) <= ON_LOOP_EVENTS:
+        if len(batch.events) <= ON_LOOP_EVENTS:
             self.__call__(batch)
         else:
             await sync_to_async(self.__call__, thread_sensitive=False)(batch)
