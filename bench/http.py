@@ -316,11 +316,15 @@ def round_ratios(top: list[Result], bottom: list[Result], *, cpu: bool = False) 
     return sorted(t.rps / b.rps for t, b in zip(top, bottom))
 
 
+def middle(ordered: list[float]) -> float:
+    """The median of values in increasing order (the upper one of an even count)."""
+    return ordered[len(ordered) // 2]
+
+
 def paired_ratio(top: list[Result], bottom: list[Result], *, cpu: bool = False) -> float:
     """The median of :func:`round_ratios`: a slow spell of a shared machine
     falls on both sides of a ratio rather than on one server's median."""
-    ratios = round_ratios(top, bottom, cpu=cpu)
-    return ratios[len(ratios) // 2]
+    return middle(round_ratios(top, bottom, cpu=cpu))
 
 
 def build_cases() -> list[Case]:
@@ -485,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                 script = Path(tmp) / f"case{index}.lua"
                 script.write_text(lua_script(case, body_file))
                 rounds: dict[str, list[Result]] = {label: [] for label in labels}
+                warmup = warmup_seconds(args, case)
                 for number in range(args.rounds):
                     servers.start(labels)
                     try:
@@ -493,23 +498,22 @@ def main(argv: list[str] | None = None) -> int:
                         order = labels if number % 2 == 0 else labels[::-1]
                         # Side by side, every server at once; else back to back.
                         turns = [[label] for label in order] if args.sequential else [order]
-                        warmup = warmup_seconds(args, case)
                         for turn in turns:
                             for seconds in ([warmup] if warmup > 0 else []) + [args.duration]:
                                 runs = {label: WrkRun(wrk, script, servers.procs[label][1], args, seconds,
                                                       servers.procs[label][0].pid, wrk_cpu) for label in turn}
-                                results = results_of(runs)
+                                measured = results_of(runs)  # the last: after the warm-up
                             for label in turn:
-                                rounds[label].append(results[label])
+                                rounds[label].append(measured[label])
                                 if servers.procs[label][0].poll() is not None:
                                     raise SystemExit(f"the {label} server died during {case.name!r}")
                     finally:
                         servers.stop()
                 results = {label: combine(runs) for label, runs in rounds.items()}
                 base, ingest = results["base"], results["ingest"]
-                ratio = paired_ratio(rounds["ingest"], rounds["base"])
-                rows.append((case, results, ratio))
                 spread = round_ratios(rounds["ingest"], rounds["base"])
+                ratio = middle(spread)
+                rows.append((case, results, ratio))
                 line = (
                     f"{case.name:<26} {len(case.body):>8}  {base.rps:>13,.0f}  {ingest.rps:>15,.0f}  {ratio:>5.2f}"
                     f"  {f'{spread[0]:.2f}-{spread[-1]:.2f}':>13}"
