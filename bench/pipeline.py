@@ -1,8 +1,8 @@
 """Events/s of the in-process ingest pipeline beside raw decoding of the same bytes.
 
 Each case sends a batch through the whole sans-I/O flow, as an adapter does:
-``Routes.find`` -> ``Request`` -> ``api.handle`` -> ``drive_sync`` (the body
-fed in 64 KiB chunks) -> a ``MemorySink`` that first reads every event with
+``Routes.find`` -> ``Request`` -> ``api.handle`` run by ``run_sync`` with a
+``SyncIO`` (the body fed in 64 KiB chunks) -> a ``MemorySink`` that first reads every event with
 its time, as a sink that stores times does (cleared between samples), and times
 it beside the bare decode a minimal app would do on the same bytes
 (``orjson.loads``, one ``orjson.loads`` per line for NDJSON, ``msgpack.unpackb``).
@@ -49,7 +49,7 @@ from ingest_mw.api import Routes  # noqa: E402
 from ingest_mw.api import Request  # noqa: E402
 from ingest_mw.baselime import BaselimeAPI  # noqa: E402
 from ingest_mw.betterstack import BetterStackAPI  # noqa: E402
-from ingest_mw.drive import drive_sync  # noqa: E402
+from ingest_mw.drive import SyncIO, run_sync  # noqa: E402
 from ingest_mw.sinks.memory import MemorySink  # noqa: E402
 
 
@@ -146,7 +146,7 @@ class Case:
         """One request through the whole flow, as the adapters run it."""
         api, route = self.routes.find(self.path)  # type: ignore[misc]
         request = Request("POST", self.path, dict(self.headers), "127.0.0.1")
-        return drive_sync(api.handle(request, route), self.read_body, sink)
+        return run_sync(api.handle(request, route, SyncIO(self.read_body, sink)))
 
     def read_body(self, feed: Callable[[bytes], None]) -> None:
         """The body in its chunks, as an adapter reads it into the flow."""

@@ -10,19 +10,18 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from functools import partial
 from typing import Any
 
-from .api import IngestAPI, Request, Response, Routes
-from .drive import ClientDisconnected, Feed, drive_async
+from .api import ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
+from .drive import AsyncIO
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
 __all__ = [
     "ASGIApp",
     "ASGIMiddleware",
+    "ASGIRequestIO",
     "raw_headers",
-    "read_body",
     "request_from_scope",
     "route_path",
     "scope_headers",
@@ -81,18 +80,29 @@ def scope_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-async def read_body(receive: Receive, feed: Feed) -> None:
-    """Read the request body into ``feed`` chunk by chunk as it arrives;
-    :class:`ClientDisconnected` when the client leaves first."""
-    more_body = True
-    while more_body:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        more_body = message.get("more_body", False)
-        chunk: bytes = message.get("body", b"")
-        if chunk:  # an empty chunk with more to come is not the end
-            feed(chunk)
+class ASGIRequestIO(AsyncIO):
+    """The I/O of one ASGI request: its body from ``receive``, its batch to the
+    async ``store``."""
+
+    __slots__ = ("receive",)
+
+    def __init__(self, receive: Receive, store: Callable[[Any], Awaitable[Any]]) -> None:
+        self.receive = receive
+        self.store = store
+
+    async def read_body(self, feed: Feed) -> None:
+        """Read the request body into ``feed`` chunk by chunk as it arrives;
+        :class:`ClientDisconnected` when the client leaves first."""
+        receive = self.receive
+        more_body = True
+        while more_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            more_body = message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:  # an empty chunk with more to come is not the end
+                feed(chunk)
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -142,9 +152,10 @@ class ASGIApp:
             response = NOT_FOUND
         else:
             api, route = found
-            flow = api.handle(request_from_scope(scope, path), route)
             try:
-                response = await drive_async(flow, partial(read_body, receive), self._store)
+                response = await api.handle(
+                    request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store)
+                )
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)

@@ -1,98 +1,82 @@
-"""Run the core's request flow with real I/O: one driver for sync code, one for async.
+"""The adapters' side of the request flow: its I/O, done synchronously or asynchronously.
 
-Every adapter (WSGI, ASGI, a Django view) supplies only how to read the body
-into the flow, chunk by chunk as it arrives, and how to store a batch; the
-drivers answer the flow's steps.
-An exception raised while answering a step (a body over the limit, a storage
-hook that fails, a rate-limit storage that cannot be loaded, a body that does
-not decode, a read that fails in some other way) is thrown back into the
-flow, which turns it into the API's own response (a 500, logged, for what it
-did not expect). Only :class:`ClientDisconnected` raised while reading the
-body ends the drive: there is nobody left to answer.
+:meth:`~ingest_mw.api.IngestAPI.handle` asks a
+:class:`~ingest_mw.api.RequestIO` for the body, a rate-limit hit, a decode
+off the event loop and the storing of a batch. :class:`SyncIO` does them in
+the calling thread (WSGI, a Django view) and :class:`AsyncIO` is the base of
+the async ones (ASGI). An adapter supplies only how to read its server's body
+and how to call the storage hook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from .api import CheckRateLimit, Flow, ReadBody, Response, Step, Store
+from .api import ClientDisconnected, Feed, Flow, Request, Response
 from .batch import Batch
 
-__all__ = ["ClientDisconnected", "Feed", "drive_async", "drive_sync"]
+if TYPE_CHECKING:
+    from .ratelimit import RateLimit, RateLimitDecision
+
+__all__ = ["AsyncIO", "ClientDisconnected", "Feed", "SyncIO", "run_sync"]
+
+_T = TypeVar("_T")
 
 
-class ClientDisconnected(Exception):
-    """The client went away before its whole body was read."""
+class SyncIO:
+    """The I/O of one request in the calling thread. ``read_body(feed)`` reads
+    the whole body into ``feed`` (or raises :class:`ClientDisconnected`);
+    ``store(batch)`` calls the storage hook. Nothing here ever suspends, so
+    :func:`run_sync` runs the flow to its end in one step."""
+
+    __slots__ = ("_read_body", "_store")
+
+    def __init__(self, read_body: Callable[[Feed], None], store: Callable[[Batch], Any]) -> None:
+        self._read_body = read_body
+        self._store = store
+
+    async def read_body(self, feed: Feed) -> None:
+        self._read_body(feed)
+
+    async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
+        return rate_limit.hit(request)
+
+    async def offload(self, work: Callable[[], _T]) -> _T:
+        return work()  # a sync server's worker thread is already off any event loop
+
+    async def store(self, batch: Batch) -> Any:
+        return self._store(batch)
 
 
-#: Where an adapter puts each chunk of the body (a :class:`~ingest_mw.body.BodyReader`'s
-#: ``feed``: it raises the 413 the moment the body passes its limit).
-Feed = Callable[[bytes], None]
-
-
-def drive_sync(
-    flow: Flow, read_body: Callable[[Feed], None], store: Callable[[Batch], Any]
-) -> Response:
-    """Run ``flow`` to its response. ``read_body(feed)`` reads the body to its
-    end into ``feed``, or raises :class:`ClientDisconnected`, which propagates,
-    when the client has gone."""
+def run_sync(flow: Flow) -> Response:
+    """Run a flow served by a :class:`SyncIO` to its response, in this thread."""
     try:
-        step: Step = next(flow)
-        while True:
-            try:
-                if isinstance(step, ReadBody):
-                    read_body(step.reader.feed)
-                    value: Any = None
-                elif isinstance(step, Store):
-                    value = store(step.batch)
-                elif isinstance(step, CheckRateLimit):
-                    value = step.rate_limit.hit(step.request)
-                else:
-                    value = step.work()
-            except Exception as exc:
-                if isinstance(exc, ClientDisconnected) and isinstance(step, ReadBody):
-                    raise
-                step = flow.throw(exc)
-            else:
-                step = flow.send(value)
+        flow.send(None)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()
+    flow.close()
+    raise RuntimeError("the flow waited on I/O: run_sync needs a SyncIO")
 
 
-async def drive_async(
-    flow: Flow,
-    read_body: Callable[[Feed], Awaitable[None]],
-    store: Callable[[Batch], Awaitable[Any]],
-) -> Response:
-    """Run ``flow`` to its response. ``read_body(feed)`` reads the body to its
-    end into ``feed``, or raises :class:`ClientDisconnected`, which propagates,
-    when the client has gone; a :class:`~ingest_mw.api.Decode` step runs in a
-    worker thread."""
-    try:
-        step: Step = next(flow)
-        while True:
-            try:
-                if isinstance(step, ReadBody):
-                    await read_body(step.reader.feed)
-                    value: Any = None
-                elif isinstance(step, Store):
-                    value = await store(step.batch)
-                elif isinstance(step, CheckRateLimit):
-                    value = await step.rate_limit.ahit(step.request)
-                else:
-                    value = await sync_to_async(step.work, thread_sensitive=False)()
-            except Exception as exc:
-                if isinstance(exc, ClientDisconnected) and isinstance(step, ReadBody):
-                    raise
-                step = flow.throw(exc)
-            else:
-                step = flow.send(value)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()
+class AsyncIO:
+    """The base of an async adapter's request I/O: ``store`` is the storage
+    hook as a coroutine function (:func:`~ingest_mw.sinks.as_async`); a
+    subclass reads its server's body in :meth:`read_body`. The rate limit is
+    hit with ``limits.aio`` and a large decode runs in a worker thread."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Callable[[Batch], Awaitable[Any]]) -> None:
+        self.store = store
+
+    async def read_body(self, feed: Feed) -> None:
+        raise NotImplementedError
+
+    async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
+        return await rate_limit.ahit(request)
+
+    async def offload(self, work: Callable[[], _T]) -> _T:
+        return await sync_to_async(work, thread_sensitive=False)()

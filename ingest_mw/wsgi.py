@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
-from .drive import ClientDisconnected, Feed, drive_sync
+from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -70,7 +70,7 @@ class InputReader:
     It is made with the input's ``read(size)``: ``wsgi.input.read`` here,
     Django's ``request.read`` in the Django view. A body that ends before its
     Content-Length means the client has gone: :class:`ClientDisconnected`.
-    :meth:`read_into` is what the driver takes.
+    :meth:`read_into` is what a :class:`~ingest_mw.drive.SyncIO` takes.
     """
 
     __slots__ = ("_read", "_remaining")
@@ -152,9 +152,9 @@ class WSGIApp:
             response = NOT_FOUND
         else:
             api, route = found
-            flow = api.handle(request_from_environ(environ, path), route)
+            io = SyncIO(InputReader.from_environ(environ).read_into, self._store)
             try:
-                response = drive_sync(flow, InputReader.from_environ(environ).read_into, self._store)
+                response = run_sync(api.handle(request_from_environ(environ, path), route, io))
             except ClientDisconnected:
                 response = DISCONNECTED
         return write_response(response, start_response)

@@ -1,7 +1,7 @@
-"""The sans-I/O request flow, stepped by hand with plain values (no adapter, no driver).
+"""The request flow, run with plain values by an I/O double that records what it is asked.
 
-What an adapter author relies on: which steps a request asks for, in which
-order, and what the flow answers when a step's work fails.
+What an adapter author relies on: which I/O a request asks for, in which
+order, and what the flow answers when that I/O fails.
 """
 
 from __future__ import annotations
@@ -9,30 +9,57 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 
 from ingest_mw import BetterStackAPI
-from ingest_mw.api import OFFLOAD_BYTES, Decode, ReadBody, Request, Store
-from ingest_mw.drive import ClientDisconnected, drive_async, drive_sync
-from ingest_mw.errors import IngestError
+from ingest_mw.api import OFFLOAD_BYTES, Request
+from ingest_mw.drive import AsyncIO, ClientDisconnected, SyncIO, run_sync
 
 TOKEN = "t0ken"
 
 
-def start(api: BetterStackAPI, body: bytes):
-    """A flow for a POST of ``body`` (its Content-Length declared) to the API's root, and its first step."""
-    headers = {
-        "authorization": f"Bearer {TOKEN}",
-        "content-type": "application/json",
-        "content-length": str(len(body)),
-    }
+class RecordingIO:
+    """A ``RequestIO`` doing its work with plain values, in the calling thread,
+    and recording what the flow asked for in :attr:`asked`."""
+
+    def __init__(self, *chunks: bytes, store_fails: Exception | None = None) -> None:
+        self.chunks = chunks
+        self.store_fails = store_fails
+        self.asked: list[str] = []
+        self.batches: list = []
+
+    async def read_body(self, feed):
+        self.asked.append("read_body")
+        for chunk in self.chunks:
+            feed(chunk)
+
+    async def hit(self, rate_limit, request):
+        self.asked.append("hit")
+        return rate_limit.hit(request)
+
+    async def offload(self, work):
+        self.asked.append("offload")
+        return work()
+
+    async def store(self, batch):
+        self.asked.append("store")
+        if self.store_fails is not None:
+            raise self.store_fails
+        self.batches.append(batch)
+
+
+def post(api: BetterStackAPI, io: RecordingIO, *, declared: int | None = None, token: str = TOKEN):
+    """The response to a POST to the API's root (``declared``: its Content-Length, if any)."""
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    if declared is not None:
+        headers["content-length"] = str(declared)
     route = api.match("/")
     assert route is not None
-    flow = api.handle(Request("POST", "/", headers, "127.0.0.1"), route)
-    return flow, next(flow)
+    return run_sync(api.handle(Request("POST", "/", headers, "127.0.0.1"), route, io))
 
 
 def padded(size: int) -> bytes:
@@ -41,86 +68,73 @@ def padded(size: int) -> bytes:
     return body + b" " * (size - len(body))
 
 
-def finish(flow, value=None):
-    """Send ``value`` in and return the flow's response (it must ask for nothing more)."""
-    with pytest.raises(StopIteration) as stop:
-        flow.send(value)
-    return stop.value.value
-
-
-def test_a_small_body_asks_to_be_read_then_stored():
+def test_a_small_body_is_read_decoded_in_the_flow_then_stored():
     api = BetterStackAPI({"web": TOKEN}, rate_limit=None)
     body = orjson.dumps([{"message": "a"}, {"message": "b"}])
-    flow, step = start(api, body)
+    io = RecordingIO(body[:5], body[5:])
 
-    assert isinstance(step, ReadBody)
-    step.reader.feed(body[:5])
-    step.reader.feed(body[5:])
-    step = flow.send(None)  # decoded inside the flow: no Decode step for a small body
+    response = post(api, io, declared=len(body))
 
-    assert isinstance(step, Store)
-    assert (step.batch.api, step.batch.source, step.batch.client) == ("betterstack", "web", "127.0.0.1")
-    assert [event.data for event in step.batch.events] == [{"message": "a"}, {"message": "b"}]
-    response = finish(flow)
     assert (response.status, response.body) == (202, b"")
+    assert io.asked == ["read_body", "store"]  # no offload for a small body
+    (batch,) = io.batches
+    assert (batch.api, batch.source, batch.client) == ("betterstack", "web", "127.0.0.1")
+    assert [event.data for event in batch.events] == [{"message": "a"}, {"message": "b"}]
 
 
 def test_a_refused_credential_is_answered_before_the_body_is_asked_for():
     api = BetterStackAPI({"web": TOKEN}, rate_limit=None)
-    flow = api.handle(Request("POST", "/", {"authorization": "Bearer nope"}), api.match("/"))  # type: ignore[arg-type]
-    with pytest.raises(StopIteration) as stop:
-        next(flow)
-    assert (stop.value.value.status, stop.value.value.body) == (403, b"Unauthorized")
+    io = RecordingIO(b'{"message": "a"}')
+    response = post(api, io, token="nope")
+    assert (response.status, response.body) == (403, b"Unauthorized")
+    assert io.asked == []
 
 
-def test_a_refusal_from_the_reader_thrown_back_in_is_the_apis_413():
+def test_the_rate_limit_is_hit_before_the_body_is_asked_for():
+    api = BetterStackAPI([TOKEN], rate_limit="1/minute")
+    first, second = RecordingIO(b'{"message": "a"}'), RecordingIO(b'{"message": "b"}')
+    assert post(api, first).status == 202
+    assert first.asked == ["hit", "read_body", "store"]
+    response = post(api, second)
+    assert response.status == 429
+    assert second.asked == ["hit"]
+    assert "Retry-After" in dict(response.headers)
+
+
+def test_a_refusal_from_the_reader_while_reading_is_the_apis_413():
     api = BetterStackAPI([TOKEN], max_body_bytes=10, rate_limit=None)
-    flow, step = start(api, b"")  # (sent chunked: no Content-Length to refuse it by)
-    assert isinstance(step, ReadBody)
-    with pytest.raises(IngestError) as refused:
-        step.reader.feed(b"x" * 11)  # the driver stops reading here ...
-    with pytest.raises(StopIteration) as stop:
-        flow.throw(refused.value)  # ... and throws the refusal back in
-    assert (stop.value.value.status, stop.value.value.body) == (413, b"payload reached size limit")
+    io = RecordingIO(b"x" * 6, b"x" * 6)  # (sent chunked: no Content-Length to refuse it by)
+    response = post(api, io)
+    assert (response.status, response.body) == (413, b"payload reached size limit")
+    assert io.asked == ["read_body"]
 
 
-def test_only_a_body_over_the_offload_size_is_a_decode_step():
+def test_only_a_body_over_the_offload_size_is_decoded_through_offload():
     api = BetterStackAPI([TOKEN], max_body_bytes=4 * OFFLOAD_BYTES, rate_limit=None)
     count = OFFLOAD_BYTES // 1000 + 1
     body = orjson.dumps([{"message": "x" * 1000}] * count)
     assert len(body) > OFFLOAD_BYTES
-    flow, step = start(api, body)
-    step.reader.feed(body)
-
-    step = flow.send(None)
-    assert isinstance(step, Decode)  # an async driver runs it in a worker thread
-    step = flow.send(step.work())
-    assert isinstance(step, Store) and len(step.batch.events) == count
-    assert finish(flow).status == 202
+    io = RecordingIO(body)
+    assert post(api, io, declared=len(body)).status == 202
+    assert io.asked == ["read_body", "offload", "store"]  # an async adapter runs it in a worker thread
+    assert len(io.batches[0].events) == count
 
 
-@pytest.mark.parametrize(("size", "decode_step"), [(OFFLOAD_BYTES, False), (OFFLOAD_BYTES + 1, True)])
-def test_the_decode_step_starts_just_past_the_offload_size(size, decode_step):
+@pytest.mark.parametrize(("size", "offloaded"), [(OFFLOAD_BYTES, False), (OFFLOAD_BYTES + 1, True)])
+def test_offloading_starts_just_past_the_offload_size(size, offloaded):
     api = BetterStackAPI([TOKEN], max_body_bytes=2 * OFFLOAD_BYTES, rate_limit=None)
-    body = padded(size)
-    flow, step = start(api, body)
-    step.reader.feed(body)
-    step = flow.send(None)
-    assert isinstance(step, Decode) is decode_step
-    if decode_step:
-        step = flow.send(step.work())
-    assert isinstance(step, Store) and [event.data for event in step.batch.events] == [{"message": "a"}]
+    io = RecordingIO(padded(size))
+    assert post(api, io, declared=size).status == 202
+    assert ("offload" in io.asked) is offloaded
+    assert [event.data for event in io.batches[0].events] == [{"message": "a"}]
 
 
-def test_a_storage_failure_thrown_back_in_is_a_500_and_a_log_line(caplog):
+def test_a_storage_failure_is_a_500_and_a_log_line(caplog):
     api = BetterStackAPI([TOKEN], rate_limit=None)
-    flow, step = start(api, b'{"message": "a"}')
-    step.reader.feed(b'{"message": "a"}')
-    step = flow.send(None)
-    assert isinstance(step, Store)
-    with caplog.at_level(logging.ERROR, logger="ingest_mw"), pytest.raises(StopIteration) as stop:
-        flow.throw(OSError("disk full"))
-    assert stop.value.value.status == 500
+    io = RecordingIO(b'{"message": "a"}', store_fails=OSError("disk full"))
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        response = post(api, io)
+    assert response.status == 500
     assert "1 betterstack events from source 'default' not acknowledged" in caplog.text
 
 
@@ -152,7 +166,7 @@ def test_time_frozen_in_the_api_module_freezes_the_reception_time(monkeypatch):
     assert Request("POST", "/", {}).received_at == frozen
 
 
-# --- the drivers ----------------------------------------------------------------------
+# --- the adapters' I/O -----------------------------------------------------------------
 
 
 NDJSON_HEADERS = {"authorization": f"Bearer {TOKEN}", "content-type": "application/x-ndjson"}
@@ -172,38 +186,78 @@ def disconnect():
     raise ClientDisconnected
 
 
-def test_a_disconnect_while_reading_ends_the_sync_drive_with_the_flow_closed():
+def test_a_disconnect_while_reading_ends_the_sync_flow_with_nothing_stored():
     api = BetterStackAPI([TOKEN], rate_limit=None)
     stored = []
-    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {}, SyncIO(body_then(disconnect), stored.append))
     with pytest.raises(ClientDisconnected):
-        drive_sync(flow, body_then(disconnect), stored.append)
+        run_sync(flow)
     assert stored == []
-    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+    assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED
 
 
-def test_a_disconnect_while_reading_ends_the_async_drive_and_stores_nothing():
+def test_a_disconnect_while_reading_ends_the_async_flow_and_stores_nothing():
     api = BetterStackAPI([TOKEN], rate_limit=None)
     stored = []
     read_half = body_then(disconnect)
 
-    async def read_body(feed):
-        read_half(feed)
+    class HalfABody(AsyncIO):
+        async def read_body(self, feed):
+            await asyncio.sleep(0)  # a real wait on the loop, as for a network read
+            read_half(feed)
 
     async def store(batch):
         stored.append(batch)
 
-    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {}, HalfABody(store))
     with pytest.raises(ClientDisconnected):
-        asyncio.run(drive_async(flow, read_body, store))
+        asyncio.run(flow)
     assert stored == []
-    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+def test_the_async_io_runs_offloaded_work_in_a_worker_thread():
+    async def store(batch):
+        pass
+
+    ran_in = asyncio.run(AsyncIO(store).offload(threading.current_thread))
+    assert ran_in is not threading.current_thread()
+
+
+def test_an_async_flow_stores_a_body_over_the_offload_size():
+    api = BetterStackAPI([TOKEN], max_body_bytes=2 * OFFLOAD_BYTES, rate_limit=None)
+    body = padded(OFFLOAD_BYTES + 1)
+    stored = []
+
+    class WholeBody(AsyncIO):
+        async def read_body(self, feed):
+            feed(body)
+
+    async def store(batch):
+        stored.append([event.data for event in batch.events])
+
+    headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    response = asyncio.run(api.handle(Request("POST", "/", headers), {}, WholeBody(store)))
+    assert response.status == 202
+    assert stored == [[{"message": "a"}]]
 
 
 def test_a_hook_raising_client_disconnected_is_a_failed_hook_not_a_disconnect(caplog):
     api = BetterStackAPI([TOKEN], rate_limit=None)
-    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {})
+    io = SyncIO(body_then(lambda: None), lambda batch: disconnect())
     with caplog.at_level(logging.ERROR, logger="ingest_mw"):
-        response = drive_sync(flow, body_then(lambda: None), lambda batch: disconnect())
+        response = run_sync(api.handle(Request("POST", "/", NDJSON_HEADERS), {}, io))
     assert response.status == 500
     assert "not acknowledged" in caplog.text
+
+
+def test_run_sync_refuses_io_that_waits():
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+
+    class Waits(SyncIO):
+        async def read_body(self, feed):
+            await asyncio.sleep(0)
+
+    flow = api.handle(Request("POST", "/", NDJSON_HEADERS), {}, Waits(lambda feed: None, lambda batch: None))
+    with pytest.raises(RuntimeError, match="SyncIO"):
+        run_sync(flow)
+    assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED

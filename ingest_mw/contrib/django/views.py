@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...drive import ClientDisconnected, drive_sync
+from ...drive import ClientDisconnected, SyncIO, run_sync
 from ...wsgi import DISCONNECTED, InputReader, request_from_environ
 from . import conf
 
@@ -40,9 +40,9 @@ def ingest(request: HttpRequest, path: str) -> HttpResponse:
         raise Http404("no ingest API at this path")
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
-    body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
+    io = SyncIO(InputReader(request.read, meta.get("CONTENT_LENGTH")).read_into, endpoint.store)
     try:
-        response = drive_sync(api.handle(request_from_environ(meta, mount_path), route), body.read_into, endpoint.store)
+        response = run_sync(api.handle(request_from_environ(meta, mount_path), route, io))
     except ClientDisconnected:
         response = DISCONNECTED
     reply = HttpResponse(response.body, status=response.status, headers=response.headers)
