@@ -163,7 +163,7 @@ class IngestAPI:
     """Base of the API apps: routing hooks plus the one request flow.
 
     Subclasses set :attr:`name`, implement :meth:`match`, :meth:`render` and
-    :meth:`accepted`, and may add batch metadata in :meth:`metadata`.
+    :meth:`accepted`, and may add batch fields in :meth:`batch`.
     """
 
     name: ClassVar[str]
@@ -198,9 +198,20 @@ class IngestAPI:
         """The response once the valid events are stored."""
         raise NotImplementedError
 
-    def metadata(self, request: Request) -> dict[str, str | None]:
-        """Extra :class:`Batch` fields (Baselime's dataset, service, namespace)."""
-        return {}
+    def batch(self, request: Request, decoded: Decoded) -> Batch:
+        """The :class:`Batch` of an accepted request's events. An API with
+        fields of its own (Baselime's dataset, service, namespace) sets them
+        on the batch this one makes."""
+        received_at = request.received_at
+        assert request.source is not None
+        # Positional: a keyword call costs a third more, on every request.
+        return Batch(
+            self.name,
+            request.source,
+            received_at,
+            Events(decoded.events, self.times, received_at),
+            request.client,
+        )
 
     # --- the flow ----------------------------------------------------------------
     async def handle(self, request: Request, route: Mapping[str, str] | IngestError, io: RequestIO) -> Response:
@@ -244,7 +255,7 @@ class IngestAPI:
                 decoded = await io.offload(decoded.work) if len(body) > RESCAN_OFFLOAD_BYTES else decoded.work()
             if decoded.events:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
-                batch = self._batch(request, decoded)
+                batch = self.batch(request, decoded)
                 try:
                     await io.store(batch)
                 except Exception:
@@ -266,19 +277,6 @@ class IngestAPI:
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body)
         return response
-
-    def _batch(self, request: Request, decoded: Decoded) -> Batch:
-        received_at = request.received_at
-        assert request.source is not None
-        # Positional: a keyword call costs a third more, on every request.
-        return Batch(
-            self.name,
-            request.source,
-            received_at,
-            Events(decoded.events, self.times, received_at),
-            request.client,
-            **self.metadata(request),
-        )
 
 
 class Routes:

@@ -114,7 +114,7 @@ async def send_response(response: Response, send: Send) -> None:
     """Answer with ``response`` (its Content-Length added)."""
     # Most answers (every 202 of Better Stack's) have no header of their own.
     headers = raw_headers(response.headers) if response.headers else []
-    headers.append((b"content-length", str(len(response.body)).encode()))
+    headers.append((b"content-length", b"%d" % len(response.body)))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 

@@ -17,6 +17,7 @@ import orjson
 
 from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
+from .batch import Batch
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
@@ -106,13 +107,13 @@ class BaselimeAPI(IngestAPI):
             )
         return {"dataset": dataset}
 
-    def metadata(self, request: Request) -> dict[str, str | None]:
+    def batch(self, request: Request, decoded: Decoded) -> Batch:
+        batch = super().batch(request, decoded)
         headers = request.headers
-        return {
-            "dataset": request.params["dataset"],
-            "service": headers.get("x-service") or None,
-            "namespace": headers.get("x-namespace") or None,
-        }
+        batch.dataset = request.params["dataset"]
+        batch.service = headers.get("x-service") or None
+        batch.namespace = headers.get("x-namespace") or None
+        return batch
 
     def render(self, error: IngestError) -> Response:
         body = {"message": MESSAGES.get(error.status, "Error")}

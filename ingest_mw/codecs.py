@@ -9,7 +9,7 @@ promise: an event is a JSON object (a map), never a scalar or a list.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import msgpack
@@ -49,7 +49,8 @@ class Decoded:
     """What a codec found in a body: the events to store and the ones refused."""
 
     events: list[Event]
-    invalid: list[InvalidEvent] = field(default_factory=list)
+    # A tuple, not a list from a default factory: no call on every request.
+    invalid: Sequence[InvalidEvent] = ()
 
 
 @dataclass(frozen=True, slots=True)
