@@ -169,6 +169,11 @@ class IngestAPI:
     name: ClassVar[str]
     allowed_methods: ClassVar[tuple[str, ...]] = ("POST",)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "metadata" in vars(cls):  # the hook of earlier builds: it would now be ignored, silently
+            raise TypeError(f"{cls.__name__}.metadata() is no longer called: override batch() instead")
+
     def __init__(
         self,
         *,

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any
 
 from .api import ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
+from .batch import Batch
 from .drive import AsyncIO
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
 from .sinks.base import Sink, as_async, close_async
@@ -86,9 +87,9 @@ class ASGIRequestIO(AsyncIO):
 
     __slots__ = ("receive",)
 
-    def __init__(self, receive: Receive, store: Callable[[Any], Awaitable[Any]]) -> None:
+    def __init__(self, receive: Receive, store: Callable[[Batch], Awaitable[Any]]) -> None:
+        super().__init__(store)
         self.receive = receive
-        self.store = store
 
     async def read_body(self, feed: Feed) -> None:
         """Read the request body into ``feed`` chunk by chunk as it arrives;

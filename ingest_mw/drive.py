@@ -10,6 +10,7 @@ and how to call the storage hook.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,19 +62,21 @@ def run_sync(flow: Flow) -> Response:
     raise RuntimeError("the flow waited on I/O: run_sync needs a SyncIO")
 
 
-class AsyncIO:
-    """The base of an async adapter's request I/O: ``store`` is the storage
-    hook as a coroutine function (:func:`~ingest_mw.sinks.as_async`); a
-    subclass reads its server's body in :meth:`read_body`. The rate limit is
-    hit with ``limits.aio`` and a large decode runs in a worker thread."""
+class AsyncIO(ABC):
+    """The base of an async adapter's request I/O. ``store``, the storage hook
+    as a coroutine function (:func:`~ingest_mw.sinks.as_async`), is given to
+    the constructor and awaited as it is (an attribute, not a method to
+    override: no extra coroutine per request); a subclass reads its server's
+    body in :meth:`read_body`. The rate limit is hit with ``limits.aio`` and a
+    large decode runs in a worker thread."""
 
     __slots__ = ("store",)
 
     def __init__(self, store: Callable[[Batch], Awaitable[Any]]) -> None:
         self.store = store
 
-    async def read_body(self, feed: Feed) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def read_body(self, feed: Feed) -> None: ...
 
     async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
         return await rate_limit.ahit(request)

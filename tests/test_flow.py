@@ -193,7 +193,36 @@ def test_a_disconnect_while_reading_ends_the_sync_flow_with_nothing_stored():
     with pytest.raises(ClientDisconnected):
         run_sync(flow)
     assert stored == []
-    assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED
+
+
+def test_client_disconnected_from_other_io_than_reading_is_a_500(caplog):
+    """Only the body's reader can tell that the client has gone: the same
+    exception from the rate limit's storage is a failure to answer for."""
+    api = BetterStackAPI([TOKEN], rate_limit="10/minute")
+
+    class LimiterGone(RecordingIO):
+        async def hit(self, rate_limit, request):
+            raise ClientDisconnected
+
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        response = post(api, LimiterGone(b'{"message": "a"}'))
+    assert response.status == 500
+    assert "request failed" in caplog.text
+
+
+def test_a_read_that_fails_otherwise_is_a_500_and_a_log_line(caplog):
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+
+    class ReadFails(RecordingIO):
+        async def read_body(self, feed):
+            raise OSError("connection reset")
+
+    io = ReadFails()
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        response = post(api, io)
+    assert response.status == 500
+    assert io.batches == []
+    assert "request failed" in caplog.text
 
 
 def test_a_disconnect_while_reading_ends_the_async_flow_and_stores_nothing():
@@ -219,7 +248,11 @@ def test_the_async_io_runs_offloaded_work_in_a_worker_thread():
     async def store(batch):
         pass
 
-    ran_in = asyncio.run(AsyncIO(store).offload(threading.current_thread))
+    class NoBody(AsyncIO):
+        async def read_body(self, feed):
+            pass
+
+    ran_in = asyncio.run(NoBody(store).offload(threading.current_thread))
     assert ran_in is not threading.current_thread()
 
 
@@ -248,6 +281,22 @@ def test_a_hook_raising_client_disconnected_is_a_failed_hook_not_a_disconnect(ca
         response = run_sync(api.handle(Request("POST", "/", NDJSON_HEADERS), {}, io))
     assert response.status == 500
     assert "not acknowledged" in caplog.text
+
+
+def test_an_async_io_must_say_how_it_reads_the_body():
+    class NoReader(AsyncIO):
+        pass
+
+    with pytest.raises(TypeError):
+        NoReader(lambda batch: None)  # type: ignore[abstract]
+
+
+def test_an_api_still_overriding_metadata_is_refused_at_once():
+    with pytest.raises(TypeError, match="override batch"):
+
+        class Old(BetterStackAPI):
+            def metadata(self, request):
+                return {"dataset": "x"}
 
 
 def test_run_sync_refuses_io_that_waits():
