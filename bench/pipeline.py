@@ -1,11 +1,12 @@
 """Events/s of the in-process ingest pipeline beside raw decoding of the same bytes.
 
-Each case sends a batch through the whole sans-I/O flow, as an adapter does:
+Each case sends a batch through the whole request flow, as an adapter does:
 ``Routes.find`` -> ``Request`` -> ``api.handle`` run by ``run_sync`` with a
-``SyncIO`` (the body fed in 64 KiB chunks) -> a ``MemorySink`` that first reads every event with
-its time, as a sink that stores times does (cleared between samples), and times
-it beside the bare decode a minimal app would do on the same bytes
-(``orjson.loads``, one ``orjson.loads`` per line for NDJSON, ``msgpack.unpackb``).
+``SyncIO`` (the body fed in 64 KiB chunks) -> a ``MemorySink`` that first
+reads every event with its time, as a sink that stores times does (cleared
+between samples), and times it beside the bare decode a minimal app would do
+on the same bytes (``orjson.loads``, one ``orjson.loads`` per line for NDJSON,
+``msgpack.unpackb``).
 The ratio pipeline / raw is what issue 2 and issue 3 set a target for (>= 0.5).
 
 Run from the repository root::
