@@ -153,10 +153,19 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all held at once while they are
+    picked, so that the system cannot hand out one of them twice (a server
+    that lost its port to another would go unnoticed by :func:`wait_ready`,
+    which would find the other one listening there)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
@@ -393,8 +402,7 @@ class Servers:
     def start(self, labels: list[str]) -> None:
         me = [sys.executable, str(Path(__file__).resolve()), "--log-level", self.args.log_level,
               "--rate-limit", self.args.rate_limit]
-        for label in labels:
-            port = free_port()
+        for label, port in zip(labels, free_ports(len(labels))):
             if label == "ingest":
                 cmd = [
                     sys.executable, "-m", "ingest_mw", "serve",
