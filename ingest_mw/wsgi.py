@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .api import IngestAPI, Request, Response, Routes
+from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
+from .errors import IngestError
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -23,6 +25,7 @@ __all__ = [
     "WSGIApp",
     "WSGIMiddleware",
     "request_from_environ",
+    "respond",
     "write_response",
 ]
 
@@ -125,6 +128,22 @@ def request_from_environ(environ: Environ, path: str) -> Request:
 DISCONNECTED = Response(400, (), b"")
 
 
+def respond(
+    api: IngestAPI,
+    request: Request,
+    route: Mapping[str, str] | IngestError,
+    body: InputReader,
+    store: Callable[[Batch], Any],
+) -> Response:
+    """Serve ``request`` in this thread, its body read from ``body``: the one
+    sync path, for :class:`WSGIApp` and the Django view (:data:`DISCONNECTED`
+    when the client left mid-body)."""
+    try:
+        return run_sync(api.handle(request, route, SyncIO(body.read_into, store)))
+    except ClientDisconnected:
+        return DISCONNECTED
+
+
 def write_response(response: Response, start_response: StartResponse) -> Iterable[bytes]:
     """Answer with ``response`` (its Content-Length added)."""
     headers = [*response.headers, ("Content-Length", str(len(response.body)))]
@@ -152,11 +171,8 @@ class WSGIApp:
             response = NOT_FOUND
         else:
             api, route = found
-            io = SyncIO(InputReader.from_environ(environ).read_into, self._store)
-            try:
-                response = run_sync(api.handle(request_from_environ(environ, path), route, io))
-            except ClientDisconnected:
-                response = DISCONNECTED
+            request = request_from_environ(environ, path)
+            response = respond(api, request, route, InputReader.from_environ(environ), self._store)
         return write_response(response, start_response)
 
     def close(self) -> None:

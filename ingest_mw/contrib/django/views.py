@@ -14,8 +14,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...drive import ClientDisconnected, SyncIO, run_sync
-from ...wsgi import DISCONNECTED, InputReader, request_from_environ
+from ...wsgi import InputReader, request_from_environ, respond
 from . import conf
 
 try:  # Django 5.1+: clients authenticate with their token, not a login session
@@ -40,11 +39,8 @@ def ingest(request: HttpRequest, path: str) -> HttpResponse:
         raise Http404("no ingest API at this path")
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
-    io = SyncIO(InputReader(request.read, meta.get("CONTENT_LENGTH")).read_into, endpoint.store)
-    try:
-        response = run_sync(api.handle(request_from_environ(meta, mount_path), route, io))
-    except ClientDisconnected:
-        response = DISCONNECTED
+    body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
+    response = respond(api, request_from_environ(meta, mount_path), route, body, endpoint.store)
     reply = HttpResponse(response.body, status=response.status, headers=response.headers)
     if not any(name.lower() == "content-type" for name, _ in response.headers):
         del reply["Content-Type"]  # not Django's text/html default: Better Stack's 202 has none
