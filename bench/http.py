@@ -229,7 +229,13 @@ class WrkRun:
     """One wrk run against one server, started now; :meth:`result` waits for it."""
 
     def __init__(
-        self, wrk: str, script: Path, port: int, args: argparse.Namespace, duration: int, server_pid: int,
+        self,
+        wrk: str,
+        script: Path,
+        port: int,
+        args: argparse.Namespace,
+        duration: int,
+        server_pid: int,
         wrk_cpu: int | None,
     ) -> None:
         cmd = [
@@ -246,8 +252,9 @@ class WrkRun:
         self.duration = duration
         self.server_pid = server_pid
         self.cpu_before = cpu_seconds(server_pid)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=pinned(wrk_cpu))
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pinned(wrk_cpu)
+        )
 
     def result(self) -> Result:
         try:
@@ -377,16 +384,33 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
 
     gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest_mw.cli.main does
 
-    args = _parser().parse_args([
-        "serve", "--sink", "memory://", "--token", TOKEN, "--api-key", API_KEY, "--rate-limit", rate_limit,
-    ])
+    args = _parser().parse_args(
+        [
+            "serve",
+            "--sink",
+            "memory://",
+            "--token",
+            TOKEN,
+            "--api-key",
+            API_KEY,
+            "--rate-limit",
+            rate_limit,
+        ]
+    )
 
     async def drop(batch: object) -> None:
         return None
 
     app = ASGIApp(list(build_app(args).routes.apis), sink=drop)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on",
-                proxy_headers=False, forwarded_allow_ips="")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        proxy_headers=False,
+        forwarded_allow_ips="",
+    )
 
 
 class Servers:
@@ -400,22 +424,48 @@ class Servers:
         self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
 
     def start(self, labels: list[str]) -> None:
-        me = [sys.executable, str(Path(__file__).resolve()), "--log-level", self.args.log_level,
-              "--rate-limit", self.args.rate_limit]
+        me = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--log-level",
+            self.args.log_level,
+            "--rate-limit",
+            self.args.rate_limit,
+        ]
         for label, port in zip(labels, free_ports(len(labels))):
             if label == "ingest":
                 cmd = [
-                    sys.executable, "-m", "ingest_mw", "serve",
-                    "--host", "127.0.0.1", "--port", str(port), "--sink", "memory://",
-                    "--token", TOKEN, "--api-key", API_KEY, "--log-level", self.args.log_level,
-                    "--rate-limit", self.args.rate_limit,
+                    sys.executable,
+                    "-m",
+                    "ingest_mw",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--sink",
+                    "memory://",
+                    "--token",
+                    TOKEN,
+                    "--api-key",
+                    API_KEY,
+                    "--log-level",
+                    self.args.log_level,
+                    "--rate-limit",
+                    self.args.rate_limit,
                 ]
             elif label == "base":
                 cmd = [*me, "--baseline-server", str(port)]
             else:
                 cmd = [*me, "--dropping-server", str(port)]
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, preexec_fn=pinned(self.cpu))
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                preexec_fn=pinned(self.cpu),
+            )
             self.procs[label] = (proc, port)
         for proc, port in self.procs.values():
             wait_ready(proc, port)
@@ -431,12 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=3, help="seconds of one round of load (whole seconds)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case (the median is kept)")
     parser.add_argument(
-        "--warmup", type=int,
+        "--warmup",
+        type=int,
         help="seconds of load before each measurement (0: none; default: enough for ingest-mw's memory"
         " sink to reach the 10,000 events it keeps: 20 for single events side by side, else 5)",
     )
-    parser.add_argument("--sequential", action="store_true",
-                        help="load one server at a time, each alone on its CPU, instead of all side by side")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="load one server at a time, each alone on its CPU, instead of all side by side",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level of both servers")
@@ -447,10 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest-mw serve --rate-limit (default: none, as the minimal app has no limiter;"
         " a load generator on one address would get 429s past Better Stack's 500/minute)",
     )
-    parser.add_argument("--no-dropping", action="store_true",
-                        help="skip the diagnostic run of the same app with a hook that keeps nothing")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the servers and wrk to CPUs of their own")
+    parser.add_argument(
+        "--no-dropping",
+        action="store_true",
+        help="skip the diagnostic run of the same app with a hook that keeps nothing",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs of their own")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -474,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = Servers(args, env, server_cpu)
     rows = []
     placement = (
-        f"servers on CPU {server_cpu}, wrk on CPU {wrk_cpu}" if server_cpu is not None
+        f"servers on CPU {server_cpu}, wrk on CPU {wrk_cpu}"
+        if server_cpu is not None
         else f"{os.cpu_count()} CPUs shared by wrk and the servers"
     )
     how = "one server at a time" if args.sequential else "all servers side by side on one CPU, a wrk each"
@@ -483,8 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         f" ({how}), fresh servers each round, median kept (after a warm-up); uvicorn, 1 worker,"
         f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
     )
-    header = (f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
-              f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}")
+    header = (
+        f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
+        f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}"
+    )
     if not args.no_dropping:
         header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
     print(header)
@@ -508,8 +567,18 @@ def main(argv: list[str] | None = None) -> int:
                         turns = [[label] for label in order] if args.sequential else [order]
                         for turn in turns:
                             for seconds in ([warmup] if warmup > 0 else []) + [args.duration]:
-                                runs = {label: WrkRun(wrk, script, servers.procs[label][1], args, seconds,
-                                                      servers.procs[label][0].pid, wrk_cpu) for label in turn}
+                                runs = {
+                                    label: WrkRun(
+                                        wrk,
+                                        script,
+                                        servers.procs[label][1],
+                                        args,
+                                        seconds,
+                                        servers.procs[label][0].pid,
+                                        wrk_cpu,
+                                    )
+                                    for label in turn
+                                }
                                 measured = results_of(runs)  # the last: after the warm-up
                             for label in turn:
                                 rounds[label].append(measured[label])

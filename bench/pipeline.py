@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,8 +46,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import msgpack  # noqa: E402
 import orjson  # noqa: E402
 
-from ingest_mw.api import Routes  # noqa: E402
-from ingest_mw.api import Request  # noqa: E402
+from ingest_mw.api import Request, Routes  # noqa: E402
 from ingest_mw.baselime import BaselimeAPI  # noqa: E402
 from ingest_mw.betterstack import BetterStackAPI  # noqa: E402
 from ingest_mw.drive import SyncIO, run_sync  # noqa: E402
@@ -106,7 +105,7 @@ def make_event(rng: random.Random, now: datetime, i: int, pad: int = 0) -> dict[
 
 def make_events(count: int, *, seed: int = 1, pad: int = 0) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [make_event(rng, now, i, pad) for i in range(count)]
 
 
@@ -235,25 +234,71 @@ def build_cases(big: bool) -> list[Case]:
         return lambda: [loads(line) for line in body.splitlines() if line]
 
     cases = [
-        Case("Better Stack JSON", bs, "/", {**auth, "content-type": "application/json"},
-             as_json, BATCH, lambda: loads(as_json), "orjson.loads"),
-        Case("Better Stack NDJSON", bs, "/", {**auth, "content-type": "application/x-ndjson"},
-             as_ndjson, BATCH, ndjson_raw(as_ndjson), "orjson.loads per line"),
-        Case("Better Stack MessagePack", bs, "/", {**auth, "content-type": "application/msgpack"},
-             as_msgpack, BATCH, lambda: unpackb(as_msgpack, timestamp=3), "msgpack.unpackb"),
-        Case("Better Stack JSON, 1 event", bs, "/", {**auth, "content-type": "application/json"},
-             single, 1, lambda: loads(single), "orjson.loads"),
-        Case("Baselime array (body <= 256 KiB)", bl, "/v1/logs",
-             {**key, "content-type": "application/json"},
-             as_json, BATCH, lambda: loads(as_json), "orjson.loads"),
+        Case(
+            "Better Stack JSON",
+            bs,
+            "/",
+            {**auth, "content-type": "application/json"},
+            as_json,
+            BATCH,
+            lambda: loads(as_json),
+            "orjson.loads",
+        ),
+        Case(
+            "Better Stack NDJSON",
+            bs,
+            "/",
+            {**auth, "content-type": "application/x-ndjson"},
+            as_ndjson,
+            BATCH,
+            ndjson_raw(as_ndjson),
+            "orjson.loads per line",
+        ),
+        Case(
+            "Better Stack MessagePack",
+            bs,
+            "/",
+            {**auth, "content-type": "application/msgpack"},
+            as_msgpack,
+            BATCH,
+            lambda: unpackb(as_msgpack, timestamp=3),
+            "msgpack.unpackb",
+        ),
+        Case(
+            "Better Stack JSON, 1 event",
+            bs,
+            "/",
+            {**auth, "content-type": "application/json"},
+            single,
+            1,
+            lambda: loads(single),
+            "orjson.loads",
+        ),
+        Case(
+            "Baselime array (body <= 256 KiB)",
+            bl,
+            "/v1/logs",
+            {**key, "content-type": "application/json"},
+            as_json,
+            BATCH,
+            lambda: loads(as_json),
+            "orjson.loads",
+        ),
     ]
 
     # ~330-byte events: a 1000-event array over 256 KiB, so every element is measured.
     wide = orjson.dumps(make_events(BATCH, seed=2, pad=80))
     cases.append(
-        Case("Baselime array (body > 256 KiB, sized)", bl, "/v1/logs",
-             {**key, "content-type": "application/json"},
-             wide, BATCH, lambda: loads(wide), "orjson.loads")
+        Case(
+            "Baselime array (body > 256 KiB, sized)",
+            bl,
+            "/v1/logs",
+            {**key, "content-type": "application/json"},
+            wide,
+            BATCH,
+            lambda: loads(wide),
+            "orjson.loads",
+        )
     )
 
     # One element that is not valid JSON: the whole body fails to parse, so it is
@@ -262,10 +307,18 @@ def build_cases(big: bool) -> list[Case]:
     broken = as_json.replace(b'"level":', b'"level":oops', 1)
     assert len(broken) == len(as_json) + 4
     cases.append(
-        Case("Baselime array, 1 invalid element", bl, "/v1/logs",
-             {**key, "content-type": "application/json"},
-             broken, BATCH, lambda: loads(as_json), "orjson.loads (valid twin)",
-             expect_status=400, expect_stored=BATCH - 1)
+        Case(
+            "Baselime array, 1 invalid element",
+            bl,
+            "/v1/logs",
+            {**key, "content-type": "application/json"},
+            broken,
+            BATCH,
+            lambda: loads(as_json),
+            "orjson.loads (valid twin)",
+            expect_status=400,
+            expect_stored=BATCH - 1,
+        )
     )
 
     if big:
@@ -281,9 +334,16 @@ def build_cases(big: bool) -> list[Case]:
             size += len(item) + 1
         huge = orjson.dumps(many)
         cases.append(
-            Case(f"Baselime 6 MB array ({len(many)} events)", bl, "/v1/logs",
-                 {**key, "content-type": "application/json"},
-                 huge, len(many), lambda: loads(huge), "orjson.loads")
+            Case(
+                f"Baselime 6 MB array ({len(many)} events)",
+                bl,
+                "/v1/logs",
+                {**key, "content-type": "application/json"},
+                huge,
+                len(many),
+                lambda: loads(huge),
+                "orjson.loads",
+            )
         )
     return cases
 

@@ -35,6 +35,7 @@ import shutil
 import statistics
 import sys
 import time
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # bench/http.py would shadow the standard library's http package: keep this

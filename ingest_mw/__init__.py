@@ -10,8 +10,8 @@ from .baselime import BaselimeAPI
 from .batch import Batch, Event, Events, TimesRule
 from .betterstack import BetterStackAPI
 from .body import BodyLimit
-from .codecs import CodecNegotiation
 from .clientip import TrustedProxies
+from .codecs import CodecNegotiation
 from .errors import IngestError
 from .ratelimit import RateLimit
 from .ratelimit_middleware import RateLimitASGIMiddleware, RateLimitWSGIMiddleware

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
@@ -89,7 +89,7 @@ class Request:
         self.path = path
         self.headers = headers
         self.client = client
-        self.received_at = datetime.now(timezone.utc) if received_at is None else received_at
+        self.received_at = datetime.now(UTC) if received_at is None else received_at
         self.source = source
         self.params = params
 

@@ -156,9 +156,7 @@ class ASGIApp:
         else:
             api, route = found
             try:
-                response = await api.handle(
-                    request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store)
-                )
+                response = await api.handle(request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store))
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)

@@ -156,8 +156,7 @@ _FALLBACK_RECURSION_LIMIT = 5000
 def _str_keys(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key if isinstance(key, str) else str(_json_default(key) if isinstance(key, bytes) else key):
-            _str_keys(item)
+            key if isinstance(key, str) else str(_json_default(key) if isinstance(key, bytes) else key): _str_keys(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

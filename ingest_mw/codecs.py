@@ -108,9 +108,7 @@ def require_objects(value: Any) -> list[Event]:
     if type(value) is dict:
         return [value]
     if type(value) is not list:
-        raise IngestError(
-            400, f"expected an event object or an array of event objects, got {_type_name(value)}"
-        )
+        raise IngestError(400, f"expected an event object or an array of event objects, got {_type_name(value)}")
     bad = _first_non_object(value)
     if bad is not None:
         raise IngestError(400, f"event {bad[0]} is {_type_name(bad[1])}: every event must be an object")
@@ -149,9 +147,7 @@ class NDJSONCodec:
         if bad is not None:
             index, item = bad
             lines = [n for n, line in enumerate(body.splitlines(), 1) if line and not line.isspace()]
-            raise IngestError(
-                400, f"line {lines[index]} holds {_type_name(item)}: every line must be an object"
-            )
+            raise IngestError(400, f"line {lines[index]} holds {_type_name(item)}: every line must be an object")
         return Decoded(events)
 
 
@@ -166,9 +162,7 @@ class MsgPackCodec:
         try:
             value = msgpack.unpackb(body, timestamp=3)
         except msgpack.ExtraData:
-            raise IngestError(
-                406, "Couldn't parse MessagePack content: extra bytes after the first value."
-            ) from None
+            raise IngestError(406, "Couldn't parse MessagePack content: extra bytes after the first value.") from None
         except Exception:  # msgpack raises ValueError, TypeError and its own kinds
             raise IngestError(406, "Couldn't parse MessagePack content.") from None
         return Decoded(require_objects(value))
@@ -214,9 +208,7 @@ class CodecNegotiation:
         codec = self._by_type.get(media_type(content_type))
         if codec is None:
             got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
-            raise IngestError(
-                415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}"
-            )
+            raise IngestError(415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}")
         known = self._by_value
         if content_type and len(content_type) <= _KNOWN_VALUE_LENGTH and len(known) < _KNOWN_VALUES:
             known[content_type] = codec

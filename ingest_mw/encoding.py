@@ -210,8 +210,6 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
         factory = _DECODERS.get(token)
         if factory is None:
             accepted = ", ".join(supported_encodings())
-            raise IngestError(
-                415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}"
-            )
+            raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}")
         decoders.append(factory())
     return decoders

@@ -55,7 +55,7 @@ def _nested(levels: int) -> bytes:
 _ELEMENT = re.compile(rb"[\[{]" + _nested(7) + rb"[\]}]")
 
 _OPEN, _FIRST, _VALUE, _AFTER, _DONE = range(5)
-_LBRACKET, _RBRACKET, _LBRACE, _RBRACE, _COMMA, _QUOTE = b"[]{},\""
+_LBRACKET, _RBRACKET, _LBRACE, _RBRACE, _COMMA, _QUOTE = b'[]{},"'
 
 
 def _broken(why: str) -> IngestError:

@@ -78,9 +78,7 @@ class InputReader:
 
     __slots__ = ("_read", "_remaining")
 
-    def __init__(
-        self, read: Callable[[int], bytes], content_length: str | None, *, terminated: bool = False
-    ) -> None:
+    def __init__(self, read: Callable[[int], bytes], content_length: str | None, *, terminated: bool = False) -> None:
         self._read = read
         length = (content_length or "").strip()
         if length.isascii() and length.isdigit():

@@ -43,9 +43,7 @@ class WSGIClient:
         self._test = webtest.TestApp(self.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
-        response = self._test.request(
-            path, method=method, body=body, headers=headers or {}, expect_errors=True
-        )
+        response = self._test.request(path, method=method, body=body, headers=headers or {}, expect_errors=True)
         return Reply(response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body)
 
 

@@ -20,7 +20,17 @@ class Server:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "ingest_mw", "serve", "--port", str(self.port), "--log-level", "warning", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "ingest_mw",
+            "serve",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
         self.process = subprocess.Popen(
             command,
             env={**os.environ, **(env or {})},

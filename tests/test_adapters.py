@@ -205,7 +205,9 @@ class CountingInput(io.BytesIO):
         return super().read(size)
 
 
-def call_wsgi(app, *, body: bytes, length: bool = True, terminated: bool = False, headers=None, script_name="/mnt", path="/"):
+def call_wsgi(
+    app, *, body: bytes, length: bool = True, terminated: bool = False, headers=None, script_name="/mnt", path="/"
+):
     stream = CountingInput(body)
     environ = {
         "REQUEST_METHOD": "POST",
@@ -384,7 +386,9 @@ def test_asgi_keeps_slow_decoding_off_the_event_loop(element, size, off_the_loop
 
     async def main():
         peer = Peer([body])
-        await app(scope("/v1/ds", [(b"x-api-key", b"k"), (b"content-type", b"application/json")]), peer.receive, peer.send)
+        await app(
+            scope("/v1/ds", [(b"x-api-key", b"k"), (b"content-type", b"application/json")]), peer.receive, peer.send
+        )
         return threading.get_ident(), peer
 
     loop_thread, peer = asyncio.run(main())
@@ -426,7 +430,7 @@ def test_asgi_memory_sink_subclass_overriding_call_runs_in_a_thread():
 
         async def main():
             peer = Peer([b"{}"])
-            await app(scope("/"), peer.receive, peer.send)
+            await app(scope("/"), peer.receive, peer.send)  # noqa: B023 (run at once)
             return threading.get_ident(), peer
 
         loop_thread, peer = asyncio.run(main())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -50,7 +50,11 @@ def test_202_request_accepted_with_dataset_service_namespace(client, sink):
     assert post(client, orjson.dumps(SPEC_EVENTS), headers) == (202, {"message": "Request Accepted"})
     batch = sink.batches[0]
     assert (batch.api, batch.source, batch.dataset, batch.service, batch.namespace) == (
-        "baselime", "team", "logs", "my-service", "ns"
+        "baselime",
+        "team",
+        "logs",
+        "my-service",
+        "ns",
     )
     assert [e.data for e in batch.events] == SPEC_EVENTS
 
@@ -200,8 +204,8 @@ def test_500_even_with_invalid_events_present(adapter):
 
 # --- event time ------------------------------------------------------------------------
 def test_timestamp_or_dt_field_sets_the_event_time(client, sink):
-    t1 = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    t2 = datetime.now(timezone.utc) - timedelta(hours=3)
+    t1 = datetime(2020, 1, 1, tzinfo=UTC)
+    t2 = datetime.now(UTC) - timedelta(hours=3)
     body = orjson.dumps([{"timestamp": int(t1.timestamp() * 1000)}, {"dt": t2.isoformat()}, {"timestamp": "?"}, {}])
     assert post(client, body)[0] == 202
     received = sink.batches[0].received_at
@@ -211,7 +215,12 @@ def test_timestamp_or_dt_field_sets_the_event_time(client, sink):
 # --- beside Better Stack, as in `ingest-mw serve` ----------------------------------
 def test_both_apis_under_one_mount(adapter, sink):
     client = make_client(adapter, [BetterStackAPI(["bs"]), BaselimeAPI([KEY])], sink)
-    assert client.request("POST", PREFIX + "/", b"{}", {"Authorization": "Bearer bs", "Content-Type": "application/json"}).status == 202
+    assert (
+        client.request(
+            "POST", PREFIX + "/", b"{}", {"Authorization": "Bearer bs", "Content-Type": "application/json"}
+        ).status
+        == 202
+    )
     assert post(client, b"[{}]")[0] == 202
     assert post(client, b"[{}]", path=PREFIX + "/nope")[0] == 400
     assert [b.api for b in sink.batches] == ["betterstack", "baselime"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import brotli
 import msgpack
@@ -20,7 +20,7 @@ from ingest_mw import BetterStackAPI, MemorySink
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "Content-Type": "application/json"}
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture
@@ -260,7 +260,9 @@ def test_a_failing_hook_is_500_and_nothing_is_acknowledged(adapter, caplog):
         reply = post(client, orjson.dumps(MULTIPLE))
     assert reply.status == 500
     assert failing.calls == 1
-    assert any("storage hook failed" in r.getMessage() and "2 betterstack events" in r.getMessage() for r in caplog.records)
+    assert any(
+        "storage hook failed" in r.getMessage() and "2 betterstack events" in r.getMessage() for r in caplog.records
+    )
     assert TOKEN not in caplog.text
     assert TOKEN.encode() not in reply.body
 

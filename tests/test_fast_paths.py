@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -15,7 +15,7 @@ from ingest_mw.codecs import all_objects, require_objects
 from ingest_mw.jsonarray import JSONArrayCodec, object_sizes, split_array
 from ingest_mw.sinks import as_async
 
-UTC = timezone.utc
+UTC = UTC
 RECEIVED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 

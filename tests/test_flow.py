@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -142,20 +142,20 @@ def test_a_storage_failure_is_a_500_and_a_log_line(caplog):
 
 
 def test_a_request_is_received_now_in_utc_with_no_params_until_routed():
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     request = Request("POST", "/", {})
-    assert before <= request.received_at <= datetime.now(timezone.utc)
+    assert before <= request.received_at <= datetime.now(UTC)
     assert request.received_at.utcoffset() == timedelta(0)
     assert dict(request.params) == {}
     with pytest.raises(TypeError):  # shared by every request until the flow routes it
         request.params["dataset"] = "x"  # type: ignore[index]
-    at = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    at = datetime(2024, 5, 1, tzinfo=UTC)
     assert Request("POST", "/", {}, received_at=at).received_at is at
 
 
 def test_time_frozen_in_the_api_module_freezes_the_reception_time(monkeypatch):
     """What freezegun does: it replaces ``datetime`` in every loaded module."""
-    frozen = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    frozen = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
     class FrozenDatetime(datetime):
         @classmethod

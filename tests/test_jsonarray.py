@@ -21,7 +21,7 @@ def test_empty_array():
 
 
 def test_spans_match_orjson_on_valid_json():
-    value = [{"k": i, "s": "],[{\"" * i, "n": {"d": [i]}} for i in range(20)]
+    value = [{"k": i, "s": '],[{"' * i, "n": {"d": [i]}} for i in range(20)]
     body = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     assert [orjson.loads(e) for e in elements(body)] == value
 

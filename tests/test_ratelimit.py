@@ -383,9 +383,7 @@ def test_independent_apps_sharing_a_redis_share_one_limit(redis_server, ingest, 
     assert post(second, peer=OTHER_PEER).status == 202
 
 
-def test_redis_down_fails_open_with_one_warning_and_counts_again_when_it_is_back(
-    adapter, ingest, redis_server, caplog
-):
+def test_redis_down_fails_open_with_one_warning_and_counts_again_when_it_is_back(adapter, ingest, redis_server, caplog):
     client = ingest(adapter, redis_betterstack(redis_server))
     assert limit_headers(post(client)) is not None
     redis_server.stop()

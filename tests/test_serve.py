@@ -48,28 +48,47 @@ def served(tmp_path):
 def test_better_stack_every_content_type_into_sqlite(served):
     server, db = served
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert post(server.url + "/", b'{"message":"logs is ready","nested":{"values":123}}', {**auth, "Content-Type": "application/json"}) == (202, b"")
-    assert post(server.url, b'{"message":"A"}\n{"message":"B"}', {**auth, "Content-Type": "application/x-ndjson"})[0] == 202
+    assert post(
+        server.url + "/",
+        b'{"message":"logs is ready","nested":{"values":123}}',
+        {**auth, "Content-Type": "application/json"},
+    ) == (202, b"")
+    assert (
+        post(server.url, b'{"message":"A"}\n{"message":"B"}', {**auth, "Content-Type": "application/x-ndjson"})[0]
+        == 202
+    )
     packed = zlib.compress(msgpack.packb([{"message": "C", "dt": "2023-08-09 07:03:30+00:00"}]))
-    assert post(server.url, packed, {**auth, "Content-Type": "application/msgpack", "Content-Encoding": "deflate"})[0] == 202
+    assert (
+        post(server.url, packed, {**auth, "Content-Type": "application/msgpack", "Content-Encoding": "deflate"})[0]
+        == 202
+    )
     stored = rows(db)
     assert [json.loads(r["data"])["message"] for r in stored] == ["logs is ready", "A", "B", "C"]
     assert {(r["api"], r["source"]) for r in stored} == {("betterstack", "web")}
     assert json.loads(stored[3]["data"])["dt"] == "2023-08-09 07:03:30+00:00"  # too old: kept as sent
     assert stored[3]["dt"] == stored[3]["received_at"]
-    assert post(server.url, b"{}", {"Authorization": "Bearer nope", "Content-Type": "application/json"}) == (403, b"Unauthorized")
+    assert post(server.url, b"{}", {"Authorization": "Bearer nope", "Content-Type": "application/json"}) == (
+        403,
+        b"Unauthorized",
+    )
 
 
 def test_baselime_spec_example_into_sqlite(served):
     server, db = served
-    body = orjson.dumps([
-        {"message": "This is an example log event", "requestId": "6092d6f0"},
-        {"message": "This is another example log event", "data": {"userId": "01HB"}, "duration": 127},
-    ])
-    status, reply = post(server.url + "/v1/logs", body, {"x-api-key": KEY, "Content-Type": "application/json", "x-service": "my-service"})
+    body = orjson.dumps(
+        [
+            {"message": "This is an example log event", "requestId": "6092d6f0"},
+            {"message": "This is another example log event", "data": {"userId": "01HB"}, "duration": 127},
+        ]
+    )
+    status, reply = post(
+        server.url + "/v1/logs", body, {"x-api-key": KEY, "Content-Type": "application/json", "x-service": "my-service"}
+    )
     assert (status, json.loads(reply)) == (202, {"message": "Request Accepted"})
     stored = rows(db, "api = 'baselime'")
-    assert [(r["source"], r["dataset"], r["service"], r["namespace"]) for r in stored] == [("team", "logs", "my-service", None)] * 2
+    assert [(r["source"], r["dataset"], r["service"], r["namespace"]) for r in stored] == [
+        ("team", "logs", "my-service", None)
+    ] * 2
     status, reply = post(server.url + "/v2/logs", body, {"x-api-key": KEY, "Content-Type": "application/json"})
     assert status == 400
 
@@ -99,7 +118,14 @@ def test_sigterm_shuts_down_cleanly_with_acknowledged_events_on_disk(tmp_path):
     server = Server(["--sink", f"sqlite:///{db}", "--token", TOKEN, "--api-key", KEY])
     events = [{"n": i} for i in range(200)]
     for i in range(0, 200, 20):
-        assert post(server.url, orjson.dumps(events[i : i + 20]), {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})[0] == 202
+        assert (
+            post(
+                server.url,
+                orjson.dumps(events[i : i + 20]),
+                {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            )[0]
+            == 202
+        )
     code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err
@@ -115,7 +141,9 @@ def test_generated_credentials_are_printed_and_work(tmp_path):
             lines.append(server.process.stderr.readline())
         token = next(line.rsplit(" ", 1)[1].strip() for line in lines if "source token" in line)
         key = next(line.rsplit(" ", 1)[1].strip() for line in lines if "API key" in line)
-        assert post(server.url, b"{}", {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})[0] == 202
+        assert (
+            post(server.url, b"{}", {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})[0] == 202
+        )
         assert post(server.url + "/v1/x", b"[{}]", {"x-api-key": key, "Content-Type": "application/json"})[0] == 202
     finally:
         server.stop()
@@ -180,4 +208,9 @@ def test_parse_credentials_keeps_equals_signs_in_bare_secrets():
     from ingest_mw.cli import parse_credentials
 
     assert parse_credentials(["dGVzdA=="]) == {"default": "dGVzdA=="}
-    assert parse_credentials(["web=abc=", "=x", "a", "b=="]) == {"web": "abc=", "default-1": "=x", "default-2": "a", "default-3": "b=="}
+    assert parse_credentials(["web=abc=", "=x", "a", "b=="]) == {
+        "web": "abc=",
+        "default-1": "=x",
+        "default-2": "a",
+        "default-3": "b==",
+    }

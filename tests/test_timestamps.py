@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ingest_mw import EventTimes, parse_dt
 
-UTC = timezone.utc
+UTC = UTC
 T = datetime(2022, 12, 31, 12, 45, 59, tzinfo=UTC)  # 1672490759
 
 

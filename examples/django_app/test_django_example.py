@@ -2,7 +2,7 @@
 WSGI and ASGI handlers, into the project's own model."""
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.contrib.auth.models import User
@@ -15,7 +15,7 @@ BASELIME = {"x-api-key": "example-key", "Content-Type": "application/json", "x-s
 
 
 def test_better_stack_events_are_stored_in_the_project_model(post: Post) -> None:
-    sent_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    sent_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     body = orjson.dumps([{"message": "A", "dt": sent_at.isoformat()}, {"message": "B"}])
     status, headers, content = post("/ingest/", body, BETTERSTACK)
     assert (status, content) == (202, b"")

@@ -4,7 +4,7 @@ middleware that must not interfere, the installable app, the model sink and
 the start-up validation."""
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -114,7 +114,7 @@ def test_the_installed_app_stores_in_ingested_event_by_default(post: Post) -> No
 
 
 def test_model_sink_inserts_a_batch_at_once(db: None) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events = [Event(now, {"n": 1}), Event(now, {"n": 2, "raw": b"\xff"}), Event(now, {"n": 3})]
     sink = ModelSink(LogEvent)
     with CaptureQueriesContext(connection) as queries:

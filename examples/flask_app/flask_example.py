@@ -48,9 +48,7 @@ def store_events(batch: Batch) -> None:
     db = connect()
     try:
         with db:  # commits, or rolls back and raises (the client then gets a 500)
-            db.executemany(
-                "INSERT INTO log_events (dt, api, source, dataset, data) VALUES (?, ?, ?, ?, ?)", rows
-            )
+            db.executemany("INSERT INTO log_events (dt, api, source, dataset, data) VALUES (?, ?, ?, ?, ?)", rows)
     finally:
         db.close()
 
@@ -77,9 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def latest_events() -> dict[str, Any]:
         db = connect()
         try:
-            rows = db.execute(
-                "SELECT dt, api, source, dataset, data FROM log_events ORDER BY id DESC LIMIT 20"
-            )
+            rows = db.execute("SELECT dt, api, source, dataset, data FROM log_events ORDER BY id DESC LIMIT 20")
             events = [
                 {"dt": dt, "api": api, "source": source, "dataset": dataset, "data": orjson.loads(data)}
                 for dt, api, source, dataset, data in rows

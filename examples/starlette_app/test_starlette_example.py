@@ -43,13 +43,9 @@ def test_both_apis_store_through_the_async_hook(tmp_path: Path) -> None:
 
 def test_wrong_credentials_and_bad_bodies_are_refused(tmp_path: Path) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
-        response = await client.post(
-            "/ingest/", content=b"{}", headers={**BETTERSTACK, "Authorization": "Bearer x"}
-        )
+        response = await client.post("/ingest/", content=b"{}", headers={**BETTERSTACK, "Authorization": "Bearer x"})
         assert (response.status_code, response.content) == (403, b"Unauthorized")
-        response = await client.post(
-            "/ingest/v1/web", content=b"[{}]", headers={**BASELIME, "x-api-key": "x"}
-        )
+        response = await client.post("/ingest/v1/web", content=b"[{}]", headers={**BASELIME, "x-api-key": "x"})
         assert (response.status_code, response.json()["message"]) == (401, "Unauthorised")
         response = await client.post("/ingest/", content=b"[{", headers=BETTERSTACK)
         assert response.status_code == 406

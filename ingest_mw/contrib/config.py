@@ -99,9 +99,7 @@ def _api_names(value: Any, where: str) -> tuple[str, ...]:
         or not value
         or not set(value) <= API_CLASSES.keys()
     ):
-        raise ConfigError(
-            f"{where} = {value!r}: give a list of one or both of {', '.join(map(repr, API_CLASSES))}"
-        )
+        raise ConfigError(f"{where} = {value!r}: give a list of one or both of {', '.join(map(repr, API_CLASSES))}")
     return tuple(name for name in API_CLASSES if name in value)
 
 
@@ -154,9 +152,7 @@ def load(given: Mapping[str, Any], setting: Namer, extra: Mapping[str, Any] | No
     for name in given:
         if name not in defaults:
             close = difflib.get_close_matches(name, defaults, n=1)
-            hint = (
-                f"did you mean {setting(close[0])}?" if close else f"the settings are {', '.join(defaults)}"
-            )
+            hint = f"did you mean {setting(close[0])}?" if close else f"the settings are {', '.join(defaults)}"
             raise ConfigError(f"{setting(name)} is not an ingest_mw setting; {hint}")
     values = {**defaults, **given}
     for name, check in _CHECKS.items():

@@ -81,11 +81,7 @@ class IngestMW:
         """Check the configuration (``ConfigError`` says what to fix) and mount the APIs."""
         if EXTENSION in app.extensions:
             raise RuntimeError("IngestMW is already set up on this app")
-        given = {
-            key[len(CONFIG_PREFIX) :]: value
-            for key, value in app.config.items()
-            if key.startswith(CONFIG_PREFIX)
-        }
+        given = {key[len(CONFIG_PREFIX) :]: value for key, value in app.config.items() if key.startswith(CONFIG_PREFIX)}
         given.update(self.options)
         values = config.load(given, self._setting, FLASK_DEFAULTS)
         prefix = values["PREFIX"]

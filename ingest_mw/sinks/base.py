@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
@@ -14,11 +14,11 @@ __all__ = ["Sink", "as_async", "as_sync", "close_async", "close_sync"]
 
 
 class Sink(Protocol):
-    def __call__(self, batch: Batch) -> Union[None, Awaitable[None]]: ...
+    def __call__(self, batch: Batch) -> None | Awaitable[None]: ...
 
 
 def _is_async(sink: Sink) -> bool:
-    return iscoroutinefunction(sink) or iscoroutinefunction(getattr(sink, "__call__", None))
+    return iscoroutinefunction(sink) or iscoroutinefunction(getattr(sink, "__call__", None))  # noqa: B004 (the method, not callability)
 
 
 # A plain callable that hands back an awaitable (a lambda, or a sync decorator
@@ -35,7 +35,7 @@ def _own_acall(sink: Sink) -> Callable[[Batch], Awaitable[Any]] | None:
     for cls in type(sink).__mro__:
         if "__call__" in cls.__dict__:
             acall = cls.__dict__.get("acall")
-            return getattr(sink, "acall") if acall is not None and iscoroutinefunction(acall) else None
+            return sink.acall if acall is not None and iscoroutinefunction(acall) else None
     return None
 
 

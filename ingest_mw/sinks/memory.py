@@ -196,8 +196,18 @@ class JSONMemorySink:
             # the times are decided now, from the events as sent.
             rule = _GivenTimes(rule.event_times(data, received_at))
         count = len(data)
-        kept = (batch.api, batch.source, received_at, batch.client, batch.dataset, batch.service,
-                batch.namespace, text, count, rule)
+        kept = (
+            batch.api,
+            batch.source,
+            received_at,
+            batch.client,
+            batch.dataset,
+            batch.service,
+            batch.namespace,
+            text,
+            count,
+            rule,
+        )
         batches = self._batches
         with self._lock:
             batches.append(kept)

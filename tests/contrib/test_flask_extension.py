@@ -44,18 +44,14 @@ def test_both_apis_are_mounted_under_the_default_prefix() -> None:
         ("baselime", "team", "logs"),
     ]
     assert client.post("/ingest-ish").text == "a before_request hook answered"  # the rest is Flask's
-    assert (
-        client.post("/ingest/", b"{", headers=BETTERSTACK, status=406).text == "Couldn't parse JSON content."
-    )
+    assert client.post("/ingest/", b"{", headers=BETTERSTACK, status=406).text == "Couldn't parse JSON content."
     assert client.post("/ingest/", b"{}", headers={**BETTERSTACK, "Authorization": "Bearer x"}, status=403)
 
 
 def test_init_app_reads_app_config_and_keywords_win() -> None:
     RECORDED.clear()
     ingest = IngestMW(prefix="/logs/intake", apis=["baselime"])
-    app = make_app(
-        INGEST_MW_STORAGE=f"{__name__}:record", INGEST_MW_PREFIX="/ignored", INGEST_MW_APIS=["betterstack"]
-    )
+    app = make_app(INGEST_MW_STORAGE=f"{__name__}:record", INGEST_MW_PREFIX="/ignored", INGEST_MW_APIS=["betterstack"])
     ingest.init_app(app)
     state = app.extensions["ingest_mw"]
     assert isinstance(state, WSGIMiddleware) and state.prefix == "/logs/intake"

@@ -2,7 +2,7 @@
 (the snippets of the README's "Reusing the pieces"), in front of a Flask view."""
 
 import gzip
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import webtest
@@ -12,7 +12,7 @@ from ingest_mw import BodyLimit, CodecNegotiation, CredentialAuth, EventTimes, I
 from ingest_mw.codecs import JSONCodec, NDJSONCodec
 from ingest_mw.ratelimit_middleware import RateLimitWSGIMiddleware
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def upload_app(limit: BodyLimit) -> Flask:
@@ -76,9 +76,7 @@ def test_parse_dt_as_a_plain_function(value: object, expected: datetime | None) 
 def test_event_times_alone() -> None:
     times = EventTimes(fields=("ts",), max_past=timedelta(hours=1))
     received = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert times.event_time({"ts": "2024-05-01T11:30:00Z"}, received) == datetime(
-        2024, 5, 1, 11, 30, tzinfo=UTC
-    )
+    assert times.event_time({"ts": "2024-05-01T11:30:00Z"}, received) == datetime(2024, 5, 1, 11, 30, tzinfo=UTC)
     assert times.event_time({"ts": "2024-05-01T10:00:00Z"}, received) == received  # too old
     assert times.event_time({}, received) == received
 

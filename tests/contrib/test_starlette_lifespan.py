@@ -45,12 +45,8 @@ def test_mounted_apis_serve_and_the_sink_closes_before_the_host_lifespan_ends() 
                 headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
                 assert (await client.post("/api/ingest/", content=b"{}", headers=headers)).status_code == 202
                 headers = {"x-api-key": "k", "Content-Type": "application/json"}
-                assert (
-                    await client.post("/api/ingest/v1/web", content=b"[{}]", headers=headers)
-                ).status_code == 202
-                assert (
-                    await client.post("/api/ingest/v1/", content=b"[{}]", headers=headers)
-                ).status_code == 400
+                assert (await client.post("/api/ingest/v1/web", content=b"[{}]", headers=headers)).status_code == 202
+                assert (await client.post("/api/ingest/v1/", content=b"[{}]", headers=headers)).status_code == 400
             assert state == {"greeting": "hello"}  # the host's state passes through
             assert log == ["host started"]
 
@@ -65,9 +61,7 @@ def test_without_a_host_lifespan_the_sinks_still_close() -> None:
         ASGIApp(BetterStackAPI(["t"]), sink=ClosingSink(log)),
         ASGIApp(BaselimeAPI(["k"]), sink=ClosingSink(log)),
     )
-    app = Starlette(
-        routes=[Mount("/a", app=first), Mount("/b", app=second)], lifespan=ingest_lifespan(first, second)
-    )
+    app = Starlette(routes=[Mount("/a", app=first), Mount("/b", app=second)], lifespan=ingest_lifespan(first, second))
 
     async def main() -> None:
         async with app.router.lifespan_context(app):

@@ -2,7 +2,6 @@
 
 from django.contrib import admin
 from django.urls import include, path
-
 from eventlog.views import latest_events
 
 urlpatterns = [

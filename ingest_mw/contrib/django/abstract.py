@@ -13,9 +13,7 @@ class AbstractIngestedEvent(models.Model):
     """One stored event: the columns of the SQLite sink's ``events`` table."""
 
     received_at = models.DateTimeField(help_text="When the request arrived (UTC).")
-    dt = models.DateTimeField(
-        "event time", db_index=True, help_text="The event's dt or timestamp, else received_at."
-    )
+    dt = models.DateTimeField("event time", db_index=True, help_text="The event's dt or timestamp, else received_at.")
     api = models.CharField(max_length=32, help_text='"betterstack" or "baselime".')
     source = models.TextField(help_text="The name of the token or API key used.")
     dataset = models.CharField(max_length=128, null=True, blank=True, help_text="Baselime only.")

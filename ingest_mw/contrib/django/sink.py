@@ -45,10 +45,7 @@ class ModelSink:
         }
         # event_json makes MessagePack-only values (bytes, timestamps) JSON as
         # the file sinks store them; a JSONField would refuse them.
-        rows = [
-            model(dt=event.time, data=orjson.loads(event_json(event.data)), **shared)
-            for event in batch.events
-        ]
+        rows = [model(dt=event.time, data=orjson.loads(event_json(event.data)), **shared) for event in batch.events]
         using = self.using or router.db_for_write(model)
         with transaction.atomic(using=using):
             model._default_manager.using(using).bulk_create(rows)

@@ -4,29 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LogEvent',
+            name="LogEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(help_text='When the request arrived (UTC).')),
-                ('dt', models.DateTimeField(db_index=True, help_text="The event's dt or timestamp, else received_at.", verbose_name='event time')),
-                ('api', models.CharField(help_text='"betterstack" or "baselime".', max_length=32)),
-                ('source', models.TextField(help_text='The name of the token or API key used.')),
-                ('dataset', models.CharField(blank=True, help_text='Baselime only.', max_length=128, null=True)),
-                ('service', models.TextField(blank=True, help_text="Baselime's x-service header.", null=True)),
-                ('namespace', models.TextField(blank=True, help_text="Baselime's x-namespace header.", null=True)),
-                ('data', models.JSONField(help_text='The event object as the client sent it.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("received_at", models.DateTimeField(help_text="When the request arrived (UTC).")),
+                (
+                    "dt",
+                    models.DateTimeField(
+                        db_index=True,
+                        help_text="The event's dt or timestamp, else received_at.",
+                        verbose_name="event time",
+                    ),
+                ),
+                ("api", models.CharField(help_text='"betterstack" or "baselime".', max_length=32)),
+                ("source", models.TextField(help_text="The name of the token or API key used.")),
+                ("dataset", models.CharField(blank=True, help_text="Baselime only.", max_length=128, null=True)),
+                ("service", models.TextField(blank=True, help_text="Baselime's x-service header.", null=True)),
+                ("namespace", models.TextField(blank=True, help_text="Baselime's x-namespace header.", null=True)),
+                ("data", models.JSONField(help_text="The event object as the client sent it.")),
             ],
             options={
-                'get_latest_by': 'dt',
-                'abstract': False,
+                "get_latest_by": "dt",
+                "abstract": False,
             },
         ),
     ]
