@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
@@ -111,7 +111,7 @@ class OTLPLogsAPI(IngestAPI):
             raise ValueError(f"path must be a path below the mount such as {DEFAULT_PATH!r}, not {path!r}")
         self.path = path.rstrip("/")
         classes = self._classes = _otlp_classes()
-        self._protobuf = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes)
+        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes)
         json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes)
         super().__init__(
             auth=CredentialAuth(
@@ -145,7 +145,7 @@ class OTLPLogsAPI(IngestAPI):
             codec = self.codecs.negotiate(request.headers.get("content-type"))
         except IngestError:
             return self._protobuf
-        return codec  # type: ignore[return-value]  # both of this API's codecs are OTLPCodecs
+        return cast("OTLPCodec", codec)  # this API negotiates between its two OTLP codecs only
 
     def batch(self, request: Request, decoded: Decoded) -> Batch:
         batch = super().batch(request, decoded)
