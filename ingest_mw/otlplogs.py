@@ -137,7 +137,12 @@ def _pb_value(value: AnyValue) -> Any:
 
 
 def _pb_attributes(attributes: Iterable[KeyValue]) -> Event:
-    return {kv.key: _pb_value(kv.value) for kv in attributes}
+    found: Event = {}
+    for kv in attributes:
+        value = kv.value
+        # A string, most attributes' kind, without a call.
+        found[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else _pb_value(value)
+    return found
 
 
 def _pb_resource_attributes(resource_logs: Any) -> Event:
@@ -203,11 +208,15 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
 
 def _json_int(value: Any, name: str) -> int:
     """A protobuf integer in JSON: a number, or a decimal string (64-bit ones)."""
-    if type(value) is int:
-        return value
-    if type(value) is str and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if type(value) is float and value.is_integer():
+    kind = type(value)
+    if kind is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    elif kind is int:
+        return value  # type: ignore[no-any-return]
+    elif kind is float and value.is_integer():
         return int(value)
     raise _Refused(f"{name} is {value!r}, not an integer")
 
@@ -275,16 +284,33 @@ def _json_value(value: Any) -> Any:
 
 
 def _json_attributes(attributes: Any) -> Event:
+    # Written out rather than through the _json_* checks: it runs for every attribute.
+    if type(attributes) is not list:
+        raise _Refused("attributes is not an array")
     found: Event = {}
-    for kv in _json_list(attributes, "attributes"):
-        kv = _json_object(kv, "an attribute")
-        found[_json_str(kv.get("key", ""), "an attribute's key")] = _json_value(kv.get("value", {}))
+    for kv in attributes:
+        if type(kv) is not dict:
+            raise _Refused("an attribute is not an object")
+        key = kv.get("key", "")
+        if type(key) is not str:
+            raise _Refused("an attribute's key is not a string")
+        value = kv.get("value")
+        if type(value) is dict and len(value) == 1:
+            # A string or an integer, most attributes' kinds, without a call.
+            text = value.get("stringValue")
+            if type(text) is str:
+                found[key] = text
+                continue
+            number = value.get("intValue")
+            if number is not None:
+                found[key] = _json_int(number, "intValue")
+                continue
+        found[key] = _json_value({} if value is None else value)
     return found
 
 
-def _json_id(value: Any, name: str, size: int) -> str | None:
-    if value == "" or value is None:
-        return None
+def _json_id(value: Any, name: str, size: int) -> str:
+    """A non-empty id in hex (any case), as lower-case hex."""
     if type(value) is str and len(value) == 2 * size:
         try:
             return bytes.fromhex(value).hex()
@@ -323,37 +349,38 @@ def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     record = _json_object(record, "the log record")
     event: Event = {}
     get = record.get
-    for key, name in (("timeUnixNano", "time_unix_nano"), ("observedTimeUnixNano", "observed_time_unix_nano")):
-        value = get(key)
-        if value is not None:
-            value = _json_int(value, key)
-            if value:
-                event[name] = value
-    value = get("severityNumber")
-    if value is not None:
-        value = _json_int(value, "severityNumber")  # an enum: its integer (OTLP JSON allows no names)
-        if value:
-            event["severity_number"] = value
+    # Each field written out, its common form first: this runs for every record.
+    value = get("timeUnixNano")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "timeUnixNano")):
+        event["time_unix_nano"] = value
+    value = get("observedTimeUnixNano")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "observedTimeUnixNano")):
+        event["observed_time_unix_nano"] = value
+    value = get("severityNumber")  # an enum: its integer (OTLP JSON allows no names)
+    if value is not None and (value := value if type(value) is int else _json_int(value, "severityNumber")):
+        event["severity_number"] = value
     value = get("severityText")
     if value:
-        event["severity_text"] = _json_str(value, "severityText")
-    if "body" in record:
-        event["body"] = _json_value(record["body"])
+        event["severity_text"] = value if type(value) is str else _json_str(value, "severityText")
+    value = get("body")
+    if value is not None:
+        text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
+        event["body"] = text if type(text) is str else _json_value(value)
     value = get("attributes")
     if value:
         event["attributes"] = _json_attributes(value)
-    for key, name in (("droppedAttributesCount", "dropped_attributes_count"), ("flags", "flags")):
-        value = get(key)
-        if value is not None:
-            value = _json_int(value, key)
-            if value:
-                event[name] = value
-    value = _json_id(get("traceId"), "traceId", TRACE_ID_BYTES)
-    if value is not None:
-        event["trace_id"] = value
-    value = _json_id(get("spanId"), "spanId", SPAN_ID_BYTES)
-    if value is not None:
-        event["span_id"] = value
+    value = get("droppedAttributesCount")
+    if value is not None and (value := _json_int(value, "droppedAttributesCount")):
+        event["dropped_attributes_count"] = value
+    value = get("flags")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "flags")):
+        event["flags"] = value
+    value = get("traceId")
+    if value:
+        event["trace_id"] = _json_id(value, "traceId", TRACE_ID_BYTES)
+    value = get("spanId")
+    if value:
+        event["span_id"] = _json_id(value, "spanId", SPAN_ID_BYTES)
     value = get("eventName")
     if value:
         event["event_name"] = _json_str(value, "eventName")

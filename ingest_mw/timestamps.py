@@ -162,6 +162,13 @@ class EventTimes:
                     continue
                 if parsed.tzinfo is not _UTC:
                     parsed = _as_utc(parsed)
+            elif units is not None and type(value) is int:
+                # A whole number in a fixed unit (OTLP's nanoseconds), inline: every OTLP record has one.
+                try:
+                    parsed = _EPOCH + timedelta(microseconds=value * 1_000_000 // units)
+                except OverflowError:
+                    append(received_at)
+                    continue
             else:
                 parsed = parse_dt(value) if units is None else _from_units(value, units)
                 if parsed is None:
