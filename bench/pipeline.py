@@ -7,7 +7,10 @@ reads every event with its time, as a sink that stores times does (cleared
 between samples), and times it beside the bare decode a minimal app would do
 on the same bytes (``orjson.loads``, one ``orjson.loads`` per line for NDJSON,
 ``msgpack.unpackb``).
-The ratio pipeline / raw is what issue 2 and issue 3 set a target for (>= 0.5).
+The ratio pipeline / raw is what issue 2 and issue 3 set a target for (>= 0.5),
+and issue 16 for OTLP/HTTP logs: 1000 records in binary protobuf (raw:
+``ExportLogsServiceRequest.FromString``) and in the OTLP JSON mapping (raw:
+``orjson.loads``).
 
 Run from the repository root::
 
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     print("-" * len(header))
-    worst = None
+    worst: dict[str, float] = {}  # per target: issues 2 and 3 (Better Stack, Baselime), issue 16 (OTLP)
     for case in cases:
         r = measure(case, sink, repeats, budget)
         ratio = r["raw_median"] / r["pipe_median"]
@@ -490,10 +493,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if case.events == BATCH and case.expect_status in (200, 202):
-            worst = ratio if worst is None else min(worst, ratio)
-    if worst is not None:
-        verdict = "met" if worst >= 0.5 else "MISSED"
-        print(f"\nworst ratio on valid 1000-event batches: {worst:.2f} (target 0.5: {verdict})")
+            target = "OTLP (issue 16)" if case.name.startswith("OTLP") else "Better Stack and Baselime (issues 2, 3)"
+            worst[target] = min(worst.get(target, ratio), ratio)
+    for target, ratio in worst.items():
+        verdict = "met" if ratio >= 0.5 else "MISSED"
+        print(f"\nworst ratio on valid 1000-event batches, {target}: {ratio:.2f} (target 0.5: {verdict})", end="")
+    print()
     return 0
 
 
