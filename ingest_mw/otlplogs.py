@@ -19,7 +19,7 @@ neighbours kept, and counted in the answer's ``partial_success``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +105,6 @@ class _Services:
             self.service = None
         if namespace != self.namespace:
             self.namespace = None
-
-
-def _decoded(events: list[Event], invalid: list[InvalidEvent], services: _Services) -> OTLPDecoded:
-    return OTLPDecoded(events, invalid or (), services.service, services.namespace)
 
 
 # --- binary protobuf ------------------------------------------------------------
@@ -404,9 +400,12 @@ def _json_envelope(value: Any, name: str) -> list[Any]:
 
 
 class OTLPCodec:
-    """What both OTLP codecs share: the per-record limit and the loop that
-    keeps a refused record's neighbours. A codec also writes the answers
-    (:meth:`encode`) in its own encoding, as the specification asks."""
+    """What both OTLP codecs share: the walk through resources, scopes and
+    records, the per-record limit, and keeping a refused record's neighbours.
+    Each codec parses its encoding (:meth:`parse`), says where the records
+    are (:meth:`resources`) and how to map one (:attr:`to_event`), and
+    writes the answers in its encoding (:meth:`encode`), as the
+    specification asks."""
 
     media_types: Sequence[str] = ()
     #: The Content-Type of answers in this encoding.
@@ -417,11 +416,51 @@ class OTLPCodec:
             raise ValueError(f"max_record_bytes must be a positive number of bytes, not {max_record_bytes!r}")
         self.max_record_bytes = max_record_bytes
 
-    def encode(self, message: Message) -> bytes:
+    def parse(self, body: bytes) -> Any:
+        """The whole request, decoded; 400 for a body that does not decode."""
         raise NotImplementedError
 
-    def _oversize(self, index: int, size: int) -> InvalidEvent:
-        return InvalidEvent(index, f"the log record is {size} bytes, over the limit of {self.max_record_bytes}")
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+        """Each resource's attributes, with its scopes: each scope as an event
+        holds it, with its records. 400 for an envelope of the wrong shape."""
+        raise NotImplementedError
+
+    def record_size(self, record: Any) -> int:
+        """The size of one record as sent."""
+        raise NotImplementedError
+
+    #: ``to_event(record, scope, resource)``: one record as an event; raises
+    #: :class:`_Refused` for a record that cannot be stored.
+    to_event: Callable[[Any, Event, Event], Event]
+
+    def decode(self, body: bytes) -> OTLPDecoded:
+        request = self.parse(body)
+        # A record can be larger than the limit only if the body is.
+        limit = self.max_record_bytes if len(body) > self.max_record_bytes else 0
+        record_size, to_event = self.record_size, type(self).to_event
+        events: list[Event] = []
+        invalid: list[InvalidEvent] = []
+        services = _Services()
+        index = 0
+        append = events.append
+        for resource, scopes in self.resources(request):
+            services.add(resource)
+            for scope, records in scopes:
+                for record in records:
+                    size = record_size(record) if limit else 0
+                    if size > limit:
+                        reason = f"the log record is {size} bytes, over the limit of {limit}"
+                        invalid.append(InvalidEvent(index, reason))
+                    else:
+                        try:
+                            append(to_event(record, scope, resource))
+                        except _Refused as refused:
+                            invalid.append(InvalidEvent(index, refused.reason))
+                    index += 1
+        return OTLPDecoded(events, invalid or (), services.service, services.namespace)
+
+    def encode(self, message: Message) -> bytes:
+        raise NotImplementedError
 
 
 class OTLPProtobufCodec(OTLPCodec):
@@ -429,34 +468,21 @@ class OTLPProtobufCodec(OTLPCodec):
 
     media_types = ("application/x-protobuf", "application/protobuf")
     response_type = "application/x-protobuf"
+    to_event = staticmethod(_pb_record)
 
-    def decode(self, body: bytes) -> OTLPDecoded:
+    def parse(self, body: bytes) -> Any:
         try:
-            request = ExportLogsServiceRequest.FromString(body)
+            return ExportLogsServiceRequest.FromString(body)
         except DecodeError as error:
             raise IngestError(400, f"the body is not a protobuf ExportLogsServiceRequest: {error}") from None
-        # A record can be larger than the limit only if the body is.
-        limit = self.max_record_bytes if len(body) > self.max_record_bytes else 0
-        events: list[Event] = []
-        invalid: list[InvalidEvent] = []
-        services = _Services()
-        index = 0
-        append = events.append
+
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
         for resource_logs in request.resource_logs:
-            resource = _pb_resource_attributes(resource_logs)
-            services.add(resource)
-            for scope_logs in resource_logs.scope_logs:
-                scope = _pb_scope(scope_logs.scope)
-                for record in scope_logs.log_records:
-                    if limit and record.ByteSize() > limit:
-                        invalid.append(self._oversize(index, record.ByteSize()))
-                    else:
-                        try:
-                            append(_pb_record(record, scope, resource))
-                        except _Refused as refused:
-                            invalid.append(InvalidEvent(index, refused.reason))
-                    index += 1
-        return _decoded(events, invalid, services)
+            scopes = ((_pb_scope(scope_logs.scope), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
+            yield _pb_resource_attributes(resource_logs), scopes
+
+    def record_size(self, record: Any) -> int:
+        return int(record.ByteSize())
 
     def encode(self, message: Message) -> bytes:
         return message.SerializeToString()
@@ -470,41 +496,32 @@ class OTLPJSONCodec(OTLPCodec):
 
     media_types = ("application/json",)
     response_type = "application/json"
+    to_event = staticmethod(_json_record)
 
-    def decode(self, body: bytes) -> OTLPDecoded:
+    def parse(self, body: bytes) -> Any:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as error:
             raise IngestError(400, f"the body is not JSON: {error}") from None
         if type(request) is not dict:
             raise IngestError(400, "the body must be a JSON object (an ExportLogsServiceRequest)")
-        limit = self.max_record_bytes if len(body) > self.max_record_bytes else 0
-        dumps = orjson.dumps
-        events: list[Event] = []
-        invalid: list[InvalidEvent] = []
-        services = _Services()
-        index = 0
-        append = events.append
+        return request
+
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
         for resource_logs in _json_envelope(request.get("resourceLogs"), "resourceLogs"):
             if type(resource_logs) is not dict:
                 raise IngestError(400, "every element of resourceLogs must be an object")
-            resource = _json_resource_attributes(resource_logs)
-            services.add(resource)
-            for scope_logs in _json_envelope(resource_logs.get("scopeLogs"), "scopeLogs"):
-                if type(scope_logs) is not dict:
-                    raise IngestError(400, "every element of scopeLogs must be an object")
-                scope = _json_scope(scope_logs)
-                for record in _json_envelope(scope_logs.get("logRecords"), "logRecords"):
-                    size = len(dumps(record)) if limit else 0
-                    if size > limit:
-                        invalid.append(self._oversize(index, size))
-                    else:
-                        try:
-                            append(_json_record(record, scope, resource))
-                        except _Refused as refused:
-                            invalid.append(InvalidEvent(index, refused.reason))
-                    index += 1
-        return _decoded(events, invalid, services)
+            yield _json_resource_attributes(resource_logs), self._scopes(resource_logs)
+
+    @staticmethod
+    def _scopes(resource_logs: Event) -> Iterator[tuple[Event, Iterable[Any]]]:
+        for scope_logs in _json_envelope(resource_logs.get("scopeLogs"), "scopeLogs"):
+            if type(scope_logs) is not dict:
+                raise IngestError(400, "every element of scopeLogs must be an object")
+            yield _json_scope(scope_logs), _json_envelope(scope_logs.get("logRecords"), "logRecords")
+
+    def record_size(self, record: Any) -> int:
+        return len(orjson.dumps(record))
 
     def encode(self, message: Message) -> bytes:
         return orjson.dumps(MessageToDict(message))
