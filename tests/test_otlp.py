@@ -493,3 +493,23 @@ def test_beside_baselime_otlp_has_its_own_path_and_baselime_keeps_v1_logs(adapte
 def test_options_are_checked_when_the_app_is_made(options, says):
     with pytest.raises(ValueError, match=says):
         OTLPLogsAPI([TOKEN], **options)
+
+
+def test_the_package_imports_without_the_otlp_extra_and_says_what_to_install():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.modules["opentelemetry"] = sys.modules["google.protobuf"] = sys.modules["google.rpc"] = None  # not installed
+import ingest_mw, ingest_mw.contrib.config
+from ingest_mw import BetterStackAPI, OTLPLogsAPI
+BetterStackAPI(["t"])
+try:
+    OTLPLogsAPI(["t"])
+except ImportError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'ingest-mw[otlp]'" in done.stdout

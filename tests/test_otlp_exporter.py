@@ -41,7 +41,7 @@ def stored(db_path) -> list[dict]:
 @pytest.fixture
 def served(tmp_path):
     db = tmp_path / "ingest.db"
-    server = Server(["--sink", f"sqlite:///{db}", "--token", f"web={TOKEN}", "--rate-limit", "none"])
+    server = Server(["--sink", f"sqlite:///{db}", "--token", f"web={TOKEN}"])  # serve's defaults otherwise
     yield server, db
     server.stop()
 
