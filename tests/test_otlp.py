@@ -342,13 +342,8 @@ def test_401_for_a_refused_credential(client, sink, content_type, token):
     assert sink.batches == []
 
 
-def test_401_is_answered_before_the_body_is_read():
-    received = []
-
-    async def receive():
-        received.append(1)
-        return {"type": "http.request", "body": b"\x00" * 10, "more_body": False}
-
+def call_asgi(app, headers, receive):
+    """``app`` called as a server would, under PREFIX; the messages it sent."""
     sent = []
 
     async def send(message):
@@ -359,10 +354,21 @@ def test_401_is_answered_before_the_body_is_read():
         "method": "POST",
         "path": PREFIX + "/v1/logs",
         "root_path": PREFIX,  # as a host's router mounts it
-        "headers": [(b"content-type", b"application/x-protobuf"), (b"authorization", b"Bearer nope")],
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
         "client": ("127.0.0.1", 5000),
     }
-    asyncio.run(ASGIApp(OTLPLogsAPI([TOKEN]), sink=MemorySink())(scope, receive, send))
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_401_is_answered_before_the_body_is_read():
+    received = []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": b"\x00" * 10, "more_body": False}
+
+    sent = call_asgi(ASGIApp(OTLPLogsAPI([TOKEN]), sink=MemorySink()), headers(token="nope"), receive)
     assert sent[0]["status"] == 401
     assert received == []  # the body was never asked for
     assert Status.FromString(sent[1]["body"]).message
@@ -407,13 +413,30 @@ def test_405_for_another_method(client):
 
 
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
-def test_413_for_a_body_over_the_limit_declared_or_not(adapter, sink, content_type):
+def test_413_for_a_body_over_the_limit(adapter, sink, content_type):
     client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=4096), sink)
     big = one_request(*[LogRecord(body=value("x" * 100)) for _ in range(100)])
     reply = client.request("POST", URL, encode(big, content_type), headers(content_type))
     assert reply.status == 413
     assert reply.headers["content-type"] == content_type
     assert "over 4096 bytes" in answer(reply, Status).message
+    assert sink.batches == []
+
+
+def test_413_for_a_body_over_the_limit_without_a_content_length_stops_reading():
+    chunk = b"\x00" * 1024
+    received = []
+
+    async def receive():
+        received.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(received) < 100}
+
+    sink = MemorySink()
+    app = ASGIApp(OTLPLogsAPI([TOKEN], max_body_bytes=10 * 1024), sink=sink)
+    sent = call_asgi(app, headers(), receive)  # no Content-Length: the body is counted as it comes
+    assert sent[0]["status"] == 413
+    assert sum(received) <= 11 * 1024  # it stopped reading at the limit, not at the end of the body
+    assert "over 10240 bytes" in Status.FromString(sent[1]["body"]).message
     assert sink.batches == []
 
 
@@ -428,27 +451,32 @@ def test_413_for_a_compression_bomb(adapter, sink, encoding):
     assert sink.batches == []
 
 
-def test_429_with_retry_after_then_the_exporter_may_come_back(adapter, sink, redis_server):
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_429_with_retry_after_then_the_exporter_may_come_back(adapter, redis_server, content_type):
+    sink = MemorySink()
     # Counted in Redis: the ASGI test client runs each request in an event loop of its own.
     rate_limit = RateLimit(limit="1/minute", storage_uri=redis_server.url)
     client = make_client(adapter, OTLPLogsAPI([TOKEN], rate_limit=rate_limit), sink)
-    body = encode(one_request(full_record()), PROTOBUF)
-    assert client.request("POST", URL, body, headers()).status == 200
-    refused = client.request("POST", URL, body, headers())
+    body = encode(one_request(full_record()), content_type)
+    assert client.request("POST", URL, body, headers(content_type)).status == 200
+    refused = client.request("POST", URL, body, headers(content_type))
+    assert refused.headers["content-type"] == content_type
     assert refused.status == 429
     assert 0 < int(refused.headers["retry-after"]) <= 60
     assert answer(refused, Status).code == 8  # RESOURCE_EXHAUSTED
     assert len(sink.batches) == 1
 
 
-def test_503_with_retry_after_while_a_fail_closed_limit_has_no_storage(adapter, redis_server):
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_503_with_retry_after_while_a_fail_closed_limit_has_no_storage(adapter, redis_server, content_type):
     sink = MemorySink()
     rate_limit = RateLimit(limit="100/minute", storage_uri=redis_server.url, fail_open=False)
     client = make_client(adapter, OTLPLogsAPI([TOKEN], rate_limit=rate_limit), sink)
-    body = encode(one_request(full_record()), JSON)
-    assert client.request("POST", URL, body, headers(JSON)).status == 200
+    body = encode(one_request(full_record()), content_type)
+    assert client.request("POST", URL, body, headers(content_type)).status == 200
     redis_server.stop()
-    refused = client.request("POST", URL, body, headers(JSON))
+    refused = client.request("POST", URL, body, headers(content_type))
+    assert refused.headers["content-type"] == content_type
     assert refused.status == 503
     assert int(refused.headers["retry-after"]) > 0
     assert answer(refused, Status).code == 14  # UNAVAILABLE
