@@ -196,10 +196,12 @@ class IngestAPI:
         API, or ``None`` when the path is not this API's at all."""
         raise NotImplementedError
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
+        """The response to ``error``; ``request`` for an API whose answers follow
+        the request (OTLP answers in the request's encoding)."""
         raise NotImplementedError
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         """The response once the valid events are stored."""
         raise NotImplementedError
 
@@ -271,14 +273,14 @@ class IngestAPI:
                         batch.source,
                     )
                     raise IngestError(500, "Internal Server Error") from None
-            response = self.accepted(decoded)
+            response = self.accepted(decoded, request)
         except IngestError as error:
-            response = self.render(error)
+            response = self.render(error, request)
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
                 raise  # nobody left to answer
             logger.exception("ingest_mw: %s request failed", self.name)
-            response = self.render(IngestError(500, "Internal Server Error"))
+            response = self.render(IngestError(500, "Internal Server Error"), request)
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body)
         return response

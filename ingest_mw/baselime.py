@@ -115,13 +115,13 @@ class BaselimeAPI(IngestAPI):
         batch.namespace = headers.get("x-namespace") or None
         return batch
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
         body = {"message": MESSAGES.get(error.status, "Error")}
         if 400 <= error.status < 500 and error.status != 405:
             body["detail"] = error.detail
         return _json(error.status, body, error.headers)
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         if not decoded.invalid:
             return _ACCEPTED
         invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid[:MAX_INVALID_LISTED]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from .api import IngestAPI, Response
+from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
@@ -64,8 +64,8 @@ class BetterStackAPI(IngestAPI):
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:
         return {} if path in ("", "/") else None
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
         return Response(error.status, (PLAIN_TEXT, *error.headers), error.detail.encode())
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         return _ACCEPTED

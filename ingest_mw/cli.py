@@ -15,6 +15,7 @@ from . import __version__
 from .asgi import ASGIApp
 from .baselime import BaselimeAPI
 from .betterstack import RATE_LIMIT, BetterStackAPI
+from .otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from .ratelimit import RateLimit
 from .sinks.url import sink_from_url
 
@@ -76,9 +77,14 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     rate_limit = _rate_limit(args)  # first: a bad flag fails before secrets are generated
     tokens = _credentials(args.token, "INGEST_MW_TOKENS", "Better Stack source token (--token)")
     api_keys = _credentials(args.api_key, "INGEST_MW_API_KEYS", "Baselime API key (--api-key)")
-    # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the
-    # 400 for every other path).
-    apis = [BetterStackAPI(tokens, rate_limit=rate_limit), BaselimeAPI(api_keys, rate_limit=rate_limit)]
+    # Better Stack claims only "/" and OTLP only /otlp/v1/logs, so Baselime
+    # serves /v1/<dataset> (and the 400 for every other path).
+    apis = [
+        BetterStackAPI(tokens, rate_limit=rate_limit),
+        # OTLP takes the Better Stack source tokens, as Better Stack's own OTLP endpoint does.
+        OTLPLogsAPI(tokens, path=PATH_BESIDE_BASELIME, rate_limit=rate_limit),
+        BaselimeAPI(api_keys, rate_limit=rate_limit),
+    ]
     return ASGIApp(apis, sink=sink_from_url(args.sink))
 
 

@@ -204,3 +204,23 @@ def test_a_body_cut_short_by_the_client_stores_nothing(db: None) -> None:
     application(environ, lambda status, headers, exc_info=None: statuses.append(status))
     assert statuses[0].startswith("400")
     assert not LogEvent.objects.exists()
+
+
+def test_otlp_named_in_apis_is_served_at_otlp_v1_logs_into_the_model(post: Post) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    service = resource_logs.resource.attributes.add()
+    service.key, service.value.string_value = "service.name", "django-site"
+    resource_logs.scope_logs.add().log_records.add().body.string_value = "from OTLP"
+    otlp = {"Authorization": "Bearer example-token", "Content-Type": "application/x-protobuf"}
+    with override_settings(INGEST_MW={**settings.INGEST_MW, "APIS": ["betterstack", "otlp", "baselime"]}):
+        status, headers, content = post("/ingest/otlp/v1/logs", request.SerializeToString(), otlp)
+        assert (status, headers["content-type"]) == (200, "application/x-protobuf")
+        assert not ExportLogsServiceResponse.FromString(content).HasField("partial_success")
+    (event,) = LogEvent.objects.filter(api="otlp")
+    assert (event.source, event.service) == ("example", "django-site")
