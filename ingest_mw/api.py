@@ -167,6 +167,9 @@ class IngestAPI:
     """
 
     name: ClassVar[str]
+    #: The API's name and its path below the mount, for the 404 of a path no API claims.
+    title: ClassVar[str]
+    path_pattern: ClassVar[str]
     allowed_methods: ClassVar[tuple[str, ...]] = ("POST",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -298,3 +301,10 @@ class Routes:
             if route is not None:
                 return api, route
         return None
+
+    def not_found(self, mount: str, path: str) -> str:
+        """What a client that posted to ``path``, a path no API claims, is told:
+        the routes that exist below ``mount`` (the mount point's own path)."""
+        mount = mount.rstrip("/")
+        routes = ", ".join(f"{api.allowed_methods[0]} {mount}{api.path_pattern} ({api.title})" for api in self.apis)
+        return f"Not Found: no ingest API at {mount}{path or '/'}; the routes here are {routes}"

@@ -108,7 +108,8 @@ class Batch:
 
     ``api`` is ``"betterstack"`` or ``"baselime"``; ``source`` the name of
     the credential that authenticated the request; ``dataset``, ``service``
-    and ``namespace`` are Baselime's (``None`` for Better Stack). ``events``
+    and ``namespace`` are Baselime's (``None`` for Better Stack), the last two
+    from its headers: an event's own are given by :meth:`labels`. ``events``
     is any sequence of :class:`Event` (a list, when a host builds a batch
     itself); the APIs pass :class:`Events`, which decides the times only
     when asked.
@@ -122,6 +123,23 @@ class Batch:
     dataset: str | None = None
     service: str | None = None
     namespace: str | None = None
+    #: Whether an event's own string ``service``/``namespace`` fields name its
+    #: service and namespace over the batch's (Baselime's): see :meth:`labels`.
+    labels_in_events: bool = False
+
+    def labels(self, data: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The service and namespace of the event ``data``: its own non-empty
+        string ``service``/``namespace`` if :attr:`labels_in_events`, else the
+        batch's (Baselime's ``x-service``/``x-namespace`` headers)."""
+        service, namespace = self.service, self.namespace
+        if self.labels_in_events:
+            own = data.get("service")
+            if own and isinstance(own, str):
+                service = own
+            own = data.get("namespace")
+            if own and isinstance(own, str):
+                namespace = own
+        return service, namespace
 
 
 def _json_default(value: Any) -> Any:

@@ -188,6 +188,9 @@ def _build_registry() -> dict[str, Callable[[], Decoder]]:
 
 _DECODERS = _build_registry()
 
+#: The extra that installs each optional decoder, named in the 415 when it is missing.
+_EXTRAS = {"zstd": "zstd", "br": "br"}
+
 
 def supported_encodings() -> tuple[str, ...]:
     """The Content-Encoding tokens this installation decodes (``identity`` included)."""
@@ -198,7 +201,8 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
     """The decoders for a Content-Encoding header, in the order to apply them.
 
     Encodings are listed in the order they were applied (RFC 9110 8.4), so they
-    are undone from the last to the first. An unknown token gets 415.
+    are undone from the last to the first; a repeated header is such a list
+    too (``gzip, gzip`` is a body compressed twice). An unknown token gets 415.
     """
     if not content_encoding:
         return []
@@ -210,6 +214,8 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
         factory = _DECODERS.get(token)
         if factory is None:
             accepted = ", ".join(supported_encodings())
-            raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}")
+            extra = _EXTRAS.get(token)
+            enable = f" (its operator enables {token} with pip install 'ingest-mw[{extra}]')" if extra else ""
+            raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}{enable}")
         decoders.append(factory())
     return decoders

@@ -133,14 +133,14 @@ ON_LOOP_EVENTS = 4096
 
 
 #: A kept batch: its fields but ``events`` (api, source, received_at, client,
-#: dataset, service, namespace), then its events' JSON text, their number and
-#: the rule for their times (the API's own). One plain tuple per batch beside
+#: dataset, service, namespace), then its events' JSON text, their number,
+#: the rule for their times (the API's own) and its ``labels_in_events``. One plain tuple per batch beside
 #: the text and the reception time: every object kept per batch is one more
 #: to free, cache-cold, when the batch is dropped, and one more for the
 #: cyclic GC to walk until then (measured under ``bench/http.py``, the memory
 #: sink cost single-event requests a tenth of their throughput while it kept
 #: six objects per batch).
-_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule]
+_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule, bool]
 _COUNT: Final = 8  # the index of the number of events in a _Kept
 
 
@@ -207,6 +207,7 @@ class JSONMemorySink:
             text,
             count,
             rule,
+            batch.labels_in_events,
         )
         batches = self._batches
         with self._lock:
@@ -231,8 +232,8 @@ class JSONMemorySink:
         with self._lock:
             kept = list(self._batches)
         return [
-            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace)
-            for api, source, at, client, dataset, service, namespace, text, count, rule in kept
+            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace, labels)
+            for api, source, at, client, dataset, service, namespace, text, count, rule, labels in kept
         ]
 
     @property

@@ -20,6 +20,12 @@ def iso_utc(value) -> str:  # type: ignore[no-untyped-def]
 def rows(batch: Batch) -> Iterator[tuple[str | None, ...]]:
     """The batch as rows in :data:`COLUMNS` order, the event as JSON text."""
     received = iso_utc(batch.received_at)
-    head = (batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
+    if not batch.labels_in_events:
+        head = (batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
+        for event in batch.events:
+            yield (received, iso_utc(event.time), *head, event_json(event.data).decode())
+        return
     for event in batch.events:
-        yield (received, iso_utc(event.time), *head, event_json(event.data).decode())
+        service, namespace = batch.labels(event.data)
+        data = event_json(event.data).decode()
+        yield (received, iso_utc(event.time), batch.api, batch.source, batch.dataset, service, namespace, data)

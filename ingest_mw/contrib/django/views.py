@@ -14,6 +14,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ...http import not_found
 from ...wsgi import InputReader, request_from_environ, respond
 from . import conf
 
@@ -33,10 +34,15 @@ __all__ = ["ingest"]
 def ingest(request: HttpRequest, path: str) -> HttpResponse:
     """Serve ``path``, the part of the URL below the ``include()`` prefix."""
     endpoint = conf.endpoint()
-    mount_path = "/" + path
+    mount = request.path[: len(request.path) - len(path)]
+    if path and not path.startswith("/") and not mount.endswith("/"):
+        # "/ingestion" under path("ingest", ...): not below the mount at all.
+        raise Http404("no ingest API at this path")
+    mount_path = path if path.startswith("/") else "/" + path
     found = endpoint.routes.find(mount_path)
     if found is None:
-        raise Http404("no ingest API at this path")
+        response = not_found(endpoint.routes, mount.rstrip("/"), mount_path)
+        return HttpResponse(response.body, status=response.status, headers=response.headers)
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
     body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
