@@ -12,6 +12,7 @@ available when their optional packages are installed (extras ``zstd``, ``br``).
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -158,11 +159,12 @@ class _Brotli:
 
 
 def _zstd_decompressor() -> Callable[[], Any]:
-    try:
-        from compression.zstd import ZstdDecompressor  # type: ignore[import-not-found]
-    except ImportError:
-        from backports.zstd import ZstdDecompressor  # type: ignore[import-not-found]
-    return ZstdDecompressor  # type: ignore[no-any-return]
+    # The standard library's from 3.14; the backport (extra "zstd") before.
+    if sys.version_info >= (3, 14):
+        from compression.zstd import ZstdDecompressor
+    else:
+        from backports.zstd import ZstdDecompressor
+    return ZstdDecompressor
 
 
 def _available(module: str) -> bool:
@@ -179,7 +181,7 @@ def _build_registry() -> dict[str, Callable[[], Decoder]]:
         "x-gzip": lambda: _Inflate("gzip"),
         "deflate": lambda: _Inflate("deflate"),
     }
-    if _available("compression.zstd") or _available("backports.zstd"):
+    if _available("compression.zstd" if sys.version_info >= (3, 14) else "backports.zstd"):
         registry["zstd"] = _Zstd
     if _available("brotli"):
         registry["br"] = _Brotli

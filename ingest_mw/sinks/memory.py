@@ -104,7 +104,7 @@ class JSONEvents(Sequence[Event]):
         return iter(self.load())
 
     def __reversed__(self) -> Iterator[Event]:
-        return reversed(list(self.load()))
+        return iter(list(self.load())[::-1])
 
     def __contains__(self, value: object) -> bool:
         return value in list(self.load())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from ..batch import Batch, event_json
 
@@ -12,7 +13,7 @@ __all__ = ["COLUMNS", "iso_utc", "rows"]
 COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
 
 
-def iso_utc(value) -> str:  # type: ignore[no-untyped-def]
+def iso_utc(value: datetime) -> str:
     """ISO 8601 in UTC, fixed width (microseconds always shown) so text order is time order."""
     return value.isoformat(timespec="microseconds")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.contrib import admin
@@ -16,7 +16,13 @@ __all__ = ["IngestedEventAdmin"]
 MESSAGE_LENGTH = 120
 
 
-class IngestedEventAdmin(admin.ModelAdmin):
+if TYPE_CHECKING:  # django-stubs makes ModelAdmin generic; Django's own class is not subscriptable
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+
+class IngestedEventAdmin(_ModelAdmin):
     """Events are a record of what clients sent: they can be viewed and deleted,
     not edited. The list shows each event's message, the detail page the whole
     event, and the search covers its data."""
