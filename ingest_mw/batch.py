@@ -37,12 +37,9 @@ class Events(Sequence[Event]):
 
     It holds the decoded objects (:attr:`data`) and decides their stored
     times (:attr:`times`) with ``rule`` the first time anything asks for a
-    time or an :class:`Event`, once. Deciding costs about as much as a
-    quarter of the JSON decode (a ``dt`` parse and a datetime per event) and
-    each :class:`Event` is one more object to keep: a hook that only forwards
-    or counts the objects, or keeps them for later, pays for neither, and the
-    times it does ask for are those of reception (``received_at``, fixed when
-    the batch is made). The times are decided from the objects as they are
+    time or an :class:`Event`, once, with the reception time fixed when the
+    batch was made: a hook that only forwards the objects never pays for
+    parsing their times. The times are decided from the objects as they are
     when first asked for: a hook that changes an event's time field reads
     the times first.
     """
@@ -100,8 +97,7 @@ class Events(Sequence[Event]):
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# which made building one Batch cost more than the rest of a one-event request's
-# batch handling. A hook is handed the batch to read, not to change.
+# slow on every request. A hook is handed the batch to read, not to change.
 @dataclass(slots=True)
 class Batch:
     """The events of one request and where they came from.
