@@ -100,3 +100,14 @@ def test_the_admin_detail_page_shows_the_whole_event(post: Post) -> None:
         "{\n  &quot;message&quot;: &quot;hello&quot;,\n  &quot;nested&quot;: {\n    &quot;values&quot;: 123\n  }\n}"
     )
     assert f"<pre>{pretty}</pre>" in page
+
+
+def test_a_content_type_sent_twice_is_that_content_type(post: Post) -> None:
+    """What a fetch() client sends when given Content-Type and content-type: one joined header."""
+    twice = {**BETTERSTACK, "Content-Type": "application/json, application/json"}
+    assert post("/ingest/", b'{"message": "fetch"}', twice)[0] == 202
+    status, _, content = post(
+        "/ingest/", b'{"message": "x"}', {**BETTERSTACK, "Content-Type": "application/json, text/csv"}
+    )
+    assert (status, content) == (415, b"Content-Type names several media types (application/json, text/csv): send one")
+    assert [e.data for e in LogEvent.objects.all()] == [{"message": "fetch"}]
