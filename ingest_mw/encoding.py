@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from .errors import IngestError
 
-__all__ = ["Decoder", "PIECE", "decoders_for", "supported_encodings"]
+__all__ = ["Decoder", "PIECE", "decoders_for", "supported_encodings", "twice_note"]
 
 #: The largest piece of decompressed output produced at once.
 PIECE = 64 * 1024
@@ -221,3 +221,17 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
             raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}{enable}")
         decoders.append(factory())
     return decoders
+
+
+def twice_note(content_encoding: str | None) -> str:
+    """A note for the 400 of a body that does not decode, when its header names
+    one encoding twice in a row (``gzip, gzip``): that means compressed twice,
+    which a client that sent the header twice by mistake did not mean."""
+    tokens = [t.strip().lower() for t in (content_encoding or "").split(",")]
+    doubled = next((a for a, b in zip(tokens, tokens[1:]) if a == b and a not in ("", "identity")), None)
+    if doubled is None:
+        return ""
+    return (
+        f"; Content-Encoding names {doubled} twice, which means compressed twice:"
+        " send it once for a body compressed once"
+    )

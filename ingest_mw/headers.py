@@ -10,12 +10,20 @@ value and to tell a repetition from a list.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["byte_size", "content_length", "parts", "repeated"]
 
 
+#: One comma-separated part: anything but commas and quotes, or a quoted
+#: string (RFC 9110 section 5.6.4), whose commas are its own.
+_PART = re.compile(r'(?:[^,"]|"(?:\\.|[^"\\])*"?)+')
+
+
 def parts(value: str) -> list[str]:
-    """The comma-separated parts of a header value, stripped, empty ones left out."""
-    return [part for part in (piece.strip() for piece in value.split(",")) if part]
+    """The comma-separated parts of a header value, stripped, empty ones left
+    out; a comma inside a quoted string (``charset="a,b"``) splits nothing."""
+    return [part for part in (match.group().strip() for match in _PART.finditer(value)) if part]
 
 
 def repeated(value: str) -> str | None:
