@@ -51,7 +51,7 @@ class _Unset:
 UNSET: Any = _Unset()
 
 #: The ingest APIs by their name in ``APIS``, in the order they are tried:
-#: Better Stack claims only the mount root, Baselime every other path.
+#: Better Stack claims only the mount root, Baselime the paths under /v1.
 API_CLASSES: dict[str, type[IngestAPI]] = {"betterstack": BetterStackAPI, "baselime": BaselimeAPI}
 
 #: Every shared option and its default. ``<API>_<NAME>`` is passed to that
