@@ -43,6 +43,8 @@ class BetterStackAPI(IngestAPI):
     """
 
     name = "betterstack"
+    title = "Better Stack"
+    path_pattern = "/"
 
     def __init__(
         self,

@@ -96,6 +96,7 @@ class OTLPLogsAPI(IngestAPI):
     """
 
     name = "otlp"
+    title = "OTLP logs"
 
     def __init__(
         self,
@@ -109,7 +110,7 @@ class OTLPLogsAPI(IngestAPI):
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/") or path != path.strip() or path == "/":
             raise ValueError(f"path must be a path below the mount such as {DEFAULT_PATH!r}, not {path!r}")
-        self.path = path.rstrip("/")
+        self.path = self.path_pattern = path.rstrip("/")
         classes = self._classes = _otlp_classes()
         self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes)
         json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes)

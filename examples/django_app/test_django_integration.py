@@ -35,15 +35,33 @@ def test_mount_path_comes_from_the_resolved_url(post: Post) -> None:
     assert reverse("ingest_mw:ingest", kwargs={"path": ""}) == "/logs/intake/"
     assert post("/logs/intake/", b'{"message": "A"}', BETTERSTACK)[0] == 202
     assert post("/logs/intake/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
+    status, _, content = post("/logs/intake/v1/-web", b"[]", BASELIME)
+    assert (status, orjson.loads(content)["message"]) == (400, "Bad Request")
     status, _, content = post("/logs/intake/v2/web", b"[]", BASELIME)
-    assert (status, orjson.loads(content)["detail"]) == (400, "the path must be /v1/<dataset>")
+    assert (status, content.decode()) == (
+        404,
+        "Not Found: no ingest API at /logs/intake/v2/web; the routes here are"
+        " POST /logs/intake/ (Better Stack), POST /logs/intake/v1/<dataset> (Baselime)",
+    )
     assert post("/ingest/", b'{"message": "C"}', BETTERSTACK)[0] == 404
     assert sorted(LogEvent.objects.values_list("api", flat=True)) == ["baselime", "betterstack"]
 
 
-def test_a_path_no_api_serves_is_django_404(post: Post) -> None:
+def test_a_path_no_api_serves_is_a_404_naming_the_routes(post: Post) -> None:
     with override_settings(INGEST_MW={**settings.INGEST_MW, "APIS": ["betterstack"]}):
-        assert post("/ingest/v1/web", b'[{"message": "A"}]', BASELIME)[0] == 404
+        status, headers, content = post("/ingest/v1/web", b'[{"message": "A"}]', BASELIME)
+    assert (status, headers["content-type"]) == (404, "text/plain; charset=utf-8")
+    assert content == b"Not Found: no ingest API at /ingest/v1/web; the routes here are POST /ingest/ (Better Stack)"
+
+
+def test_the_mount_is_served_without_its_slash(post: Post) -> None:
+    """``APPEND_SLASH`` cannot redirect a POST: ``/ingest`` is served as ``/ingest/`` is."""
+    assert post("/ingest", b'{"message": "no slash"}', BETTERSTACK)[0] == 202
+    assert post("/ingest/", b'{"message": "slash"}', BETTERSTACK)[0] == 202
+    assert post("/ingest/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
+    assert post("/ingestion", b'{"message": "elsewhere"}', BETTERSTACK)[0] == 404
+    assert reverse("ingest_mw:ingest", kwargs={"path": ""}) == "/ingest"
+    assert sorted(LogEvent.objects.values_list("data__message", flat=True)) == ["B", "no slash", "slash"]
 
 
 def test_csrf_and_login_required_middleware_let_clients_in(db: None) -> None:

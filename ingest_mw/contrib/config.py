@@ -52,7 +52,8 @@ class _Unset:
 UNSET: Any = _Unset()
 
 #: The ingest APIs by their name in ``APIS``, in the order they are tried:
-#: Better Stack claims only the mount root, OTLP only its path, Baselime every other path.
+#: Better Stack claims only the mount root, OTLP only its path (before Baselime, which claims
+#: the paths under /v1, so that an OTLP path there is OTLP's), Baselime the paths under /v1.
 API_CLASSES: dict[str, type[IngestAPI]] = {
     "betterstack": BetterStackAPI,
     "otlp": OTLPLogsAPI,

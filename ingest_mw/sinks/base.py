@@ -35,7 +35,8 @@ def _own_acall(sink: Sink) -> Callable[[Batch], Awaitable[Any]] | None:
     for cls in type(sink).__mro__:
         if "__call__" in cls.__dict__:
             acall = cls.__dict__.get("acall")
-            return sink.acall if acall is not None and iscoroutinefunction(acall) else None
+            own: Callable[[Batch], Awaitable[Any]] | None = getattr(sink, "acall", None)
+            return own if acall is not None and iscoroutinefunction(acall) else None
     return None
 
 
@@ -69,7 +70,7 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     if acall is not None:
         return acall
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
-    in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+    in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)
 
     async def store(batch: Batch) -> None:
         result = await in_thread(batch)
