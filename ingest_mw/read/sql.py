@@ -1,0 +1,109 @@
+"""Readers over a SQL ``events`` table: the filters of a :class:`Query` as a WHERE clause.
+
+:class:`SQLReader` writes the queries once; a database is a subclass that
+says how to run them and spells the few expressions that differ between
+dialects (a JSON field as text, a timestamp as Unix seconds, a substring
+test). The table is the file sinks' :data:`~ingest_mw.sinks.record.COLUMNS`
+plus an increasing ``id``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from ..sinks.record import COLUMNS
+from .base import RateCounts, Reader
+from .query import LEVEL_FIELDS, Query, StoredEvent
+
+__all__ = ["SQLReader"]
+
+_SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM events"
+
+
+class SQLReader(Reader):
+    """The queries of every SQL reader; a subclass runs them (:meth:`fetch`)."""
+
+    #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
+    param = "?"
+
+    @abstractmethod
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read-only statement, as a short transaction of its own."""
+
+    @abstractmethod
+    def json_text(self, field: str) -> str:
+        """An expression: the event's top-level ``field`` as text (NULL when absent)."""
+
+    @abstractmethod
+    def epoch(self, column: str) -> str:
+        """An expression: the time in ``column`` as whole Unix seconds."""
+
+    @abstractmethod
+    def contains(self) -> str:
+        """A condition on one parameter: the event's JSON text, in lower case, contains it."""
+
+    def text_condition(self, text: str) -> tuple[str, list[Any]]:
+        """The free-text filter; a database with a text index overrides it."""
+        return self.contains(), [text.lower()]
+
+    def event(self, row: tuple[Any, ...]) -> StoredEvent:
+        """A fetched row (``id`` then the columns) as a :class:`StoredEvent`."""
+        return StoredEvent.from_row(row[0], row[1:])
+
+    def where(self, query: Query) -> tuple[str, list[Any]]:
+        """``query``'s filters as ``WHERE ...`` (or nothing) and its parameters."""
+        p = self.param
+        conditions: list[str] = []
+        params: list[Any] = []
+        if query.since is not None:
+            conditions.append(f"dt >= {p}")
+            params.append(query.since_text)
+        if query.until is not None:
+            conditions.append(f"dt < {p}")
+            params.append(query.until_text)
+        for name in ("api", "source", "dataset", "service"):
+            value = getattr(query, name)
+            if value is not None:
+                conditions.append(f"{name} = {p}")
+                params.append(value)
+        if query.levels:
+            level = f"lower(coalesce({', '.join(self.json_text(f) for f in LEVEL_FIELDS)}))"
+            conditions.append(f"{level} IN ({', '.join([p] * len(query.levels))})")
+            params.extend(sorted(query.levels))
+        if query.text is not None:
+            condition, text_params = self.text_condition(query.text)
+            conditions.append(f"({condition})")
+            params.extend(text_params)
+        if query.before is not None:
+            conditions.append(f"id < {p}")
+            params.append(query.before)
+        return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+
+    def _limit(self, query: Query) -> str:
+        return f" LIMIT {int(query.limit)}" if query.limit else ""
+
+    def search(self, query: Query) -> list[StoredEvent]:
+        where, params = self.where(query)
+        return [self.event(row) for row in self.fetch(f"{_SELECT}{where} ORDER BY id DESC{self._limit(query)}", params)]
+
+    def after(self, cursor: int, query: Query) -> list[StoredEvent]:
+        where, params = self.where(query.but(before=None))
+        where = f"{where} AND id > {self.param}" if where else f" WHERE id > {self.param}"
+        sql = f"{_SELECT}{where} ORDER BY id{self._limit(query)}"
+        return [self.event(row) for row in self.fetch(sql, [*params, cursor])]
+
+    def cursor(self) -> int:
+        rows = self.fetch("SELECT max(id) FROM events", [])
+        return int(rows[0][0] or 0)
+
+    def get(self, event_id: int) -> StoredEvent | None:
+        rows = self.fetch(f"{_SELECT} WHERE id = {self.param}", [event_id])
+        return self.event(rows[0]) if rows else None
+
+    def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
+        where, params = self.where(query)
+        at = f"({self.epoch('dt')} / {int(bucket)}) * {int(bucket)}"
+        sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM events{where} GROUP BY 1, 2"
+        return [(int(at), name, int(count)) for at, name, count in self.fetch(sql, params)]
