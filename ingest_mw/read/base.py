@@ -55,9 +55,9 @@ class Reader(ABC):
     """Reads one sink's stored events. Every method is blocking (run it in a
     thread from async code) and safe to call from any thread."""
 
-    #: What :meth:`fingerprint` costs, for whoever waits on it: ``True`` when
-    #: it makes no system call, so it may run on an event loop.
-    in_memory = False
+    #: Whether the storage keeps the event ids (a table's ``id``), so that the
+    #: stored row includes it; otherwise the id is the reader's own.
+    stores_ids = False
 
     @classmethod
     def for_sink(cls, sink: Any) -> Reader:

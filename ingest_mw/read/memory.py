@@ -23,8 +23,6 @@ class MemoryReader(ScanReader):
     under the sink's lock, for as long as a list copy takes.
     """
 
-    in_memory = True
-
     @classmethod
     def for_sink(cls, sink: JSONMemorySink) -> MemoryReader:
         return cls(sink)

@@ -70,16 +70,17 @@ class StoredEvent:
         value: dict[str, Any] = orjson.loads(self.data_json)
         return value
 
-    def row(self) -> dict[str, Any]:
-        """The stored row as JSON-ready values (``data`` kept as JSON text inside)."""
-        record: dict[str, Any] = {"id": self.id}
+    def row(self, *, with_id: bool = True) -> dict[str, Any]:
+        """The stored row as JSON-ready values (``data`` kept as JSON text inside);
+        ``with_id=False`` for storage that keeps no id (a JSON Lines record)."""
+        record: dict[str, Any] = {"id": self.id} if with_id else {}
         for name in COLUMNS[:-1]:
             record[name] = getattr(self, name)
         record["data"] = orjson.Fragment(self.data_json)
         return record
 
-    def row_json(self) -> bytes:
-        return orjson.dumps(self.row())
+    def row_json(self, *, with_id: bool = True) -> bytes:
+        return orjson.dumps(self.row(with_id=with_id))
 
 
 _AGO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*", re.IGNORECASE)

@@ -27,6 +27,7 @@ class SQLReader(Reader):
 
     #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
     param = "?"
+    stores_ids = True
 
     @abstractmethod
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
