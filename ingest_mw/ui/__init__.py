@@ -237,9 +237,15 @@ class LiveTailApp:
             await _send(send, 200, _asset(name), [(b"content-type", _ASSETS[name].encode()), _NO_STORE])
         elif path == "/api/events":
             query = query_from_params(params)
-            events = await self._run(self.reader.search, query)
+            # The cursor first: a stream opened from it misses nothing the search did not see.
+            cursor = await self._run(self.reader.cursor)
+            events = [e for e in await self._run(self.reader.search, query) if e.id <= cursor]
             more = len(events) == query.limit
-            page_body = {"events": [view(e) for e in events], "next": events[-1].id if more else None}
+            page_body = {
+                "events": [view(e) for e in events],
+                "next": events[-1].id if more else None,
+                "cursor": cursor,
+            }
             await _send(send, 200, orjson.dumps(page_body), [_JSON, _NO_STORE])
         elif path.startswith("/api/events/"):
             event_id = path[len("/api/events/") :]
