@@ -1,0 +1,210 @@
+"""``ingest-mw tail`` end to end: files written by a real ``serve``, read by a real ``tail`` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from serve_process import Server
+
+TOKEN = "tail-token"
+KEY = "tail-key"
+
+
+def post(url: str, body: object, headers: dict[str, str]) -> int:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **headers})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def tail(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ingest_mw", "tail", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def messages(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [row["data"]["message"] for row in lines(result)]
+
+
+@pytest.fixture(params=["sqlite", "jsonl"])
+def stored(request, tmp_path):
+    """A real serve writing to a real file, with events from both APIs; yields (server, --sink URL)."""
+    path = tmp_path / f"events.{'db' if request.param == 'sqlite' else 'jsonl'}"
+    url = f"{request.param}:///{path}"
+    server = Server(["--sink", url, "--token", f"web={TOKEN}", "--api-key", f"team={KEY}"])
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    old = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    assert post(server.url, {"message": "an older one", "level": "info", "dt": old}, bearer) == 202
+    assert (
+        post(server.url, [{"message": "first", "level": "info"}, {"message": "disk full", "level": "ERROR"}], bearer)
+        == 202
+    )
+    assert (
+        post(
+            server.url + "/v1/payments",
+            [{"message": "charged", "level": "warn", "amount": 12}],
+            {"x-api-key": KEY, "x-service": "billing"},
+        )
+        == 202
+    )
+    yield server, url
+    server.stop()
+
+
+def test_tail_prints_the_stored_rows_oldest_first(stored):
+    server, url = stored
+    rows = lines(tail("--sink", url, "--json"))
+    assert [row["data"]["message"] for row in rows] == ["an older one", "first", "disk full", "charged"]
+    assert rows[3]["api"] == "baselime" and rows[3]["source"] == "team"
+    assert rows[3]["dataset"] == "payments" and rows[3]["service"] == "billing"
+    assert rows[3]["data"] == {"message": "charged", "level": "warn", "amount": 12}
+    assert set(rows[0]) >= {"received_at", "dt", "api", "source", "dataset", "service", "namespace", "data"}
+    assert ("id" in rows[0]) == url.startswith("sqlite")  # the stored row: SQLite keeps ids, JSON Lines does not
+    # Not on a terminal: JSON without being asked.
+    assert lines(tail("--sink", url)) == rows
+    assert messages(tail("--sink", url, "--limit", "2")) == ["disk full", "charged"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--api", "baselime"], ["charged"]),
+        (["--source", "web"], ["an older one", "first", "disk full"]),
+        (["--dataset", "payments"], ["charged"]),
+        (["--service", "billing"], ["charged"]),
+        (["--level", "error"], ["disk full"]),
+        (["--level", "warn,ERROR"], ["disk full", "charged"]),
+        (["--grep", "DISK"], ["disk full"]),
+        (["--grep", '"amount":12'], ["charged"]),
+        (["--source", "web", "--level", "info"], ["an older one", "first"]),
+        (["--since", "5m"], ["first", "disk full", "charged"]),
+        (["--since", "15m"], ["an older one", "first", "disk full", "charged"]),
+        (["--until", "5m"], ["an older one"]),
+        (["--api", "otlp"], []),
+    ],
+)
+def test_tail_filters(stored, flags, expected):
+    server, url = stored
+    assert messages(tail("--sink", url, *flags)) == expected
+
+
+def test_since_an_iso_time(stored):
+    server, url = stored
+    since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert messages(tail("--sink", url, "--utc", "--since", since)) == ["first", "disk full", "charged"]
+    assert messages(tail("--sink", url, "--since", since + "+00:00")) == ["first", "disk full", "charged"]
+
+
+def test_on_a_terminal_one_line_per_event(stored):
+    server, url = stored
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--utc"]
+    process = subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": ""})
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=10)
+    os.close(leader)
+    text = output.decode()
+    printed = [line for line in text.splitlines() if line.strip()]
+    assert len(printed) == 4
+    assert "\x1b[31mERROR" in printed[2] and "web disk full" in printed[2]  # the level coloured
+    assert "team/payments/billing charged" in printed[3] and '{"amount":12}' in printed[3]
+    assert printed[1].startswith("\x1b[2m" + datetime.now(UTC).strftime("%Y-%m-%d "))  # the time, dimmed
+
+
+def test_follow_prints_events_posted_while_it_runs(stored):
+    server, url = stored
+    command = [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--follow", "--json", "--level", "error"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(process.stdout.readline())["data"]["message"] == "disk full"  # what was there
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        for index in range(3):
+            assert (
+                post(
+                    server.url, [{"message": f"noise {index}"}, {"message": f"late {index}", "level": "error"}], bearer
+                )
+                == 202
+            )
+        seen = []
+        deadline = time.monotonic() + 10
+        while len(seen) < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
+            if ready:
+                seen.append(json.loads(process.stdout.readline())["data"]["message"])
+        assert seen == ["late 0", "late 1", "late 2"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_follow_does_not_block_the_writer(stored, tmp_path):
+    """While tail follows, serve goes on storing: every post is answered promptly and stored."""
+    server, url = stored
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--follow", "--json", "--limit", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(4):
+            process.stdout.readline()
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        started = time.monotonic()
+        for index in range(50):
+            assert post(server.url, {"message": f"burst {index}"}, bearer) == 202
+        assert time.monotonic() - started < 20
+        seen = [json.loads(process.stdout.readline())["data"]["message"] for _ in range(50)]
+        assert seen == [f"burst {index}" for index in range(50)]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_bad_input_gets_one_clear_line(tmp_path):
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("hello\n")
+    empty_db = tmp_path / "other.db"
+    sqlite3.connect(empty_db).execute("CREATE TABLE things (x)")
+    cases = [
+        (["--sink", "redis://localhost"], "unknown sink URL 'redis://localhost'"),
+        (["--sink", f"sqlite:///{not_db}"], "not an ingest database"),
+        (["--sink", f"sqlite:///{empty_db}"], "not an ingest database (no events table)"),
+        (["--sink", f"jsonl:///{not_db}"], "not an ingest JSON Lines file"),
+        (["--sink", f"sqlite:///{tmp_path / 'missing.db'}"], "no such file"),
+        (["--sink", "memory://"], "browse it on the /ui page"),
+        (["--sink", f"sqlite:///{empty_db}", "--since", "yesterday"], "cannot read the time 'yesterday'"),
+    ]
+    for flags, message in cases:
+        result = tail(*flags)
+        assert result.returncode == 2, flags
+        assert result.stdout == ""
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr, (flags, result.stderr)
