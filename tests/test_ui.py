@@ -155,7 +155,7 @@ def read_sse_events(port: int, path: str, count: int, timeout: float, after_open
     while len(found) < count and time.monotonic() < deadline:
         line = response.readline()
         if line.startswith(b"data: "):
-            found.extend(json.loads(line[6:]))
+            found.extend(json.loads(line[6:])["events"])
     connection.close()
     return found
 

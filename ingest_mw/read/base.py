@@ -10,7 +10,6 @@ order (JSON Lines, memory): they filter with :meth:`Query.matches`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,8 +66,8 @@ class Reader(ABC):
 
     @abstractmethod
     def search(self, query: Query) -> list[StoredEvent]:
-        """The newest ``query.limit`` events matching ``query`` (older than
-        ``query.before`` when given), newest first."""
+        """The newest ``query.limit`` events matching ``query`` (between
+        ``query.after`` and ``query.before`` when given), newest first."""
 
     @abstractmethod
     def after(self, cursor: int, query: Query) -> list[StoredEvent]:
@@ -115,19 +114,24 @@ class ScanReader(Reader):
     def scan(self, after: int = 0) -> Iterator[StoredEvent]:
         """The stored events with an id above ``after``, oldest first."""
 
+    def backwards(self, before: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
+        """The stored events with ids between ``after`` and ``before`` (both
+        excluded), newest first. A reader that can walk its storage from the
+        end overrides this: a search then reads only as far back as it needs."""
+        found = [event for event in self.scan(after) if before is None or event.id < before]
+        return reversed(found)
+
     def search(self, query: Query) -> list[StoredEvent]:
-        before = query.before
-        found: deque[StoredEvent] = deque(maxlen=query.limit or None)
-        for event in self.scan():
-            if before is not None and event.id >= before:
-                break
+        found: list[StoredEvent] = []
+        for event in self.backwards(query.before, query.after or 0):
             if query.matches(event):
                 found.append(event)
-        found.reverse()
-        return list(found)
+                if len(found) == query.limit:
+                    break
+        return found
 
     def after(self, cursor: int, query: Query) -> list[StoredEvent]:
-        found = []
+        found: list[StoredEvent] = []
         for event in self.scan(cursor):
             if query.matches(event):
                 found.append(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -59,6 +59,40 @@ class JSONLinesReader(ScanReader):
                     offset += len(line) + 1
                     if line.strip():
                         yield self._event(line, offset)
+
+    def backwards(self, before: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
+        # From the last whole line (before ``before``) back, a block at a time;
+        # ``carry`` is the start of a line whose beginning is in the next block back.
+        with open(self.path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            position = self._last_line_end(file, size if before is None else min(before - 1, size))
+            carry = b""
+            while position > after:
+                start = max(after, position - _CHUNK)
+                file.seek(start)
+                block = file.read(position - start) + carry
+                line_end = start + len(block)
+                parts = block.split(b"\n")
+                parts.pop()  # the block ends with a newline: nothing after it
+                carry = parts.pop(0) + b"\n" if start > after else b""
+                for part in reversed(parts):
+                    if part.strip():
+                        yield self._event(part, line_end)
+                    line_end -= len(part) + 1
+                position = start
+
+    @staticmethod
+    def _last_line_end(file: BinaryIO, end: int) -> int:
+        """The offset just past the last newline at or before ``end``."""
+        position = end
+        while position > 0:
+            step = min(position, 64 * 1024)
+            file.seek(position - step)
+            found = file.read(step).rfind(b"\n")
+            if found >= 0:
+                return position - step + found + 1
+            position -= step
+        return 0
 
     def get(self, event_id: int) -> StoredEvent | None:
         if event_id < 1:

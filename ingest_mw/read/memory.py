@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Hashable, Iterator
 
 from ..batch import Batch
@@ -20,7 +21,7 @@ class MemoryReader(ScanReader):
     The sink keeps no ids: the reader numbers batches the first time it
     sees them, and finds them again by identity (it holds the kept tuples it
     numbered, never more than the sink keeps). It looks at the sink's deque
-    under the sink's lock, for as long as a list copy takes.
+    under the sink's lock, from the newest end, only as far as what is new.
     """
 
     @classmethod
@@ -29,39 +30,55 @@ class MemoryReader(ScanReader):
 
     def __init__(self, sink: JSONMemorySink) -> None:
         self.sink = sink
-        self._numbered: list[tuple[_Kept, int]] = []  # (kept batch, id of its first event)
+        self._numbered: deque[tuple[_Kept, int]] = deque()  # (kept batch, id of its first event)
         self._next = 1
         self._lock = threading.Lock()
 
     def _sync(self) -> list[tuple[_Kept, int]]:
+        """The kept batches with the id of each one's first event, oldest first,
+        brought up to date in time proportional to what changed since."""
         with self._lock:
+            numbered = self._numbered
+            kept = self.sink._batches
             with self.sink._lock:
-                kept = list(self.sink._batches)
-            known = self._numbered
-            if known and kept and kept[-1] is known[-1][0]:  # nothing new: drop what the sink dropped
-                start = next((i for i, (batch, _) in enumerate(known) if batch is kept[0]), 0)
-                self._numbered = known[start:]
-                return self._numbered
-            first_ids = {id(batch): first for batch, first in known}
-            numbered = []
-            for batch in kept:
-                first = first_ids.get(id(batch))
-                if first is None:
-                    first = self._next
-                    self._next += batch[_COUNT]
-                numbered.append((batch, first))
-            self._numbered = numbered
-            return numbered
+                newest = numbered[-1][0] if numbered else None
+                new = []
+                for batch in reversed(kept):
+                    if batch is newest:
+                        break
+                    new.append(batch)
+                else:  # the newest one numbered is gone too: every kept batch is new
+                    numbered.clear()
+                oldest = kept[0] if kept else None
+                while numbered and numbered[0][0] is not oldest:  # dropped by the sink
+                    numbered.popleft()
+            for batch in reversed(new):
+                numbered.append((batch, self._next))
+                self._next += batch[_COUNT]
+            return list(numbered)
+
+    def _events(self, kept: _Kept, first: int) -> list[StoredEvent]:
+        api, source, at, client, dataset, service, namespace, text, count, rule = kept
+        batch = Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace)
+        return [StoredEvent.from_row(first + offset, row) for offset, row in enumerate(rows(batch))]
 
     def scan(self, after: int = 0) -> Iterator[StoredEvent]:
         for kept, first in self._sync():
-            api, source, at, client, dataset, service, namespace, text, count, rule = kept
-            if first + count <= after + 1:
+            if first + kept[_COUNT] - 1 > after:
+                yield from (event for event in self._events(kept, first) if event.id > after)
+
+    def backwards(self, before: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
+        # From the newest batch back, decoding only the batches it reaches.
+        for kept, first in reversed(self._sync()):
+            if first + kept[_COUNT] - 1 <= after:
+                return
+            if before is not None and first >= before:
                 continue
-            batch = Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace)
-            for offset, row in enumerate(rows(batch)):
-                if first + offset > after:
-                    yield StoredEvent.from_row(first + offset, row)
+            for event in reversed(self._events(kept, first)):
+                if event.id <= after:
+                    return
+                if before is None or event.id < before:
+                    yield event
 
     def cursor(self) -> int:
         self._sync()

@@ -117,8 +117,9 @@ class Query:
     ``api``, ``source``, ``dataset`` and ``service`` match exactly;
     ``levels`` is a set of levels (any case); ``text`` is found anywhere in
     the event's JSON text, ignoring ASCII case, as ``grep -i`` would.
-    ``before`` (an event id) pages backwards; ``limit`` counts events
-    (0: no limit).
+    ``before`` and ``after`` (event ids, both excluded) bound the events by
+    arrival: ``before`` pages backwards, ``after`` keeps only what came since
+    a cursor; ``limit`` counts events (0: no limit).
     """
 
     since: datetime | None = None
@@ -130,6 +131,7 @@ class Query:
     levels: frozenset[str] = field(default_factory=frozenset)
     text: str | None = None
     before: int | None = None
+    after: int | None = None
     limit: int = 100
 
     def __post_init__(self) -> None:

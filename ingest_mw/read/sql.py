@@ -45,9 +45,10 @@ class SQLReader(Reader):
     def contains(self) -> str:
         """A condition on one parameter: the event's JSON text, in lower case, contains it."""
 
-    def text_condition(self, text: str) -> tuple[str, list[Any]]:
-        """The free-text filter; a database with a text index overrides it."""
-        return self.contains(), [text.lower()]
+    def text_condition(self, query: Query) -> tuple[str, list[Any]]:
+        """``query.text`` as a condition; a database with a text index overrides it."""
+        assert query.text is not None
+        return self.contains(), [query.text.lower()]
 
     def event(self, row: tuple[Any, ...]) -> StoredEvent:
         """A fetched row (``id`` then the columns) as a :class:`StoredEvent`."""
@@ -74,12 +75,15 @@ class SQLReader(Reader):
             conditions.append(f"{level} IN ({', '.join([p] * len(query.levels))})")
             params.extend(sorted(query.levels))
         if query.text is not None:
-            condition, text_params = self.text_condition(query.text)
+            condition, text_params = self.text_condition(query)
             conditions.append(f"({condition})")
             params.extend(text_params)
         if query.before is not None:
             conditions.append(f"id < {p}")
             params.append(query.before)
+        if query.after is not None:
+            conditions.append(f"id > {p}")
+            params.append(query.after)
         return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
     def _limit(self, query: Query) -> str:
@@ -90,10 +94,8 @@ class SQLReader(Reader):
         return [self.event(row) for row in self.fetch(f"{_SELECT}{where} ORDER BY id DESC{self._limit(query)}", params)]
 
     def after(self, cursor: int, query: Query) -> list[StoredEvent]:
-        where, params = self.where(query.but(before=None))
-        where = f"{where} AND id > {self.param}" if where else f" WHERE id > {self.param}"
-        sql = f"{_SELECT}{where} ORDER BY id{self._limit(query)}"
-        return [self.event(row) for row in self.fetch(sql, [*params, cursor])]
+        where, params = self.where(query.but(before=None, after=cursor))
+        return [self.event(row) for row in self.fetch(f"{_SELECT}{where} ORDER BY id{self._limit(query)}", params)]
 
     def cursor(self) -> int:
         rows = self.fetch("SELECT max(id) FROM events", [])

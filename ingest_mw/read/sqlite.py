@@ -147,10 +147,13 @@ class SQLiteReader(SQLReader):
                 if top is None or time.monotonic() >= deadline:
                     return int(last)
 
-    def text_condition(self, text: str) -> tuple[str, list[Any]]:
+    def text_condition(self, query: Query) -> tuple[str, list[Any]]:
+        text = query.text
+        assert text is not None
         indexed = self.indexed_up_to()
-        if indexed == 0 or len(text) < _TRIGRAM:
-            return super().text_condition(text)
+        if indexed == 0 or len(text) < _TRIGRAM or (query.after or 0) >= indexed:
+            # No index, too short a text for it, or only rows it does not hold yet.
+            return super().text_condition(query)
         phrase = '"' + text.replace('"', '""') + '"'
         condition = (
             "(id <= ? AND id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?))"
@@ -159,8 +162,8 @@ class SQLiteReader(SQLReader):
         return condition, [indexed, phrase, indexed, text.lower()]
 
     def search(self, query: Query) -> list[StoredEvent]:
-        if query.text is not None and self._writer is not None:
-            self.index()
+        if query.text is not None and query.after is None and self._writer is not None:
+            self.index()  # a search over what is stored; a follower's step reads only new rows
         return super().search(query)
 
     def close(self) -> None:

@@ -38,8 +38,10 @@ COOKIE = "ingest_mw_ui"
 #: Events per page of a search, and at most per request.
 PAGE_EVENTS = 100
 MAX_PAGE_EVENTS = 1000
-#: Events per server-sent message; more arrive in the next one.
-STREAM_EVENTS = 500
+#: Events per server-sent message at most, and seconds between two messages
+#: at least: what one open page can cost the server, whatever the ingest rate.
+STREAM_EVENTS = 250
+STREAM_GAP = 0.5
 #: Seconds between keep-alive comments on an idle stream (proxies close
 #: connections that stay silent for a minute).
 KEEPALIVE = 15.0
@@ -269,15 +271,20 @@ class LiveTailApp:
             facets["level"] = sorted({(first_text(e.data, LEVEL_FIELDS) or "").lower() for e in events} - {""})
             await _send(send, 200, orjson.dumps(facets), [_JSON, _NO_STORE])
         elif path == "/api/stream":
-            await self._stream(query_from_params(params, limit=STREAM_EVENTS), params, receive, send)
+            await self._stream(query_from_params(params), params, scope, receive, send)
         else:
             raise _Answer(404, "Not Found")
 
-    async def _stream(self, query: Query, params: Mapping[str, list[str]], receive: Receive, send: Send) -> None:
-        """Server-sent events: ``event: events`` with a JSON list of new events,
-        oldest first, each time some are stored; the event id is the cursor a
-        reconnecting browser sends back (``Last-Event-ID``)."""
+    async def _stream(
+        self, query: Query, params: Mapping[str, list[str]], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Server-sent events: ``event: events`` with ``{"events": [...], "skipped":
+        bool}``, the new events oldest first, each time some are stored; the
+        message id is the cursor to go on from (``after``)."""
         cursor = _int(params, "after", None)
+        resumed = scope_headers(scope).get("last-event-id", "")  # a browser reconnecting
+        if resumed.isascii() and resumed.isdigit():
+            cursor = max(cursor or 0, int(resumed))
         if cursor is None:
             cursor = await self._run(self.reader.cursor)
         await send(
@@ -308,12 +315,24 @@ class LiveTailApp:
                     await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
                     continue
                 generation = new_generation
-                while events := await self._run(self.reader.after, cursor, query):
-                    cursor = events[-1].id
-                    message = b"id: %d\nevent: events\ndata: %s\n\n" % (cursor, orjson.dumps([view(e) for e in events]))
-                    await send({"type": "http.response.body", "body": message, "more_body": True})
-                    if len(events) < query.limit:
-                        break
+                # The newest events since the cursor, at most STREAM_EVENTS: a page
+                # cannot show more, and its reads stay bounded however fast
+                # events arrive (the older ones are skipped, and it is told).
+                step = query.but(after=cursor, limit=STREAM_EVENTS + 1)
+                events = await self._run(self.reader.search, step)
+                if events:
+                    skipped = len(events) > STREAM_EVENTS
+                    events = events[:STREAM_EVENTS]
+                    cursor = events[0].id
+                    data = orjson.dumps({"events": [view(e) for e in reversed(events)], "skipped": skipped})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b"id: %d\nevent: events\ndata: %s\n\n" % (cursor, data),
+                            "more_body": True,
+                        }
+                    )
+                await asyncio.sleep(STREAM_GAP)
         except OSError:  # the connection broke while sending
             pass
         finally:

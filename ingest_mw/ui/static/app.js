@@ -89,7 +89,8 @@
   }
 
   function updateCounts() {
-    $("count").textContent = `${state.events.length} event${state.events.length === 1 ? "" : "s"}${state.next ? " (older ones on request)" : ""}`;
+    $("count").textContent = `${state.events.length} event${state.events.length === 1 ? "" : "s"}${state.next ? " (older ones on request)" : ""}` +
+      (state.skipped ? " · arriving faster than shown: the newest of each moment are streamed" : "");
     $("empty").hidden = state.events.length > 0;
     $("older").hidden = !state.next;
     const pending = $("pending");
@@ -129,8 +130,9 @@
     stream.addEventListener("open", () => setStatus(state.paused ? "paused" : "live", state.paused ? "paused" : "live"));
     stream.addEventListener("error", () => setStatus("down", "reconnecting…"));
     stream.addEventListener("events", (message) => {
-      const events = JSON.parse(message.data);
+      const { events, skipped } = JSON.parse(message.data);
       state.cursor = events[events.length - 1].id;
+      if (skipped) state.skipped = true;
       if (state.paused) { state.pending.push(...events); updateCounts(); }
       else addLive(events);
     });
@@ -144,6 +146,7 @@
     state.next = found.next;
     state.cursor = found.cursor;
     state.pending = [];
+    state.skipped = false;
     render();
   }
 
