@@ -21,6 +21,7 @@ _READERS: dict[tuple[str, str], tuple[str, str]] = {
     ("ingest_mw.sinks.sqlite", "SQLiteSink"): ("ingest_mw.read.sqlite", "SQLiteReader"),
     ("ingest_mw.sinks.jsonl", "JSONLinesSink"): ("ingest_mw.read.jsonl", "JSONLinesReader"),
     ("ingest_mw.sinks.memory", "JSONMemorySink"): ("ingest_mw.read.memory", "MemoryReader"),
+    ("ingest_mw.sinks.postgres", "PostgresSink"): ("ingest_mw.read.postgres", "PostgresReader"),
 }
 
 
@@ -51,6 +52,10 @@ def reader_from_url(url: str) -> Reader:
         from .jsonl import JSONLinesReader
 
         return JSONLinesReader(sink_path(url, scheme))
+    if scheme in ("postgresql", "postgres"):
+        from ..sinks.url import sink_from_url as sink_of
+
+        return reader_for(sink_of(url))  # the sink's own reading of the URL; it connects on first use only
     if scheme == "memory":
         raise ValueError("memory:// lives inside the serve process: browse it on the /ui page (serve --ui-token)")
-    raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH or jsonl:///PATH")
+    raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or postgresql://...")

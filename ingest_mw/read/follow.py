@@ -14,6 +14,8 @@ import asyncio
 import time
 from collections.abc import Hashable
 
+from asgiref.sync import sync_to_async
+
 from .base import Reader
 
 __all__ = ["FASTEST", "SLOWEST", "Watch"]
@@ -54,9 +56,10 @@ class Watch:
                 return
 
     async def wait_async(self) -> None:
-        """:meth:`wait` for an event loop (a file's fingerprint is a ``stat``:
-        microseconds, fine on the loop)."""
+        """:meth:`wait` for an event loop; each look runs in a worker thread
+        (a database's fingerprint is a query)."""
+        look = sync_to_async(self.changed, thread_sensitive=False)
         while True:
             await asyncio.sleep(self.interval)
-            if self.changed():
+            if await look():
                 return

@@ -19,7 +19,7 @@ from .query import LEVEL_FIELDS, Query, StoredEvent
 
 __all__ = ["SQLReader"]
 
-_SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM events"
+_COLUMNS = f"id, {', '.join(COLUMNS)}"
 
 
 class SQLReader(Reader):
@@ -28,6 +28,8 @@ class SQLReader(Reader):
     #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
     param = "?"
     stores_ids = True
+    #: The table's name, as the sink was given it.
+    table = "events"
 
     @abstractmethod
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -91,22 +93,24 @@ class SQLReader(Reader):
 
     def search(self, query: Query) -> list[StoredEvent]:
         where, params = self.where(query)
-        return [self.event(row) for row in self.fetch(f"{_SELECT}{where} ORDER BY id DESC{self._limit(query)}", params)]
+        sql = f"SELECT {_COLUMNS} FROM {self.table}{where} ORDER BY id DESC{self._limit(query)}"
+        return [self.event(row) for row in self.fetch(sql, params)]
 
     def after(self, cursor: int, query: Query) -> list[StoredEvent]:
         where, params = self.where(query.but(before=None, after=cursor))
-        return [self.event(row) for row in self.fetch(f"{_SELECT}{where} ORDER BY id{self._limit(query)}", params)]
+        sql = f"SELECT {_COLUMNS} FROM {self.table}{where} ORDER BY id{self._limit(query)}"
+        return [self.event(row) for row in self.fetch(sql, params)]
 
     def cursor(self) -> int:
-        rows = self.fetch("SELECT max(id) FROM events", [])
+        rows = self.fetch(f"SELECT max(id) FROM {self.table}", [])
         return int(rows[0][0] or 0)
 
     def get(self, event_id: int) -> StoredEvent | None:
-        rows = self.fetch(f"{_SELECT} WHERE id = {self.param}", [event_id])
+        rows = self.fetch(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = {self.param}", [event_id])
         return self.event(rows[0]) if rows else None
 
     def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
         where, params = self.where(query)
         at = f"({self.epoch('dt')} / {int(bucket)}) * {int(bucket)}"
-        sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM events{where} GROUP BY 1, 2"
+        sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM {self.table}{where} GROUP BY 1, 2"
         return [(int(at), name, int(count)) for at, name, count in self.fetch(sql, params)]
