@@ -61,16 +61,16 @@ class SQLReader(Reader):
         p = self.param
         conditions: list[str] = []
         params: list[Any] = []
-        if query.since is not None:
-            conditions.append(f"dt >= {p}")
-            params.append(query.since_text)
-        if query.until is not None:
-            conditions.append(f"dt < {p}")
-            params.append(query.until_text)
-        for name in ("api", "source", "dataset", "service"):
-            value = getattr(query, name)
+        compared = [
+            ("dt >=", query.since_text),
+            ("dt <", query.until_text),
+            *((f"{name} =", getattr(query, name)) for name in ("api", "source", "dataset", "service")),
+            ("id <", query.before),
+            ("id >", query.after),
+        ]
+        for test, value in compared:
             if value is not None:
-                conditions.append(f"{name} = {p}")
+                conditions.append(f"{test} {p}")
                 params.append(value)
         if query.levels:
             level = f"lower(coalesce({', '.join(self.json_text(f) for f in LEVEL_FIELDS)}))"
@@ -80,12 +80,6 @@ class SQLReader(Reader):
             condition, text_params = self.text_condition(query)
             conditions.append(f"({condition})")
             params.extend(text_params)
-        if query.before is not None:
-            conditions.append(f"id < {p}")
-            params.append(query.before)
-        if query.after is not None:
-            conditions.append(f"id > {p}")
-            params.append(query.after)
         return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
     def _limit(self, query: Query) -> str:

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import orjson
 from asgiref.sync import sync_to_async
 
-from ..asgi import ASGIApplication, Receive, Scope, Send, route_path, scope_headers
+from ..asgi import ASGIApplication, Receive, Scope, Send, mounted_scope, route_path, scope_headers
 from ..auth import CredentialAuth
 from ..errors import IngestError
-from ..http import normalize_prefix, strip_prefix
+from ..http import normalize_prefix
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
 from ..read.base import RATE_SERIES
 from ..read.follow import Watch
@@ -379,10 +379,9 @@ class UIMount:
         return cls(app, LiveTailApp(reader_for(sink), tokens=tokens), prefix=prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and strip_prefix(route_path(scope), self.prefix) is not None:
-            scope = dict(scope)
-            scope["root_path"] = scope.get("root_path", "") + self.prefix
-            await self.ui(scope, receive, send)
+        mounted = mounted_scope(scope, self.prefix)
+        if mounted is not None:
+            await self.ui(mounted, receive, send)
             return
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing(send))
