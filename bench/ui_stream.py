@@ -59,18 +59,24 @@ class PageClient:
         self.headers = {"Authorization": f"Bearer {UI_TOKEN}"}
         self.streamed = 0
 
-    def run(self, seconds: float) -> None:
+    def _stream(self, after: int | None = None) -> http.client.HTTPResponse:
         stream = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        stream.request("GET", "/ui/api/stream", headers=self.headers)
+        stream.request("GET", "/ui/api/stream" + ("" if after is None else f"?after={after}"), headers=self.headers)
         response = stream.getresponse()
         assert response.status == 200, response.status
+        return response
+
+    def run(self, seconds: float) -> None:
+        response = self._stream()
         print("open", flush=True)
         chart = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         deadline = time.monotonic() + seconds
         next_chart = time.monotonic() + CHART_EVERY
         while time.monotonic() < deadline:
             line = response.readline()
-            if line.startswith(b"data: "):
+            if line.startswith(b"event: end"):  # the server ends a stream every STREAM_SECONDS
+                response = self._stream(after=int(response.readline()[6:]))
+            elif line.startswith(b"data: "):
                 self.streamed += len(json.loads(line[6:])["events"])
             if time.monotonic() >= next_chart:
                 chart.request("GET", "/ui/api/rate?by=source", headers=self.headers)

@@ -152,9 +152,12 @@ def read_sse_events(port: int, path: str, count: int, timeout: float, after_open
     after_open()
     found: list[dict] = []
     deadline = time.monotonic() + timeout
+    kind = None
     while len(found) < count and time.monotonic() < deadline:
         line = response.readline()
-        if line.startswith(b"data: "):
+        if line.startswith(b"event: "):
+            kind = line[7:].strip()
+        elif line.startswith(b"data: ") and kind == b"events":
             found.extend(json.loads(line[6:])["events"])
     connection.close()
     return found
@@ -169,6 +172,7 @@ def test_the_stream_over_other_sinks(tmp_path, sink):
         assert post(server.url, {"message": "before", "level": "info"}, bearer()) == 202
         status, body, _ = get(server.url + "/ui/api/events", bearer(UI_TOKEN))
         assert [e["message"] for e in json.loads(body)["events"]] == ["before"]
+        cursor = json.loads(body)["cursor"]
 
         def send() -> None:
             assert (
@@ -181,10 +185,25 @@ def test_the_stream_over_other_sinks(tmp_path, sink):
         found = read_sse_events(server.port, "/ui/api/stream?level=error", 1, 10, send)
         assert [e["message"] for e in found] == ["loud"]
         event_id = found[0]["id"]
+        # From a cursor: what came since it, at once (a page opens its stream after its search).
+        again = read_sse_events(server.port, f"/ui/api/stream?level=error&after={cursor}", 1, 10, lambda: None)
+        assert [e["message"] for e in again] == ["loud"]
         status, body, _ = get(f"{server.url}/ui/api/events/{event_id}", bearer(UI_TOKEN))
         assert status == 200 and json.loads(body)["data"] == {"message": "loud", "level": "error"}
     finally:
         server.stop()
+
+
+def test_serve_stops_promptly_with_a_page_open(served):
+    """A stream never ends by itself; on SIGTERM the server ends it and stops at once."""
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=20)
+    connection.request("GET", "/ui/api/stream", headers=bearer(UI_TOKEN))
+    response = connection.getresponse()
+    assert response.status == 200 and response.readline() == b"retry: 1000\n"
+    started = time.monotonic()
+    code, _ = served.stop(timeout=15)
+    assert code == 0 and time.monotonic() - started < 5
+    assert b"event: end" in response.read()  # the page is told, and opens the next stream from its cursor
 
 
 @pytest.fixture

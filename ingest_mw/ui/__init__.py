@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib.resources
+import signal
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import FrameType
 from typing import Any, TypeVar
 
 import orjson
@@ -42,6 +45,10 @@ MAX_PAGE_EVENTS = 1000
 #: at least: what one open page can cost the server, whatever the ingest rate.
 STREAM_EVENTS = 250
 STREAM_GAP = 0.5
+#: Seconds a stream lasts at most: then it ends, and the page opens the next
+#: one from its cursor at once (so a server shutting down never waits longer
+#: for a page than this, even where nothing tells the page to go).
+STREAM_SECONDS = 10.0
 #: Seconds between keep-alive comments on an idle stream (proxies close
 #: connections that stay silent for a minute).
 KEEPALIVE = 15.0
@@ -172,6 +179,7 @@ class LiveTailApp:
         self.reader = reader
         self.auth = CredentialAuth(tokens, status=401)
         self._changes = _Changes(reader)
+        self._streams_end: asyncio.Event | None = None
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         return await sync_to_async(function, thread_sensitive=False)(*args)
@@ -299,15 +307,18 @@ class LiveTailApp:
             }
         )
         await send({"type": "http.response.body", "body": b"retry: 1000\n: open\n\n", "more_body": True})
-        gone = asyncio.get_running_loop().create_task(_disconnected(receive))
+        loop = asyncio.get_running_loop()
+        gone = loop.create_task(_disconnected(receive))
+        ending = loop.create_task(self._ending().wait())
         changes = self._changes
         changes.open()
+        ends_at = loop.time() + STREAM_SECONDS
         try:
-            generation = changes.generation
-            while not gone.done():
-                waiting = asyncio.ensure_future(changes.after(generation, KEEPALIVE))
-                await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if gone.done():
+            generation = -1  # read at once: what came since the cursor
+            while True:
+                waiting = asyncio.ensure_future(changes.after(generation, min(KEEPALIVE, ends_at - loop.time())))
+                await asyncio.wait({waiting, gone, ending}, return_when=asyncio.FIRST_COMPLETED)
+                if gone.done() or ending.done() or loop.time() >= ends_at:
                     waiting.cancel()
                     break
                 new_generation = waiting.result()
@@ -325,23 +336,31 @@ class LiveTailApp:
                     events = events[:STREAM_EVENTS]
                     cursor = events[0].id
                     data = orjson.dumps({"events": [view(e) for e in reversed(events)], "skipped": skipped})
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": b"id: %d\nevent: events\ndata: %s\n\n" % (cursor, data),
-                            "more_body": True,
-                        }
-                    )
+                    message = b"id: %d\nevent: events\ndata: %s\n\n" % (cursor, data)
+                    await send({"type": "http.response.body", "body": message, "more_body": True})
                 await asyncio.sleep(STREAM_GAP)
+            if not gone.done():
+                # The page opens the next stream from its cursor at once.
+                end = b"event: end\ndata: %d\n\n" % cursor
+                await send({"type": "http.response.body", "body": end, "more_body": False})
         except OSError:  # the connection broke while sending
             pass
         finally:
             changes.close()
             gone.cancel()
-        try:
-            await send({"type": "http.response.body", "body": b""})
-        except OSError:
-            pass
+            ending.cancel()
+
+    def _ending(self) -> asyncio.Event:
+        if self._streams_end is None:
+            self._streams_end = asyncio.Event()
+        return self._streams_end
+
+    def end_streams(self) -> None:
+        """End every open stream now (on the event loop): a server shutting down
+        waits for its open responses, and a page's stream would never end.
+        :class:`UIMount` calls it when the process gets SIGTERM or SIGINT."""
+        if self._streams_end is not None:
+            self._streams_end.set()
 
     def close(self) -> None:
         self.reader.close()
@@ -390,7 +409,9 @@ class UIMount:
 
     def _closing(self, send: Send) -> Send:
         async def forward(message: Any) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+            if message["type"] == "lifespan.startup.complete":
+                _before_exit_signals(self.ui.end_streams)
+            elif message["type"] == "lifespan.shutdown.complete":
                 await sync_to_async(self.ui.close, thread_sensitive=False)()
             await send(message)
 
@@ -399,3 +420,23 @@ class UIMount:
     def __getattr__(self, name: str) -> Any:
         # The wrapped app's attributes (``routes``, ``sink``) read through.
         return getattr(self.app, name)
+
+
+def _before_exit_signals(callback: Callable[[], None]) -> None:
+    """Have SIGTERM and SIGINT call ``callback`` on this event loop, then the
+    handler in place (the ASGI server's own: uvicorn installs it with
+    ``signal.signal`` before the lifespan starts, and puts back what it found
+    when it stops, this wrapper with it). Only the main thread can."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue  # the default or ignored: not a server's graceful shutdown to go before
+
+        def handler(number: int, frame: FrameType | None, previous: Callable[..., Any] = previous) -> None:
+            loop.call_soon_threadsafe(callback)
+            previous(number, frame)
+
+        signal.signal(signum, handler)

@@ -129,6 +129,12 @@
     const stream = new EventSource(`${BASE}/api/stream?${p}`);
     stream.addEventListener("open", () => setStatus(state.paused ? "paused" : "live", state.paused ? "paused" : "live"));
     stream.addEventListener("error", () => setStatus("down", "reconnecting…"));
+    // The server ends a stream now and then (and when it shuts down): go on from the cursor.
+    stream.addEventListener("end", (message) => {
+      const cursor = Number(message.data);
+      if (state.cursor == null || cursor > state.cursor) state.cursor = cursor;
+      if (state.stream === stream) openStream();
+    });
     stream.addEventListener("events", (message) => {
       const { events, skipped } = JSON.parse(message.data);
       state.cursor = events[events.length - 1].id;
