@@ -296,3 +296,51 @@ def test_live_tail_in_a_browser(served, browser_page, tmp_path):
     assert page.locator("#events tr", has_text="while paused").count() == 0
     page.click("#pause")
     page.locator("#events tr", has_text="while paused").wait_for(timeout=2000)
+
+
+def test_the_page_under_a_host_apps_prefix(tmp_path):
+    """LiveTailApp mounted by a host (Starlette's Mount) at /admin/tail: links, cookie and redirect follow."""
+    import threading
+
+    import uvicorn
+    from serve_process import free_port
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from ingest_mw import ASGIApp, BetterStackAPI
+    from ingest_mw.read import reader_for
+    from ingest_mw.sinks import SQLiteSink
+    from ingest_mw.ui import LiveTailApp
+
+    sink = SQLiteSink(tmp_path / "host.db")
+    host = Starlette(
+        routes=[
+            Mount("/ingest", app=ASGIApp(BetterStackAPI({"web": TOKEN}), sink=sink)),
+            Mount("/admin/tail", app=LiveTailApp(reader_for(sink), tokens={"ops": UI_TOKEN})),
+        ]
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(host, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        assert post(base + "/ingest/", {"message": "from the host", "level": "info"}, bearer()) == 202
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", f"/admin/tail/?token={UI_TOKEN}")
+        response = connection.getresponse()
+        assert response.status == 303 and response.getheader("Location") == "/admin/tail/"
+        assert "Path=/admin/tail;" in response.getheader("Set-Cookie")
+        status, page, _ = get(base + "/admin/tail/", {"Cookie": f"ingest_mw_ui={UI_TOKEN}"})
+        assert status == 200
+        assert b'src="/admin/tail/static/app.js"' in page and b'data-base="/admin/tail"' in page
+        status, body, _ = get(base + "/admin/tail/api/events", bearer(UI_TOKEN))
+        assert [e["message"] for e in json.loads(body)["events"]] == ["from the host"]
+        assert get(base + "/admin/tail/api/events")[0] == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sink.close()
