@@ -11,7 +11,7 @@ import pytest
 import ingest_mw.read.jsonl as jsonl_reader
 from ingest_mw.batch import Batch, Events
 from ingest_mw.read import Query, parse_since, reader_for, reader_from_url
-from ingest_mw.read.base import bucket_seconds, rate_series
+from ingest_mw.read.rate import RateCache, bucket_seconds, rate_series
 from ingest_mw.read.sqlite import SQLiteReader
 from ingest_mw.sinks import JSONLinesSink, JSONMemorySink, SQLiteSink
 from ingest_mw.timestamps import EventTimes
@@ -126,8 +126,10 @@ def test_filters_on_every_reader(sink_and_reader):
     assert found(text='quote \\"') == ['quote " and \\ back']  # the JSON text, where a quote is escaped
     assert found(since=NOW - timedelta(hours=1)) == ['quote " and \\ back', "charged"]
     assert found(until=NOW - timedelta(hours=1)) == ["Old Disk Warning"]
-    rate = reader.rate(Query(since=NOW - timedelta(hours=3), until=NOW + timedelta(minutes=1)), by="api")
+    rate = RateCache(reader).rate(Query(since=NOW - timedelta(hours=3), until=NOW + timedelta(minutes=1)), by="api")
     assert rate["bucket"] == 300 and {k: sum(v) for k, v in rate["series"].items()} == {"betterstack": 2, "baselime": 1}
+    recent = RateCache(reader).rate(Query(since=NOW - timedelta(hours=1), levels=frozenset({"info"})), by="source")
+    assert {k: sum(v) for k, v in recent["series"].items()} == {"team": 1}  # by reception time, filtered
 
 
 def test_the_memory_reader_numbers_events_across_drops():
@@ -197,6 +199,43 @@ def test_an_sqlite_reader_never_writes_unless_it_keeps_the_index(tmp_path):
     assert [e.data for e in reader.search(Query(text="x"))] == [{"message": "x"}]
     reader.close()
     assert path.read_bytes() == before
+
+
+def test_the_rate_cache_counts_only_what_is_new_and_agrees_with_a_fresh_count(sink_and_reader):
+    sink, make_reader = sink_and_reader
+    reader = make_reader()
+    minute = NOW.replace(second=0) - timedelta(minutes=30)
+    for index in range(40):  # one batch a minute for 40 minutes, the oldest outside the hour's first bucket
+        at = minute - timedelta(minutes=10) + timedelta(minutes=index)
+        sink(batch([{"message": "m", "level": "info"}] * (index % 4 + 1), source=["web", "team"][index % 2], at=at))
+    cache = RateCache(reader)
+    window = Query(since=NOW - timedelta(minutes=35), until=NOW + timedelta(minutes=5))
+    first = cache.rate(window, by="source")
+    assert first["bucket"] == 60 and first["start"] == int((NOW - timedelta(minutes=35)).timestamp()) // 60 * 60
+    for index in range(5):
+        sink(batch([{"message": "late"}] * 2, source="web", at=NOW + timedelta(seconds=index)))
+    again = cache.rate(window, by="source")
+    fresh = RateCache(reader).rate(window, by="source")
+    assert again == fresh
+    assert sum(again["series"]["web"]) == sum(first["series"]["web"]) + 10
+    assert cache.rate(window.but(source="team"), by="api") == RateCache(reader).rate(
+        window.but(source="team"), by="api"
+    )
+
+
+def test_cursor_at_a_reception_time(sink_and_reader):
+    sink, make_reader = sink_and_reader
+    reader = make_reader()
+    for index in range(30):
+        sink(batch([{"message": str(index)}, {"message": "x"}], at=NOW + timedelta(seconds=index)))
+
+    def first_after(cursor: int) -> str:
+        return reader.after(cursor, Query(limit=1))[0].data["message"]
+
+    assert first_after(reader.cursor_at(NOW - timedelta(days=1))) == "0"
+    assert first_after(reader.cursor_at(NOW + timedelta(seconds=10))) == "10"
+    assert first_after(reader.cursor_at(NOW + timedelta(seconds=9, milliseconds=1))) == "10"
+    assert reader.cursor_at(NOW + timedelta(days=1)) == reader.cursor()
 
 
 def test_parse_since():

@@ -11,43 +11,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from ..sinks.record import iso_utc
 from .query import Query, StoredEvent
 
-__all__ = ["RateCounts", "Reader", "ScanReader", "bucket_seconds", "rate_series"]
+__all__ = ["RateCounts", "Reader", "ScanReader"]
 
 #: ``(bucket start as Unix seconds, series name, events)`` rows of a rate.
 RateCounts = Iterable[tuple[int, str, int]]
-
-#: Chart buckets from a minute up: the smallest that keeps a range within
-#: :data:`MAX_BUCKETS` bars (an hour is 60 one-minute bars).
-_BUCKET_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
-MAX_BUCKETS = 180
-#: The series a chart is split by: a stored column.
-RATE_SERIES = ("source", "api", "dataset", "service")
-
-
-def bucket_seconds(since: datetime, until: datetime) -> int:
-    span = (until - since).total_seconds()
-    for step in _BUCKET_STEPS:
-        if span / step <= MAX_BUCKETS:
-            return step
-    return _BUCKET_STEPS[-1]
-
-
-def rate_series(counts: RateCounts, *, since: datetime, until: datetime, bucket: int) -> dict[str, object]:
-    """Counts per bucket and series as the chart draws them: every bucket of
-    ``[since, until)`` present (zero where nothing arrived), series by name."""
-    start = int(since.timestamp()) // bucket * bucket
-    size = max(1, -(-(int(until.timestamp()) - start) // bucket))
-    series: dict[str, list[int]] = {}
-    for at, name, count in counts:
-        index = (at - start) // bucket
-        if 0 <= index < size:
-            series.setdefault(name, [0] * size)[index] += count
-    return {"start": start, "bucket": bucket, "buckets": size, "series": series}
 
 
 class Reader(ABC):
@@ -84,24 +57,20 @@ class Reader(ABC):
 
     @abstractmethod
     def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
-        """Events matching ``query`` (with ``since`` and ``until`` set) per
-        ``bucket`` seconds of event time and per value of the column ``by``."""
+        """Events matching ``query`` (its ids bounded by ``after`` and ``before``)
+        per ``bucket`` seconds of reception time and per value of the column
+        ``by`` (one of :data:`~ingest_mw.read.rate.RATE_SERIES`)."""
+
+    @abstractmethod
+    def cursor_at(self, at: datetime) -> int:
+        """A cursor for :meth:`after` standing just before the first event
+        received at or after ``at`` (at the newest when none was): ids grow
+        with reception time."""
 
     @abstractmethod
     def fingerprint(self) -> Hashable:
         """Something cheap that changes whenever an event may have been stored:
         a follower compares it instead of querying."""
-
-    def rate(self, query: Query, *, by: str = "source") -> dict[str, object]:
-        """Events per bucket over ``query.since`` .. ``query.until`` (default: the
-        last hour up to now), by ``by``: a :func:`rate_series`."""
-        if by not in RATE_SERIES:
-            raise ValueError(f"by must be one of {', '.join(RATE_SERIES)}, not {by!r}")
-        until = query.until or datetime.now(UTC)
-        since = query.since or until - timedelta(hours=1)
-        bucket = bucket_seconds(since, until)
-        counts = self.rate_counts(query.but(since=since, until=until, before=None, limit=0), bucket, by)
-        return rate_series(counts, since=since, until=until, bucket=bucket)
 
     def close(self) -> None:  # noqa: B027 (optional: most readers hold nothing open)
         """Release the reader's own handles (never the sink's)."""
@@ -139,6 +108,15 @@ class ScanReader(Reader):
                     break
         return found
 
+    def cursor_at(self, at: datetime) -> int:
+        since = iso_utc(at.astimezone(UTC))
+        last = 0
+        for event in self.scan():
+            if event.received_at >= since:
+                break
+            last = event.id
+        return last
+
     def get(self, event_id: int) -> StoredEvent | None:
         for event in self.scan(event_id - 1):
             return event if event.id == event_id else None
@@ -146,9 +124,11 @@ class ScanReader(Reader):
 
     def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
         counts: dict[tuple[int, str], int] = {}
-        for event in self.scan():
+        for event in self.scan(query.after or 0):
+            if query.before is not None and event.id >= query.before:
+                break
             if query.matches(event):
-                at = int(datetime.fromisoformat(event.dt).timestamp()) // bucket * bucket
+                at = int(datetime.fromisoformat(event.received_at).timestamp()) // bucket * bucket
                 key = (at, getattr(event, by) or "")
                 counts[key] = counts.get(key, 0) + 1
         return [(at, name, count) for (at, name), count in counts.items()]

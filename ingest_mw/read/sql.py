@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from ..sinks.record import COLUMNS
+from ..sinks.record import COLUMNS, iso_utc
 from .base import RateCounts, Reader
 from .query import LEVEL_FIELDS, Query, StoredEvent
 
@@ -103,8 +104,25 @@ class SQLReader(Reader):
         rows = self.fetch(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = {self.param}", [event_id])
         return self.event(rows[0]) if rows else None
 
+    def cursor_at(self, at: datetime) -> int:
+        # A binary search over the ids (the primary key; reception time has no
+        # index): a few dozen lookups, however large the table.
+        p = self.param
+        since = iso_utc(at.astimezone(UTC))
+        low, high = 1, self.cursor() + 1
+        while low < high:
+            middle = (low + high) // 2
+            rows = self.fetch(
+                f"SELECT id, received_at >= {p} FROM {self.table} WHERE id >= {p} ORDER BY id LIMIT 1", [since, middle]
+            )
+            if not rows or rows[0][1]:
+                high = middle
+            else:
+                low = int(rows[0][0]) + 1
+        return low - 1
+
     def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
         where, params = self.where(query)
-        at = f"({self.epoch('dt')} / {int(bucket)}) * {int(bucket)}"
+        at = f"({self.epoch('received_at')} / {int(bucket)}) * {int(bucket)}"
         sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM {self.table}{where} GROUP BY 1, 2"
         return [(int(at), name, int(count)) for at, name, count in self.fetch(sql, params)]

@@ -30,9 +30,9 @@ from ..auth import CredentialAuth
 from ..errors import IngestError
 from ..http import normalize_prefix
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
-from ..read.base import RATE_SERIES
 from ..read.follow import Watch
 from ..read.query import LEVEL_FIELDS, MESSAGE_FIELDS, first_text
+from ..read.rate import RATE_SERIES, RateCache
 
 __all__ = ["LiveTailApp", "UIMount", "view"]
 
@@ -179,6 +179,7 @@ class LiveTailApp:
         self.reader = reader
         self.auth = CredentialAuth(tokens, status=401)
         self._changes = _Changes(reader)
+        self._rates = RateCache(reader)
         self._streams_end: asyncio.Event | None = None
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -268,8 +269,8 @@ class LiveTailApp:
             if by not in RATE_SERIES:
                 raise _Answer(400, f"by must be one of {', '.join(RATE_SERIES)}")
             query = query_from_params(params)
-            rate = await self._run(lambda: self.reader.rate(query, by=by))
-            await _send(send, 200, orjson.dumps({**rate, "by": by}), [_JSON, _NO_STORE])
+            rate = await self._run(lambda: self._rates.rate(query, by=by))
+            await _send(send, 200, orjson.dumps(rate), [_JSON, _NO_STORE])
         elif path == "/api/facets":
             events = await self._run(self.reader.search, Query(limit=FACET_EVENTS))
             facets = {
