@@ -384,7 +384,9 @@ def _login_page(root: str) -> bytes:
 
 class UIMount:
     """``ui`` at ``prefix`` (default ``/ui``) beside the ASGI ``app``, which gets
-    every other request and the lifespan (closing the UI's reader at shutdown)."""
+    every other request and the lifespan. The lifespan passing through calls
+    :meth:`started` and :meth:`aclose`; a server that keeps the lifespan to
+    itself calls them."""
 
     def __init__(self, app: ASGIApplication, ui: LiveTailApp, *, prefix: str = "/ui") -> None:
         self.app = app
@@ -411,12 +413,22 @@ class UIMount:
     def _closing(self, send: Send) -> Send:
         async def forward(message: Any) -> None:
             if message["type"] == "lifespan.startup.complete":
-                _before_exit_signals(self.ui.end_streams)
+                self.started()
             elif message["type"] == "lifespan.shutdown.complete":
-                await sync_to_async(self.ui.close, thread_sensitive=False)()
+                await self.aclose()
             await send(message)
 
         return forward
+
+    def started(self) -> None:
+        """Called on the event loop once the server has started (done on the
+        lifespan start-up passing through): SIGTERM and SIGINT end the page's
+        streams first, then do what the server's handlers do."""
+        _before_exit_signals(self.ui.end_streams)
+
+    async def aclose(self) -> None:
+        """Close the page's reader (done on the lifespan shutdown passing through)."""
+        await sync_to_async(self.ui.close, thread_sensitive=False)()
 
     def __getattr__(self, name: str) -> Any:
         # The wrapped app's attributes (``routes``, ``sink``) read through.
