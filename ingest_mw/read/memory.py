@@ -9,8 +9,8 @@ from collections.abc import Hashable, Iterator
 from ..batch import Batch
 from ..sinks.memory import _COUNT, JSONEvents, JSONMemorySink, _Kept
 from ..sinks.record import rows
-from .base import ScanReader
-from .query import StoredEvent
+from .base import RateCounts, ScanReader
+from .query import Query, StoredEvent
 
 __all__ = ["MemoryReader"]
 
@@ -79,6 +79,23 @@ class MemoryReader(ScanReader):
                     return
                 if before is None or event.id < before:
                     yield event
+
+    def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
+        if query.filters_events:
+            return super().rate_counts(query, bucket, by)
+        # Where a batch came from, when it arrived and how many events it holds
+        # are the kept tuple's: no event is decoded.
+        after, before = query.after or 0, query.before
+        counts: dict[tuple[int, str], int] = {}
+        for kept, first in self._sync():
+            api, source, at, _, dataset, service, _, _, count, _ = kept
+            low, high = max(first, after + 1), first + count - 1 if before is None else min(first + count, before) - 1
+            if high < low or not query.matches_origin(api, source, dataset, service):
+                continue
+            name = {"api": api, "source": source, "dataset": dataset, "service": service}[by] or ""
+            key = (int(at.timestamp()) // bucket * bucket, name)
+            counts[key] = counts.get(key, 0) + high - low + 1
+        return [(at, name, count) for (at, name), count in counts.items()]
 
     def cursor(self) -> int:
         self._sync()

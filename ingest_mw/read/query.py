@@ -153,6 +153,21 @@ class Query:
     def until_text(self) -> str | None:
         return iso_utc(self.until.astimezone(UTC)) if self.until else None
 
+    @property
+    def filters_events(self) -> bool:
+        """Whether a filter looks inside the events (time, level, text), not
+        only at where a batch came from."""
+        return self.since is not None or self.until is not None or bool(self.levels) or self.text is not None
+
+    def matches_origin(self, api: str, source: str, dataset: str | None, service: str | None) -> bool:
+        """Whether events from there pass the ``api``, ``source``, ``dataset`` and ``service`` filters."""
+        return (
+            (self.api is None or api == self.api)
+            and (self.source is None or source == self.source)
+            and (self.dataset is None or dataset == self.dataset)
+            and (self.service is None or service == self.service)
+        )
+
     def matches(self, event: StoredEvent) -> bool:
         """Whether ``event`` passes every filter but the paging ones."""
         since, until = self.since_text, self.until_text
@@ -160,10 +175,8 @@ class Query:
             return False
         if until is not None and event.dt >= until:
             return False
-        for name in ("api", "source", "dataset", "service"):
-            wanted = getattr(self, name)
-            if wanted is not None and getattr(event, name) != wanted:
-                return False
+        if not self.matches_origin(event.api, event.source, event.dataset, event.service):
+            return False
         if self.text is not None and self.text.encode().lower() not in event.data_json.lower():
             return False
         if self.levels:

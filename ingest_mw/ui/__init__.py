@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib.resources
+import logging
 import signal
 import threading
 import urllib.parse
@@ -35,6 +36,8 @@ from ..read.query import LEVEL_FIELDS, MESSAGE_FIELDS, first_text
 from ..read.rate import RATE_SERIES, RateCache
 
 __all__ = ["LiveTailApp", "UIMount", "view"]
+
+logger = logging.getLogger("ingest_mw.ui")
 
 #: The cookie that carries the UI token after the first visit.
 COOKIE = "ingest_mw_ui"
@@ -145,7 +148,12 @@ class _Changes:
     async def _watch(self) -> None:
         watch = Watch(self.reader)
         while True:
-            await watch.wait_async()
+            try:
+                await watch.wait_async()
+            except Exception:  # a database gone for a moment: streams wait, and the watch goes on
+                logger.warning("Live Tail: cannot look at the sink", exc_info=True)
+                await asyncio.sleep(watch.slowest)
+                continue
             async with self._changed:
                 self.generation += 1
                 self._changed.notify_all()
@@ -279,6 +287,8 @@ class LiveTailApp:
             }
             facets["level"] = sorted({(first_text(e.data, LEVEL_FIELDS) or "").lower() for e in events} - {""})
             await _send(send, 200, orjson.dumps(facets), [_JSON, _NO_STORE])
+        elif path == "/api/stream" and scope["method"] == "HEAD":
+            await _send(send, 200, b"", [(b"content-type", b"text/event-stream; charset=utf-8")])
         elif path == "/api/stream":
             await self._stream(query_from_params(params), params, scope, receive, send)
         else:
