@@ -9,7 +9,10 @@ this machine's speed drifts, side by side both servers see the same). One of
 them has a page open: a client process that does what the page does while
 it is live (one server-sent event stream with no filter, reading every
 event, and the chart's ``/ui/api/rate`` every 5 seconds). The ratio is
-open / closed, per round; the table gives its median and range. Run from
+open / closed, per round; the table gives its median and range, and the
+median ratio of each server's own CPU time per request (open / closed: what
+the page costs each ingest request, steadier than requests/s on a shared
+machine). Run from
 the repository root::
 
     python3 bench/ui_stream.py                        # about 2 minutes
@@ -133,7 +136,7 @@ def cases() -> list[object]:
 
 def one_round(
     args: argparse.Namespace, case: object, sink: str, directory: Path, flip: bool
-) -> tuple[float, float, int]:
+) -> tuple[object, object, int]:
     closed_port, open_port = bench_http.free_ports(2)
     servers = {}
     order = [("open", open_port), ("closed", closed_port)]
@@ -160,7 +163,7 @@ def one_round(
         page.terminate()
         streamed = page.communicate(timeout=10)[0]
         seen = int(streamed.split()[-1]) if "events" in streamed else 0
-        return results["open"].rps, results["closed"].rps, seen
+        return results["open"], results["closed"], seen
     finally:
         if page.poll() is None:
             page.kill()
@@ -192,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrk is None:
         raise SystemExit("needs wrk (apt-get install wrk)")
     sinks = ["sqlite", "memory"] if args.sink == "both" else [args.sink]
-    print(f"{'sink':8} {'case':12} {'closed req/s':>13} {'open req/s':>11} {'open/closed':>12}  range        streamed")
+    print(
+        f"{'sink':8} {'case':12} {'closed req/s':>13} {'open req/s':>11} {'open/closed':>12}  range       "
+        f" {'CPU/request':>12}  streamed"
+    )
     for sink in sinks:
         for case in cases():
             if args.only and args.only not in case.name:  # type: ignore[attr-defined]
@@ -201,13 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 for index in range(args.rounds):
                     rounds.append(one_round(args, case, sink, Path(tmp), flip=bool(index % 2)))
-            ratios = sorted(o / c for o, c, _ in rounds)
-            opened = bench_http.middle(sorted(o for o, _, _ in rounds))
-            closed = bench_http.middle(sorted(c for _, c, _ in rounds))
+            opened = [o for o, _, _ in rounds]
+            closed = [c for _, c, _ in rounds]
+            ratios = bench_http.round_ratios(opened, closed)
+            cpu = bench_http.round_ratios(opened, closed, cpu=True)
             streamed = bench_http.middle(sorted(s for _, _, s in rounds))
             print(
-                f"{sink:8} {case.name:12} {closed:13.0f} {opened:11.0f} {bench_http.middle(ratios):12.3f}"  # type: ignore[attr-defined]
-                f"  {ratios[0]:.3f}-{ratios[-1]:.3f}  {streamed}",
+                f"{sink:8} {case.name:12} {bench_http.middle(sorted(c.rps for c in closed)):13.0f}"  # type: ignore[attr-defined]
+                f" {bench_http.middle(sorted(o.rps for o in opened)):11.0f} {bench_http.middle(ratios):12.3f}"
+                f"  {ratios[0]:.3f}-{ratios[-1]:.3f}"
+                f"  {bench_http.middle(cpu) if cpu else float('nan'):12.3f}  {streamed}",
                 flush=True,
             )
     return 0

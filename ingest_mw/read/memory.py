@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Hashable, Iterator
 
 from ..batch import Batch
@@ -18,10 +17,11 @@ __all__ = ["MemoryReader"]
 class MemoryReader(ScanReader):
     """Read the batches ``sink`` keeps, each event numbered in arrival order.
 
-    The sink keeps no ids: the reader numbers batches the first time it
-    sees them, and finds them again by identity (it holds the kept tuples it
-    numbered, never more than the sink keeps). It looks at the sink's deque
-    under the sink's lock, from the newest end, only as far as what is new.
+    The sink keeps no ids: the reader counts the events it has seen kept
+    and numbers them back from the newest batch, which it knows by identity
+    (it holds that one tuple). A look copies the sink's deque of batches
+    under the sink's lock (a list copy), then counts only what is new; a
+    search from the newest end decodes only the batches it reaches.
     """
 
     @classmethod
@@ -30,32 +30,36 @@ class MemoryReader(ScanReader):
 
     def __init__(self, sink: JSONMemorySink) -> None:
         self.sink = sink
-        self._numbered: deque[tuple[_Kept, int]] = deque()  # (kept batch, id of its first event)
-        self._next = 1
+        self._newest: _Kept | None = None  # the newest batch seen kept
+        self._next = 1  # the id after the newest batch's last event
         self._lock = threading.Lock()
 
-    def _sync(self) -> list[tuple[_Kept, int]]:
-        """The kept batches with the id of each one's first event, oldest first,
-        brought up to date in time proportional to what changed since."""
+    def _kept(self) -> tuple[list[_Kept], int]:
+        """The kept batches, oldest first, and the id after the newest one's last event."""
+        with self.sink._lock:
+            kept = list(self.sink._batches)
         with self._lock:
-            numbered = self._numbered
-            kept = self.sink._batches
-            with self.sink._lock:
-                newest = numbered[-1][0] if numbered else None
-                new = []
-                for batch in reversed(kept):
-                    if batch is newest:
-                        break
-                    new.append(batch)
-                else:  # the newest one numbered is gone too: every kept batch is new
-                    numbered.clear()
-                oldest = kept[0] if kept else None
-                while numbered and numbered[0][0] is not oldest:  # dropped by the sink
-                    numbered.popleft()
-            for batch in reversed(new):
-                numbered.append((batch, self._next))
-                self._next += batch[_COUNT]
-            return list(numbered)
+            new = 0
+            for batch in reversed(kept):
+                if batch is self._newest:
+                    break
+                new += batch[_COUNT]
+            self._next += new
+            self._newest = kept[-1] if kept else None
+            return kept, self._next
+
+    def _numbered_backwards(self) -> Iterator[tuple[_Kept, int]]:
+        """(kept batch, id of its first event), newest first."""
+        kept, end = self._kept()
+        for batch in reversed(kept):
+            end -= batch[_COUNT]
+            yield batch, end
+
+    def _numbered(self) -> list[tuple[_Kept, int]]:
+        """(kept batch, id of its first event), oldest first."""
+        numbered = list(self._numbered_backwards())
+        numbered.reverse()
+        return numbered
 
     def _events(self, kept: _Kept, first: int) -> list[StoredEvent]:
         api, source, at, client, dataset, service, namespace, text, count, rule = kept
@@ -63,13 +67,12 @@ class MemoryReader(ScanReader):
         return [StoredEvent.from_row(first + offset, row) for offset, row in enumerate(rows(batch))]
 
     def scan(self, after: int = 0) -> Iterator[StoredEvent]:
-        for kept, first in self._sync():
+        for kept, first in self._numbered():
             if first + kept[_COUNT] - 1 > after:
                 yield from (event for event in self._events(kept, first) if event.id > after)
 
     def backwards(self, before: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
-        # From the newest batch back, decoding only the batches it reaches.
-        for kept, first in reversed(self._sync()):
+        for kept, first in self._numbered_backwards():
             if first + kept[_COUNT] - 1 <= after:
                 return
             if before is not None and first >= before:
@@ -84,12 +87,16 @@ class MemoryReader(ScanReader):
         if query.filters_events:
             return super().rate_counts(query, bucket, by)
         # Where a batch came from, when it arrived and how many events it holds
-        # are the kept tuple's: no event is decoded.
+        # are the kept tuple's: no event is decoded, and only batches after
+        # ``query.after`` are looked at.
         after, before = query.after or 0, query.before
         counts: dict[tuple[int, str], int] = {}
-        for kept, first in self._sync():
-            api, source, at, _, dataset, service, _, _, count, _ = kept
-            low, high = max(first, after + 1), first + count - 1 if before is None else min(first + count, before) - 1
+        for kept, first in self._numbered_backwards():
+            last = first + kept[_COUNT] - 1
+            if last <= after:
+                break
+            api, source, at, _, dataset, service, _, _, _, _ = kept
+            low, high = max(first, after + 1), last if before is None else min(last, before - 1)
             if high < low or not query.matches_origin(api, source, dataset, service):
                 continue
             name = {"api": api, "source": source, "dataset": dataset, "service": service}[by] or ""
@@ -98,8 +105,7 @@ class MemoryReader(ScanReader):
         return [(at, name, count) for (at, name), count in counts.items()]
 
     def cursor(self) -> int:
-        self._sync()
-        return self._next - 1
+        return self._kept()[1] - 1
 
     def fingerprint(self) -> Hashable:
         batches = self.sink._batches
