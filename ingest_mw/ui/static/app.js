@@ -220,12 +220,17 @@
         nodes.push(bar);
       });
     });
-    const ticks = Math.min(8, rate.buckets);
-    for (let t = 0; t <= ticks; t++) {
-      const i = Math.round((t / ticks) * rate.buckets);
-      const at = new Date((rate.start + i * rate.bucket) * 1000);
-      const label = rate.bucket >= 86400 ? at.toLocaleDateString() : at.toTimeString().slice(0, 5);
-      nodes.push(el("text", { class: "axis", x: left + i * barW, y: height - 4, "text-anchor": t === 0 ? "start" : t === ticks ? "end" : "middle" }, label));
+    // Time ticks on round local times: the smallest step that gives at most 8.
+    const span = rate.buckets * rate.bucket;
+    const stepSeconds = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800].find((t) => span / t <= 8) || 604800;
+    const offset = -new Date(rate.start * 1000).getTimezoneOffset() * 60;
+    let tick = Math.ceil((rate.start + offset) / stepSeconds) * stepSeconds - offset;
+    for (; tick <= rate.start + span; tick += stepSeconds) {
+      const x = left + ((tick - rate.start) / rate.bucket) * barW;
+      const at = new Date(tick * 1000);
+      const label = stepSeconds >= 86400 ? at.toLocaleDateString([], { month: "short", day: "numeric" }) : at.toTimeString().slice(0, 5);
+      nodes.push(el("line", { class: "grid", x1: x, x2: x, y1: top + plotH, y2: top + plotH + 3 }));
+      nodes.push(el("text", { class: "axis", x, y: height - 4, "text-anchor": x < left + 20 ? "start" : x > width - 30 ? "end" : "middle" }, label));
     }
     svg.replaceChildren(...nodes);
     const per = { 60: "minute", 300: "5 minutes", 900: "15 minutes", 1800: "30 minutes", 3600: "hour", 10800: "3 hours", 21600: "6 hours", 86400: "day", 604800: "week" }[rate.bucket] || `${rate.bucket} s`;
