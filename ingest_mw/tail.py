@@ -13,7 +13,7 @@ import orjson
 
 from .read import Query, Reader, StoredEvent, parse_since, reader_from_url
 from .read.follow import Watch
-from .read.query import LEVEL_FIELDS, MESSAGE_FIELDS, first_text
+from .read.query import level_message_rest
 
 __all__ = ["add_parser", "format_line", "run"]
 
@@ -99,11 +99,9 @@ def format_line(event: StoredEvent, *, utc: bool = False, colour: bool = False) 
     at = datetime.fromisoformat(event.dt)
     at = at if utc else at.astimezone()
     when = at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d}"
-    level_key = next((name for name in LEVEL_FIELDS if data.get(name) is not None), None)
-    message_key = next((name for name in MESSAGE_FIELDS if data.get(name) is not None), None)
-    level = first_text(data, LEVEL_FIELDS) or "-"
-    message = first_text(data, MESSAGE_FIELDS) or ""
-    rest = {key: value for key, value in data.items() if key not in (level_key, message_key, "dt")}
+    level, message, rest = level_message_rest(data)
+    level = level or "-"
+    message = message or ""
     origin = "/".join(part for part in (event.source, event.dataset, event.service) if part)
     level_text = f"{level.upper():<5}"
     extra = orjson.dumps(rest).decode() if rest else ""

@@ -110,13 +110,15 @@ def test_filters_on_every_reader(sink_and_reader):
         )
     )
     sink(batch([{"message": 'quote " and \\ back', "level": None, "severity": "debug"}]))
+    sink(batch([{"body": {"said": "otlp"}, "severity_text": "FATAL", "severity_number": 21}], api="otlp"))
     reader = make_reader()
 
     def found(**filters) -> list[str]:
-        return [e.data["message"] for e in reader.search(Query(limit=0, **filters))]
+        return [e.data.get("message", "otlp") for e in reader.search(Query(limit=0, **filters))]
 
     assert found(api="baselime") == found(source="team") == found(dataset="pay") == found(service="api") == ["charged"]
     assert found(levels=frozenset({"warn"})) == ["Old Disk Warning"]
+    assert found(levels=frozenset({"fatal"})) == found(api="otlp") == ["otlp"]  # an OTLP record's severity_text
     assert found(levels=frozenset({"debug", "info"})) == [
         'quote " and \\ back',
         "charged",
@@ -124,10 +126,14 @@ def test_filters_on_every_reader(sink_and_reader):
     assert found(text="disk warn") == ["Old Disk Warning"]
     assert found(text="AMOUNT") == ["charged"]
     assert found(text='quote \\"') == ['quote " and \\ back']  # the JSON text, where a quote is escaped
-    assert found(since=NOW - timedelta(hours=1)) == ['quote " and \\ back', "charged"]
+    assert found(since=NOW - timedelta(hours=1)) == ["otlp", 'quote " and \\ back', "charged"]
     assert found(until=NOW - timedelta(hours=1)) == ["Old Disk Warning"]
     rate = RateCache(reader).rate(Query(since=NOW - timedelta(hours=3), until=NOW + timedelta(minutes=1)), by="api")
-    assert rate["bucket"] == 300 and {k: sum(v) for k, v in rate["series"].items()} == {"betterstack": 2, "baselime": 1}
+    assert rate["bucket"] == 300 and {k: sum(v) for k, v in rate["series"].items()} == {
+        "betterstack": 2,
+        "baselime": 1,
+        "otlp": 1,
+    }
     recent = RateCache(reader).rate(Query(since=NOW - timedelta(hours=1), levels=frozenset({"info"})), by="source")
     assert {k: sum(v) for k, v in recent["series"].items()} == {"team": 1}  # by reception time, filtered
 

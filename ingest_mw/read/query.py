@@ -23,13 +23,15 @@ __all__ = [
     "Query",
     "StoredEvent",
     "first_text",
+    "level_message_rest",
     "parse_since",
 ]
 
 #: Where an event says its level and its message, first found wins: Better
-#: Stack's and Baselime's documented fields, then the common alternatives.
-LEVEL_FIELDS = ("level", "severity")
-MESSAGE_FIELDS = ("message", "msg")
+#: Stack's and Baselime's documented fields, the common alternatives, then
+#: an OTLP log record's (``severity_text``, ``body``).
+LEVEL_FIELDS = ("level", "severity", "severity_text")
+MESSAGE_FIELDS = ("message", "msg", "body")
 
 
 def first_text(data: Mapping[str, Any], fields: tuple[str, ...]) -> str | None:
@@ -39,6 +41,15 @@ def first_text(data: Mapping[str, Any], fields: tuple[str, ...]) -> str | None:
         if value is not None:
             return value if isinstance(value, str) else orjson.dumps(value).decode()
     return None
+
+
+def level_message_rest(data: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """An event as a log line shows it: its level, its message, and the rest
+    of its fields (without those two and ``dt``, which the line shows as its time)."""
+    level_key = next((name for name in LEVEL_FIELDS if data.get(name) is not None), None)
+    message_key = next((name for name in MESSAGE_FIELDS if data.get(name) is not None), None)
+    rest = {key: value for key, value in data.items() if key not in (level_key, message_key, "dt")}
+    return first_text(data, LEVEL_FIELDS), first_text(data, MESSAGE_FIELDS), rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from ..errors import IngestError
 from ..http import normalize_prefix
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
 from ..read.follow import Watch
-from ..read.query import LEVEL_FIELDS, MESSAGE_FIELDS, first_text
+from ..read.query import LEVEL_FIELDS, first_text, level_message_rest
 from ..read.rate import RATE_SERIES, RateCache
 
 __all__ = ["LiveTailApp", "UIMount", "view"]
@@ -73,11 +73,10 @@ def _asset(name: str) -> bytes:
 
 
 def view(event: StoredEvent) -> dict[str, Any]:
-    """An event as the page shows it: the stored row plus its level and message."""
+    """An event as the page shows it: the stored row plus its level, its
+    message and the rest of its fields (as ``tail`` prints a line)."""
     row = event.row()
-    data = event.data
-    row["level"] = first_text(data, LEVEL_FIELDS)
-    row["message"] = first_text(data, MESSAGE_FIELDS)
+    row["level"], row["message"], row["rest"] = level_message_rest(event.data)
     return row
 
 

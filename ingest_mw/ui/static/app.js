@@ -59,9 +59,7 @@
     if (fresh) tr.className = "fresh";
     if (event.id === state.selected) tr.classList.add("selected");
     const origin = [event.source, event.dataset, event.service].filter(Boolean).join(" / ");
-    const rest = Object.assign({}, event.data);
-    for (const key of ["message", "msg", "level", "severity", "dt"]) delete rest[key];
-    const restText = Object.keys(rest).length ? JSON.stringify(rest) : "";
+    const restText = Object.keys(event.rest).length ? JSON.stringify(event.rest) : "";
     const cells = [
       [fmtTime(event.dt), ""],
       [event.level || "–", "lvl " + levelClass(event.level)],
