@@ -22,6 +22,7 @@ __all__ = [
     "ASGIApp",
     "ASGIMiddleware",
     "ASGIRequestIO",
+    "mounted_scope",
     "raw_headers",
     "request_from_scope",
     "route_path",
@@ -106,6 +107,17 @@ class ASGIRequestIO(AsyncIO):
             chunk: bytes = message.get("body", b"")
             if chunk:  # an empty chunk with more to come is not the end
                 feed(chunk)
+
+
+def mounted_scope(scope: Scope, prefix: str) -> Scope | None:
+    """An HTTP ``scope`` as the app mounted at ``prefix`` sees it (``root_path``
+    extended by it, as under Starlette's ``Mount``), or ``None`` when the
+    request is elsewhere."""
+    if scope["type"] != "http" or strip_prefix(route_path(scope), prefix) is None:
+        return None
+    mounted = dict(scope)
+    mounted["root_path"] = scope.get("root_path", "") + prefix
+    return mounted
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -196,9 +208,8 @@ class ASGIMiddleware:
         self.prefix = normalize_prefix(prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and strip_prefix(route_path(scope), self.prefix) is not None:
-            scope = dict(scope)
-            scope["root_path"] = scope.get("root_path", "") + self.prefix
-            await self.ingest(scope, receive, send)
+        mounted = mounted_scope(scope, self.prefix)
+        if mounted is not None:
+            await self.ingest(mounted, receive, send)
             return
         await self.app(scope, receive, send)

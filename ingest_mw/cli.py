@@ -10,14 +10,16 @@ import secrets
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from . import __version__
+from . import __version__, tail
 from .asgi import ASGIApp
 from .baselime import BaselimeAPI
 from .betterstack import RATE_LIMIT, BetterStackAPI
 from .otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from .ratelimit import RateLimit
 from .sinks.url import sink_from_url
+from .ui import UIMount
 
 __all__ = ["build_app", "main", "parse_credentials"]
 
@@ -85,7 +87,16 @@ def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
     )
 
 
-def build_app(args: argparse.Namespace) -> ASGIApp:
+def _ui_tokens(args: argparse.Namespace) -> dict[str, str]:
+    """The Live Tail page's tokens: none unless given (the page is off then)."""
+    values = list(args.ui_token or ())
+    if args.ui_token_file:
+        with open(args.ui_token_file, encoding="utf-8") as file:
+            values += [line.strip() for line in file if line.strip() and not line.lstrip().startswith("#")]
+    return parse_credentials(values or _from_env("INGEST_MW_UI_TOKENS"))
+
+
+def build_app(args: argparse.Namespace) -> Any:
     rate_limit = _rate_limit(args)  # first: a bad flag fails before secrets are generated
     tokens = _credentials(args.token, "INGEST_MW_TOKENS", "Better Stack source token (--token)")
     api_keys = _credentials(args.api_key, "INGEST_MW_API_KEYS", "Baselime API key (--api-key)")
@@ -97,7 +108,9 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         OTLPLogsAPI(tokens, path=PATH_BESIDE_BASELIME, rate_limit=rate_limit),
         BaselimeAPI(api_keys, rate_limit=rate_limit),
     ]
-    return ASGIApp(apis, sink=sink_from_url(args.sink))
+    app = ASGIApp(apis, sink=sink_from_url(args.sink))
+    ui_tokens = _ui_tokens(args)
+    return UIMount.for_sink(app, sink=app.sink, tokens=ui_tokens) if ui_tokens else app
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,6 +166,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help=f"uvicorn's log level: {', '.join(LOG_LEVELS)} (default: %(default)s)",
     )
+    serve.add_argument(
+        "--ui-token",
+        action="append",
+        metavar="[NAME=]TOKEN",
+        help="a token of the Live Tail page at /ui, repeatable (or env INGEST_MW_UI_TOKENS, comma-separated;"
+        " default: no page)",
+    )
+    serve.add_argument("--ui-token-file", metavar="PATH", help="UI tokens in a file, one [NAME=]TOKEN a line")
+    tail.add_parser(commands, default_sink=DEFAULT_SINK)
     return parser
 
 
@@ -175,6 +197,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.command == "tail":
+        return tail.run(args)
     try:
         import uvicorn
     except ImportError:
@@ -182,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         app = build_app(args)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"ingest-mw: {exc}", file=sys.stderr)
         return 2
     # uvicorn shuts down gracefully on SIGINT/SIGTERM (in-flight requests

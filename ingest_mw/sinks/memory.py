@@ -141,6 +141,12 @@ _Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None
 _COUNT: Final = 8  # the index of the number of events in a _Kept
 
 
+def kept_batch(kept: _Kept) -> Batch:
+    """The :class:`~ingest_mw.batch.Batch` a kept tuple stands for (its events :class:`JSONEvents`)."""
+    api, source, at, client, dataset, service, namespace, text, count, rule, labels = kept
+    return Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace, labels)
+
+
 class JSONMemorySink:
     """Keeps the newest ``max_events`` events in memory, as JSON text: ``memory://``.
 
@@ -226,10 +232,7 @@ class JSONMemorySink:
         ``events`` are :class:`JSONEvents`."""
         with self._lock:
             kept = list(self._batches)
-        return [
-            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace, labels)
-            for api, source, at, client, dataset, service, namespace, text, count, rule, labels in kept
-        ]
+        return [kept_batch(one) for one in kept]
 
     @property
     def events(self) -> list[Event]:
