@@ -48,6 +48,7 @@ MESSAGES = {
     400: "Bad Request",
     401: "Unauthorised",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     429: "Too Many Requests",
