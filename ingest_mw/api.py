@@ -308,13 +308,14 @@ class IngestAPI:
                     await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
                 try:
                     await io.store(batch)
-                except Exception:
+                except Exception as failure:
                     logger.exception(
                         "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
                         len(batch.events),
                         self.name,
                         batch.source,
                     )
+                    failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
                     raise IngestError(500, "Internal Server Error") from None
                 finally:
                     admission.stores.give()
@@ -351,6 +352,12 @@ class IngestAPI:
             await admission.enter_decode(io.pause)
         try:
             return await io.offload(work)
+        except IngestError as error:
+            # Raised in a worker thread, it comes back through the executor's
+            # future, which its traceback holds in a cycle with the frames that
+            # hold the body: freed only by the cyclic GC, which a server runs
+            # seldom. The refusal needs none of those frames.
+            raise error.with_traceback(None) from None
         finally:
             admission.decodes.give()
 
