@@ -26,10 +26,10 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from .admission import Admission, shared
+from .admission import FREE_BODY_BYTES, Admission, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
-from .body import BodyLimit, check_framing
+from .body import BodyLimit, framing_conflict
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
@@ -260,11 +260,13 @@ class IngestAPI:
         headers = request.headers
         content_length = headers.get("content-length")
         # Until the body is read, bytes may still be coming: a refusal closes the connection.
-        body_unread = bool(content_length and content_length != "0") or "transfer-encoding" in headers
+        chunked = "transfer-encoding" in headers
+        body_unread = chunked or bool(content_length and content_length != "0")
         try:
             if not admitted:
                 raise admission.overloaded()
-            check_framing(content_length, headers.get("transfer-encoding"))
+            if chunked and content_length is not None:
+                raise framing_conflict()
             # --- end of admission's part -----------------------------------------
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
@@ -286,10 +288,9 @@ class IngestAPI:
                 raise refused
             codec = self.codecs.negotiate(headers.get("content-type"))
             declared = self.body_limit.check_length(content_length)
-            if declared:
+            if declared and declared > FREE_BODY_BYTES:
                 taken = admission.reserve(declared)  # 503 before a byte of it is read
-            reader = self.body_limit.reader(headers.get("content-encoding"))
-            reader.charge_to(admission, taken)
+            reader = self.body_limit.reader(headers.get("content-encoding"), admission, taken)
             reading = True
             await io.read_body(reader.feed)
             reading = body_unread = False
@@ -297,7 +298,9 @@ class IngestAPI:
             if len(body) > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
-                decoded = self._decode(codec, body)
+                decoded = codec.decode(body)
+                if not isinstance(decoded, Rescan):
+                    self.caps.check(decoded.events, len(body))
             if isinstance(decoded, Rescan):
                 work = partial(self._rescan, decoded, len(body))
                 decoded = await self._offload(io, work) if len(body) > RESCAN_OFFLOAD_BYTES else work()
