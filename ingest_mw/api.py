@@ -26,7 +26,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from .admission import FREE_BODY_BYTES, Admission, shared
+from .admission import FREE_BODY_BYTES, Admission, Slots, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
 from .body import BodyLimit, framing_conflict
@@ -215,6 +215,9 @@ class IngestAPI:
         self.rate_limit = rate_limit
         self.caps = caps or EventCaps()
         self.admission = admission or shared()
+        # Whose requests count as one client's for the admission: the rate
+        # limit's trusted proxies' reading of X-Forwarded-For, else the peer.
+        self._proxies = rate_limit.proxies if rate_limit is not None and rate_limit.proxies.networks else None
         self._allow = ", ".join(self.allowed_methods)
 
     # --- what each API defines -------------------------------------------------
@@ -255,6 +258,8 @@ class IngestAPI:
         # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
         admission = self.admission
         admitted = admission.requests.take()
+        client = ""
+        client_slots: Slots | None = None
         taken = 0  # this body's bytes in the shared budget
         reader = None
         headers = request.headers
@@ -265,6 +270,9 @@ class IngestAPI:
         try:
             if not admitted:
                 raise admission.overloaded()
+            proxies = self._proxies
+            client = (request.client if proxies is None else proxies.client_ip(request.client, headers)) or "unknown"
+            client_slots = admission.enter_client(client)
             if chunked and content_length is not None:
                 raise framing_conflict()
             # --- end of admission's part -----------------------------------------
@@ -337,6 +345,8 @@ class IngestAPI:
             # --- admission: give back what this request held ---
             if admitted:
                 admission.requests.give()
+            if client_slots is not None:
+                admission.leave_client(client, client_slots)
             if reader is not None:
                 taken = reader.taken
             if taken:
