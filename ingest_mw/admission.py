@@ -52,7 +52,7 @@ logger = logging.getLogger("ingest_mw")
 FREE_BODY_BYTES = 64 * 1024
 
 #: How often a request waiting for a storage or decode slot looks again.
-POLL_SECONDS = 0.01
+POLL_SECONDS = 0.02
 
 
 class Pause(Protocol):

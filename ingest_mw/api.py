@@ -273,9 +273,9 @@ class IngestAPI:
             proxies = self._proxies
             client = (request.client if proxies is None else proxies.client_ip(request.client, headers)) or "unknown"
             client_slots = admission.enter_client(client)
+            # --- end of admission's part -----------------------------------------
             if chunked and content_length is not None:
                 raise framing_conflict()
-            # --- end of admission's part -----------------------------------------
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
             if isinstance(route, IngestError):
@@ -306,9 +306,7 @@ class IngestAPI:
             if len(body) > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
-                decoded = codec.decode(body)
-                if not isinstance(decoded, Rescan):
-                    self.caps.check(decoded.events, len(body))
+                decoded = self._decode(codec, body)
             if isinstance(decoded, Rescan):
                 work = partial(self._rescan, decoded, len(body))
                 decoded = await self._offload(io, work) if len(body) > RESCAN_OFFLOAD_BYTES else work()
