@@ -181,16 +181,18 @@ def test_a_small_gzip_that_expands_past_the_budget_is_refused_as_it_arrives(adap
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_batch_that_cannot_reach_the_storage_hook_in_time_gets_503_unstored(adapter, kind):
-    admission = Admission(max_concurrent_stores=1, max_storage_waiting=1, storage_wait=0.3)
+    admission = Admission(max_concurrent_stores=1, max_storage_waiting=1, storage_wait=1.0)
     sink = GateSink()
     client = make_client(adapter, api_of(kind, admission), sink)
     first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"inside"}]'))
     assert sink.entered.acquire(timeout=5)
     waiting, waiting_reply = in_thread(lambda: post(client, kind, b'[{"message":"waits"}]'))
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while admission.storage_waiting.in_use == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the second batch waits for the hook
     started = time.monotonic()
     no_room = post(client, kind, b'[{"message":"no room to wait"}]')
-    assert time.monotonic() - started < 0.25  # the one waiting place is taken: at once
+    assert time.monotonic() - started < 0.6  # the one waiting place is taken: at once, not after storage_wait
     unavailable_in_style(kind, no_room)
     waiting.join(5)
     unavailable_in_style(kind, waiting_reply[0])  # after storage_wait, never handed to the hook
