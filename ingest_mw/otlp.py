@@ -118,8 +118,9 @@ class OTLPLogsAPI(IngestAPI):
             raise ValueError(f"path must be a path below the mount such as {DEFAULT_PATH!r}, not {path!r}")
         self.path = self.path_pattern = path.rstrip("/")
         classes = self._classes = _otlp_classes()
-        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes)
-        json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes)
+        caps = EventCaps(max_events=max_events, max_depth=max_depth)
+        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes, caps=caps)
+        json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes, caps=caps)
         super().__init__(
             auth=CredentialAuth(
                 tokens,
@@ -134,7 +135,7 @@ class OTLPLogsAPI(IngestAPI):
             codecs=CodecNegotiation([self._protobuf, json]),
             times=EventTimes(fields=classes.TIME_FIELDS, max_past=max_past, units_per_second=10**9),
             rate_limit=as_rate_limit(rate_limit),
-            caps=EventCaps(max_events=max_events, max_depth=max_depth),
+            caps=caps,
             admission=admission,
         )
         # The answer of a request whose every record was stored, in each encoding.

@@ -413,3 +413,19 @@ def test_otlp_is_admitted_like_the_others_and_refused_in_its_own_encoding(adapte
     assert (refused.status, refused.headers["retry-after"], refused.headers["connection"]) == (503, "1", "close")
     assert Status.FromString(refused.body).code == 14  # UNAVAILABLE: exporters retry it
     assert sink.batches == []
+
+
+def test_otlp_records_past_the_cap_are_refused_before_they_are_all_mapped(adapter):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    from ingest_mw import OTLPLogsAPI
+
+    sink = MemorySink()
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_events=5), sink)
+    export = ExportLogsServiceRequest()
+    export.resource_logs.add().scope_logs.add().log_records.extend(LogRecord() for _ in range(6))
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    refused = client.request("POST", f"{PREFIX}/v1/logs", export.SerializeToString(), headers)
+    assert refused.status == 413
+    assert sink.batches == []
