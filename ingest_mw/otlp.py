@@ -17,12 +17,14 @@ from datetime import timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
+from .admission import Admission
 from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
 from .batch import Batch
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
+from .eventcaps import MAX_DEPTH, MAX_EVENTS, EventCaps
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
 
@@ -92,7 +94,8 @@ class OTLPLogsAPI(IngestAPI):
     reception time is used instead (``None``, the default: the specification
     sets no bound). ``rate_limit``: none by default; a limits string or a
     :class:`~ingest_mw.ratelimit.RateLimit` answers 429 with ``Retry-After``,
-    which exporters honour.
+    which exporters honour. ``max_events`` (records a request), ``max_depth``
+    and ``admission``: as for Better Stack.
     """
 
     name = "otlp"
@@ -107,13 +110,17 @@ class OTLPLogsAPI(IngestAPI):
         max_record_bytes: int = MAX_RECORD_BYTES,
         max_past: timedelta | None = None,
         rate_limit: RateLimit | str | None = None,
+        max_events: int = MAX_EVENTS,
+        max_depth: int = MAX_DEPTH,
+        admission: Admission | None = None,
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/") or path != path.strip() or path == "/":
             raise ValueError(f"path must be a path below the mount such as {DEFAULT_PATH!r}, not {path!r}")
         self.path = self.path_pattern = path.rstrip("/")
         classes = self._classes = _otlp_classes()
-        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes)
-        json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes)
+        caps = EventCaps(max_events=max_events, max_depth=max_depth)
+        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes, caps=caps)
+        json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes, caps=caps)
         super().__init__(
             auth=CredentialAuth(
                 tokens,
@@ -128,6 +135,8 @@ class OTLPLogsAPI(IngestAPI):
             codecs=CodecNegotiation([self._protobuf, json]),
             times=EventTimes(fields=classes.TIME_FIELDS, max_past=max_past, units_per_second=10**9),
             rate_limit=as_rate_limit(rate_limit),
+            caps=caps,
+            admission=admission,
         )
         # The answer of a request whose every record was stored, in each encoding.
         empty = classes.ExportLogsServiceResponse()

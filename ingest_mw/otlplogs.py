@@ -36,6 +36,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from .codecs import Decoded, InvalidEvent
 from .errors import IngestError
+from .eventcaps import EventCaps
 
 __all__ = [
     "ExportLogsPartialSuccess",
@@ -411,10 +412,11 @@ class OTLPCodec:
     #: The Content-Type of answers in this encoding.
     response_type = ""
 
-    def __init__(self, *, max_record_bytes: int) -> None:
+    def __init__(self, *, max_record_bytes: int, caps: EventCaps | None = None) -> None:
         if isinstance(max_record_bytes, bool) or not isinstance(max_record_bytes, int) or max_record_bytes <= 0:
             raise ValueError(f"max_record_bytes must be a positive number of bytes, not {max_record_bytes!r}")
         self.max_record_bytes = max_record_bytes
+        self.caps = caps or EventCaps()
 
     def parse(self, body: bytes) -> Any:
         """The whole request, decoded; 400 for a body that does not decode."""
@@ -443,10 +445,13 @@ class OTLPCodec:
         services = _Services()
         index = 0
         append = events.append
+        max_events = self.caps.max_events
         for resource, scopes in self.resources(request):
             services.add(resource)
             for scope, records in scopes:
                 for record in records:
+                    if index >= max_events:  # before mapping the rest: what mapping costs is the attack
+                        raise self.caps.too_many()
                     size = record_size(record) if limit else 0
                     if size > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
@@ -499,6 +504,7 @@ class OTLPJSONCodec(OTLPCodec):
     to_event = staticmethod(_json_record)
 
     def parse(self, body: bytes) -> Any:
+        self.caps.check_json(body)
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as error:
