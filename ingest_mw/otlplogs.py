@@ -136,8 +136,9 @@ def _pb_attributes(attributes: Iterable[KeyValue]) -> Event:
     found: Event = {}
     for kv in attributes:
         value = kv.value
-        # A string, most attributes' kind, without a call.
-        found[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else _pb_value(value)
+        # A string or an integer, most attributes' kinds, without a call: a oneof
+        # holds one member, so a non-empty string or a non-zero int is the value.
+        found[kv.key] = value.string_value or value.int_value or _pb_value(value)
     return found
 
 
@@ -164,34 +165,36 @@ def _pb_scope(scope: Any) -> Event:
 
 def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
     event: Event = {}
-    if record.time_unix_nano:
-        event["time_unix_nano"] = record.time_unix_nano
-    if record.observed_time_unix_nano:
-        event["observed_time_unix_nano"] = record.observed_time_unix_nano
-    if record.severity_number:
-        event["severity_number"] = record.severity_number
-    if record.severity_text:
-        event["severity_text"] = record.severity_text
-    if record.HasField("body"):
-        event["body"] = _pb_value(record.body)
-    if record.attributes:
-        event["attributes"] = _pb_attributes(record.attributes)
-    if record.dropped_attributes_count:
-        event["dropped_attributes_count"] = record.dropped_attributes_count
-    if record.flags:
-        event["flags"] = record.flags
-    trace_id = record.trace_id
-    if trace_id:
-        if len(trace_id) != TRACE_ID_BYTES:
-            raise _Refused(f"trace_id is {len(trace_id)} bytes long, not {TRACE_ID_BYTES}")
-        event["trace_id"] = trace_id.hex()
-    span_id = record.span_id
-    if span_id:
-        if len(span_id) != SPAN_ID_BYTES:
-            raise _Refused(f"span_id is {len(span_id)} bytes long, not {SPAN_ID_BYTES}")
-        event["span_id"] = span_id.hex()
-    if record.event_name:
-        event["event_name"] = record.event_name
+    # Each field read once, in the mapping's order: this runs for every record.
+    if value := record.time_unix_nano:
+        event["time_unix_nano"] = value
+    if value := record.observed_time_unix_nano:
+        event["observed_time_unix_nano"] = value
+    if value := record.severity_number:
+        event["severity_number"] = value
+    if value := record.severity_text:
+        event["severity_text"] = value
+    body = record.body
+    if value := body.string_value:  # a string body, the common case, without a call
+        event["body"] = value
+    elif record.HasField("body"):
+        event["body"] = _pb_value(body)
+    if value := record.attributes:
+        event["attributes"] = _pb_attributes(value)
+    if value := record.dropped_attributes_count:
+        event["dropped_attributes_count"] = value
+    if value := record.flags:
+        event["flags"] = value
+    if value := record.trace_id:
+        if len(value) != TRACE_ID_BYTES:
+            raise _Refused(f"trace_id is {len(value)} bytes long, not {TRACE_ID_BYTES}")
+        event["trace_id"] = value.hex()
+    if value := record.span_id:
+        if len(value) != SPAN_ID_BYTES:
+            raise _Refused(f"span_id is {len(value)} bytes long, not {SPAN_ID_BYTES}")
+        event["span_id"] = value.hex()
+    if value := record.event_name:
+        event["event_name"] = value
     if scope:
         event["scope"] = scope
     if resource:
@@ -279,29 +282,41 @@ def _json_value(value: Any) -> Any:
     return None  # no value set (or only fields this mapping does not know, which are ignored)
 
 
+def _json_attribute(kv: Any) -> tuple[str, Any]:
+    """One ``KeyValue`` as a key and a JSON value, every check written out."""
+    if type(kv) is not dict:
+        raise _Refused("an attribute is not an object")
+    key = kv.get("key", "")
+    if type(key) is not str:
+        raise _Refused("an attribute's key is not a string")
+    value = kv.get("value")
+    return key, _json_value({} if value is None else value)
+
+
 def _json_attributes(attributes: Any) -> Event:
-    # Written out rather than through the _json_* checks: it runs for every attribute.
     if type(attributes) is not list:
         raise _Refused("attributes is not an array")
     found: Event = {}
     for kv in attributes:
-        if type(kv) is not dict:
-            raise _Refused("an attribute is not an object")
-        key = kv.get("key", "")
-        if type(key) is not str:
-            raise _Refused("an attribute's key is not a string")
-        value = kv.get("value")
-        if type(value) is dict and len(value) == 1:
-            # A string or an integer, most attributes' kinds, without a call.
-            text = value.get("stringValue")
-            if type(text) is str:
-                found[key] = text
+        # A string or an integer under a string key, most attributes, in the
+        # fewest operations: what _json_value answers for them, without a call
+        # (a missing key or a value of another shape lands in _json_attribute).
+        try:
+            key = kv["key"]
+            value = kv["value"]
+            if "stringValue" in value:
+                text = value["stringValue"]
+                if type(text) is str and type(key) is str:
+                    found[key] = text
+                    continue
+            elif "intValue" in value and type(key) is str:
+                number = value["intValue"]
+                found[key] = number if type(number) is int else _json_int(number, "intValue")
                 continue
-            number = value.get("intValue")
-            if number is not None:
-                found[key] = _json_int(number, "intValue")
-                continue
-        found[key] = _json_value({} if value is None else value)
+        except (KeyError, TypeError):
+            pass
+        key, value = _json_attribute(kv)
+        found[key] = value
     return found
 
 
