@@ -124,7 +124,7 @@ def _pb_value(value: AnyValue) -> Any:
     if kind == "kvlist_value":
         return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
     if kind == "array_value":
-        return [_pb_value(item) for item in value.array_value.values]
+        return [_pb_value(item) for item in value.array_value.values[:]]
     if kind == "bytes_value":
         return _bytes_json(value.bytes_value)
     if kind == "string_value_strindex":  # a profiles dictionary index: nothing to resolve it against in logs
@@ -132,9 +132,11 @@ def _pb_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _pb_attributes(attributes: Iterable[KeyValue]) -> Event:
+def _pb_attributes(attributes: Sequence[KeyValue]) -> Event:
     found: Event = {}
-    for kv in attributes:
+    # A slice, not the container itself: upb's repeated fields have no __iter__,
+    # so iterating one ends in an IndexError raised and caught every time.
+    for kv in attributes[:]:
         value = kv.value
         # A string or an integer, most attributes' kinds, without a call: a oneof
         # holds one member, so a non-empty string or a non-zero int is the value.
@@ -357,7 +359,8 @@ def _json_scope(scope_logs: Event) -> Event:
 
 
 def _json_record(record: Any, scope: Event, resource: Event) -> Event:
-    record = _json_object(record, "the log record")
+    if type(record) is not dict:
+        raise _Refused("the log record is not an object")
     event: Event = {}
     get = record.get
     # Each field written out, its common form first: this runs for every record.
