@@ -326,9 +326,12 @@ def _json_id(value: Any, name: str, size: int) -> str:
     """A non-empty id in hex (any case), as lower-case hex."""
     if type(value) is str and len(value) == 2 * size:
         try:
-            return bytes.fromhex(value).hex()
+            found = bytes.fromhex(value)
         except ValueError:
             pass
+        else:
+            if len(found) == size:  # fromhex skips whitespace: "00 11 …" is shorter
+                return found.hex()
     raise _Refused(f"{name} must be {2 * size} hex digits ({size} bytes)")
 
 

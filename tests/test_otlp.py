@@ -306,6 +306,8 @@ def test_json_records_of_the_wrong_shape_are_refused_one_by_one(client, sink):
         {"attributes": {"not": "a list"}},
         {"body": {"boolValue": "yes"}},
         {"traceId": "zz" * 16},
+        {"traceId": "00112233445566778899aabbccdd  ee"},  # 32 characters, 15 bytes
+        {"spanId": "0011 2233 4455 6"},
         "not an object",
     ]
     body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [good, *bad, good]}]}]}
