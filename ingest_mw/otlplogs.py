@@ -468,8 +468,7 @@ class OTLPCodec:
             services.add(resource)
             for scope, records in scopes:
                 for record in records:
-                    size = record_size(record) if limit else 0
-                    if size > limit:
+                    if limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason))
                     else:
