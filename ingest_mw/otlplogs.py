@@ -122,7 +122,7 @@ def _pb_value(value: AnyValue) -> Any:
     if kind is None:
         return None
     if kind == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+        return _pb_attributes(value.kvlist_value.values)
     if kind == "array_value":
         return [_pb_value(item) for item in value.array_value.values[:]]
     if kind == "bytes_value":
