@@ -16,6 +16,7 @@ Run from the repository root::
 
     python3 bench/pipeline.py            # about 40 s
     python3 bench/pipeline.py --quick    # fewer samples, a few seconds
+    python3 bench/pipeline.py --only OTLP   # the cases whose name holds OTLP
 
 Timing: ``time.perf_counter`` around each request (or raw decode); a sample
 is the mean of ``number`` of them (about 0.2 s worth); the pipeline and the
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
     parser.add_argument("--repeats", type=int, default=None, help="samples per case (default 9, quick 5)")
     parser.add_argument("--no-big", action="store_true", help="skip the 6 MB Baselime body")
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT (e.g. OTLP)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 9)
     # Seconds per sample, roughly: long enough to take in a few of the garbage
@@ -468,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()}, {os.cpu_count()} CPUs"
     )
     cases = build_cases(big=not args.no_big)
+    if args.only is not None:
+        cases = [case for case in cases if args.only.lower() in case.name.lower()]
     sink = StoringSink()
     header = (
         f"{'case':<40} {'body':>7} {'events':>6}  {'pipeline ev/s':>13} {'raw ev/s':>10}"

@@ -123,9 +123,9 @@ def _pb_value(value: AnyValue) -> Any:
     if kind is None:
         return None
     if kind == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+        return _pb_attributes(value.kvlist_value.values)
     if kind == "array_value":
-        return [_pb_value(item) for item in value.array_value.values]
+        return [_pb_value(item) for item in value.array_value.values[:]]
     if kind == "bytes_value":
         return _bytes_json(value.bytes_value)
     if kind == "string_value_strindex":  # a profiles dictionary index: nothing to resolve it against in logs
@@ -133,12 +133,15 @@ def _pb_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _pb_attributes(attributes: Iterable[KeyValue]) -> Event:
+def _pb_attributes(attributes: Sequence[KeyValue]) -> Event:
     found: Event = {}
-    for kv in attributes:
+    # A slice, not the container itself: upb's repeated fields have no __iter__,
+    # so iterating one ends in an IndexError raised and caught every time.
+    for kv in attributes[:]:
         value = kv.value
-        # A string, most attributes' kind, without a call.
-        found[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else _pb_value(value)
+        # A string or an integer, most attributes' kinds, without a call: a oneof
+        # holds one member, so a non-empty string or a non-zero int is the value.
+        found[kv.key] = value.string_value or value.int_value or _pb_value(value)
     return found
 
 
@@ -165,34 +168,36 @@ def _pb_scope(scope: Any) -> Event:
 
 def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
     event: Event = {}
-    if record.time_unix_nano:
-        event["time_unix_nano"] = record.time_unix_nano
-    if record.observed_time_unix_nano:
-        event["observed_time_unix_nano"] = record.observed_time_unix_nano
-    if record.severity_number:
-        event["severity_number"] = record.severity_number
-    if record.severity_text:
-        event["severity_text"] = record.severity_text
-    if record.HasField("body"):
-        event["body"] = _pb_value(record.body)
-    if record.attributes:
-        event["attributes"] = _pb_attributes(record.attributes)
-    if record.dropped_attributes_count:
-        event["dropped_attributes_count"] = record.dropped_attributes_count
-    if record.flags:
-        event["flags"] = record.flags
-    trace_id = record.trace_id
-    if trace_id:
-        if len(trace_id) != TRACE_ID_BYTES:
-            raise _Refused(f"trace_id is {len(trace_id)} bytes long, not {TRACE_ID_BYTES}")
-        event["trace_id"] = trace_id.hex()
-    span_id = record.span_id
-    if span_id:
-        if len(span_id) != SPAN_ID_BYTES:
-            raise _Refused(f"span_id is {len(span_id)} bytes long, not {SPAN_ID_BYTES}")
-        event["span_id"] = span_id.hex()
-    if record.event_name:
-        event["event_name"] = record.event_name
+    # Each field read once, in the mapping's order: this runs for every record.
+    if value := record.time_unix_nano:
+        event["time_unix_nano"] = value
+    if value := record.observed_time_unix_nano:
+        event["observed_time_unix_nano"] = value
+    if value := record.severity_number:
+        event["severity_number"] = value
+    if value := record.severity_text:
+        event["severity_text"] = value
+    body = record.body
+    if value := body.string_value:  # a string body, the common case, without a call
+        event["body"] = value
+    elif record.HasField("body"):
+        event["body"] = _pb_value(body)
+    if value := record.attributes:
+        event["attributes"] = _pb_attributes(value)
+    if value := record.dropped_attributes_count:
+        event["dropped_attributes_count"] = value
+    if value := record.flags:
+        event["flags"] = value
+    if value := record.trace_id:
+        if len(value) != TRACE_ID_BYTES:
+            raise _Refused(f"trace_id is {len(value)} bytes long, not {TRACE_ID_BYTES}")
+        event["trace_id"] = value.hex()
+    if value := record.span_id:
+        if len(value) != SPAN_ID_BYTES:
+            raise _Refused(f"span_id is {len(value)} bytes long, not {SPAN_ID_BYTES}")
+        event["span_id"] = value.hex()
+    if value := record.event_name:
+        event["event_name"] = value
     if scope:
         event["scope"] = scope
     if resource:
@@ -280,29 +285,41 @@ def _json_value(value: Any) -> Any:
     return None  # no value set (or only fields this mapping does not know, which are ignored)
 
 
+def _json_attribute(kv: Any) -> tuple[str, Any]:
+    """One ``KeyValue`` as a key and a JSON value, every check written out."""
+    if type(kv) is not dict:
+        raise _Refused("an attribute is not an object")
+    key = kv.get("key", "")
+    if type(key) is not str:
+        raise _Refused("an attribute's key is not a string")
+    value = kv.get("value")
+    return key, _json_value({} if value is None else value)
+
+
 def _json_attributes(attributes: Any) -> Event:
-    # Written out rather than through the _json_* checks: it runs for every attribute.
     if type(attributes) is not list:
         raise _Refused("attributes is not an array")
     found: Event = {}
     for kv in attributes:
-        if type(kv) is not dict:
-            raise _Refused("an attribute is not an object")
-        key = kv.get("key", "")
-        if type(key) is not str:
-            raise _Refused("an attribute's key is not a string")
-        value = kv.get("value")
-        if type(value) is dict and len(value) == 1:
-            # A string or an integer, most attributes' kinds, without a call.
-            text = value.get("stringValue")
-            if type(text) is str:
-                found[key] = text
+        # A string or an integer under a string key, most attributes, in the
+        # fewest operations: what _json_value answers for them, without a call
+        # (a missing key or a value of another shape lands in _json_attribute).
+        try:
+            key = kv["key"]
+            value = kv["value"]
+            if "stringValue" in value:
+                text = value["stringValue"]
+                if type(text) is str and type(key) is str:
+                    found[key] = text
+                    continue
+            elif "intValue" in value and type(key) is str:
+                number = value["intValue"]
+                found[key] = number if type(number) is int else _json_int(number, "intValue")
                 continue
-            number = value.get("intValue")
-            if number is not None:
-                found[key] = _json_int(number, "intValue")
-                continue
-        found[key] = _json_value({} if value is None else value)
+        except (KeyError, TypeError):
+            pass
+        key, value = _json_attribute(kv)
+        found[key] = value
     return found
 
 
@@ -310,9 +327,12 @@ def _json_id(value: Any, name: str, size: int) -> str:
     """A non-empty id in hex (any case), as lower-case hex."""
     if type(value) is str and len(value) == 2 * size:
         try:
-            return bytes.fromhex(value).hex()
+            found = bytes.fromhex(value)
         except ValueError:
             pass
+        else:
+            if len(found) == size:  # fromhex skips whitespace: "00 11 …" is shorter
+                return found.hex()
     raise _Refused(f"{name} must be {2 * size} hex digits ({size} bytes)")
 
 
@@ -343,7 +363,8 @@ def _json_scope(scope_logs: Event) -> Event:
 
 
 def _json_record(record: Any, scope: Event, resource: Event) -> Event:
-    record = _json_object(record, "the log record")
+    if type(record) is not dict:
+        raise _Refused("the log record is not an object")
     event: Event = {}
     get = record.get
     # Each field written out, its common form first: this runs for every record.
@@ -452,8 +473,7 @@ class OTLPCodec:
                 for record in records:
                     if index >= max_events:  # before mapping the rest: what mapping costs is the attack
                         raise self.caps.too_many()
-                    size = record_size(record) if limit else 0
-                    if size > limit:
+                    if limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason))
                     else:

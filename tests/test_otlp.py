@@ -306,6 +306,8 @@ def test_json_records_of_the_wrong_shape_are_refused_one_by_one(client, sink):
         {"attributes": {"not": "a list"}},
         {"body": {"boolValue": "yes"}},
         {"traceId": "zz" * 16},
+        {"traceId": "00112233445566778899aabbccdd  ee"},  # 32 characters, 15 bytes
+        {"spanId": "0011 2233 4455 6"},
         "not an object",
     ]
     body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [good, *bad, good]}]}]}
@@ -316,6 +318,48 @@ def test_json_records_of_the_wrong_shape_are_refused_one_by_one(client, sink):
     for index in range(1, len(bad) + 1):
         assert f"record {index}: " in partial.error_message
     assert [e["body"] for e in events(sink)] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_zero_and_empty_values_are_kept_as_sent(client, sink, content_type):
+    sent = {"zero": 0, "empty": "", "false": False, "nothing": None, "double": 0.0, "bytes": b""}
+    sent |= {"kvlist": dict(sent), "array": list(sent.values())}
+    record = LogRecord(body=value(""), attributes=attrs(sent))
+    reply = client.request("POST", URL, encode(one_request(record), content_type), headers(content_type))
+    assert reply.status == 200
+    (event,) = events(sink)
+    stored = {"zero": 0, "empty": "", "false": False, "nothing": None, "double": 0.0, "bytes": ""}
+    assert event["attributes"] == stored | {"kvlist": dict(stored), "array": list(stored.values())}
+    assert event["body"] == ""  # a body set to the empty string is a body
+    assert type(event["attributes"]["zero"]) is int and type(event["attributes"]["false"]) is bool
+
+
+def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, sink):
+    kept = [
+        ({"key": "s", "value": {"stringValue": "text"}}, {"s": "text"}),
+        ({"key": "n", "value": {"intValue": "12"}}, {"n": 12}),
+        ({"key": "m", "value": {"intValue": 13}}, {"m": 13}),
+        ({"key": "two", "value": {"intValue": "1", "stringValue": "s"}}, {"two": "s"}),  # stringValue first
+        ({"key": "none"}, {"none": None}),
+        ({"value": {"stringValue": "no key"}}, {"": "no key"}),
+        ({"key": "b", "value": {"boolValue": True}}, {"b": True}),
+    ]
+    refused = [
+        {"key": 5, "value": {"stringValue": "x"}},
+        {"key": "s", "value": {"stringValue": 5}},
+        {"key": "i", "value": {"intValue": "twelve"}},
+        {"key": "l", "value": ["stringValue"]},
+        {"key": "t", "value": "stringValue"},
+        "stringValue",
+    ]
+    records = [{"body": {"stringValue": "kept"}, "attributes": [kv]} for kv, _ in kept]
+    records += [{"body": {"stringValue": "refused"}, "attributes": [kv]} for kv in refused]
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}
+    reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == len(refused)
+    assert [e["attributes"] for e in events(sink)] == [attributes for _, attributes in kept]
 
 
 def test_all_records_refused_is_still_a_200_with_nothing_stored(client, sink):
