@@ -229,10 +229,10 @@ class Admission:
             raise ValueError(f"retry_after = {retry_after!r}: give a whole number of seconds, 0 or more")
         self.requests = Slots(max_requests)
         self.max_requests_per_client = max_requests_per_client
-        #: Each client's slots while it has requests in flight (an entry is
-        #: dropped when its last request is done: the table never holds more
-        #: clients than requests in flight).
-        self.clients: dict[str, Slots] = {}
+        #: Each client's requests in flight, one item each, while it has any
+        #: (an entry is dropped when its last request is done: the table never
+        #: holds more clients than requests in flight).
+        self.clients: dict[str, list[None]] = {}
         self.body_bytes = ByteBudget(max_body_bytes_in_flight)
         self.stores = Slots(max_concurrent_stores)
         self.storage_waiting = Slots(max_storage_waiting)
@@ -254,27 +254,36 @@ class Admission:
             "requests", f"{self.requests.size} requests already being served (max_requests): request refused"
         )
 
-    def enter_client(self, client: str) -> Slots | None:
-        """A request slot of ``client``'s own (``None`` when there is no such
-        limit), or the 503 when it has ``max_requests_per_client`` in flight."""
+    def enter_client(self, client: str) -> list[None] | None:
+        """Count a request of ``client`` in flight: its list there (``None``
+        when there is no such limit), or the 503 when it has
+        ``max_requests_per_client`` in flight already.
+
+        One item is appended, then the length looked at (each one atomic
+        step): two requests that race for the last place may both be
+        refused, never both admitted. A client's first request costs an
+        empty list, not a :class:`Slots` of ``max_requests_per_client``.
+        """
         size = self.max_requests_per_client
         if not size:
             return None
-        slots = self.clients.get(client)
-        if slots is None:
-            slots = self.clients.setdefault(client, Slots(size))  # one Slots, whichever thread wins
-        if not slots.take():
+        in_flight = self.clients.get(client)
+        if in_flight is None:
+            in_flight = self.clients.setdefault(client, [])  # one list, whichever thread wins
+        in_flight.append(None)
+        if len(in_flight) > size:
+            in_flight.pop()
             raise self.unavailable(
                 "client",
                 f"a client already has {size} requests being served (max_requests_per_client): request refused",
             )
-        return slots
+        return in_flight
 
-    def leave_client(self, client: str, slots: Slots) -> None:
-        slots.give()
-        if slots.in_use == 0:
-            # A request of the same client that took this Slots meanwhile gives
-            # its slot back to it all the same; a new one starts a new Slots.
+    def leave_client(self, client: str, in_flight: list[None]) -> None:
+        in_flight.pop()
+        if not in_flight:
+            # A request of the same client that took this list meanwhile pops
+            # its item from it all the same; a new one starts a new list.
             self.clients.pop(client, None)
 
     # --- body bytes ------------------------------------------------------------------
