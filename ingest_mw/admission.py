@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable
 from typing import Protocol
 
+from .checks import seconds, whole_number
 from .errors import IngestError
 
 __all__ = [
@@ -202,31 +203,16 @@ class Admission:
         # Seconds between two log lines about the same kind of refusal.
         log_interval: float = 60.0,
     ) -> None:
-        for name, value in (
-            ("max_requests", max_requests),
-            ("max_body_bytes_in_flight", max_body_bytes_in_flight),
-            ("max_concurrent_stores", max_concurrent_stores),
-            ("max_parallel_decodes", max_parallel_decodes),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} = {value!r}: give a positive whole number")
-        if (
-            not isinstance(max_requests_per_client, int)
-            or isinstance(max_requests_per_client, bool)
-            or max_requests_per_client < 0
-        ):
-            raise ValueError(f"max_requests_per_client = {max_requests_per_client!r}: give a whole number, 0 or more")
-        if not isinstance(max_storage_waiting, int) or isinstance(max_storage_waiting, bool) or max_storage_waiting < 0:
-            raise ValueError(f"max_storage_waiting = {max_storage_waiting!r}: give a whole number, 0 or more")
-        for name, seconds in (
-            ("storage_wait", storage_wait),
-            ("body_idle_timeout", body_idle_timeout),
-            ("log_interval", log_interval),
-        ):
-            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds < math.inf:
-                raise ValueError(f"{name} = {seconds!r}: give a positive number of seconds")
-        if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
-            raise ValueError(f"retry_after = {retry_after!r}: give a whole number of seconds, 0 or more")
+        whole_number("max_requests", max_requests)
+        whole_number("max_requests_per_client", max_requests_per_client, minimum=0)
+        whole_number("max_body_bytes_in_flight", max_body_bytes_in_flight)
+        whole_number("max_concurrent_stores", max_concurrent_stores)
+        whole_number("max_storage_waiting", max_storage_waiting, minimum=0)
+        whole_number("max_parallel_decodes", max_parallel_decodes)
+        storage_wait = seconds("storage_wait", storage_wait)
+        body_idle_timeout = seconds("body_idle_timeout", body_idle_timeout)
+        log_interval = seconds("log_interval", log_interval)
+        whole_number("retry_after", retry_after, minimum=0, unit=" of seconds")
         self.requests = Slots(max_requests)
         self.max_requests_per_client = max_requests_per_client
         #: Each client's requests in flight, one item each, while it has any
@@ -236,9 +222,9 @@ class Admission:
         self.body_bytes = ByteBudget(max_body_bytes_in_flight)
         self.stores = Slots(max_concurrent_stores)
         self.storage_waiting = Slots(max_storage_waiting)
-        self.storage_wait = float(storage_wait)
+        self.storage_wait = storage_wait
         self.decodes = Slots(max_parallel_decodes)
-        self.body_idle_timeout = float(body_idle_timeout)
+        self.body_idle_timeout = body_idle_timeout
         self.retry_after = retry_after
         self.log = RefusalLog(log_interval)
         self._retry_headers = (("Retry-After", str(retry_after)),)
