@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable
 from typing import Protocol
 
+from .checks import seconds, whole_number
 from .errors import IngestError
 
 __all__ = [
@@ -202,43 +203,28 @@ class Admission:
         # Seconds between two log lines about the same kind of refusal.
         log_interval: float = 60.0,
     ) -> None:
-        for name, value in (
-            ("max_requests", max_requests),
-            ("max_body_bytes_in_flight", max_body_bytes_in_flight),
-            ("max_concurrent_stores", max_concurrent_stores),
-            ("max_parallel_decodes", max_parallel_decodes),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} = {value!r}: give a positive whole number")
-        if (
-            not isinstance(max_requests_per_client, int)
-            or isinstance(max_requests_per_client, bool)
-            or max_requests_per_client < 0
-        ):
-            raise ValueError(f"max_requests_per_client = {max_requests_per_client!r}: give a whole number, 0 or more")
-        if not isinstance(max_storage_waiting, int) or isinstance(max_storage_waiting, bool) or max_storage_waiting < 0:
-            raise ValueError(f"max_storage_waiting = {max_storage_waiting!r}: give a whole number, 0 or more")
-        for name, seconds in (
-            ("storage_wait", storage_wait),
-            ("body_idle_timeout", body_idle_timeout),
-            ("log_interval", log_interval),
-        ):
-            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds < math.inf:
-                raise ValueError(f"{name} = {seconds!r}: give a positive number of seconds")
-        if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
-            raise ValueError(f"retry_after = {retry_after!r}: give a whole number of seconds, 0 or more")
+        whole_number("max_requests", max_requests)
+        whole_number("max_requests_per_client", max_requests_per_client, minimum=0)
+        whole_number("max_body_bytes_in_flight", max_body_bytes_in_flight)
+        whole_number("max_concurrent_stores", max_concurrent_stores)
+        whole_number("max_storage_waiting", max_storage_waiting, minimum=0)
+        whole_number("max_parallel_decodes", max_parallel_decodes)
+        storage_wait = seconds("storage_wait", storage_wait)
+        body_idle_timeout = seconds("body_idle_timeout", body_idle_timeout)
+        log_interval = seconds("log_interval", log_interval)
+        whole_number("retry_after", retry_after, minimum=0, unit=" of seconds")
         self.requests = Slots(max_requests)
         self.max_requests_per_client = max_requests_per_client
-        #: Each client's slots while it has requests in flight (an entry is
-        #: dropped when its last request is done: the table never holds more
-        #: clients than requests in flight).
-        self.clients: dict[str, Slots] = {}
+        #: Each client's requests in flight, one item each, while it has any
+        #: (an entry is dropped when its last request is done: the table never
+        #: holds more clients than requests in flight).
+        self.clients: dict[str, list[None]] = {}
         self.body_bytes = ByteBudget(max_body_bytes_in_flight)
         self.stores = Slots(max_concurrent_stores)
         self.storage_waiting = Slots(max_storage_waiting)
-        self.storage_wait = float(storage_wait)
+        self.storage_wait = storage_wait
         self.decodes = Slots(max_parallel_decodes)
-        self.body_idle_timeout = float(body_idle_timeout)
+        self.body_idle_timeout = body_idle_timeout
         self.retry_after = retry_after
         self.log = RefusalLog(log_interval)
         self._retry_headers = (("Retry-After", str(retry_after)),)
@@ -254,27 +240,36 @@ class Admission:
             "requests", f"{self.requests.size} requests already being served (max_requests): request refused"
         )
 
-    def enter_client(self, client: str) -> Slots | None:
-        """A request slot of ``client``'s own (``None`` when there is no such
-        limit), or the 503 when it has ``max_requests_per_client`` in flight."""
+    def enter_client(self, client: str) -> list[None] | None:
+        """Count a request of ``client`` in flight: its list there (``None``
+        when there is no such limit), or the 503 when it has
+        ``max_requests_per_client`` in flight already.
+
+        One item is appended, then the length looked at (each one atomic
+        step): two requests that race for the last place may both be
+        refused, never both admitted. A client's first request costs an
+        empty list, not a :class:`Slots` of ``max_requests_per_client``.
+        """
         size = self.max_requests_per_client
         if not size:
             return None
-        slots = self.clients.get(client)
-        if slots is None:
-            slots = self.clients.setdefault(client, Slots(size))  # one Slots, whichever thread wins
-        if not slots.take():
+        in_flight = self.clients.get(client)
+        if in_flight is None:
+            in_flight = self.clients.setdefault(client, [])  # one list, whichever thread wins
+        in_flight.append(None)
+        if len(in_flight) > size:
+            in_flight.pop()
             raise self.unavailable(
                 "client",
                 f"a client already has {size} requests being served (max_requests_per_client): request refused",
             )
-        return slots
+        return in_flight
 
-    def leave_client(self, client: str, slots: Slots) -> None:
-        slots.give()
-        if slots.in_use == 0:
-            # A request of the same client that took this Slots meanwhile gives
-            # its slot back to it all the same; a new one starts a new Slots.
+    def leave_client(self, client: str, in_flight: list[None]) -> None:
+        in_flight.pop()
+        if not in_flight:
+            # A request of the same client that took this list meanwhile pops
+            # its item from it all the same; a new one starts a new list.
             self.clients.pop(client, None)
 
     # --- body bytes ------------------------------------------------------------------

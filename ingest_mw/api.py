@@ -22,7 +22,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from .admission import FREE_BODY_BYTES, Admission, Slots, shared
+from .admission import FREE_BODY_BYTES, Admission, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
 from .body import BodyLimit, framing_conflict
@@ -260,7 +260,7 @@ class IngestAPI:
         admission = self.admission
         admitted = admission.requests.take()
         client = ""
-        client_slots: Slots | None = None
+        client_slots: list[None] | None = None  # its requests in flight (Admission.enter_client)
         taken = 0  # this body's bytes in the shared budget
         reader = None
         headers = request.headers

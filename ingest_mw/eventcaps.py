@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .checks import whole_number
 from .errors import IngestError
 
 __all__ = ["CONTAINERS_PER_EVENT", "MAX_DEPTH", "MAX_EVENTS", "EventCaps"]
@@ -37,12 +38,6 @@ MAX_DEPTH = 64
 CONTAINERS_PER_EVENT = 16
 
 
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} = {value!r}: give a positive whole number")
-    return value
-
-
 class EventCaps:
     """At most ``max_events`` events a request, none nested deeper than
     ``max_depth`` levels (an event object is level 1)."""
@@ -50,8 +45,8 @@ class EventCaps:
     __slots__ = ("max_events", "max_depth", "max_containers")
 
     def __init__(self, *, max_events: int = MAX_EVENTS, max_depth: int = MAX_DEPTH) -> None:
-        self.max_events = _positive("max_events", max_events)
-        self.max_depth = _positive("max_depth", max_depth)
+        self.max_events = whole_number("max_events", max_events)
+        self.max_depth = whole_number("max_depth", max_depth)
         #: Objects and arrays in one request, at any depth.
         self.max_containers = CONTAINERS_PER_EVENT * max_events
 

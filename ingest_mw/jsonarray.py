@@ -61,6 +61,7 @@ _LBRACKET, _RBRACKET, _LBRACE, _RBRACE, _COMMA, _QUOTE = b'[]{},"'
 
 
 def _not_an_array() -> IngestError:
+    """The 400 of a body that is not a JSON array (a single event too is sent as one)."""
     return IngestError(400, "the request body must be a JSON array of event objects, a single event too: [{...}]")
 
 
@@ -112,9 +113,7 @@ def split_array(body: bytes) -> list[tuple[int, int]]:
             raise _broken("a string is never closed")
         if state == _OPEN:
             if first != _LBRACKET:
-                raise IngestError(
-                    400, "the request body must be a JSON array of event objects, a single event too: [{...}]"
-                )
+                raise _not_an_array()
             state = _FIRST
         elif state == _FIRST and first == _RBRACKET:
             state = _DONE
@@ -198,9 +197,7 @@ class JSONArrayCodec:
         except orjson.JSONDecodeError:
             return Rescan(partial(self._element_by_element, body))
         if type(value) is not list:
-            raise IngestError(
-                400, "the request body must be a JSON array of event objects, a single event too: [{...}]"
-            )
+            raise _not_an_array()
         if all_objects(value):
             # No element can be longer than the whole body: the common case needs
             # no per-event measuring at all; past the limit, the separators

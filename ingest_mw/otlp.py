@@ -64,6 +64,7 @@ _RPC_CODES = {
     400: 3,  # INVALID_ARGUMENT
     401: 16,  # UNAUTHENTICATED
     405: 12,  # UNIMPLEMENTED
+    408: 4,  # DEADLINE_EXCEEDED: the body stalled (admission's body_idle_timeout)
     413: 3,  # INVALID_ARGUMENT: a body too large is the client's to fix
     415: 3,
     429: 8,  # RESOURCE_EXHAUSTED

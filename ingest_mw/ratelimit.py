@@ -377,8 +377,12 @@ class RateLimit:
         return RateLimitDecision(refusal=IngestError(503, "Service Unavailable", headers=[retry_after]))
 
 
-#: A storage that refuses our credentials: refused, never accepted uncounted.
-_MISCONFIGURED = RateLimitDecision(refusal=IngestError(503, "Service Unavailable"))
+#: A storage that refuses our credentials: refused, never accepted uncounted;
+#: with the Retry-After of any other storage outage, so that clients keep
+#: their events and come back once the URI is fixed.
+_MISCONFIGURED = RateLimitDecision(
+    refusal=IngestError(503, "Service Unavailable", headers=[(RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))])
+)
 
 
 @overload

@@ -79,7 +79,6 @@ def query_from_args(args: argparse.Namespace) -> Query:
     """The filters of the command line; ``ValueError`` says which one is wrong."""
     if args.limit < 0:
         raise ValueError("--limit must be 0 (all) or more")
-    levels = {part for value in args.level or () for part in value.split(",")}
     return Query(
         since=parse_since(args.since, naive_utc=args.utc) if args.since else None,
         until=parse_since(args.until, naive_utc=args.utc) if args.until else None,
@@ -87,7 +86,7 @@ def query_from_args(args: argparse.Namespace) -> Query:
         source=args.source,
         dataset=args.dataset,
         service=args.service,
-        levels=frozenset(levels),
+        levels=frozenset(args.level or ()),
         text=args.grep,
         limit=args.limit,
     )
@@ -132,13 +131,15 @@ class _Printer:
 
 
 def _follow(reader: Reader, query: Query, cursor: int, printer: _Printer) -> None:
+    # The watch's first look comes after ``cursor`` was taken: what was stored
+    # in between is in neither, so it is read before the first wait.
     watch = Watch(reader)
     step = query.but(limit=_FOLLOW_BATCH)
     while True:
-        watch.wait()
         while events := reader.after(cursor, step):
             printer.print(events)
             cursor = events[-1].id
+        watch.wait()
 
 
 def run(args: argparse.Namespace) -> int:

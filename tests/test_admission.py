@@ -350,15 +350,13 @@ def test_a_request_with_a_body_and_a_wrong_token_closes_the_connection(adapter):
 
 
 # --- a body that stalls (ASGI: the WSGI server's own socket timeout applies there) -------
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_body_that_sends_nothing_for_the_idle_timeout_is_408_and_closed(kind):
-    admission = Admission(body_idle_timeout=0.2)
+def stalled_body(api, path: str, headers: dict[str, str], first_chunk: bytes) -> tuple[list, float, MemorySink]:
+    """``api`` under ASGI sent ``first_chunk`` of a 100-byte body, then nothing:
+    the messages it sent, the seconds it took, its sink."""
     sink = MemorySink()
-    app = ASGIMiddleware(lambda s, r, se: None, api_of(kind, admission), sink=sink, prefix=PREFIX)
-    path = f"{PREFIX}/" if kind == "betterstack" else f"{PREFIX}/v1/logs"
-    headers = JSON_BS if kind == "betterstack" else JSON_BL
+    app = ASGIMiddleware(lambda s, r, se: None, api, sink=sink, prefix=PREFIX)
     sent: list = []
-    first = [{"type": "http.request", "body": b'[{"message":', "more_body": True}]
+    first = [{"type": "http.request", "body": first_chunk, "more_body": True}]
 
     async def receive():
         if first:
@@ -379,9 +377,35 @@ def test_a_body_that_sends_nothing_for_the_idle_timeout_is_408_and_closed(kind):
     }
     started = time.monotonic()
     asyncio.run(app(scope, receive, send))
-    assert time.monotonic() - started < 2
+    return sent, time.monotonic() - started, sink
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_that_sends_nothing_for_the_idle_timeout_is_408_and_closed(kind):
+    api = api_of(kind, Admission(body_idle_timeout=0.2))
+    path = f"{PREFIX}/" if kind == "betterstack" else f"{PREFIX}/v1/logs"
+    headers = JSON_BS if kind == "betterstack" else JSON_BL
+    sent, elapsed, sink = stalled_body(api, path, headers, b'[{"message":')
+    assert elapsed < 2
     assert sent[0]["status"] == 408
     assert (b"connection", b"close") in sent[0]["headers"]
+    assert sink.batches == []
+
+
+def test_an_otlp_body_that_stalls_is_408_deadline_exceeded():
+    from google.rpc.status_pb2 import Status
+
+    from ingest_mw import OTLPLogsAPI
+
+    api = OTLPLogsAPI([TOKEN], admission=Admission(body_idle_timeout=0.2))
+    protobuf = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    sent, elapsed, sink = stalled_body(api, f"{PREFIX}/v1/logs", protobuf, b"\x0a\x05")
+    assert elapsed < 2
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    status = Status.FromString(sent[1]["body"])
+    assert status.code == 4  # DEADLINE_EXCEEDED: the body did not arrive in time
+    assert "sent nothing for 0.2s" in status.message
     assert sink.batches == []
 
 

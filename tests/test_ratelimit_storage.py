@@ -48,6 +48,7 @@ def test_wrong_redis_credentials_are_refused_not_silently_uncounted(adapter, red
     with caplog.at_level(logging.WARNING, logger="ingest_mw"):
         replies = [post(client) for _ in range(3)]
     assert [r.status for r in replies] == [503] * 3  # fail_open does not cover a wrong password
+    assert {r.headers.get("retry-after") for r in replies} == {"5"}  # as for any storage outage: clients come back
     assert sink.batches == []
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "refused the credentials" in r.getMessage()]
     assert len(errors) == 1  # once per warn_interval

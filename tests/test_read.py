@@ -123,6 +123,8 @@ def test_filters_on_every_reader(sink_and_reader):
         'quote " and \\ back',
         "charged",
     ]  # severity, and a null level
+    # A comma-separated value is several levels, as --level and the page's level= send them.
+    assert found(levels=frozenset({"Debug, INFO"})) == found(levels=frozenset({"debug", "info"}))
     assert found(text="disk warn") == ["Old Disk Warning"]
     assert found(text="AMOUNT") == ["charged"]
     assert found(text='quote \\"') == ['quote " and \\ back']  # the JSON text, where a quote is escaped

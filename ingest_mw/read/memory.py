@@ -18,9 +18,10 @@ class MemoryReader(ScanReader):
 
     The sink keeps no ids: the reader counts the events it has seen kept
     and numbers them back from the newest batch, which it knows by identity
-    (it holds that one tuple). A look copies the sink's deque of batches
-    under the sink's lock (a list copy), then counts only what is new; a
-    search from the newest end decodes only the batches it reaches.
+    (it holds that one tuple). A look copies the sink's kept batches
+    (:meth:`~ingest_mw.sinks.JSONMemorySink.kept`, a list copy), then counts
+    only what is new; a search from the newest end decodes only the batches
+    it reaches; :meth:`fingerprint` copies nothing.
     """
 
     @classmethod
@@ -35,8 +36,7 @@ class MemoryReader(ScanReader):
 
     def _kept(self) -> tuple[list[_Kept], int]:
         """The kept batches, oldest first, and the id after the newest one's last event."""
-        with self.sink._lock:
-            kept = list(self.sink._batches)
+        kept = self.sink.kept()
         with self._lock:
             new = 0
             for batch in reversed(kept):
@@ -105,5 +105,5 @@ class MemoryReader(ScanReader):
         return self._kept()[1] - 1
 
     def fingerprint(self) -> Hashable:
-        batches = self.sink._batches
-        return len(batches), id(batches[-1]) if batches else None
+        count, newest = self.sink.newest()
+        return count, id(newest) if newest is not None else None

@@ -126,7 +126,8 @@ class Query:
 
     ``since``/``until`` bound the event time (``dt``), ``until`` excluded;
     ``api``, ``source``, ``dataset`` and ``service`` match exactly;
-    ``levels`` is a set of levels (any case); ``text`` is found anywhere in
+    ``levels`` is a set of levels (any case; ``"error,warn"`` is two, as
+    ``--level`` and the page's ``level`` parameter take them); ``text`` is found anywhere in
     the event's JSON text, ignoring ASCII case, as ``grep -i`` would.
     ``before`` and ``after`` (event ids, both excluded) bound the events by
     arrival: ``before`` pages backwards, ``after`` keeps only what came since
@@ -149,7 +150,8 @@ class Query:
         if self.limit < 0:
             raise ValueError("limit must be 0 (no limit) or more")
         # One normal form, so every reader compares the same way.
-        object.__setattr__(self, "levels", frozenset(level.strip().lower() for level in self.levels if level.strip()))
+        levels = frozenset(part.strip().lower() for level in self.levels for part in level.split(",") if part.strip())
+        object.__setattr__(self, "levels", levels)
         if self.text is not None and not self.text:
             object.__setattr__(self, "text", None)
 

@@ -226,13 +226,25 @@ class JSONMemorySink:
         else:
             await sync_to_async(self.__call__, thread_sensitive=False)(batch)
 
+    def kept(self) -> list[_Kept]:
+        """A copy of the kept tuples, oldest first (:func:`kept_batch` makes each a
+        :class:`~ingest_mw.batch.Batch`): what a reader looks at, without
+        decoding a batch it does not need."""
+        with self._lock:
+            return list(self._batches)
+
+    def newest(self) -> tuple[int, _Kept | None]:
+        """How many batches are kept, and the newest one: enough for a reader to
+        tell that something was kept since it last looked, without a copy."""
+        with self._lock:
+            batches = self._batches
+            return len(batches), batches[-1] if batches else None
+
     @property
     def batches(self) -> list[Batch]:
         """The kept batches, oldest first, made anew on each read; their
         ``events`` are :class:`JSONEvents`."""
-        with self._lock:
-            kept = list(self._batches)
-        return [kept_batch(one) for one in kept]
+        return [kept_batch(one) for one in self.kept()]
 
     @property
     def events(self) -> list[Event]:

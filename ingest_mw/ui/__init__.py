@@ -117,7 +117,6 @@ def query_from_params(params: Mapping[str, list[str]], *, limit: int = PAGE_EVEN
             times[name] = parse_since(text, naive_utc=True) if text else None
         except ValueError as exc:
             raise _Answer(400, f"{name}: {exc}") from None
-    levels = {part for value in params.get("level", ()) for part in value.split(",")}
     return Query(
         since=times["since"],
         until=times["until"],
@@ -125,7 +124,7 @@ def query_from_params(params: Mapping[str, list[str]], *, limit: int = PAGE_EVEN
         source=_one(params, "source"),
         dataset=_one(params, "dataset"),
         service=_one(params, "service"),
-        levels=frozenset(levels),
+        levels=frozenset(params.get("level", ())),
         text=_one(params, "q"),
         before=_int(params, "before", None, low=1),
         limit=_int(params, "limit", limit, low=1, high=MAX_PAGE_EVENTS),
