@@ -10,7 +10,18 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..batch import Batch
 
-__all__ = ["Sink", "as_async", "as_sync", "close_async", "close_sync"]
+__all__ = ["Sink", "SinkUnavailable", "as_async", "as_sync", "close_async", "close_sync"]
+
+
+class SinkUnavailable(Exception):
+    """The sink cannot store now: raised by a built-in sink's ``check()`` (or
+    ``acheck()``) and by a batch it could not store because its storage
+    failed (a file it cannot write, a database or server it cannot reach).
+
+    The message is one line naming the path or the URL (its password masked)
+    and the reason, fit for a log line or a start-up error. The sink keeps
+    working on its own: the next batch or check tries the storage again.
+    """
 
 
 class Sink(Protocol):
@@ -91,7 +102,15 @@ def close_sync(sink: object) -> None:
 
 
 async def close_async(sink: object) -> None:
-    """Close a sink that has a ``close()`` (sync or async), from async code."""
+    """Close a sink that has a ``close()`` (sync or async), from async code.
+
+    A sink whose async face holds resources of the event loop (a pool of
+    asyncio connections) offers ``async def aclose()``, awaited instead.
+    """
+    aclose = getattr(sink, "aclose", None)
+    if aclose is not None and iscoroutinefunction(aclose):
+        await aclose()
+        return
     close = getattr(sink, "close", None)
     if close is None:
         return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from operator import methodcaller
 
 from ..batch import Batch, event_json
 
@@ -12,9 +14,9 @@ __all__ = ["COLUMNS", "iso_utc", "rows"]
 COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
 
 
-def iso_utc(value) -> str:  # type: ignore[no-untyped-def]
-    """ISO 8601 in UTC, fixed width (microseconds always shown) so text order is time order."""
-    return value.isoformat(timespec="microseconds")
+#: ISO 8601 in UTC, fixed width (microseconds always shown) so text order is
+#: time order. A methodcaller, so that ``map(iso_utc, times)`` runs in C.
+iso_utc: Callable[[datetime], str] = methodcaller("isoformat", timespec="microseconds")
 
 
 def rows(batch: Batch) -> Iterator[tuple[str | None, ...]]:
