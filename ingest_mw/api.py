@@ -31,6 +31,7 @@ from .batch import Batch, Events
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
+from .sinks.base import SinkUnavailable
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -263,6 +264,16 @@ class IngestAPI:
                 batch = self.batch(request, decoded)
                 try:
                     await io.store(batch)
+                except SinkUnavailable as exc:
+                    # The sink's own one line says where and why (no secret in it); no traceback.
+                    logger.error(
+                        "ingest_mw: %s; %d %s events from source %r not acknowledged",
+                        exc,
+                        len(batch.events),
+                        self.name,
+                        batch.source,
+                    )
+                    raise IngestError(500, "Internal Server Error") from None
                 except Exception:
                     logger.exception(
                         "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
