@@ -14,6 +14,7 @@ import base64
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from operator import methodcaller
@@ -169,8 +170,9 @@ class PostgresSink:
     itself, so a request fails within seconds, not minutes, while the
     database is down. When the database stops, restarts or refuses, the batch
     fails with :class:`~ingest_mw.sinks.SinkUnavailable` (one line logged per
-    outage, the password masked), the pool's dead connections are dropped,
-    and the sink stores again once the database answers, without a restart.
+    outage, the password masked) and the pool is dropped: the next batch
+    connects anew, so the sink stores again as soon as the database answers,
+    without a restart.
     """
 
     def __init__(
@@ -204,6 +206,7 @@ class PostgresSink:
             self._kwargs["connect_timeout"] = max(1, round(timeout))
         self._pool: ConnectionPool | None = None
         self._pool_pid = 0
+        self._pool_lock = threading.Lock()
         self._apool: AsyncConnectionPool | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
         self._ready = not create_table  # whether the table is known to exist
@@ -234,7 +237,12 @@ class PostgresSink:
     # --- the sync face -------------------------------------------------------------------
     def _sync_pool(self) -> ConnectionPool:
         pool = self._pool
-        if pool is None or self._pool_pid != os.getpid():
+        if pool is not None and self._pool_pid == os.getpid():
+            return pool
+        with self._pool_lock:
+            pool = self._pool
+            if pool is not None and self._pool_pid == os.getpid():
+                return pool
             pool = ConnectionPool(
                 self.conninfo,
                 kwargs=self._kwargs,
@@ -246,7 +254,18 @@ class PostgresSink:
             )
             pool.open(wait=False)
             self._pool, self._pool_pid = pool, os.getpid()
-        return pool
+            return pool
+
+    def _discard(self, pool: ConnectionPool) -> None:
+        """Drop a pool whose database failed: the next batch makes a new one,
+        which connects at once. The pool's own reconnection waits longer and
+        longer between attempts (seconds, then minutes) while the database is
+        down, so it would keep failing batches for that long once it is back.
+        Connections in use elsewhere are closed when they are given back."""
+        with self._pool_lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=0)
 
     def _prepare(self, connection: psycopg.Connection[Any]) -> None:
         if not self._ready:
@@ -265,7 +284,7 @@ class PostgresSink:
                 with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     copy.write(body)
         except _UNAVAILABLE as exc:
-            pool.check()  # drop the other dead connections: the next batch gets a live one
+            self._discard(pool)
             raise self._failed(exc) from None
         except psycopg.Error as exc:
             raise self._failed(exc) from None
@@ -281,7 +300,7 @@ class PostgresSink:
                 connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
         except psycopg.Error as exc:  # PoolTimeout is one
             if isinstance(exc, _UNAVAILABLE):
-                pool.check()
+                self._discard(pool)
             raise self._unavailable(exc) from None
 
     # --- the async face ----------------------------------------------------------------
@@ -292,7 +311,10 @@ class PostgresSink:
             pool = AsyncConnectionPool(
                 self.conninfo,
                 kwargs=self._kwargs,
-                min_size=1,
+                # Connections made on demand, none kept open in the background:
+                # an event loop that ends (asyncio.run per call, in a host's
+                # tests) is never left waiting on a connection attempt.
+                min_size=0,
                 max_size=self.pool_size,
                 timeout=self.timeout,
                 name=f"ingest_mw {self.table} (async)",
@@ -301,6 +323,12 @@ class PostgresSink:
             await pool.open(wait=False)
             self._apool, self._apool_loop = pool, loop
         return pool
+
+    async def _adiscard(self, pool: AsyncConnectionPool) -> None:
+        """:meth:`_discard` for the async face."""
+        if self._apool is pool:
+            self._apool = None
+        await pool.close(timeout=0)
 
     async def _aprepare(self, connection: psycopg.AsyncConnection[Any]) -> None:
         if not self._ready:
@@ -320,7 +348,7 @@ class PostgresSink:
                 async with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     await copy.write(body)
         except _UNAVAILABLE as exc:
-            await pool.check()
+            await self._adiscard(pool)
             raise self._failed(exc) from None
         except psycopg.Error as exc:
             raise self._failed(exc) from None
@@ -335,7 +363,7 @@ class PostgresSink:
                 await connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
         except psycopg.Error as exc:
             if isinstance(exc, _UNAVAILABLE):
-                await pool.check()
+                await self._adiscard(pool)
             raise self._unavailable(exc) from None
 
     # --- closing -----------------------------------------------------------------------
