@@ -333,7 +333,14 @@ def test_sink_from_url(tmp_path, monkeypatch):
     assert isinstance(sink_from_url("memory://"), JSONMemorySink)
     assert sink_from_url("memory://").max_events == 10_000  # a server's memory stays bounded
     assert sink_from_url("memory://?max_events=7").max_events == 7
-    for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense", "memory://?max_events=0", "memory://?size=3"):
+    for bad in (
+        "sqlite://",
+        "sqlite:///",
+        "nonsense",
+        "memory://?max_events=0",
+        "memory://?size=3",
+        "mysql://u:pw@h/db",
+    ):
         with pytest.raises(ValueError):
             sink_from_url(bad)
 

@@ -33,13 +33,15 @@ def masked(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<a malformed URL>"
+    shown = url
     netloc = _USERINFO_PASSWORD.sub(r"\1:***@", parts.netloc)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
-            query = urlencode([(key, "***" if key.lower() in _SECRET_KEYS else value) for key, value in pairs])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if netloc != parts.netloc:
+        shown = shown.replace(parts.netloc, netloc, 1)  # the first: right after "scheme://"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
+        hidden = [(key, "***" if key.lower() in _SECRET_KEYS else value) for key, value in pairs]
+        shown = shown.replace("?" + parts.query, "?" + urlencode(hidden, safe="*"), 1)
+    return shown
 
 
 def _path(url: str, scheme: str) -> str:
