@@ -219,7 +219,9 @@ def measure(
             floor_rate = run_floor(floor, args.seconds)
             serve_rate = run_wrk(port, script, args.seconds, args.connections)
             results.append((serve_rate, floor_rate))
-            print(f"  {name}: serve {serve_rate:>9,.0f}  floor {floor_rate:>9,.0f}  ratio {serve_rate / floor_rate:.2f}")
+            print(
+                f"  {name}: serve {serve_rate:>9,.0f}  floor {floor_rate:>9,.0f}  ratio {serve_rate / floor_rate:.2f}"
+            )
         stored = count_stored() - before
     ratios = sorted(serve / floor for serve, floor in results)
     return {
@@ -283,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                         return int(connection.execute("SELECT count(*) FROM serve_events").fetchone()[0])  # type: ignore[index]
 
                 floor = postgres_floor(server.url, "floor_events", prebuilt)
-                results.append(
-                    measure("PostgreSQL", f"{server.url}?table=serve_events", floor, args, script, pg_count)
-                )
+                results.append(measure("PostgreSQL", f"{server.url}?table=serve_events", floor, args, script, pg_count))
         if "redis" in chosen:
             from redis_fixture import RedisServer
 
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                         floor,
                         args,
                         script,
-                        lambda: int(client.xlen("serve")),
+                        lambda: int(client.xlen("serve")),  # type: ignore[arg-type]
                     )
                 )
     print()

@@ -171,7 +171,7 @@ class RedisStreamSink:
             return
         pool = self._sync_pool()
         try:
-            connection = pool.get_connection()
+            connection: Any = pool.get_connection()
         except RedisError as exc:
             raise self._failed(exc) from None
         try:
@@ -212,7 +212,7 @@ class RedisStreamSink:
             return
         pool = self._async_pool()
         try:
-            connection = await pool.get_connection()
+            connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py's, untyped
         except RedisError as exc:
             raise self._failed(exc) from None
         try:
@@ -234,7 +234,8 @@ class RedisStreamSink:
     async def acheck(self) -> None:
         """:meth:`check` from async code."""
         try:
-            await redis.asyncio.Redis(connection_pool=self._async_pool()).ping()
+            client: Any = redis.asyncio.Redis(connection_pool=self._async_pool())
+            await client.ping()
         except RedisError as exc:
             raise self._unavailable(exc) from None
 
