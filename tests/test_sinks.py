@@ -354,3 +354,18 @@ def test_event_json_falls_back_for_what_orjson_refuses(tmp_path):
     text = event_json(deep)
     assert text.startswith(b'{"a":{"a":') and text.endswith(b'"leaf":1' + b"}" * 1001)
     assert json.loads(event_json({b"bin": b"\xff", 2: T0})) == {"bin": "\\xff", "2": "2024-05-01T12:00:00+00:00"}
+
+
+def test_jsonl_lines_hold_the_columns_in_order_and_odd_values(tmp_path):
+    from ingest_mw.sinks.record import COLUMNS
+
+    path = tmp_path / "odd.jsonl"
+    sink = JSONLinesSink(path)
+    odd = {"q": 'quote " and \\ and \n', "nul": "\u0000", "bin": b"\xff"}
+    sink(Batch("baselime", 'so"urce', T0, [Event(T0, odd)], dataset="d\\s", namespace="n\n"))
+    sink.close()
+    (line,) = path.read_bytes().splitlines()
+    record = json.loads(line)
+    assert tuple(record) == COLUMNS
+    assert record["source"] == 'so"urce' and record["dataset"] == "d\\s" and record["namespace"] == "n\n"
+    assert record["service"] is None and record["data"] == {**odd, "bin": "\\xff"}

@@ -6,16 +6,48 @@ import logging
 import os
 import threading
 from io import FileIO
+from itertools import repeat
 
 import orjson
 
-from ..batch import Batch
+from ..batch import Batch, each_event_json
 from .base import SinkUnavailable
-from .record import COLUMNS, rows
+from .record import iso_utc
 
 __all__ = ["JSONLinesSink"]
 
 logger = logging.getLogger("ingest_mw.sinks")
+
+
+def _lines(batch: Batch) -> bytes:
+    """The batch's lines: each is the shared part of the record (written once by
+    orjson) around the event's time and JSON, joined in C with no Python call
+    per event. The keys are :data:`~ingest_mw.sinks.record.COLUMNS`, in order."""
+    events = batch.events
+    times = getattr(events, "times", None)
+    data = getattr(events, "data", None)
+    if times is None or data is None:  # a host's list of Event pairs
+        pairs = list(events)
+        times = [time for time, _ in pairs]
+        data = [event_data for _, event_data in pairs]
+    shared = orjson.dumps(
+        {
+            "received_at": iso_utc(batch.received_at),
+            "dt": "",
+            "api": batch.api,
+            "source": batch.source,
+            "dataset": batch.dataset,
+            "service": batch.service,
+            "namespace": batch.namespace,
+            "data": None,
+        }
+    )
+    before_dt, _, rest = shared.partition(b'"dt":""')
+    before_dt += b'"dt":"'
+    before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
+    dts = map(str.encode, map(iso_utc, times))  # ISO text never needs JSON escapes
+    lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
+    return b"".join(map(b"".join, lines))
 
 
 class JSONLinesSink:
@@ -72,13 +104,7 @@ class JSONLinesSink:
                 pass
 
     def __call__(self, batch: Batch) -> None:
-        lines = []
-        for *head, data in rows(batch):
-            record: dict[str, object] = dict(zip(COLUMNS, head))
-            record["data"] = orjson.Fragment(data)  # type: ignore[arg-type]  # JSON text, never None
-            lines.append(orjson.dumps(record))
-        lines.append(b"")
-        text = b"\n".join(lines)
+        text = _lines(batch)
         with self._lock:
             try:
                 file = self._usable()
