@@ -373,6 +373,17 @@ class PostgresSink:
         if pool is not None and self._pool_pid == os.getpid():
             pool.close()
 
+    def __del__(self) -> None:
+        # A sink dropped unclosed (a host's settings changed, a test) stops its
+        # pool's threads now; psycopg_pool's own __del__ may otherwise run in one
+        # of them, which cannot join itself.
+        pool = getattr(self, "_pool", None)
+        if pool is not None and self._pool_pid == os.getpid():
+            try:
+                pool.close(timeout=0)
+            except Exception:
+                pass
+
     async def aclose(self) -> None:
         """Close both pools, from the event loop the async one runs on."""
         pool, self._apool = self._apool, None
