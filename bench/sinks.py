@@ -13,7 +13,10 @@ The floor loops run in this process with the rows built beforehand (they
 pay for storing only); ``serve`` pays for everything (HTTP, decoding, the
 events' times, the rows). ``serve`` runs with ``--rate-limit none`` under
 ``wrk`` (one thread, ``--connections`` connections). Each round measures the
-floor, then ``serve``, for ``--seconds`` each, on the same database, after a
+floor and ``serve`` for ``--seconds``, side by side (the floor loop in a
+forked process while ``wrk`` loads ``serve``: on a shared machine whose speed
+drifts by a factor of several within seconds, only figures taken at the same
+moment compare; ``--sequential`` takes them one after the other), after a
 warm-up; the ratio is the middle of the rounds' ratios. PostgreSQL and Redis
 are real servers started in temporary directories on free loopback ports
 (as the tests start them: ``tests/postgres_fixture.py``,
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -203,10 +207,30 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int) -> float:
 
 
 # --- the cases ------------------------------------------------------------------------------
+def floor_beside(make_floor: Callable[[], Callable[[], None]], seconds: float) -> Callable[[], float]:
+    """Start the floor loop in a forked process for ``seconds``; the returned
+    function waits for its events/s."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        sender.send(run_floor(make_floor(), seconds))
+
+    process = context.Process(target=child)
+    process.start()
+
+    def result() -> float:
+        rate = float(receiver.recv())
+        process.join()
+        return rate
+
+    return result
+
+
 def measure(
     name: str,
     sink_url: str,
-    floor: Callable[[], None],
+    make_floor: Callable[[], Callable[[], None]],
     args: argparse.Namespace,
     script: Path,
     count_stored: Callable[[], int],
@@ -215,13 +239,18 @@ def measure(
     with serving(sink_url) as port:
         run_wrk(port, script, max(1, args.warmup), args.connections)
         before = count_stored()
+        floor = None if args.side_by_side else make_floor()
         for _ in range(args.rounds):
-            floor_rate = run_floor(floor, args.seconds)
-            serve_rate = run_wrk(port, script, args.seconds, args.connections)
+            if floor is None:  # side by side: both at once, so both see the machine as it is now
+                waiting = floor_beside(make_floor, args.seconds)
+                serve_rate = run_wrk(port, script, args.seconds, args.connections)
+                floor_rate = waiting()
+            else:
+                floor_rate = run_floor(floor, args.seconds)
+                serve_rate = run_wrk(port, script, args.seconds, args.connections)
             results.append((serve_rate, floor_rate))
-            print(
-                f"  {name}: serve {serve_rate:>9,.0f}  floor {floor_rate:>9,.0f}  ratio {serve_rate / floor_rate:.2f}"
-            )
+            ratio = serve_rate / floor_rate
+            print(f"  {name}: serve {serve_rate:>9,.0f}  floor {floor_rate:>9,.0f}  ratio {ratio:.2f}")
         stored = count_stored() - before
     ratios = sorted(serve / floor for serve, floor in results)
     return {
@@ -240,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="serve's warm-up (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="floor/serve pairs per sink (default: %(default)s)")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections (default: %(default)s)")
+    parser.add_argument(
+        "--sequential",
+        dest="side_by_side",
+        action="store_false",
+        help="measure the floor, then serve (default: side by side, at the same time)",
+    )
     parser.add_argument("--only", choices=("sqlite", "postgres", "redis"), action="append", help="repeatable")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -256,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(_LUA.format(body=json.dumps(str(body)), token=TOKEN))
         if "sqlite" in chosen:
             path = Path(tmp) / "serve.db"
-            floor = sqlite_floor(Path(tmp) / "floor.db", prebuilt)
+            floor_path = Path(tmp) / "floor.db"
+            sqlite_floor(floor_path, prebuilt)  # the table made once, before any round
+
+            def floor() -> Callable[[], None]:
+                return sqlite_floor(floor_path, prebuilt)
 
             def sqlite_count() -> int:
                 if not path.exists():
@@ -284,8 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                             return 0
                         return int(connection.execute("SELECT count(*) FROM serve_events").fetchone()[0])  # type: ignore[index]
 
-                floor = postgres_floor(server.url, "floor_events", prebuilt)
-                results.append(measure("PostgreSQL", f"{server.url}?table=serve_events", floor, args, script, pg_count))
+                url = server.url
+
+                def pg_floor() -> Callable[[], None]:
+                    return postgres_floor(url, "floor_events", prebuilt)
+
+                sink_url = f"{server.url}?table=serve_events"
+                results.append(measure("PostgreSQL", sink_url, pg_floor, args, script, pg_count))
         if "redis" in chosen:
             from redis_fixture import RedisServer
 
@@ -299,12 +343,16 @@ def main(argv: list[str] | None = None) -> int:
                 import redis
 
                 client = redis.Redis.from_url(redis_server.url)
-                floor = redis_floor(redis_server.url, "floor", prebuilt)
+                redis_url = redis_server.url
+
+                def redis_floor_made() -> Callable[[], None]:
+                    return redis_floor(redis_url, "floor", prebuilt)
+
                 results.append(
                     measure(
                         "Redis Streams",
                         f"{redis_server.url}?stream=serve&maxlen=200000",
-                        floor,
+                        redis_floor_made,
                         args,
                         script,
                         lambda: int(client.xlen("serve")),  # type: ignore[arg-type]

@@ -369,3 +369,19 @@ def test_jsonl_lines_hold_the_columns_in_order_and_odd_values(tmp_path):
     assert tuple(record) == COLUMNS
     assert record["source"] == 'so"urce' and record["dataset"] == "d\\s" and record["namespace"] == "n\n"
     assert record["service"] is None and record["data"] == {**odd, "bin": "\\xff"}
+
+
+def test_times_are_written_at_fixed_width_whatever_their_fraction_or_offset():
+    from ingest_mw.sinks.record import iso_utc, iso_utc_each
+
+    times = [
+        T0,  # no fraction: orjson would leave it out
+        T0.replace(microsecond=5),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2024, 1, 1, 0, 0, 0, 1),  # naive: a host's batch
+        datetime(2024, 1, 1, tzinfo=timezone(timedelta(seconds=30))),
+    ]
+    assert iso_utc_each(times) == [iso_utc(time) for time in times]
+    assert iso_utc_each(times[:2]) == ["2024-05-01T12:00:00.000000+00:00", "2024-05-01T12:00:00.000005+00:00"]
+    assert iso_utc_each([]) == []

@@ -12,7 +12,7 @@ import orjson
 
 from ..batch import Batch, each_event_json
 from .base import SinkUnavailable
-from .record import iso_utc
+from .record import iso_utc, iso_utc_each
 
 __all__ = ["JSONLinesSink"]
 
@@ -45,7 +45,7 @@ def _lines(batch: Batch) -> bytes:
     before_dt, _, rest = shared.partition(b'"dt":""')
     before_dt += b'"dt":"'
     before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
-    dts = map(str.encode, map(iso_utc, times))  # ISO text never needs JSON escapes
+    dts = map(str.encode, iso_utc_each(times))  # ISO text never needs JSON escapes
     lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
     return b"".join(map(b"".join, lines))
 

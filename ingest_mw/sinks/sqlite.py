@@ -11,7 +11,7 @@ from itertools import chain
 
 from ..batch import Batch, each_event_json
 from .base import SinkUnavailable
-from .record import iso_utc
+from .record import iso_utc, iso_utc_each
 
 __all__ = ["BUSY_TIMEOUT", "SQLiteSink"]
 
@@ -171,7 +171,7 @@ class SQLiteSink:
             data = [event_data for _, event_data in pairs]
         shared = (iso_utc(batch.received_at), batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
         # Built before the lock: an event that cannot be written fails alone, without the database.
-        values = list(chain.from_iterable(zip(map(iso_utc, times), map(_decode, each_event_json(data)))))
+        values = list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data)))))
         with self._lock:
             try:
                 db = self._usable()
