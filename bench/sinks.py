@@ -275,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="measure the floor, then serve (default: side by side, at the same time)",
     )
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="where the SQLite files go (default: a temporary directory; /dev/shm keeps the disk out)",
+    )
     parser.add_argument("--only", choices=("sqlite", "postgres", "redis"), action="append", help="repeatable")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     prebuilt = floor_rows(events)
     results: list[dict[str, Any]] = []
     targets = {"SQLite": 0.8, "PostgreSQL": 0.7, "Redis Streams": 0.7}
-    with tempfile.TemporaryDirectory(prefix="ingest-mw-bench-") as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="ingest-mw-bench-", dir=args.dir) as tmp, ExitStack() as stack:
         script = Path(tmp) / "body.lua"
         body = Path(tmp) / "body.json"
         body.write_bytes(orjson.dumps(events))

@@ -6,14 +6,16 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from functools import cache
 from itertools import chain
+from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
 from .base import SinkUnavailable
 from .record import iso_utc, iso_utc_each
 
-__all__ = ["BUSY_TIMEOUT", "SQLiteSink"]
+__all__ = ["BUSY_TIMEOUT", "CHECKPOINT_INTERVAL", "SQLiteSink"]
 
 logger = logging.getLogger("ingest_mw.sinks")
 
@@ -50,6 +52,71 @@ _CHUNKS = (256, 64, 16, 4, 1)
 #: The columns every event of a batch shares, bound as ?1 to ?6 in every
 #: statement (with ``dt`` and ``data``: :data:`~ingest_mw.sinks.record.COLUMNS`).
 _SHARED = ("received_at", "api", "source", "dataset", "service", "namespace")
+
+
+#: The checkpointer runs at most this often, in seconds: batches in between only append to the WAL.
+CHECKPOINT_INTERVAL = 0.1
+#: Pages the WAL may hold before the writer checkpoints it itself, should the
+#: checkpointer fall behind (SQLite's default is 1000: 4 MB, a dozen batches).
+_WRITER_CHECKPOINT_PAGES = 20_000
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file from a thread of its own.
+
+    SQLite checkpoints from the connection that commits, once the WAL holds
+    1000 pages, and a checkpoint syncs the file to disk: the batch that
+    happens to cross the line waits for the disk, tens to hundreds of
+    milliseconds on a busy one, while every other batch waits for its lock.
+    Here the writer only appends (a commit in WAL mode with
+    ``synchronous=NORMAL`` syncs nothing), and this thread runs a ``PASSIVE``
+    checkpoint after commits, at most every :data:`CHECKPOINT_INTERVAL`
+    seconds; ``PASSIVE`` never blocks a writer, and is safe beside other
+    processes' checkpointers.
+    """
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self.uri = f"file:{quote(os.path.abspath(path))}?mode=rw"  # never makes a file that is not there
+        self.busy_timeout = busy_timeout
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def written(self) -> None:
+        """Called after each commit: a checkpoint is due."""
+        if self._pid != os.getpid():  # first use, or a forked process (threads do not survive a fork)
+            self._pid = os.getpid()
+            self._stopping = False
+            self._wake = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="ingest_mw-sqlite-checkpoint", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait()
+            if self._stopping:
+                return
+            wake.clear()
+            try:
+                db = sqlite3.connect(self.uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                pass  # a file that fails shows in the next batch; the writer checkpoints if need be
+            time.sleep(CHECKPOINT_INTERVAL)
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            self._stopping = True
+            self._wake.set()
+            thread.join(timeout=5)
+        self._thread, self._pid = None, 0
 
 
 @cache
@@ -101,6 +168,7 @@ class SQLiteSink:
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._pid = 0  # the process that opened _db: a forked worker opens its own
         self._failing = False  # whether the last attempt failed (logged once per outage)
+        self._checkpointer = None if self._in_memory else _Checkpointer(self.path, busy_timeout)
         with self._lock:
             self._connect()  # a path that cannot be opened is said at once
 
@@ -115,6 +183,7 @@ class SQLiteSink:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
+                db.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")  # the checkpointer's job
                 db.executescript(_SCHEMA)
                 self._file = None if self._in_memory else _identity(self.path)
             except BaseException:
@@ -187,6 +256,8 @@ class SQLiteSink:
                         db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._checkpointer.written()
             except SinkUnavailable as exc:
                 raise self._failed(exc) from None
             except sqlite3.Error as exc:
@@ -210,6 +281,8 @@ class SQLiteSink:
                 raise self._unavailable(exc) from None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self._drop()
 
