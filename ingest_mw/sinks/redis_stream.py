@@ -201,7 +201,10 @@ class RedisStreamSink:
     def _async_pool(self) -> redis.asyncio.ConnectionPool:
         loop = asyncio.get_running_loop()
         if self._apool is None or self._apool_loop is not loop:
-            self._apool = redis.asyncio.ConnectionPool.from_url(self.url, **self._apool_options)
+            # No timeout per reply (asyncio's timeout machinery per reply doubled the
+            # cost of a batch): one timeout around each batch's exchange instead.
+            options = {**self._apool_options, "socket_timeout": None}
+            self._apool = redis.asyncio.ConnectionPool.from_url(self.url, **options)
             self._apool_loop = loop
         return self._apool
 
@@ -216,16 +219,17 @@ class RedisStreamSink:
         except RedisError as exc:
             raise self._failed(exc) from None
         try:
-            await connection.send_packed_command([_MULTI, commands, _EXEC])
-            read = connection.read_response
-            await read()
-            for _ in range(count):
+            async with asyncio.timeout(self.timeout):
+                await connection.send_packed_command([_MULTI, commands, _EXEC])
+                read = connection.read_response
                 await read()
-            self._check_exec(await read(), count)
+                for _ in range(count):
+                    await read()
+                self._check_exec(await read(), count)
         except BaseException as exc:
             await connection.disconnect()
             await pool.release(connection)
-            if isinstance(exc, RedisError):
+            if isinstance(exc, RedisError | TimeoutError):
                 raise self._failed(exc) from None
             raise
         await pool.release(connection)
