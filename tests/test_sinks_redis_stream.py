@@ -146,3 +146,23 @@ def test_the_consumer_group_reader_in_the_docs_reads_and_acknowledges(redis_serv
     client = redis.Redis.from_url(redis_server.url)
     assert client.xpending("ingest_mw:events", "archivers")["pending"] == 0  # all acknowledged
     sink.close()
+
+
+def test_a_frozen_server_fails_a_batch_within_the_timeout_on_both_faces(redis_server):
+    import asyncio
+    import signal
+
+    sink = RedisStreamSink(redis_server.url, timeout=0.5)
+    sink(Batch("betterstack", "s", T0, [Event(T0, {"i": 0})]))  # connected before the freeze
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        for store in (sink, lambda batch: asyncio.run(sink.acall(batch))):
+            started = time.monotonic()
+            with pytest.raises(SinkUnavailable):
+                store(Batch("betterstack", "s", T0, [Event(T0, {"i": 1})]))
+            assert time.monotonic() - started < 3
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    sink(Batch("betterstack", "s", T0, [Event(T0, {"i": 2})]))
+    assert [json.loads(e["data"])["i"] for e in entries(redis_server.url)][-1] == 2
+    sink.close()

@@ -214,12 +214,10 @@ class RedisStreamSink:
         if not count:
             return
         pool = self._async_pool()
+        connection: Any = None
         try:
-            connection: Any = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py's, untyped
-        except RedisError as exc:
-            raise self._failed(exc) from None
-        try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout):  # connecting (its handshake included) and the replies
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py's, untyped
                 await connection.send_packed_command([_MULTI, commands, _EXEC])
                 read = connection.read_response
                 await read()
@@ -227,8 +225,9 @@ class RedisStreamSink:
                     await read()
                 self._check_exec(await read(), count)
         except BaseException as exc:
-            await connection.disconnect()
-            await pool.release(connection)
+            if connection is not None:
+                await connection.disconnect()
+                await pool.release(connection)
             if isinstance(exc, RedisError | TimeoutError):
                 raise self._failed(exc) from None
             raise
@@ -239,8 +238,9 @@ class RedisStreamSink:
         """:meth:`check` from async code."""
         try:
             client: Any = redis.asyncio.Redis(connection_pool=self._async_pool())
-            await client.ping()
-        except RedisError as exc:
+            async with asyncio.timeout(self.timeout):
+                await client.ping()
+        except (RedisError, TimeoutError) as exc:
             raise self._unavailable(exc) from None
 
     # --- closing -----------------------------------------------------------------------
