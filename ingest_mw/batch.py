@@ -193,7 +193,7 @@ def event_json(data: dict[str, Any]) -> bytes:
 _fast_event_json = partial(orjson.dumps, option=_JSON_OPTIONS)
 
 
-def each_event_json(data: list[dict[str, Any]]) -> list[bytes]:
+def each_event_json(data: Sequence[dict[str, Any]]) -> list[bytes]:
     """:func:`event_json` of each event, in order: orjson called from C over the
     whole list (no Python call per event), one by one only when some event
     needs the fallback (MessagePack binary, deep nesting)."""

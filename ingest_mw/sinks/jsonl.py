@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from io import FileIO
@@ -11,25 +10,17 @@ from itertools import repeat
 import orjson
 
 from ..batch import Batch, each_event_json
-from .base import SinkUnavailable
-from .record import iso_utc, iso_utc_each
+from .base import Outage, SinkUnavailable
+from .record import iso_utc, iso_utc_each, times_and_data
 
 __all__ = ["JSONLinesSink"]
-
-logger = logging.getLogger("ingest_mw.sinks")
 
 
 def _lines(batch: Batch) -> bytes:
     """The batch's lines: each is the shared part of the record (written once by
     orjson) around the event's time and JSON, joined in C with no Python call
     per event. The keys are :data:`~ingest_mw.sinks.record.COLUMNS`, in order."""
-    events = batch.events
-    times = getattr(events, "times", None)
-    data = getattr(events, "data", None)
-    if times is None or data is None:  # a host's list of Event pairs
-        pairs = list(events)
-        times = [time for time, _ in pairs]
-        data = [event_data for _, event_data in pairs]
+    times, data = times_and_data(batch.events)
     shared = orjson.dumps(
         {
             "received_at": iso_utc(batch.received_at),
@@ -70,7 +61,7 @@ class JSONLinesSink:
         self._lock = threading.Lock()
         self._file: FileIO | None = None
         self._identity: tuple[int, int] | None = None
-        self._failing = False
+        self._outage = Outage(f"JSON Lines sink {self.path}")
         with self._lock:
             self._open()  # a path that cannot be opened is said at once
 
@@ -79,7 +70,7 @@ class JSONLinesSink:
             file = FileIO(self.path, "ab")  # unbuffered: a failed write leaves nothing pending
             stat = os.fstat(file.fileno())
         except OSError as exc:
-            raise SinkUnavailable(f"JSON Lines sink {self.path}: {exc.strerror or exc}") from None
+            raise self._outage.error(exc) from None
         self._file, self._identity = file, (stat.st_dev, stat.st_ino)
         return file
 
@@ -117,15 +108,10 @@ class JSONLinesSink:
                         os.fsync(file.fileno())
                 except OSError as exc:
                     self._cut(file, start)
-                    raise SinkUnavailable(f"JSON Lines sink {self.path}: {exc.strerror or exc}") from None
+                    raise self._outage.error(exc) from None
             except SinkUnavailable as exc:
-                if not self._failing:
-                    self._failing = True
-                    logger.error("%s; batches fail until it can be written again", exc)
-                raise
-            if self._failing:
-                self._failing = False
-                logger.warning("JSON Lines sink %s: storing again", self.path)
+                raise self._outage.failed(exc) from None
+            self._outage.stored()
 
     def _cut(self, file: FileIO, start: int) -> None:
         """Leave no partial batch behind: cut the file back to ``start``, then reopen next time."""
@@ -143,7 +129,7 @@ class JSONLinesSink:
                 with open(self.path, "ab"):
                     pass
             except OSError as exc:
-                raise SinkUnavailable(f"JSON Lines sink {self.path}: {exc.strerror or exc}") from None
+                raise self._outage.error(exc) from None
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import os
 import re
 import threading
@@ -27,13 +26,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, _fast_event_json, event_json
-from .base import SinkUnavailable
-from .record import iso_utc
+from .base import Outage, SinkUnavailable
+from .record import iso_utc, times_and_data
 from .url import masked
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
-
-logger = logging.getLogger("ingest_mw.sinks")
 
 #: ``data`` of an event whose JSON text ``jsonb`` cannot hold (a ``\\u0000``
 #: in a string or a key): ``{"_ingest_mw_json": "<the event's JSON text>"}``.
@@ -134,13 +131,7 @@ def copy_text(batch: Batch) -> bytes:
     """The batch as the data of ``COPY table (received_at, api, source, dataset,
     service, namespace, dt, data) FROM STDIN``, in its text format: one line per
     event, the batch's shared fields written once and repeated by ``join``."""
-    events = batch.events
-    times = getattr(events, "times", None)
-    data = getattr(events, "data", None)
-    if times is None or data is None:  # a host's list of Event pairs
-        pairs = list(events)
-        times = [time for time, _ in pairs]
-        data = [event_data for _, event_data in pairs]
+    times, data = times_and_data(batch.events)
     if not data:
         return b""
     shared = (iso_utc(batch.received_at), batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
@@ -210,29 +201,15 @@ class PostgresSink:
         self._apool: AsyncConnectionPool | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
         self._ready = not create_table  # whether the table is known to exist
-        self._failing = False
+        self._outage = Outage(f"PostgreSQL sink {self.shown} (table {self.table})")
 
     def __repr__(self) -> str:
         return f"PostgresSink({self.shown!r}, table={self.table!r})"
 
-    # --- errors ------------------------------------------------------------------------
-    def _unavailable(self, error: BaseException) -> SinkUnavailable:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return SinkUnavailable(f"PostgreSQL sink {self.shown} (table {self.table}): {reason}")
-
     def _failed(self, error: BaseException) -> SinkUnavailable:
-        unavailable = self._unavailable(error)
         if isinstance(error, psycopg.errors.UndefinedTable) and self.create_table:
             self._ready = False  # dropped under us: made again by the next batch
-        if not self._failing:
-            self._failing = True
-            logger.error("%s; batches fail until it answers again", unavailable)
-        return unavailable
-
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            logger.warning("PostgreSQL sink %s: storing again", self.shown)
+        return self._outage.failed(error)
 
     # --- the sync face -------------------------------------------------------------------
     def _sync_pool(self) -> ConnectionPool:
@@ -288,7 +265,7 @@ class PostgresSink:
             raise self._failed(exc) from None
         except psycopg.Error as exc:
             raise self._failed(exc) from None
-        self._recovered()
+        self._outage.stored()
 
     def check(self) -> None:
         """Prove the database answers and the table is there (a round trip);
@@ -301,7 +278,7 @@ class PostgresSink:
         except psycopg.Error as exc:  # PoolTimeout is one
             if isinstance(exc, _UNAVAILABLE):
                 self._discard(pool)
-            raise self._unavailable(exc) from None
+            raise self._outage.error(exc) from None
 
     # --- the async face ----------------------------------------------------------------
     async def _async_pool(self) -> AsyncConnectionPool:
@@ -352,7 +329,7 @@ class PostgresSink:
             raise self._failed(exc) from None
         except psycopg.Error as exc:
             raise self._failed(exc) from None
-        self._recovered()
+        self._outage.stored()
 
     async def acheck(self) -> None:
         """:meth:`check` from async code."""
@@ -364,7 +341,7 @@ class PostgresSink:
         except psycopg.Error as exc:
             if isinstance(exc, _UNAVAILABLE):
                 await self._adiscard(pool)
-            raise self._unavailable(exc) from None
+            raise self._outage.error(exc) from None
 
     # --- closing -----------------------------------------------------------------------
     def close(self) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import methodcaller
+from typing import Any
 
 import orjson
 
-from ..batch import Batch, event_json
+from ..batch import Batch, Event, event_json
 
-__all__ = ["COLUMNS", "iso_utc", "iso_utc_each", "rows"]
+__all__ = ["COLUMNS", "iso_utc", "iso_utc_each", "rows", "times_and_data"]
 
 #: The columns of the SQLite ``events`` table and the keys of a JSON Lines record.
 COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
@@ -19,6 +20,19 @@ COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespac
 #: ISO 8601 in UTC, fixed width (microseconds always shown) so text order is
 #: time order. A methodcaller, so that ``map(iso_utc, times)`` runs in C.
 iso_utc: Callable[[datetime], str] = methodcaller("isoformat", timespec="microseconds")
+
+
+def times_and_data(events: Sequence[Event]) -> tuple[Sequence[datetime], Sequence[dict[str, Any]]]:
+    """The events' times and objects, in order: an :class:`~ingest_mw.batch.Events`'
+    own lists (no :class:`~ingest_mw.batch.Event` made per event), or those of a
+    host's list of pairs."""
+    times = getattr(events, "times", None)
+    data = getattr(events, "data", None)
+    if times is not None and data is not None:
+        return times, data
+    pairs = list(events)
+    return [time for time, _ in pairs], [event_data for _, event_data in pairs]
+
 
 #: The length of an aware time's :func:`iso_utc` text ("2024-05-01T12:00:00.000000+00:00").
 _ISO_LENGTH = 32

@@ -8,10 +8,7 @@ client on the async face.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from collections.abc import Sequence
-from datetime import datetime
 from itertools import repeat
 from typing import Any
 
@@ -20,13 +17,11 @@ import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
-from .base import SinkUnavailable
-from .record import iso_utc, iso_utc_each
+from .base import Outage
+from .record import iso_utc, iso_utc_each, times_and_data
 from .url import masked
 
 __all__ = ["RedisStreamSink", "xadd_commands"]
-
-logger = logging.getLogger("ingest_mw.sinks")
 
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
@@ -47,13 +42,7 @@ def xadd_commands(batch: Batch, stream: bytes, maxlen: int | None) -> tuple[byte
     ``service`` and ``namespace`` when set, ``dt`` and ``data`` (the event
     as JSON text, as the other sinks write it).
     """
-    events = batch.events
-    times: Sequence[datetime] | None = getattr(events, "times", None)
-    data = getattr(events, "data", None)
-    if times is None or data is None:  # a host's list of Event pairs
-        pairs = list(events)
-        times = [time for time, _ in pairs]
-        data = [event_data for _, event_data in pairs]
+    times, data = times_and_data(batch.events)
     words = [b"XADD", stream]
     if maxlen is not None:
         words += [b"MAXLEN", b"~", b"%d" % maxlen]
@@ -128,27 +117,10 @@ class RedisStreamSink:
         self._pid = os.getpid()
         self._apool: redis.asyncio.ConnectionPool | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
-        self._failing = False
+        self._outage = Outage(f"Redis Streams sink {self.shown} (stream {self.stream})")
 
     def __repr__(self) -> str:
         return f"RedisStreamSink({self.shown!r}, stream={self.stream!r})"
-
-    # --- errors ------------------------------------------------------------------------
-    def _unavailable(self, error: BaseException) -> SinkUnavailable:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return SinkUnavailable(f"Redis Streams sink {self.shown} (stream {self.stream}): {reason}")
-
-    def _failed(self, error: BaseException) -> SinkUnavailable:
-        unavailable = self._unavailable(error)
-        if not self._failing:
-            self._failing = True
-            logger.error("%s; batches fail until it answers again", unavailable)
-        return unavailable
-
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            logger.warning("Redis Streams sink %s: storing again", self.shown)
 
     @staticmethod
     def _check_exec(ids: Any, count: int) -> None:
@@ -173,7 +145,7 @@ class RedisStreamSink:
         try:
             connection: Any = pool.get_connection()
         except RedisError as exc:
-            raise self._failed(exc) from None
+            raise self._outage.failed(exc) from None
         try:
             connection.send_packed_command([_MULTI, commands, _EXEC])
             read = connection.read_response
@@ -185,17 +157,17 @@ class RedisStreamSink:
             connection.disconnect()  # unread replies, or a broken socket: never reused
             pool.release(connection)
             if isinstance(exc, RedisError):
-                raise self._failed(exc) from None
+                raise self._outage.failed(exc) from None
             raise
         pool.release(connection)
-        self._recovered()
+        self._outage.stored()
 
     def check(self) -> None:
         """Prove Redis answers (a ``PING``); raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         try:
             redis.Redis(connection_pool=self._sync_pool()).ping()
         except RedisError as exc:
-            raise self._unavailable(exc) from None
+            raise self._outage.error(exc) from None
 
     # --- the async face ----------------------------------------------------------------
     def _async_pool(self) -> redis.asyncio.ConnectionPool:
@@ -229,10 +201,10 @@ class RedisStreamSink:
                 await connection.disconnect()
                 await pool.release(connection)
             if isinstance(exc, RedisError | TimeoutError):
-                raise self._failed(exc) from None
+                raise self._outage.failed(exc) from None
             raise
         await pool.release(connection)
-        self._recovered()
+        self._outage.stored()
 
     async def acheck(self) -> None:
         """:meth:`check` from async code."""
@@ -241,7 +213,7 @@ class RedisStreamSink:
             async with asyncio.timeout(self.timeout):
                 await client.ping()
         except (RedisError, TimeoutError) as exc:
-            raise self._unavailable(exc) from None
+            raise self._outage.error(exc) from None
 
     # --- closing -----------------------------------------------------------------------
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
@@ -12,12 +11,10 @@ from itertools import chain
 from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
-from .base import SinkUnavailable
-from .record import iso_utc, iso_utc_each
+from .base import Outage, SinkUnavailable
+from .record import iso_utc, iso_utc_each, times_and_data
 
 __all__ = ["BUSY_TIMEOUT", "CHECKPOINT_INTERVAL", "SQLiteSink"]
-
-logger = logging.getLogger("ingest_mw.sinks")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -167,16 +164,12 @@ class SQLiteSink:
         self._db: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._pid = 0  # the process that opened _db: a forked worker opens its own
-        self._failing = False  # whether the last attempt failed (logged once per outage)
+        self._outage = Outage(f"SQLite sink {self.path}")
         self._checkpointer = None if self._in_memory else _Checkpointer(self.path, busy_timeout)
         with self._lock:
             self._connect()  # a path that cannot be opened is said at once
 
     # --- the connection --------------------------------------------------------------
-    def _unavailable(self, error: BaseException) -> SinkUnavailable:
-        reason = str(error) or type(error).__name__
-        return SinkUnavailable(f"SQLite sink {self.path}: {reason}")
-
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None)
@@ -190,7 +183,7 @@ class SQLiteSink:
                 db.close()
                 raise
         except (sqlite3.Error, OSError) as exc:
-            raise self._unavailable(exc) from None
+            raise self._outage.error(exc) from None
         self._db = db
         self._pid = os.getpid()
         return db
@@ -218,26 +211,9 @@ class SQLiteSink:
             except sqlite3.Error:
                 pass
 
-    def _failed(self, error: SinkUnavailable) -> SinkUnavailable:
-        if not self._failing:
-            self._failing = True
-            logger.error("%s; batches fail until it can be written again", error)
-        return error
-
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            logger.warning("SQLite sink %s: storing again", self.path)
-
     # --- the hook ------------------------------------------------------------------------
     def __call__(self, batch: Batch) -> None:
-        events = batch.events
-        times = getattr(events, "times", None)
-        data = getattr(events, "data", None)
-        if times is None or data is None:  # a host's list of Event pairs
-            pairs = list(events)
-            times = [time for time, _ in pairs]
-            data = [event_data for _, event_data in pairs]
+        times, data = times_and_data(batch.events)
         shared = (iso_utc(batch.received_at), batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
         # Built before the lock: an event that cannot be written fails alone, without the database.
         values = list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data)))))
@@ -258,12 +234,11 @@ class SQLiteSink:
                 db.execute("COMMIT")
                 if self._checkpointer is not None:
                     self._checkpointer.written()
-            except SinkUnavailable as exc:
-                raise self._failed(exc) from None
-            except sqlite3.Error as exc:
-                self._drop()
-                raise self._failed(self._unavailable(exc)) from None
-            self._recovered()
+            except (SinkUnavailable, sqlite3.Error) as exc:
+                if not isinstance(exc, SinkUnavailable):
+                    self._drop()  # reopened by the next batch
+                raise self._outage.failed(exc) from None
+            self._outage.stored()
 
     def check(self) -> None:
         """Prove the file can be written now (a ``BEGIN IMMEDIATE`` and a
@@ -278,7 +253,7 @@ class SQLiteSink:
                 raise
             except sqlite3.Error as exc:
                 self._drop()
-                raise self._unavailable(exc) from None
+                raise self._outage.error(exc) from None
 
     def close(self) -> None:
         if self._checkpointer is not None:
