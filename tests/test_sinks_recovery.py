@@ -74,25 +74,39 @@ def test_sqlite_directory_deleted_then_back(adapter, tmp_path, caplog):
     sink.close()
 
 
-@pytest.mark.skipif(ROOT, reason="root writes read-only files: run as another user to see this")
-def test_sqlite_made_read_only_then_writable(tmp_path):
+def _read_only(path: Path) -> tuple[object, object]:
+    """How to make ``path`` unwritable and writable again: chmod, or for root
+    (who writes read-only files) ``chattr +i``, when the file system takes it."""
+    if not ROOT:
+        return (lambda: path.chmod(0o444)), (lambda: path.chmod(0o644))
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("root writes read-only files, and chattr +i is not available here")
+    subprocess.run([chattr, "-i", str(path)], check=True)
+    return (
+        lambda: subprocess.run([chattr, "+i", str(path)], check=True),
+        lambda: subprocess.run([chattr, "-i", str(path)], check=True),
+    )
+
+
+def test_sqlite_made_read_only_then_writable(adapter, tmp_path, caplog):
     path = tmp_path / "events.db"
     sink = SQLiteSink(path)
-    sink(batch(1))
-    sink.close()  # the next batch reopens: a read-only file then refuses to be written
-    path.chmod(0o444)
-    tmp_path.chmod(0o555)
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    post = lambda n: client.request("POST", PREFIX + "/", json.dumps({"n": n}).encode(), HEADERS).status  # noqa: E731
+    assert post(1) == 202
+    sink.close()  # the next batch reopens the file: read-only by then
+    make_read_only, make_writable = _read_only(path)
+    make_read_only()
     try:
+        assert [post(2), post(3)] == [500, 500]
         with pytest.raises(SinkUnavailable, match="readonly|read-only|unable to open"):
-            sink(batch(2))
-        with pytest.raises(SinkUnavailable):
             sink.check()
     finally:
-        tmp_path.chmod(0o755)
-        path.chmod(0o644)
-    sink(batch(3))
+        make_writable()
     sink.check()
-    assert stored(path) == [1, 3]
+    assert [post(4), post(5)] == [202, 202]
+    assert stored(path) == [1, 4, 5]
     sink.close()
 
 

@@ -241,14 +241,20 @@ class SQLiteSink:
             self._outage.stored()
 
     def check(self) -> None:
-        """Prove the file can be written now (a ``BEGIN IMMEDIATE`` and a
-        ``ROLLBACK``), reopening it if need be; raise
+        """Prove the file can be written now (``BEGIN IMMEDIATE``, a ``DELETE``
+        of no row, ``ROLLBACK``), reopening it if need be; raise
         :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         with self._lock:
             try:
                 db = self._usable()
                 db.execute("BEGIN IMMEDIATE")
-                db.execute("ROLLBACK")
+                try:
+                    # Writes nothing, but starts a write on the file itself: a
+                    # read-only file (which BEGIN IMMEDIATE alone lets through in
+                    # WAL mode) refuses it.
+                    db.execute("DELETE FROM events WHERE 0")
+                finally:
+                    db.execute("ROLLBACK")
             except SinkUnavailable:
                 raise
             except sqlite3.Error as exc:
