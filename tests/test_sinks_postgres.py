@@ -218,3 +218,17 @@ def test_an_unreachable_database_is_said_in_one_line_without_the_password():
     with pytest.raises(SinkUnavailable):
         sink(Batch("betterstack", "s", T0, [Event(T0, {})]))
     sink.close()
+
+
+def test_a_batch_the_database_refuses_is_no_202_and_the_next_is_stored(adapter, postgres_server, pg_table):
+    """A constraint of the host's own schema refuses a batch: all of it, and nothing else."""
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(ddl(pg_table))
+        connection.execute(f"ALTER TABLE {pg_table} ADD CONSTRAINT no_secrets CHECK (NOT data ? 'password')")
+    sink = PostgresSink(postgres_server.url, table=pg_table, create_table=False)
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    refused = json.dumps([{"n": 1}, {"n": 2, "password": "x"}]).encode()
+    assert client.request("POST", PREFIX + "/", refused, BS).status == 500
+    assert client.request("POST", PREFIX + "/", json.dumps([{"n": 3}]).encode(), BS).status == 202
+    assert [row["data"] for row in read(postgres_server, pg_table)] == [{"n": 3}]
+    sink.close()

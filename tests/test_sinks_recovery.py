@@ -204,3 +204,23 @@ def test_urls_never_show_a_password():
     with pytest.raises(ValueError) as raised:
         sink_from_url("mysql://user:s3cret@db/logs")
     assert "s3cret" not in str(raised.value) and "postgresql://" in str(raised.value)
+
+
+def test_a_forked_process_opens_its_own_sqlite_connection(tmp_path):
+    """A sink made before a pre-fork server forks its workers: each stores on a connection of its own."""
+    path = tmp_path / "forked.db"
+    sink = SQLiteSink(path)
+    sink(batch(1))
+    pid = os.fork()
+    if pid == 0:  # the child: store, and say by the exit status whether it could
+        try:
+            sink(batch(2))
+            sink.close()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sink(batch(3))
+    assert sorted(stored(path)) == [1, 2, 3]
+    sink.close()
