@@ -11,34 +11,38 @@ import orjson
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
-from .record import iso_utc, iso_utc_each, times_and_data
+from .record import iso_utc, iso_utc_each, label_runs
 
 __all__ = ["JSONLinesSink"]
 
 
 def _lines(batch: Batch) -> bytes:
     """The batch's lines: each is the shared part of the record (written once by
-    orjson) around the event's time and JSON, joined in C with no Python call
-    per event. The keys are :data:`~ingest_mw.sinks.record.COLUMNS`, in order."""
-    times, data = times_and_data(batch.events)
-    shared = orjson.dumps(
-        {
-            "received_at": iso_utc(batch.received_at),
-            "dt": "",
-            "api": batch.api,
-            "source": batch.source,
-            "dataset": batch.dataset,
-            "service": batch.service,
-            "namespace": batch.namespace,
-            "data": None,
-        }
-    )
-    before_dt, _, rest = shared.partition(b'"dt":""')
-    before_dt += b'"dt":"'
-    before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
-    dts = map(str.encode, iso_utc_each(times))  # ISO text never needs JSON escapes
-    lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
-    return b"".join(map(b"".join, lines))
+    orjson per run of events that share it) around the event's time and JSON,
+    joined in C with no Python call per event. The keys are
+    :data:`~ingest_mw.sinks.record.COLUMNS`, in order."""
+    received = iso_utc(batch.received_at)
+    parts = []
+    for service, namespace, times, data in label_runs(batch):
+        shared = orjson.dumps(
+            {
+                "received_at": received,
+                "dt": "",
+                "api": batch.api,
+                "source": batch.source,
+                "dataset": batch.dataset,
+                "service": service,
+                "namespace": namespace,
+                "data": None,
+            }
+        )
+        before_dt, _, rest = shared.partition(b'"dt":""')
+        before_dt += b'"dt":"'
+        before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
+        dts = map(str.encode, iso_utc_each(times))  # ISO text never needs JSON escapes
+        lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
+        parts.append(b"".join(map(b"".join, lines)))
+    return b"".join(parts)
 
 
 class JSONLinesSink:

@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, _fast_event_json, event_json
 from .base import Outage, SinkUnavailable
-from .record import iso_utc, times_and_data
+from .record import iso_utc, label_runs
 from .url import masked
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
@@ -131,13 +131,16 @@ def copy_text(batch: Batch) -> bytes:
     """The batch as the data of ``COPY table (received_at, api, source, dataset,
     service, namespace, dt, data) FROM STDIN``, in its text format: one line per
     event, the batch's shared fields written once and repeated by ``join``."""
-    times, data = times_and_data(batch.events)
-    if not data:
-        return b""
-    shared = (iso_utc(batch.received_at), batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
-    prefix = b"\t".join(map(_copy_field, shared)) + b"\t"
-    lines = map(b"\t".join, zip(_times_text(times), map(_escape_backslashes, _jsonb_texts(data))))
-    return prefix + (b"\n" + prefix).join(lines) + b"\n"
+    received = iso_utc(batch.received_at)
+    parts = []
+    for service, namespace, times, data in label_runs(batch):
+        if not data:
+            continue
+        shared = (received, batch.api, batch.source, batch.dataset, service, namespace)
+        prefix = b"\t".join(map(_copy_field, shared)) + b"\t"
+        lines = map(b"\t".join, zip(_times_text(times), map(_escape_backslashes, _jsonb_texts(data))))
+        parts.append(prefix + (b"\n" + prefix).join(lines) + b"\n")
+    return b"".join(parts)
 
 
 #: The errors that mean the database cannot store now (it is down, restarting,

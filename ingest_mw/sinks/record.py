@@ -11,7 +11,7 @@ import orjson
 
 from ..batch import Batch, Event, event_json
 
-__all__ = ["COLUMNS", "iso_utc", "iso_utc_each", "rows", "times_and_data"]
+__all__ = ["COLUMNS", "Run", "iso_utc", "iso_utc_each", "label_runs", "rows", "times_and_data"]
 
 #: The columns of the SQLite ``events`` table and the keys of a JSON Lines record.
 COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
@@ -32,6 +32,30 @@ def times_and_data(events: Sequence[Event]) -> tuple[Sequence[datetime], Sequenc
         return times, data
     pairs = list(events)
     return [time for time, _ in pairs], [event_data for _, event_data in pairs]
+
+
+#: Consecutive events of a batch that share their service and namespace:
+#: ``(service, namespace, times, data)``.
+Run = tuple[str | None, str | None, Sequence[datetime], Sequence[dict[str, Any]]]
+
+
+def label_runs(batch: Batch) -> list[Run]:
+    """The batch's events in runs of one service and namespace, in order, so that
+    a sink writes each run's shared columns once. A batch whose events may
+    name their own (``labels_in_events``, Baselime's) is one run unless some
+    event does; any other batch is one run."""
+    times, data = times_and_data(batch.events)
+    if not getattr(batch, "labels_in_events", False):
+        return [(batch.service, batch.namespace, times, data)]
+    labels = list(map(batch.labels, data))  # type: ignore[attr-defined]  # the Batch of builds with event labels
+    runs: list[Run] = []
+    start = 0
+    for index in range(1, len(labels) + 1):
+        if index == len(labels) or labels[index] != labels[start]:
+            service, namespace = labels[start]
+            runs.append((service, namespace, times[start:index], data[start:index]))
+            start = index
+    return runs
 
 
 #: The length of an aware time's :func:`iso_utc` text ("2024-05-01T12:00:00.000000+00:00").

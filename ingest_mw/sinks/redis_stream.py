@@ -18,7 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
 from .base import Outage
-from .record import iso_utc, iso_utc_each, times_and_data
+from .record import iso_utc, iso_utc_each, label_runs
 from .url import masked
 
 __all__ = ["RedisStreamSink", "xadd_commands"]
@@ -42,30 +42,33 @@ def xadd_commands(batch: Batch, stream: bytes, maxlen: int | None) -> tuple[byte
     ``service`` and ``namespace`` when set, ``dt`` and ``data`` (the event
     as JSON text, as the other sinks write it).
     """
-    times, data = times_and_data(batch.events)
-    words = [b"XADD", stream]
+    start = [b"XADD", stream]
     if maxlen is not None:
-        words += [b"MAXLEN", b"~", b"%d" % maxlen]
-    words += [b"*", b"received_at", iso_utc(batch.received_at).encode(), b"api", batch.api.encode()]
-    words += [b"source", batch.source.encode()]
-    for name in ("dataset", "service", "namespace"):
-        value = getattr(batch, name)
-        if value is not None:
-            words += [name.encode(), value.encode()]
-    words.append(b"dt")
-    head = b"*%d\r\n" % (len(words) + 3) + b"".join(map(_bulk, words))
-    texts = each_event_json(data)
-    dts = list(map(str.encode, iso_utc_each(times)))
-    entries = zip(
-        repeat(head),
-        map(_bulk_header, map(len, dts)),
-        dts,
-        repeat(b"\r\n$4\r\ndata\r\n"),
-        map(_bulk_header, map(len, texts)),
-        texts,
-        repeat(b"\r\n"),
-    )
-    return b"".join(map(b"".join, entries)), len(texts)
+        start += [b"MAXLEN", b"~", b"%d" % maxlen]
+    start += [b"*", b"received_at", iso_utc(batch.received_at).encode(), b"api", batch.api.encode()]
+    start += [b"source", batch.source.encode()]
+    commands, count = [], 0
+    for service, namespace, times, data in label_runs(batch):
+        words = list(start)
+        for name, value in (("dataset", batch.dataset), ("service", service), ("namespace", namespace)):
+            if value is not None:
+                words += [name.encode(), value.encode()]
+        words.append(b"dt")
+        head = b"*%d\r\n" % (len(words) + 3) + b"".join(map(_bulk, words))
+        texts = each_event_json(data)
+        dts = list(map(str.encode, iso_utc_each(times)))
+        entries = zip(
+            repeat(head),
+            map(_bulk_header, map(len, dts)),
+            dts,
+            repeat(b"\r\n$4\r\ndata\r\n"),
+            map(_bulk_header, map(len, texts)),
+            texts,
+            repeat(b"\r\n"),
+        )
+        commands.append(b"".join(map(b"".join, entries)))
+        count += len(texts)
+    return b"".join(commands), count
 
 
 class RedisStreamSink:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
-from .record import iso_utc, iso_utc_each, times_and_data
+from .record import iso_utc, iso_utc_each, label_runs
 
 __all__ = ["BUSY_TIMEOUT", "CHECKPOINT_INTERVAL", "SQLiteSink"]
 
@@ -213,20 +213,26 @@ class SQLiteSink:
 
     # --- the hook ------------------------------------------------------------------------
     def __call__(self, batch: Batch) -> None:
-        times, data = times_and_data(batch.events)
-        shared = (iso_utc(batch.received_at), batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
+        received = iso_utc(batch.received_at)
         # Built before the lock: an event that cannot be written fails alone, without the database.
-        values = list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data)))))
+        runs = [
+            (
+                (received, batch.api, batch.source, batch.dataset, service, namespace),
+                list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data))))),
+            )
+            for service, namespace, times, data in label_runs(batch)
+        ]
         with self._lock:
             try:
                 db = self._usable()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    count, start = len(data), 0
-                    for size in _CHUNKS:
-                        while count - start >= size:
-                            db.execute(_insert(size), shared + tuple(values[2 * start : 2 * (start + size)]))
-                            start += size
+                    for shared, values in runs:
+                        count, start = len(values) // 2, 0
+                        for size in _CHUNKS:
+                            while count - start >= size:
+                                db.execute(_insert(size), shared + tuple(values[2 * start : 2 * (start + size)]))
+                                start += size
                 except BaseException:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
