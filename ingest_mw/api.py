@@ -10,10 +10,6 @@ in, and awaits. The flow itself does no I/O: the WSGI adapter's
 :class:`~ingest_mw.drive.SyncIO` does the same work synchronously and never
 suspends, so the sync adapters run the same flow to its end in one step
 (:func:`~ingest_mw.drive.run_sync`), and a test runs it with plain bytes.
-
-(It was a generator yielding step objects to a driver loop: measured, that
-cost a one-event request some 9,000 CPU instructions more than awaiting the
-adapter's I/O directly, about a tenth of the whole request in process.)
 """
 
 from __future__ import annotations
@@ -26,11 +22,13 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from .admission import FREE_BODY_BYTES, Admission, Slots, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
-from .body import BodyLimit
-from .codecs import CodecNegotiation, Decoded, Rescan
+from .body import BodyLimit, framing_conflict
+from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
+from .eventcaps import EventCaps
 from .sinks.base import SinkUnavailable
 from .timestamps import EventTimes
 
@@ -38,6 +36,7 @@ if TYPE_CHECKING:  # ratelimit imports Request from here
     from .ratelimit import RateLimit, RateLimitDecision
 
 __all__ = [
+    "BodyTimeout",
     "ClientDisconnected",
     "Feed",
     "Flow",
@@ -97,9 +96,14 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """An answer as plain values. ``close``: the connection is to be closed
+    after it (a request refused while its body may still be coming: the
+    server must not read the rest); each adapter tells its server so."""
+
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    close: bool = False
 
 
 #: A body up to this size is decoded inside the flow; a larger one is decoded
@@ -118,6 +122,12 @@ RESCAN_OFFLOAD_BYTES = 4 * 1024
 class ClientDisconnected(Exception):
     """The client went away before its whole body was read: raised by
     :meth:`RequestIO.read_body`, it ends the flow (there is nobody to answer)."""
+
+
+class BodyTimeout(Exception):
+    """The body sent nothing for the admission's ``body_idle_timeout``:
+    raised by :meth:`RequestIO.read_body`, answered 408 (and the connection
+    closed)."""
 
 
 #: Where an adapter puts each chunk of the body (a :class:`~ingest_mw.body.BodyReader`'s
@@ -140,7 +150,14 @@ class RequestIO(Protocol):
     async def read_body(self, feed: Feed) -> None:
         """Read the request body to its end into ``feed``, chunk by chunk as it
         arrives, stopping when ``feed`` refuses one (413); or raise
-        :class:`ClientDisconnected` when the client has gone."""
+        :class:`ClientDisconnected` when the client has gone, or
+        :class:`BodyTimeout` when it sent nothing for the API's
+        ``admission.body_idle_timeout`` (where the adapter can time out a read)."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` without holding up other requests (a request waiting
+        for a storage or decode slot of the admission)."""
         ...
 
     async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
@@ -168,6 +185,9 @@ class IngestAPI:
     """
 
     name: ClassVar[str]
+    #: The API's name and its path below the mount, for the 404 of a path no API claims.
+    title: ClassVar[str]
+    path_pattern: str  # a class attribute, or set per instance by an API whose path is configurable
     allowed_methods: ClassVar[tuple[str, ...]] = ("POST",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -183,12 +203,21 @@ class IngestAPI:
         codecs: CodecNegotiation,
         times: EventTimes,
         rate_limit: RateLimit | None = None,
+        # How many events a request may hold, how deep (the codecs' caps too).
+        caps: EventCaps | None = None,
+        # The process-wide limits (ingest_mw.admission); default: the process's shared one.
+        admission: Admission | None = None,
     ) -> None:
         self.auth = auth
         self.body_limit = body_limit
         self.codecs = codecs
         self.times = times
         self.rate_limit = rate_limit
+        self.caps = caps or EventCaps()
+        self.admission = admission or shared()
+        # Whose requests count as one client's for the admission: the rate
+        # limit's trusted proxies' reading of X-Forwarded-For, else the peer.
+        self._proxies = rate_limit.proxies if rate_limit is not None and rate_limit.proxies.networks else None
         self._allow = ", ".join(self.allowed_methods)
 
     # --- what each API defines -------------------------------------------------
@@ -197,10 +226,12 @@ class IngestAPI:
         API, or ``None`` when the path is not this API's at all."""
         raise NotImplementedError
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
+        """The response to ``error``; ``request`` for an API whose answers follow
+        the request (OTLP answers in the request's encoding)."""
         raise NotImplementedError
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         """The response once the valid events are stored."""
         raise NotImplementedError
 
@@ -210,7 +241,7 @@ class IngestAPI:
         on the batch this one makes."""
         received_at = request.received_at
         assert request.source is not None
-        # Positional: a keyword call costs a third more, on every request.
+        # Positional: cheaper than keywords, on every request.
         return Batch(
             self.name,
             request.source,
@@ -226,13 +257,32 @@ class IngestAPI:
         propagates."""
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
+        # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
+        admission = self.admission
+        admitted = admission.requests.take()
+        client = ""
+        client_slots: Slots | None = None
+        taken = 0  # this body's bytes in the shared budget
+        reader = None
+        headers = request.headers
+        content_length = headers.get("content-length")
+        # Until the body is read, bytes may still be coming: a refusal closes the connection.
+        chunked = "transfer-encoding" in headers
+        body_unread = chunked or bool(content_length and content_length != "0")
         try:
+            if not admitted:
+                raise admission.overloaded()
+            proxies = self._proxies
+            client = (request.client if proxies is None else proxies.client_ip(request.client, headers)) or "unknown"
+            client_slots = admission.enter_client(client)
+            # --- end of admission's part -----------------------------------------
+            if chunked and content_length is not None:
+                raise framing_conflict()
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
             if isinstance(route, IngestError):
                 raise route
             request.params = route
-            headers = request.headers
             try:
                 request.source = self.auth.authenticate(headers)
                 refused = None
@@ -247,52 +297,110 @@ class IngestAPI:
             if refused is not None:
                 raise refused
             codec = self.codecs.negotiate(headers.get("content-type"))
-            self.body_limit.check_length(headers.get("content-length"))
-            reader = self.body_limit.reader(headers.get("content-encoding"))
+            declared = self.body_limit.check_length(content_length)
+            if declared and declared > FREE_BODY_BYTES:
+                taken = admission.reserve(declared)  # 503 before a byte of it is read
+            reader = self.body_limit.reader(headers.get("content-encoding"), admission, taken)
             reading = True
             await io.read_body(reader.feed)
-            reading = False
+            reading = body_unread = False
             body = reader.finish()
             if len(body) > OFFLOAD_BYTES:
-                decoded = await io.offload(partial(codec.decode, body))
+                decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
-                decoded = codec.decode(body)
+                decoded = self._decode(codec, body)
             if isinstance(decoded, Rescan):
-                decoded = await io.offload(decoded.work) if len(body) > RESCAN_OFFLOAD_BYTES else decoded.work()
+                work = partial(self._rescan, decoded, len(body))
+                decoded = await self._offload(io, work) if len(body) > RESCAN_OFFLOAD_BYTES else work()
             if decoded.events:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
+                if not admission.stores.take():
+                    await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
                 try:
                     await io.store(batch)
-                except SinkUnavailable as exc:
-                    # The sink's own one line says where and why (no secret in it); no traceback.
-                    logger.error(
-                        "ingest_mw: %s; %d %s events from source %r not acknowledged",
-                        exc,
-                        len(batch.events),
-                        self.name,
-                        batch.source,
-                    )
+                except Exception as failure:
+                    if isinstance(failure, SinkUnavailable):
+                        # The sink's own one line says where and why (no secret in it); no traceback.
+                        logger.error(
+                            "ingest_mw: %s; %d %s events from source %r not acknowledged",
+                            failure,
+                            len(batch.events),
+                            self.name,
+                            batch.source,
+                        )
+                    else:
+                        logger.exception(
+                            "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
+                            len(batch.events),
+                            self.name,
+                            batch.source,
+                        )
+                    failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
                     raise IngestError(500, "Internal Server Error") from None
-                except Exception:
-                    logger.exception(
-                        "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
-                        len(batch.events),
-                        self.name,
-                        batch.source,
-                    )
-                    raise IngestError(500, "Internal Server Error") from None
-            response = self.accepted(decoded)
+                finally:
+                    admission.stores.give()
+            response = self.accepted(decoded, request)
         except IngestError as error:
-            response = self.render(error)
+            response = self.render(error, request)
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
                 raise  # nobody left to answer
-            logger.exception("ingest_mw: %s request failed", self.name)
-            response = self.render(IngestError(500, "Internal Server Error"))
+            if reading and isinstance(exc, BodyTimeout):
+                response = self.render(self._body_timeout(), request)
+            else:
+                logger.exception("ingest_mw: %s request failed", self.name)
+                response = self.render(IngestError(500, "Internal Server Error"), request)
+        finally:
+            # --- admission: give back what this request held ---
+            if admitted:
+                admission.requests.give()
+            if client_slots is not None:
+                admission.leave_client(client, client_slots)
+            if reader is not None:
+                taken = reader.taken
+            if taken:
+                admission.release(taken)
+        if body_unread:
+            response = Response(response.status, response.headers, response.body, True)
         if headers_added:
-            response = Response(response.status, response.headers + headers_added, response.body)
+            response = Response(response.status, response.headers + headers_added, response.body, response.close)
         return response
+
+    # --- the flow's steps off the event loop (admission's bounded parallelism) ---
+    async def _offload(self, io: RequestIO, work: Callable[[], _T]) -> _T:
+        """Run ``work`` through ``io.offload`` in one of the admission's decode slots."""
+        admission = self.admission
+        if not admission.decodes.take():
+            await admission.enter_decode(io.pause)
+        try:
+            return await io.offload(work)
+        except IngestError as error:
+            # Raised in a worker thread, it comes back through the executor's
+            # future, which its traceback holds in a cycle with the frames that
+            # hold the body: freed only by the cyclic GC, which a server runs
+            # seldom. The refusal needs none of those frames.
+            raise error.with_traceback(None) from None
+        finally:
+            admission.decodes.give()
+
+    def _decode(self, codec: Codec, body: bytes) -> Decoded | Rescan:
+        """Decode ``body`` and check what it holds against the caps."""
+        decoded = codec.decode(body)
+        if not isinstance(decoded, Rescan):
+            self.caps.check(decoded.events, len(body))
+        return decoded
+
+    def _rescan(self, rescan: Rescan, body_size: int) -> Decoded:
+        decoded = rescan.work()
+        self.caps.check(decoded.events, body_size)
+        return decoded
+
+    def _body_timeout(self) -> IngestError:
+        self.admission.log.refused("body_timeout", "a request body sent nothing for body_idle_timeout: 408")
+        return IngestError(
+            408, f"the request body sent nothing for {self.admission.body_idle_timeout:g}s: send it without pauses"
+        )
 
 
 class Routes:
@@ -309,3 +417,10 @@ class Routes:
             if route is not None:
                 return api, route
         return None
+
+    def not_found(self, mount: str, path: str) -> str:
+        """What a client that posted to ``path``, a path no API claims, is told:
+        the routes that exist below ``mount`` (the mount point's own path)."""
+        mount = mount.rstrip("/")
+        routes = ", ".join(f"{api.allowed_methods[0]} {mount}{api.path_pattern} ({api.title})" for api in self.apis)
+        return f"Not Found: no ingest API at {mount}{path or '/'}; the routes here are {routes}"

@@ -9,19 +9,21 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from .api import ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
+from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
-from .http import NOT_FOUND, normalize_prefix, strip_prefix
+from .http import normalize_prefix, not_found, strip_prefix
 from .sinks.base import Sink, as_async, close_async
 
 __all__ = [
     "ASGIApp",
     "ASGIMiddleware",
     "ASGIRequestIO",
+    "mounted_scope",
     "raw_headers",
     "request_from_scope",
     "route_path",
@@ -83,29 +85,89 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 
 class ASGIRequestIO(AsyncIO):
     """The I/O of one ASGI request: its body from ``receive``, its batch to the
-    async ``store``."""
+    async ``store``; a body that sends nothing for ``idle_timeout`` seconds
+    (the API's ``admission.body_idle_timeout``) raises :class:`BodyTimeout`."""
 
-    __slots__ = ("receive",)
+    __slots__ = ("receive", "idle_timeout")
 
-    def __init__(self, receive: Receive, store: Callable[[Batch], Awaitable[Any]]) -> None:
-        # Both slots set here, not through super().__init__: one call fewer on
+    def __init__(self, receive: Receive, store: Callable[[Batch], Awaitable[Any]], idle_timeout: float) -> None:
+        # The slots set here, not through super().__init__: one call fewer on
         # every request (made per request, the object is all of AsyncIO's state).
         self.store = store
         self.receive = receive
+        self.idle_timeout = idle_timeout
 
     async def read_body(self, feed: Feed) -> None:
         """Read the request body into ``feed`` chunk by chunk as it arrives;
-        :class:`ClientDisconnected` when the client leaves first."""
+        :class:`ClientDisconnected` when the client leaves first,
+        :class:`BodyTimeout` when it stalls."""
         receive = self.receive
         more_body = True
         while more_body:
-            message = await receive()
+            # Most bodies are there already when asked for (a server hands
+            # over what it has read): stepping ``receive()`` once tells, and
+            # only a chunk that must be waited for pays for a timer (one for
+            # every request would cost more than the rest of the adapter).
+            step = receive().__await__()
+            try:
+                waits_on = step.send(None)
+            except StopIteration as done:
+                message: Message = done.value
+            else:
+                message = await self._wait(step, waits_on)
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected
             more_body = message.get("more_body", False)
             chunk: bytes = message.get("body", b"")
             if chunk:  # an empty chunk with more to come is not the end
                 feed(chunk)
+
+    async def _wait(self, step: Generator[Any, Any, Message], waits_on: Any) -> Message:
+        """The rest of a ``receive()`` that had to wait, under the idle timeout."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                return await _Resumed(step, waits_on)
+        except TimeoutError:
+            raise BodyTimeout from None
+
+
+class _Resumed:
+    """The rest of an awaitable already stepped once (its iterator ``step``,
+    which yielded ``first``), to be awaited as the awaitable itself would be."""
+
+    __slots__ = ("step", "first")
+
+    def __init__(self, step: Generator[Any, Any, Message], first: Any) -> None:
+        self.step = step
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        step = self.step
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation (the timeout's): the awaitable's to handle
+                try:
+                    value = step.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    value = step.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+
+
+def mounted_scope(scope: Scope, prefix: str) -> Scope | None:
+    """An HTTP ``scope`` as the app mounted at ``prefix`` sees it (``root_path``
+    extended by it, as under Starlette's ``Mount``), or ``None`` when the
+    request is elsewhere."""
+    if scope["type"] != "http" or strip_prefix(route_path(scope), prefix) is None:
+        return None
+    mounted = dict(scope)
+    mounted["root_path"] = scope.get("root_path", "") + prefix
+    return mounted
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -118,6 +180,8 @@ async def send_response(response: Response, send: Send) -> None:
     # Most answers (every 202 of Better Stack's) have no header of their own.
     headers = raw_headers(response.headers) if response.headers else []
     headers.append((b"content-length", b"%d" % len(response.body)))
+    if response.close:  # uvicorn, hypercorn and daphne close after such an answer
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -152,11 +216,12 @@ class ASGIApp:
         path = route_path(scope)
         found = self.routes.find(path)
         if found is None:
-            response = NOT_FOUND
+            response = not_found(self.routes, scope.get("root_path", ""), path)
         else:
             api, route = found
             try:
-                response = await api.handle(request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store))
+                io = ASGIRequestIO(receive, self._store, api.admission.body_idle_timeout)
+                response = await api.handle(request_from_scope(scope, path), route, io)
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)
@@ -196,9 +261,8 @@ class ASGIMiddleware:
         self.prefix = normalize_prefix(prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and strip_prefix(route_path(scope), self.prefix) is not None:
-            scope = dict(scope)
-            scope["root_path"] = scope.get("root_path", "") + self.prefix
-            await self.ingest(scope, receive, send)
+        mounted = mounted_scope(scope, self.prefix)
+        if mounted is not None:
+            await self.ingest(mounted, receive, send)
             return
         await self.app(scope, receive, send)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from .api import Response
+from .api import Response, Routes
 
-__all__ = ["NOT_FOUND", "PLAIN_TEXT", "normalize_prefix", "status_line", "strip_prefix"]
+__all__ = ["PLAIN_TEXT", "normalize_prefix", "not_found", "status_line", "strip_prefix"]
 
 #: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
 PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
-NOT_FOUND = Response(404, (PLAIN_TEXT,), b"Not Found")
+
+def not_found(routes: Routes, mount: str, path: str) -> Response:
+    """The 404 for ``path``, which no API claims: plain text, in no one API's
+    style, naming the routes that exist."""
+    return Response(404, (PLAIN_TEXT,), routes.not_found(mount, path).encode("utf-8", "backslashreplace"))
+
 
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 

@@ -15,7 +15,8 @@ from .api import IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
-from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
+from .headers import content_length as parse_content_length
+from .http import normalize_prefix, not_found, status_line, strip_prefix
 from .sinks.base import Sink, as_sync, close_sync
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "InputReader",
     "WSGIApp",
     "WSGIMiddleware",
+    "closes_on_request",
     "request_from_environ",
     "respond",
     "write_response",
@@ -80,9 +82,12 @@ class InputReader:
 
     def __init__(self, read: Callable[[int], bytes], content_length: str | None, *, terminated: bool = False) -> None:
         self._read = read
-        length = (content_length or "").strip()
-        if length.isascii() and length.isdigit():
-            self._remaining: int | None = int(length)
+        try:
+            length = parse_content_length(content_length)
+        except ValueError:
+            length = None  # refused by the flow before anything is read
+        if length is not None:
+            self._remaining: int | None = length
         elif terminated:
             self._remaining = None  # chunked: the server marks the end
         else:
@@ -142,9 +147,23 @@ def respond(
         return DISCONNECTED
 
 
-def write_response(response: Response, start_response: StartResponse) -> Iterable[bytes]:
-    """Answer with ``response`` (its Content-Length added)."""
+def closes_on_request(environ: Environ) -> bool:
+    """Whether the WSGI server takes ``Connection: close`` from the app. PEP
+    3333 leaves hop-by-hop headers to the server: wsgiref (and Django's
+    runserver, built on it) refuses them with an AssertionError, so it is not
+    told (it answers one request per connection anyway, and runserver reads
+    the rest of a body itself); Werkzeug, waitress and others honour it;
+    gunicorn drops it (its sync worker closes every connection anyway)."""
+    return not str(environ.get("SERVER_SOFTWARE", "")).startswith("WSGIServer/")
+
+
+def write_response(response: Response, start_response: StartResponse, *, close: bool = True) -> Iterable[bytes]:
+    """Answer with ``response`` (its Content-Length added; ``Connection:
+    close`` when the response says so, unless ``close`` is false: a server
+    that refuses the header)."""
     headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+    if response.close and close:
+        headers.append(("Connection", "close"))
     start_response(status_line(response.status), headers)
     return [response.body]
 
@@ -166,11 +185,13 @@ class WSGIApp:
         path = environ.get("PATH_INFO", "")
         found = self.routes.find(path)
         if found is None:
-            response = NOT_FOUND
+            response = not_found(self.routes, environ.get("SCRIPT_NAME", ""), path)
         else:
             api, route = found
             request = request_from_environ(environ, path)
             response = respond(api, request, route, InputReader.from_environ(environ), self._store)
+            if response.close:
+                return write_response(response, start_response, close=closes_on_request(environ))
         return write_response(response, start_response)
 
     def close(self) -> None:

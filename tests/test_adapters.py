@@ -66,7 +66,7 @@ def test_asgi_streamed_body_over_the_limit_stops_reading_at_once():
     app = ASGIApp(BetterStackAPI([TOKEN], max_body_bytes=1000), sink=sink)
     peer = Peer([b"[" + b" " * 400] * 10)  # no Content-Length: a chunked body
     run(app, scope("/"), peer)
-    assert (peer.status, peer.body) == (413, b"payload reached size limit")
+    assert (peer.status, peer.body) == (413, b"payload reached size limit (1000 bytes)")
     assert peer.received == 3  # 1203 bytes > 1000: the 4th chunk is never asked for
     assert sink.batches == []
 
@@ -367,7 +367,7 @@ def test_asgi_keeps_slow_decoding_off_the_event_loop(element, size, off_the_loop
 
     from ingest_mw.codecs import Rescan
 
-    api = BaselimeAPI(["k"])
+    api = BaselimeAPI(["k"], max_events=1_000_000)  # bodies of many tiny elements, past the default cap
     codec = api.codecs.negotiate("application/json")
     decode_threads = []
     original = codec.decode

@@ -239,7 +239,7 @@ def test_default_limit_is_20_mib(client, sink):
     assert len(event) == 20 * 1024 * 1024
     assert post(client, event).status == 202
     reply = post(client, event + b" ")
-    assert (reply.status, reply.body) == (413, b"payload reached size limit")
+    assert (reply.status, reply.body) == (413, b"payload reached size limit (20 MiB)")
 
 
 def test_decompression_bomb_is_413(adapter, sink):
@@ -248,7 +248,7 @@ def test_decompression_bomb_is_413(adapter, sink):
     bomb = gzip.compress(inner)
     assert len(bomb) < 64 * 1024
     reply = post(client, bomb, {**JSON, "Content-Encoding": "gzip"})
-    assert (reply.status, reply.body) == (413, b"payload reached size limit")
+    assert (reply.status, reply.body) == (413, b"payload reached size limit (1 MiB)")
     assert sink.batches == []
 
 
@@ -284,7 +284,7 @@ def test_several_tokens_map_to_their_source(adapter):
 def test_what_orjson_cannot_write_is_still_stored(adapter, sink):
     """Deep nesting (orjson reads 1024 levels but writes 254) and MessagePack
     binary keys reach every sink, the SQLite-backed one included."""
-    client = make_client(adapter, BetterStackAPI([TOKEN]), sink)
+    client = make_client(adapter, BetterStackAPI([TOKEN], max_depth=1000), sink)  # past the default cap
     deep = b'{"a":' * 600 + b"1" + b"}" * 600
     assert post(client, deep).status == 202
     binary_keys = msgpack.packb({b"raw": 1, "text": b"\xff"}, use_bin_type=True)

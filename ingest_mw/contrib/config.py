@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from ..admission import Admission
 from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
+from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.base import Sink, SinkUnavailable
 from ..sinks.url import masked, sink_from_url
@@ -51,27 +53,74 @@ class _Unset:
 UNSET: Any = _Unset()
 
 #: The ingest APIs by their name in ``APIS``, in the order they are tried:
-#: Better Stack claims only the mount root, Baselime every other path.
-API_CLASSES: dict[str, type[IngestAPI]] = {"betterstack": BetterStackAPI, "baselime": BaselimeAPI}
+#: Better Stack claims only the mount root, OTLP only its path (before Baselime, which claims
+#: the paths under /v1, so that an OTLP path there is OTLP's), Baselime the paths under /v1.
+API_CLASSES: dict[str, type[IngestAPI]] = {
+    "betterstack": BetterStackAPI,
+    "otlp": OTLPLogsAPI,
+    "baselime": BaselimeAPI,
+}
 
 #: Every shared option and its default. ``<API>_<NAME>`` is passed to that
 #: API's constructor as the keyword ``<name>``.
 DEFAULTS: dict[str, Any] = {
-    "APIS": tuple(API_CLASSES),
+    # OTLP is opt-in: it needs the otlp extra (the OpenTelemetry protobuf classes).
+    "APIS": ("betterstack", "baselime"),
     "BETTERSTACK_TOKENS": None,
     "BETTERSTACK_MAX_BODY_BYTES": UNSET,
     "BETTERSTACK_MAX_PAST": UNSET,
     "BETTERSTACK_RATE_LIMIT": UNSET,
+    "BETTERSTACK_MAX_EVENTS": UNSET,
+    "BETTERSTACK_MAX_DEPTH": UNSET,
     "BASELIME_API_KEYS": None,
     "BASELIME_MAX_BODY_BYTES": UNSET,
     "BASELIME_MAX_EVENT_BYTES": UNSET,
     "BASELIME_MAX_PAST": UNSET,
     "BASELIME_RATE_LIMIT": UNSET,
+    "BASELIME_MAX_EVENTS": UNSET,
+    "BASELIME_MAX_DEPTH": UNSET,
+    # None: the Better Stack source tokens, as Better Stack's own OTLP endpoint takes them.
+    "OTLP_TOKENS": None,
+    # Beside Baselime's /v1/<dataset>, as under ingest-mw serve.
+    "OTLP_PATH": PATH_BESIDE_BASELIME,
+    "OTLP_MAX_BODY_BYTES": UNSET,
+    "OTLP_MAX_RECORD_BYTES": UNSET,
+    "OTLP_MAX_PAST": UNSET,
+    "OTLP_RATE_LIMIT": UNSET,
+    "OTLP_MAX_EVENTS": UNSET,
+    "OTLP_MAX_DEPTH": UNSET,
     "RATE_LIMIT_STORAGE": UNSET,
     "RATE_LIMIT_STRATEGY": UNSET,
     "TRUSTED_PROXIES": UNSET,
     "RATE_LIMIT_FAIL_OPEN": UNSET,
+    "RATE_LIMIT_STORAGE_TIMEOUT": UNSET,
+    # The process-wide limits (ingest_mw.admission.Admission), shared by the APIs.
+    "MAX_REQUESTS": UNSET,
+    "MAX_REQUESTS_PER_CLIENT": UNSET,
+    "MAX_BODY_BYTES_IN_FLIGHT": UNSET,
+    "MAX_CONCURRENT_STORES": UNSET,
+    "MAX_STORAGE_WAITING": UNSET,
+    "STORAGE_WAIT": UNSET,
+    "MAX_PARALLEL_DECODES": UNSET,
+    "BODY_IDLE_TIMEOUT": UNSET,
+    "RETRY_AFTER": UNSET,
     "STORAGE": None,
+}
+
+#: The options of the one Admission every API shares, as its keywords.
+_ADMISSION_OPTIONS = {
+    name: name.lower()
+    for name in (
+        "MAX_REQUESTS",
+        "MAX_REQUESTS_PER_CLIENT",
+        "MAX_BODY_BYTES_IN_FLIGHT",
+        "MAX_CONCURRENT_STORES",
+        "MAX_STORAGE_WAITING",
+        "STORAGE_WAIT",
+        "MAX_PARALLEL_DECODES",
+        "BODY_IDLE_TIMEOUT",
+        "RETRY_AFTER",
+    )
 }
 
 #: The options every API's rate limit shares, as RateLimit's keywords.
@@ -80,13 +129,17 @@ _RATE_LIMIT_OPTIONS = {
     "RATE_LIMIT_STRATEGY": "strategy",
     "TRUSTED_PROXIES": "trusted_proxies",
     "RATE_LIMIT_FAIL_OPEN": "fail_open",
+    "RATE_LIMIT_STORAGE_TIMEOUT": "storage_timeout",
 }
 
 #: The option holding each API's credentials, and what the host calls them.
 _CREDENTIALS = {
     "betterstack": ("BETTERSTACK_TOKENS", "source tokens"),
     "baselime": ("BASELIME_API_KEYS", "API keys"),
+    "otlp": ("OTLP_TOKENS", "tokens"),
 }
+#: The option an API's credentials default to when its own is not set.
+_CREDENTIALS_FALLBACK = {"otlp": "BETTERSTACK_TOKENS"}
 
 #: Spells an option the host's way for messages: ``"STORAGE"`` -> ``"INGEST_MW['STORAGE']"``.
 Namer = Callable[[str], str]
@@ -99,7 +152,7 @@ def _api_names(value: Any, where: str) -> tuple[str, ...]:
         or not value
         or not set(value) <= API_CLASSES.keys()
     ):
-        raise ConfigError(f"{where} = {value!r}: give a list of one or both of {', '.join(map(repr, API_CLASSES))}")
+        raise ConfigError(f"{where} = {value!r}: give a list of one or more of {', '.join(map(repr, API_CLASSES))}")
     return tuple(name for name in API_CLASSES if name in value)
 
 
@@ -138,6 +191,10 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "BASELIME_MAX_BODY_BYTES": _size,
     "BASELIME_MAX_EVENT_BYTES": _size,
     "BASELIME_MAX_PAST": _max_past,
+    "OTLP_TOKENS": _credentials,
+    "OTLP_MAX_BODY_BYTES": _size,
+    "OTLP_MAX_RECORD_BYTES": _size,
+    "OTLP_MAX_PAST": _max_past,
 }  # a rate limit is checked by its API, STORAGE by resolve_storage
 
 
@@ -187,15 +244,33 @@ def _rate_limits(values: Mapping[str, Any], setting: Namer) -> Callable[[Any, st
     return rate_limit
 
 
+def _admission(values: Mapping[str, Any], setting: Namer) -> Admission | None:
+    """One :class:`Admission` from the options given, for every API; ``None``
+    (the process's shared one) when none is."""
+    given = {name: values[name] for name in _ADMISSION_OPTIONS if values[name] is not UNSET}
+    if not given:
+        return None
+    try:
+        return Admission(**{_ADMISSION_OPTIONS[name]: value for name, value in given.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{', '.join(map(setting, given))}: {exc}") from exc
+
+
 def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
     """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in routing order."""
     rate_limit = _rate_limits(values, setting)
+    admission = _admission(values, setting)
     apis = []
     for name in values["APIS"]:
         credentials, what = _CREDENTIALS[name]
-        if values[credentials] is None:
+        fallback = _CREDENTIALS_FALLBACK.get(name)
+        given = values[credentials]
+        if given is None and fallback is not None:
+            given = values[fallback]
+        if given is None:
+            instead = f" (or {setting(fallback)})" if fallback else ""
             raise ConfigError(
-                f"{setting(credentials)} is not set: give the {what} clients will send, as"
+                f"{setting(credentials)}{instead} is not set: give the {what} clients will send, as"
                 f" {{'source name': 'secret'}} or a list, or leave {name!r} out of {setting('APIS')}"
             )
         api_class = API_CLASSES[name]
@@ -205,9 +280,11 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
             for key, value in values.items()
             if key.startswith(prefix) and value is not UNSET
         }
+        kwargs[credentials[len(prefix) :].lower()] = given
         if "rate_limit" not in kwargs:  # the API's own default limit gets the shared options too
             kwargs["rate_limit"] = inspect.signature(api_class).parameters["rate_limit"].default
         kwargs["rate_limit"] = rate_limit(kwargs["rate_limit"], prefix + "RATE_LIMIT")
+        kwargs["admission"] = admission
         try:
             apis.append(api_class(**kwargs))
         except (TypeError, ValueError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
@@ -84,7 +85,8 @@ def _own_acall(sink: Sink) -> Callable[[Batch], Awaitable[Any]] | None:
     for cls in type(sink).__mro__:
         if "__call__" in cls.__dict__:
             acall = cls.__dict__.get("acall")
-            return sink.acall if acall is not None and iscoroutinefunction(acall) else None
+            own: Callable[[Batch], Awaitable[Any]] | None = getattr(sink, "acall", None)
+            return own if acall is not None and iscoroutinefunction(acall) else None
     return None
 
 
@@ -99,6 +101,16 @@ def as_sync(sink: Sink) -> Callable[[Batch], Any]:
             async_to_sync(_wait)(result)
 
     return store
+
+
+#: The threads sync hooks run in under ASGI: their own, not the event loop's
+#: default executor, so that hooks blocked on a locked database cannot starve
+#: what else needs a thread there (limits' in-memory storage expires its
+#: windows in one, while holding the lock of the client's key; large decodes).
+#: How many run at once is the admission's ``max_concurrent_stores``; threads
+#: are made as needed, up to this many.
+STORE_THREADS = 64
+_STORE_THREADS = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="ingest_mw-store")
 
 
 def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
@@ -118,7 +130,10 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     if acall is not None:
         return acall
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
-    in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+    if thread_sensitive:
+        in_thread = sync_to_async(sink, thread_sensitive=True)
+    else:
+        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_STORE_THREADS)
 
     async def store(batch: Batch) -> None:
         result = await in_thread(batch)

@@ -45,9 +45,9 @@ def label_runs(batch: Batch) -> list[Run]:
     name their own (``labels_in_events``, Baselime's) is one run unless some
     event does; any other batch is one run."""
     times, data = times_and_data(batch.events)
-    if not getattr(batch, "labels_in_events", False):
+    if not batch.labels_in_events:
         return [(batch.service, batch.namespace, times, data)]
-    labels = list(map(batch.labels, data))  # type: ignore[attr-defined]  # the Batch of builds with event labels
+    labels = list(map(batch.labels, data))
     runs: list[Run] = []
     start = 0
     for index in range(1, len(labels) + 1):
@@ -80,6 +80,12 @@ def iso_utc_each(times: Sequence[datetime]) -> list[str]:
 def rows(batch: Batch) -> Iterator[tuple[str | None, ...]]:
     """The batch as rows in :data:`COLUMNS` order, the event as JSON text."""
     received = iso_utc(batch.received_at)
-    head = (batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
+    if not batch.labels_in_events:
+        head = (batch.api, batch.source, batch.dataset, batch.service, batch.namespace)
+        for event in batch.events:
+            yield (received, iso_utc(event.time), *head, event_json(event.data).decode())
+        return
     for event in batch.events:
-        yield (received, iso_utc(event.time), *head, event_json(event.data).decode())
+        service, namespace = batch.labels(event.data)
+        data = event_json(event.data).decode()
+        yield (received, iso_utc(event.time), batch.api, batch.source, batch.dataset, service, namespace, data)

@@ -1,0 +1,128 @@
+"""Readers over a SQL ``events`` table: the filters of a :class:`Query` as a WHERE clause.
+
+:class:`SQLReader` writes the queries once; a database is a subclass that
+says how to run them and spells the few expressions that differ between
+dialects (a JSON field as text, a timestamp as Unix seconds, a substring
+test). The table is the file sinks' :data:`~ingest_mw.sinks.record.COLUMNS`
+plus an increasing ``id``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..sinks.record import COLUMNS, iso_utc
+from .base import RateCounts, Reader
+from .query import LEVEL_FIELDS, Query, StoredEvent
+
+__all__ = ["SQLReader"]
+
+_COLUMNS = f"id, {', '.join(COLUMNS)}"
+
+
+class SQLReader(Reader):
+    """The queries of every SQL reader; a subclass runs them (:meth:`fetch`)."""
+
+    #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
+    param = "?"
+    stores_ids = True
+    #: The table's name, as the sink was given it.
+    table = "events"
+
+    @abstractmethod
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read-only statement, as a short transaction of its own."""
+
+    @abstractmethod
+    def json_text(self, field: str) -> str:
+        """An expression: the event's top-level ``field`` as text (NULL when absent)."""
+
+    @abstractmethod
+    def epoch(self, column: str) -> str:
+        """An expression: the time in ``column`` as whole Unix seconds."""
+
+    @abstractmethod
+    def contains(self) -> str:
+        """A condition on one parameter: the event's JSON text, in lower case, contains it."""
+
+    def text_condition(self, query: Query) -> tuple[str, list[Any]]:
+        """``query.text`` as a condition; a database with a text index overrides it."""
+        assert query.text is not None
+        return self.contains(), [query.text.lower()]
+
+    def event(self, row: tuple[Any, ...]) -> StoredEvent:
+        """A fetched row (``id`` then the columns) as a :class:`StoredEvent`."""
+        return StoredEvent.from_row(row[0], row[1:])
+
+    def where(self, query: Query) -> tuple[str, list[Any]]:
+        """``query``'s filters as ``WHERE ...`` (or nothing) and its parameters."""
+        p = self.param
+        conditions: list[str] = []
+        params: list[Any] = []
+        compared = [
+            ("dt >=", query.since_text),
+            ("dt <", query.until_text),
+            *((f"{name} =", getattr(query, name)) for name in ("api", "source", "dataset", "service")),
+            ("id <", query.before),
+            ("id >", query.after),
+        ]
+        for test, value in compared:
+            if value is not None:
+                conditions.append(f"{test} {p}")
+                params.append(value)
+        if query.levels:
+            level = f"lower(coalesce({', '.join(self.json_text(f) for f in LEVEL_FIELDS)}))"
+            conditions.append(f"{level} IN ({', '.join([p] * len(query.levels))})")
+            params.extend(sorted(query.levels))
+        if query.text is not None:
+            condition, text_params = self.text_condition(query)
+            conditions.append(f"({condition})")
+            params.extend(text_params)
+        return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+
+    def _limit(self, query: Query) -> str:
+        return f" LIMIT {int(query.limit)}" if query.limit else ""
+
+    def search(self, query: Query) -> list[StoredEvent]:
+        where, params = self.where(query)
+        sql = f"SELECT {_COLUMNS} FROM {self.table}{where} ORDER BY id DESC{self._limit(query)}"
+        return [self.event(row) for row in self.fetch(sql, params)]
+
+    def after(self, cursor: int, query: Query) -> list[StoredEvent]:
+        where, params = self.where(query.but(before=None, after=cursor))
+        sql = f"SELECT {_COLUMNS} FROM {self.table}{where} ORDER BY id{self._limit(query)}"
+        return [self.event(row) for row in self.fetch(sql, params)]
+
+    def cursor(self) -> int:
+        rows = self.fetch(f"SELECT max(id) FROM {self.table}", [])
+        return int(rows[0][0] or 0)
+
+    def get(self, event_id: int) -> StoredEvent | None:
+        rows = self.fetch(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = {self.param}", [event_id])
+        return self.event(rows[0]) if rows else None
+
+    def cursor_at(self, at: datetime) -> int:
+        # A binary search over the ids (the primary key; reception time has no
+        # index): a few dozen lookups, however large the table.
+        p = self.param
+        since = iso_utc(at.astimezone(UTC))
+        low, high = 1, self.cursor() + 1
+        while low < high:
+            middle = (low + high) // 2
+            rows = self.fetch(
+                f"SELECT id, received_at >= {p} FROM {self.table} WHERE id >= {p} ORDER BY id LIMIT 1", [since, middle]
+            )
+            if not rows or rows[0][1]:
+                high = middle
+            else:
+                low = int(rows[0][0]) + 1
+        return low - 1
+
+    def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
+        where, params = self.where(query)
+        at = f"({self.epoch('received_at')} / {int(bucket)}) * {int(bucket)}"
+        sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM {self.table}{where} GROUP BY 1, 2"
+        return [(int(at), name, int(count)) for at, name, count in self.fetch(sql, params)]

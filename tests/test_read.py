@@ -1,0 +1,268 @@
+"""The readers over real sinks: a real SQLite file, a real JSON Lines file, a real JSONMemorySink."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import ingest_mw.read.jsonl as jsonl_reader
+from ingest_mw.batch import Batch, Events
+from ingest_mw.read import Query, parse_since, reader_for, reader_from_url
+from ingest_mw.read.rate import RateCache, bucket_seconds, rate_series
+from ingest_mw.read.sqlite import SQLiteReader
+from ingest_mw.sinks import JSONLinesSink, JSONMemorySink, SQLiteSink
+from ingest_mw.timestamps import EventTimes
+
+try:  # a real PostgreSQL server, where the PostgreSQL sink and its fixture are there
+    from postgres_fixture import pg_table, postgres_server  # noqa: F401
+except ImportError:
+    pg_table = postgres_server = None
+
+RULE = EventTimes()
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def batch(events: list[dict], *, source: str = "web", api: str = "betterstack", at: datetime = NOW, **fields) -> Batch:
+    return Batch(api, source, at, Events(events, RULE, at), None, **fields)
+
+
+def fill(sink, count: int) -> list[str]:
+    """``count`` batches of 1-3 events of varied sizes; returns the messages in order."""
+    messages = []
+    for index in range(count):
+        events = [
+            {"message": f"event {index}.{part} " + "x" * (index * 37 % 300), "level": ["info", "error"][index % 2]}
+            for part in range(index % 3 + 1)
+        ]
+        sink(batch(events))
+        messages += [event["message"] for event in events]
+    return messages
+
+
+def postgres_sink(request):
+    if postgres_server is None or importlib.util.find_spec("ingest_mw.sinks.postgres") is None:
+        pytest.skip("needs the PostgreSQL sink (ingest_mw.sinks.postgres) and tests/postgres_fixture.py")
+    from ingest_mw.sinks.postgres import PostgresSink
+
+    return PostgresSink(request.getfixturevalue("postgres_server").url, table=request.getfixturevalue("pg_table"))
+
+
+@pytest.fixture(params=["sqlite", "jsonl", "memory", "postgres"])
+def sink_and_reader(request, tmp_path):
+    sink = {
+        "sqlite": lambda: SQLiteSink(tmp_path / "e.db"),
+        "jsonl": lambda: JSONLinesSink(tmp_path / "e.jsonl"),
+        "memory": lambda: JSONMemorySink(max_events=100_000),
+        "postgres": lambda: postgres_sink(request),
+    }[request.param]()
+    if request.param == "postgres":
+        sink(batch([{"message": "made the table"}]))
+        connection = __import__("psycopg").connect(sink.conninfo, autocommit=True)
+        connection.execute(f"DELETE FROM {sink.table}")
+        connection.close()
+    yield sink, (lambda: reader_for(sink))
+    sink.close()
+
+
+def test_search_pages_back_and_after_follows(sink_and_reader, monkeypatch):
+    monkeypatch.setattr(jsonl_reader, "_CHUNK", 256)  # many blocks, lines across their edges
+    sink, make_reader = sink_and_reader
+    messages = fill(sink, 60)
+    reader = make_reader()
+    pages, before = [], None
+    while True:
+        page = reader.search(Query(limit=7, before=before))
+        pages += [event.data["message"] for event in page]
+        if len(page) < 7:
+            break
+        before = page[-1].id
+    assert pages == messages[::-1]
+    middle = reader.search(Query(limit=0))[40]
+    assert [e.data["message"] for e in reader.after(middle.id, Query(limit=0))] == messages[len(messages) - 40 :]
+    newest_since = reader.search(Query(limit=5, after=middle.id))
+    assert [e.data["message"] for e in newest_since] == messages[::-1][:5]
+    assert reader.get(middle.id) == middle
+    assert [e.data["message"] for e in reader.search(Query(limit=0, levels=frozenset({"ERROR"})))] == [
+        m for m in messages[::-1] if int(m.split()[1].split(".")[0]) % 2
+    ]
+    cursor = reader.cursor()
+    assert reader.after(cursor, Query()) == []
+    fingerprint = reader.fingerprint()
+    sink(batch([{"message": "new one"}]))
+    assert reader.fingerprint() != fingerprint
+    assert [e.data["message"] for e in reader.after(cursor, Query())] == ["new one"]
+
+
+def test_filters_on_every_reader(sink_and_reader):
+    sink, make_reader = sink_and_reader
+    old = NOW - timedelta(hours=2)
+    sink(batch([{"message": "Old Disk Warning", "level": "WARN", "dt": old.isoformat()}], at=old))
+    sink(
+        batch(
+            [{"message": "charged", "severity": "info", "amount": 3}],
+            api="baselime",
+            source="team",
+            dataset="pay",
+            service="api",
+        )
+    )
+    sink(batch([{"message": 'quote " and \\ back', "level": None, "severity": "debug"}]))
+    sink(batch([{"body": {"said": "otlp"}, "severity_text": "FATAL", "severity_number": 21}], api="otlp"))
+    reader = make_reader()
+
+    def found(**filters) -> list[str]:
+        return [e.data.get("message", "otlp") for e in reader.search(Query(limit=0, **filters))]
+
+    assert found(api="baselime") == found(source="team") == found(dataset="pay") == found(service="api") == ["charged"]
+    assert found(levels=frozenset({"warn"})) == ["Old Disk Warning"]
+    assert found(levels=frozenset({"fatal"})) == found(api="otlp") == ["otlp"]  # an OTLP record's severity_text
+    assert found(levels=frozenset({"debug", "info"})) == [
+        'quote " and \\ back',
+        "charged",
+    ]  # severity, and a null level
+    assert found(text="disk warn") == ["Old Disk Warning"]
+    assert found(text="AMOUNT") == ["charged"]
+    assert found(text='quote \\"') == ['quote " and \\ back']  # the JSON text, where a quote is escaped
+    assert found(since=NOW - timedelta(hours=1)) == ["otlp", 'quote " and \\ back', "charged"]
+    assert found(until=NOW - timedelta(hours=1)) == ["Old Disk Warning"]
+    rate = RateCache(reader).rate(Query(since=NOW - timedelta(hours=3), until=NOW + timedelta(minutes=1)), by="api")
+    assert rate["bucket"] == 300 and {k: sum(v) for k, v in rate["series"].items()} == {
+        "betterstack": 2,
+        "baselime": 1,
+        "otlp": 1,
+    }
+    recent = RateCache(reader).rate(Query(since=NOW - timedelta(hours=1), levels=frozenset({"info"})), by="source")
+    assert {k: sum(v) for k, v in recent["series"].items()} == {"team": 1}  # by reception time, filtered
+
+
+def test_the_memory_reader_numbers_events_across_drops():
+    sink = JSONMemorySink(max_events=5)
+    reader = reader_for(sink)
+    sink(batch([{"message": "a"}, {"message": "b"}]))
+    sink(batch([{"message": "c"}]))
+    first = {e.data["message"]: e.id for e in reader.scan()}
+    assert first == {"a": 1, "b": 2, "c": 3}
+    sink(batch([{"message": "d"}, {"message": "e"}, {"message": "f"}]))  # a and b dropped
+    assert {e.data["message"]: e.id for e in reader.scan()} == {"c": 3, "d": 4, "e": 5, "f": 6}
+    assert reader.get(1) is None and reader.get(5).data == {"message": "e"}
+    sink.clear()
+    assert list(reader.scan()) == [] and reader.cursor() == 6
+    sink(batch([{"message": "g"}]))
+    assert [(e.id, e.data["message"]) for e in reader.after(6, Query())] == [(7, "g")]
+
+
+def test_a_json_lines_line_still_being_written_waits(tmp_path):
+    path = tmp_path / "e.jsonl"
+    sink = JSONLinesSink(path)
+    sink(batch([{"message": "whole"}]))
+    reader = reader_for(sink)
+    whole = path.read_bytes()
+    with open(path, "ab") as file:
+        file.write(whole[:20])  # half a line, as a writer mid-write leaves it
+    assert [e.data["message"] for e in reader.scan()] == ["whole"]
+    assert [e.data["message"] for e in reader.search(Query())] == ["whole"]
+    cursor = reader.cursor()
+    assert cursor == len(whole)
+    with open(path, "ab") as file:
+        file.write(whole[20:])
+    assert [e.data["message"] for e in reader.after(cursor, Query())] == ["whole"]
+
+
+def test_the_text_index_agrees_with_a_scan_and_stays_complete(tmp_path):
+    path = tmp_path / "e.db"
+    sink = SQLiteSink(path)
+    fill(sink, 300)
+    plain = reader_from_url(f"sqlite:///{path}")  # read-only: no index yet
+    indexed = reader_for(sink)  # the page's reader: builds the index when a search asks
+    assert plain.indexed_up_to() == 0
+    for text in ["event 12", "EVENT 2", "xxx", "x", "7.2", '"level":"error"', "no such thing", 'a "quote']:
+        expected = [e.id for e in plain.search(Query(limit=0, text=text))]
+        assert [e.id for e in indexed.search(Query(limit=0, text=text))] == expected, text
+    top = indexed.indexed_up_to()
+    assert top == indexed.cursor()
+    fill(sink, 20)  # not indexed yet: found by the scan of what is newer
+    assert plain.indexed_up_to() == top  # the read-only reader sees and uses the index too
+    expected = [e.id for e in plain.search(Query(limit=0, text="event 1"))]
+    assert len(expected) > 20
+    assert [e.id for e in indexed.search(Query(limit=0, text="event 1"))] == expected
+    assert indexed.indexed_up_to() == indexed.cursor()
+    # The index is beside the table, not in the sink's way: the sink writes on.
+    sink(batch([{"message": "after indexing"}]))
+    assert indexed.search(Query(text="after index"))[0].data == {"message": "after indexing"}
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert {"events_fts", "events_fts_indexed"} <= tables
+    assert not {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
+def test_an_sqlite_reader_never_writes_unless_it_keeps_the_index(tmp_path):
+    path = tmp_path / "e.db"
+    SQLiteSink(path)(batch([{"message": "x"}]))
+    before = path.read_bytes()
+    reader = SQLiteReader(path)
+    assert [e.data for e in reader.search(Query(text="x"))] == [{"message": "x"}]
+    reader.close()
+    assert path.read_bytes() == before
+
+
+def test_the_rate_cache_counts_only_what_is_new_and_agrees_with_a_fresh_count(sink_and_reader):
+    sink, make_reader = sink_and_reader
+    reader = make_reader()
+    minute = NOW.replace(second=0) - timedelta(minutes=30)
+    for index in range(40):  # one batch a minute for 40 minutes, the oldest outside the hour's first bucket
+        at = minute - timedelta(minutes=10) + timedelta(minutes=index)
+        sink(batch([{"message": "m", "level": "info"}] * (index % 4 + 1), source=["web", "team"][index % 2], at=at))
+    cache = RateCache(reader)
+    window = Query(since=NOW - timedelta(minutes=35), until=NOW + timedelta(minutes=5))
+    first = cache.rate(window, by="source")
+    assert first["bucket"] == 60 and first["start"] == int((NOW - timedelta(minutes=35)).timestamp()) // 60 * 60
+    for index in range(5):
+        sink(batch([{"message": "late"}] * 2, source="web", at=NOW + timedelta(seconds=index)))
+    again = cache.rate(window, by="source")
+    fresh = RateCache(reader).rate(window, by="source")
+    assert again == fresh
+    assert sum(again["series"]["web"]) == sum(first["series"]["web"]) + 10
+    assert cache.rate(window.but(source="team"), by="api") == RateCache(reader).rate(
+        window.but(source="team"), by="api"
+    )
+
+
+def test_cursor_at_a_reception_time(sink_and_reader):
+    sink, make_reader = sink_and_reader
+    reader = make_reader()
+    for index in range(30):
+        sink(batch([{"message": str(index)}, {"message": "x"}], at=NOW + timedelta(seconds=index)))
+
+    def first_after(cursor: int) -> str:
+        return reader.after(cursor, Query(limit=1))[0].data["message"]
+
+    assert first_after(reader.cursor_at(NOW - timedelta(days=1))) == "0"
+    assert first_after(reader.cursor_at(NOW + timedelta(seconds=10))) == "10"
+    assert first_after(reader.cursor_at(NOW + timedelta(seconds=9, milliseconds=1))) == "10"
+    assert reader.cursor_at(NOW + timedelta(days=1)) == reader.cursor()
+
+
+def test_parse_since():
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert parse_since("10m", now=now) == now - timedelta(minutes=10)
+    assert parse_since("1.5h", now=now) == now - timedelta(minutes=90)
+    assert parse_since("2D", now=now) == now - timedelta(days=2)
+    assert parse_since("2026-12-01T10:00:00+02:00") == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    assert parse_since("2026-12-01T10:00", naive_utc=True) == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="use a duration such as 30s"):
+        parse_since("soon")
+
+
+def test_rate_series_has_every_bucket():
+    since = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    until = since + timedelta(minutes=3)
+    start = int(since.timestamp())
+    series = rate_series(
+        [(start, "web", 2), (start + 120, "web", 1), (start + 60, "team", 4)], since=since, until=until, bucket=60
+    )
+    assert series == {"start": start, "bucket": 60, "buckets": 3, "series": {"web": [2, 0, 1], "team": [0, 4, 0]}}
+    assert bucket_seconds(since, since + timedelta(hours=1)) == 60
+    assert bucket_seconds(since, since + timedelta(days=1)) == 900
+    assert bucket_seconds(since, since + timedelta(days=7)) == 3600
