@@ -385,3 +385,28 @@ def test_times_are_written_at_fixed_width_whatever_their_fraction_or_offset():
     assert iso_utc_each(times) == [iso_utc(time) for time in times]
     assert iso_utc_each(times[:2]) == ["2024-05-01T12:00:00.000000+00:00", "2024-05-01T12:00:00.000005+00:00"]
     assert iso_utc_each([]) == []
+
+
+LABELLED = [{"service": "a", "n": 1}, {"service": "a", "n": 2}, {"n": 3}, {"service": "b", "namespace": "x", "n": 4}]
+LABELS = [("a", "hdr-ns"), ("a", "hdr-ns"), ("hdr-svc", "hdr-ns"), ("b", "x")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+def test_events_that_name_their_own_service_keep_it(adapter, tmp_path, kind):
+    from clients import PREFIX, make_client
+
+    from ingest_mw import BaselimeAPI
+
+    path = tmp_path / f"labels.{kind}"
+    sink = SQLiteSink(path) if kind == "sqlite" else JSONLinesSink(path)
+    client = make_client(adapter, BaselimeAPI({"team": "key"}), sink)
+    headers = {"x-api-key": "key", "Content-Type": "application/json", "x-service": "hdr-svc", "x-namespace": "hdr-ns"}
+    assert client.request("POST", PREFIX + "/v1/ds", json.dumps(LABELLED).encode(), headers).status == 202
+    sink.close()
+    expected = [(*label, event) for label, event in zip(LABELS, LABELLED)]
+    if kind == "sqlite":
+        got = sqlite3.connect(path).execute("SELECT service, namespace, data FROM events ORDER BY id").fetchall()
+        assert [(s, n, json.loads(d)) for s, n, d in got] == expected
+    else:
+        got = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [(r["service"], r["namespace"], r["data"]) for r in got] == expected

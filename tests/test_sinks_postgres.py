@@ -232,3 +232,15 @@ def test_a_batch_the_database_refuses_is_no_202_and_the_next_is_stored(adapter, 
     assert client.request("POST", PREFIX + "/", json.dumps([{"n": 3}]).encode(), BS).status == 202
     assert [row["data"] for row in read(postgres_server, pg_table)] == [{"n": 3}]
     sink.close()
+
+
+def test_events_that_name_their_own_service_keep_it(adapter, postgres_server, pg_table, sink):
+    events = [{"service": "a", "n": 1}, {"n": 2}, {"service": "b", "namespace": "x", "n": 3}]
+    client = make_client(adapter, BaselimeAPI({"team": "key"}), sink)
+    assert client.request("POST", PREFIX + "/v1/ds", json.dumps(events).encode(), BL).status == 202
+    rows = read(postgres_server, pg_table)
+    assert [(r["service"], r["namespace"], r["data"]) for r in rows] == [
+        ("a", "ns", events[0]),
+        ("svc", "ns", events[1]),
+        ("b", "x", events[2]),
+    ]

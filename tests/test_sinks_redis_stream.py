@@ -166,3 +166,17 @@ def test_a_frozen_server_fails_a_batch_within_the_timeout_on_both_faces(redis_se
     sink(Batch("betterstack", "s", T0, [Event(T0, {"i": 2})]))
     assert [json.loads(e["data"])["i"] for e in entries(redis_server.url)][-1] == 2
     sink.close()
+
+
+def test_events_that_name_their_own_service_keep_it(adapter, redis_server):
+    sink = RedisStreamSink(redis_server.url)
+    events = [{"service": "a", "n": 1}, {"n": 2}, {"service": "b", "namespace": "x", "n": 3}]
+    client = make_client(adapter, BaselimeAPI({"team": "key"}), sink)
+    assert client.request("POST", PREFIX + "/v1/ds", json.dumps(events).encode(), BL).status == 202
+    got = entries(redis_server.url)
+    assert [(e.get("service"), e.get("namespace"), json.loads(e["data"])) for e in got] == [
+        ("a", None, events[0]),
+        ("svc", None, events[1]),
+        ("b", "x", events[2]),
+    ]
+    sink.close()
