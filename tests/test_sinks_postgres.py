@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -22,6 +24,7 @@ from ingest_mw.sinks.postgres import ESCAPED_JSON_KEY, MSGPACK_KEY, PostgresSink
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BS = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+DOCS = Path(__file__).parent.parent / "docs" / "sinks.md"
 BL = {"x-api-key": "key", "Content-Type": "application/json", "x-service": "svc", "x-namespace": "ns"}
 
 
@@ -161,23 +164,11 @@ def test_a_commit_interrupted_by_a_crash_is_never_acknowledged(postgres_server, 
 
 def test_the_ddl_is_exposed_and_a_partitioned_table_takes_the_same_copy(postgres_server, pg_table):
     assert "data jsonb NOT NULL" in ddl("logs.events") and "ON logs.events (dt)" in ddl("logs.events")
-    partitioned = f"""
-        CREATE TABLE {pg_table} (
-            id bigint GENERATED ALWAYS AS IDENTITY,
-            received_at timestamptz NOT NULL,
-            dt timestamptz NOT NULL,
-            api text NOT NULL,
-            source text NOT NULL,
-            dataset text,
-            service text,
-            namespace text,
-            data jsonb NOT NULL,
-            PRIMARY KEY (id, dt)
-        ) PARTITION BY RANGE (dt);
-        CREATE INDEX ON {pg_table} (dt);
-        CREATE TABLE {pg_table}_2024_05 PARTITION OF {pg_table} FOR VALUES FROM ('2024-05-01') TO ('2024-06-01');
-        CREATE TABLE {pg_table}_default PARTITION OF {pg_table} DEFAULT;
-    """
+    # The partitioned table of docs/sinks.md, as a team would paste it, under this test's table name.
+    (partitioned,) = re.findall(
+        r"```sql\n(CREATE TABLE events \(.*?PARTITION BY RANGE.*?)```", DOCS.read_text(), re.DOTALL
+    )
+    partitioned = partitioned.replace("events", pg_table)
     with psycopg.connect(postgres_server.url, autocommit=True) as connection:
         connection.execute(partitioned)
     sink = PostgresSink(postgres_server.url, table=pg_table, create_table=False)
