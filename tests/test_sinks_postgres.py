@@ -164,6 +164,7 @@ def test_a_commit_interrupted_by_a_crash_is_never_acknowledged(postgres_server, 
 
 def test_the_ddl_is_exposed_and_a_partitioned_table_takes_the_same_copy(postgres_server, pg_table):
     assert "data jsonb NOT NULL" in ddl("logs.events") and "ON logs.events (dt)" in ddl("logs.events")
+    assert ddl("events").strip() in DOCS.read_text()  # the documented DDL is the one the sink runs
     # The partitioned table of docs/sinks.md, as a team would paste it, under this test's table name.
     (partitioned,) = re.findall(
         r"```sql\n(CREATE TABLE events \(.*?PARTITION BY RANGE.*?)```", DOCS.read_text(), re.DOTALL
