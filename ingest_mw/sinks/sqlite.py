@@ -14,7 +14,7 @@ from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
 from .record import iso_utc, iso_utc_each, label_runs
 
-__all__ = ["BUSY_TIMEOUT", "CHECKPOINT_INTERVAL", "SQLiteSink"]
+__all__ = ["BUSY_TIMEOUT", "CACHE_KIB", "CHECKPOINT_INTERVAL", "SQLiteSink"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +50,13 @@ _CHUNKS = (256, 64, 16, 4, 1)
 #: statement (with ``dt`` and ``data``: :data:`~ingest_mw.sinks.record.COLUMNS`).
 _SHARED = ("received_at", "api", "source", "dataset", "service", "namespace")
 
+
+#: The writer's page cache, in KiB (SQLite's default is 2 MiB): the ``dt``
+#: index of a table of millions of rows no longer fits in 2 MiB, and every
+#: batch then reads its pages back from the file. Measured under ``serve``
+#: on tmpfs, 64 MiB stored about 30 % more events a second; the cache grows
+#: only as far as it is used, per connection (one per process).
+CACHE_KIB = 65_536
 
 #: The checkpointer runs at most this often, in seconds: batches in between only append to the WAL.
 CHECKPOINT_INTERVAL = 0.1
@@ -177,6 +184,7 @@ class SQLiteSink:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
                 db.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")  # the checkpointer's job
+                db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 db.executescript(_SCHEMA)
                 self._file = None if self._in_memory else _identity(self.path)
             except BaseException:
