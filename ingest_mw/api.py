@@ -29,6 +29,7 @@ from .body import BodyLimit, framing_conflict
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
+from .sinks.base import SinkUnavailable
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -319,12 +320,22 @@ class IngestAPI:
                 try:
                     await io.store(batch)
                 except Exception as failure:
-                    logger.exception(
-                        "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
-                        len(batch.events),
-                        self.name,
-                        batch.source,
-                    )
+                    if isinstance(failure, SinkUnavailable):
+                        # The sink's own one line says where and why (no secret in it); no traceback.
+                        logger.error(
+                            "ingest_mw: %s; %d %s events from source %r not acknowledged",
+                            failure,
+                            len(batch.events),
+                            self.name,
+                            batch.source,
+                        )
+                    else:
+                        logger.exception(
+                            "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
+                            len(batch.events),
+                            self.name,
+                            batch.source,
+                        )
                     failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
                     raise IngestError(500, "Internal Server Error") from None
                 finally:

@@ -12,7 +12,16 @@ from typing import Any, NamedTuple, Protocol, overload
 
 import orjson
 
-__all__ = ["Batch", "Event", "Events", "TimesRule", "event_json", "events_json", "load_events_json"]
+__all__ = [
+    "Batch",
+    "Event",
+    "Events",
+    "TimesRule",
+    "each_event_json",
+    "event_json",
+    "events_json",
+    "load_events_json",
+]
 
 
 class Event(NamedTuple):
@@ -193,6 +202,19 @@ def event_json(data: dict[str, Any]) -> bytes:
         return _dumps(data)
     except orjson.JSONEncodeError:
         return _event_json_fallback(data)
+
+
+_fast_event_json = partial(orjson.dumps, option=_JSON_OPTIONS)
+
+
+def each_event_json(data: Sequence[dict[str, Any]]) -> list[bytes]:
+    """:func:`event_json` of each event, in order: orjson called from C over the
+    whole list (no Python call per event), one by one only when some event
+    needs the fallback (MessagePack binary, deep nesting)."""
+    try:
+        return list(map(_fast_event_json, data))
+    except orjson.JSONEncodeError:
+        return list(map(event_json, data))
 
 
 def events_json(data: list[dict[str, Any]]) -> tuple[bytes, bool]:

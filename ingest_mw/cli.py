@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         "--sink",
         default=DEFAULT_SINK,
         metavar="URL",
-        help="where events go: sqlite:///PATH, jsonl:///PATH or memory:// (default: %(default)s)",
+        help="where events go: sqlite:///PATH, jsonl:///PATH, memory://,"
+        " postgresql://USER:PASSWORD@HOST:PORT/DB?table=events (extra postgres) or"
+        " redis://HOST:PORT/DB?stream=ingest_mw:events&maxlen=N (extra redis) (default: %(default)s)",
     )
     serve.add_argument(
         "--token",

@@ -333,7 +333,14 @@ def test_sink_from_url(tmp_path, monkeypatch):
     assert isinstance(sink_from_url("memory://"), JSONMemorySink)
     assert sink_from_url("memory://").max_events == 10_000  # a server's memory stays bounded
     assert sink_from_url("memory://?max_events=7").max_events == 7
-    for bad in ("postgres://x", "sqlite://", "sqlite:///", "nonsense", "memory://?max_events=0", "memory://?size=3"):
+    for bad in (
+        "sqlite://",
+        "sqlite:///",
+        "nonsense",
+        "memory://?max_events=0",
+        "memory://?size=3",
+        "mysql://u:pw@h/db",
+    ):
         with pytest.raises(ValueError):
             sink_from_url(bad)
 
@@ -347,3 +354,59 @@ def test_event_json_falls_back_for_what_orjson_refuses(tmp_path):
     text = event_json(deep)
     assert text.startswith(b'{"a":{"a":') and text.endswith(b'"leaf":1' + b"}" * 1001)
     assert json.loads(event_json({b"bin": b"\xff", 2: T0})) == {"bin": "\\xff", "2": "2024-05-01T12:00:00+00:00"}
+
+
+def test_jsonl_lines_hold_the_columns_in_order_and_odd_values(tmp_path):
+    from ingest_mw.sinks.record import COLUMNS
+
+    path = tmp_path / "odd.jsonl"
+    sink = JSONLinesSink(path)
+    odd = {"q": 'quote " and \\ and \n', "nul": "\u0000", "bin": b"\xff"}
+    sink(Batch("baselime", 'so"urce', T0, [Event(T0, odd)], dataset="d\\s", namespace="n\n"))
+    sink.close()
+    (line,) = path.read_bytes().splitlines()
+    record = json.loads(line)
+    assert tuple(record) == COLUMNS
+    assert record["source"] == 'so"urce' and record["dataset"] == "d\\s" and record["namespace"] == "n\n"
+    assert record["service"] is None and record["data"] == {**odd, "bin": "\\xff"}
+
+
+def test_times_are_written_at_fixed_width_whatever_their_fraction_or_offset():
+    from ingest_mw.sinks.record import iso_utc, iso_utc_each
+
+    times = [
+        T0,  # no fraction: orjson would leave it out
+        T0.replace(microsecond=5),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2024, 1, 1, 0, 0, 0, 1),  # naive: a host's batch
+        datetime(2024, 1, 1, tzinfo=timezone(timedelta(seconds=30))),
+    ]
+    assert iso_utc_each(times) == [iso_utc(time) for time in times]
+    assert iso_utc_each(times[:2]) == ["2024-05-01T12:00:00.000000+00:00", "2024-05-01T12:00:00.000005+00:00"]
+    assert iso_utc_each([]) == []
+
+
+LABELLED = [{"service": "a", "n": 1}, {"service": "a", "n": 2}, {"n": 3}, {"service": "b", "namespace": "x", "n": 4}]
+LABELS = [("a", "hdr-ns"), ("a", "hdr-ns"), ("hdr-svc", "hdr-ns"), ("b", "x")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+def test_events_that_name_their_own_service_keep_it(adapter, tmp_path, kind):
+    from clients import PREFIX, make_client
+
+    from ingest_mw import BaselimeAPI
+
+    path = tmp_path / f"labels.{kind}"
+    sink = SQLiteSink(path) if kind == "sqlite" else JSONLinesSink(path)
+    client = make_client(adapter, BaselimeAPI({"team": "key"}), sink)
+    headers = {"x-api-key": "key", "Content-Type": "application/json", "x-service": "hdr-svc", "x-namespace": "hdr-ns"}
+    assert client.request("POST", PREFIX + "/v1/ds", json.dumps(LABELLED).encode(), headers).status == 202
+    sink.close()
+    expected = [(*label, event) for label, event in zip(LABELS, LABELLED)]
+    if kind == "sqlite":
+        got = sqlite3.connect(path).execute("SELECT service, namespace, data FROM events ORDER BY id").fetchall()
+        assert [(s, n, json.loads(d)) for s, n, d in got] == expected
+    else:
+        got = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [(r["service"], r["namespace"], r["data"]) for r in got] == expected

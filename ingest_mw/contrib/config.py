@@ -24,8 +24,8 @@ from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
-from ..sinks.base import Sink
-from ..sinks.url import sink_from_url
+from ..sinks.base import Sink, SinkUnavailable
+from ..sinks.url import masked, sink_from_url
 
 __all__ = [
     "API_CLASSES",
@@ -294,15 +294,20 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
 
 def resolve_storage(value: Any, where: str) -> Sink:
     """The storage hook from a callable, the dotted path of one (``"pkg.module.hook"``
-    or ``"pkg.module:hook"``), or a built-in sink's URL (``"sqlite:///events.db"``)."""
+    or ``"pkg.module:hook"``), or a built-in sink's URL (``"sqlite:///events.db"``,
+    ``"postgresql://…"``, ``"redis://…?stream=…"``: see :func:`~ingest_mw.sinks.sink_from_url`)."""
     hook = value
     if isinstance(value, str):
+        shown = repr(masked(value) if "://" in value else value)  # a sink URL's password stays out of messages
         try:
             hook = sink_from_url(value) if "://" in value else pkgutil.resolve_name(value)
+        except SinkUnavailable as exc:
+            raise ConfigError(f"{where} = {shown}: {exc}") from None
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(
-                f"{where} = {value!r} cannot be loaded ({exc}): give the dotted path of a function"
-                " taking a Batch ('myapp.ingest.store'), or a sink URL ('sqlite:///events.db')"
+                f"{where} = {shown} cannot be loaded ({exc}): give the dotted path of a function"
+                " taking a Batch ('myapp.ingest.store'), or a sink URL ('sqlite:///events.db',"
+                " 'postgresql://user:password@host/db', 'redis://host:6379/0?stream=ingest_mw:events')"
             ) from exc
     if isinstance(hook, type) or not callable(hook):
         raise ConfigError(

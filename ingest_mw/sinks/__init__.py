@@ -1,17 +1,21 @@
 """Storage hooks ("sinks"): where accepted batches go.
 
 A sink is any callable taking one :class:`~ingest_mw.batch.Batch`, plain or
-``async``; a built-in sink is also closeable. It must raise if the batch was
-not stored: the client then gets a 500 and is never told 202.
+``async``; a built-in sink is also closeable, and proves it can store now
+with ``check()`` (raising :class:`SinkUnavailable`). It must raise if the
+batch was not stored: the client then gets a 500 and is never told 202.
+The PostgreSQL and Redis Streams sinks (:mod:`ingest_mw.sinks.postgres`,
+:mod:`ingest_mw.sinks.redis_stream`) need their extras and are imported from
+their modules.
 """
 
 from __future__ import annotations
 
-from .base import Sink, as_async, as_sync, close_async, close_sync
+from .base import Sink, SinkUnavailable, as_async, as_sync, close_async, close_sync
 from .jsonl import JSONLinesSink
 from .memory import JSONEvents, JSONMemorySink, MemorySink
 from .sqlite import SQLiteSink
-from .url import sink_from_url
+from .url import masked, sink_from_url
 
 __all__ = [
     "JSONEvents",
@@ -20,9 +24,11 @@ __all__ = [
     "MemorySink",
     "SQLiteSink",
     "Sink",
+    "SinkUnavailable",
     "as_async",
     "as_sync",
     "close_async",
     "close_sync",
+    "masked",
     "sink_from_url",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -11,7 +12,55 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..batch import Batch
 
-__all__ = ["Sink", "as_async", "as_sync", "close_async", "close_sync"]
+__all__ = ["Outage", "Sink", "SinkUnavailable", "as_async", "as_sync", "close_async", "close_sync"]
+
+logger = logging.getLogger("ingest_mw.sinks")
+
+
+class SinkUnavailable(Exception):
+    """The sink cannot store now: raised by a built-in sink's ``check()`` (or
+    ``acheck()``) and by a batch it could not store because its storage
+    failed (a file it cannot write, a database or server it cannot reach).
+
+    The message is one line naming the path or the URL (its password masked)
+    and the reason, fit for a log line or a start-up error. The sink keeps
+    working on its own: the next batch or check tries the storage again.
+    """
+
+
+class Outage:
+    """A storing sink's failures: each one made a one-line :class:`SinkUnavailable`
+    naming the storage (``what``: "SQLite sink /var/lib/events.db"), and logged
+    once per outage: a line when batches start failing, one when they are
+    stored again (logger ``ingest_mw.sinks``), never one per batch."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def error(self, error: BaseException) -> SinkUnavailable:
+        """``error`` as the sink's :class:`SinkUnavailable` (its reason on one line)."""
+        if isinstance(error, SinkUnavailable):
+            return error
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror  # without the path, named once already
+        else:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return SinkUnavailable(f"{self.what}: {reason}")
+
+    def failed(self, error: BaseException) -> SinkUnavailable:
+        """A batch failed with ``error``: the error to raise, logged if the outage starts now."""
+        unavailable = self.error(error)
+        if not self.failing:
+            self.failing = True
+            logger.error("%s; batches fail until it works again", unavailable)
+        return unavailable
+
+    def stored(self) -> None:
+        """A batch was stored: the end of an outage, if there was one."""
+        if self.failing:
+            self.failing = False
+            logger.warning("%s: storing again", self.what)
 
 
 class Sink(Protocol):
@@ -106,7 +155,15 @@ def close_sync(sink: object) -> None:
 
 
 async def close_async(sink: object) -> None:
-    """Close a sink that has a ``close()`` (sync or async), from async code."""
+    """Close a sink that has a ``close()`` (sync or async), from async code.
+
+    A sink whose async face holds resources of the event loop (a pool of
+    asyncio connections) offers ``async def aclose()``, awaited instead.
+    """
+    aclose = getattr(sink, "aclose", None)
+    if aclose is not None and iscoroutinefunction(aclose):
+        await aclose()
+        return
     close = getattr(sink, "close", None)
     if close is None:
         return

@@ -4,13 +4,45 @@ from __future__ import annotations
 
 import os
 import threading
+from io import FileIO
+from itertools import repeat
 
 import orjson
 
-from ..batch import Batch
-from .record import COLUMNS, rows
+from ..batch import Batch, each_event_json
+from .base import Outage, SinkUnavailable
+from .record import iso_utc, iso_utc_each, label_runs
 
 __all__ = ["JSONLinesSink"]
+
+
+def _lines(batch: Batch) -> bytes:
+    """The batch's lines: each is the shared part of the record (written once by
+    orjson per run of events that share it) around the event's time and JSON,
+    joined in C with no Python call per event. The keys are
+    :data:`~ingest_mw.sinks.record.COLUMNS`, in order."""
+    received = iso_utc(batch.received_at)
+    parts = []
+    for service, namespace, times, data in label_runs(batch):
+        shared = orjson.dumps(
+            {
+                "received_at": received,
+                "dt": "",
+                "api": batch.api,
+                "source": batch.source,
+                "dataset": batch.dataset,
+                "service": service,
+                "namespace": namespace,
+                "data": None,
+            }
+        )
+        before_dt, _, rest = shared.partition(b'"dt":""')
+        before_dt += b'"dt":"'
+        before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
+        dts = map(str.encode, iso_utc_each(times))  # ISO text never needs JSON escapes
+        lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
+        parts.append(b"".join(map(b"".join, lines)))
+    return b"".join(parts)
 
 
 class JSONLinesSink:
@@ -19,27 +51,90 @@ class JSONLinesSink:
     Each line holds the :data:`~ingest_mw.sinks.record.COLUMNS`, with ``data``
     as the event object itself. ``fsync=True`` also survives a power cut, at
     the cost of a disk sync per batch.
+
+    A batch that cannot be written (disk full, the file made unwritable)
+    fails with :class:`~ingest_mw.sinks.SinkUnavailable` and leaves no part
+    of itself in the file (it is cut back to where the batch began); the
+    next batch opens the file again. A file moved away or deleted (a log
+    rotation) is noticed before each batch and ``path`` opened anew.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = os.fspath(path)
         self.fsync = fsync
         self._lock = threading.Lock()
-        self._file = open(self.path, "ab")
+        self._file: FileIO | None = None
+        self._identity: tuple[int, int] | None = None
+        self._outage = Outage(f"JSON Lines sink {self.path}")
+        with self._lock:
+            self._open()  # a path that cannot be opened is said at once
+
+    def _open(self) -> FileIO:
+        try:
+            file = FileIO(self.path, "ab")  # unbuffered: a failed write leaves nothing pending
+            stat = os.fstat(file.fileno())
+        except OSError as exc:
+            raise self._outage.error(exc) from None
+        self._file, self._identity = file, (stat.st_dev, stat.st_ino)
+        return file
+
+    def _usable(self) -> FileIO:
+        file = self._file
+        if file is not None:
+            try:
+                stat = os.stat(self.path)
+                if (stat.st_dev, stat.st_ino) == self._identity:
+                    return file
+            except OSError:
+                pass
+        self._drop()
+        return self._open()
+
+    def _drop(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
 
     def __call__(self, batch: Batch) -> None:
-        lines = []
-        for *head, data in rows(batch):
-            record: dict[str, object] = dict(zip(COLUMNS, head))
-            record["data"] = orjson.Fragment(data)  # type: ignore[arg-type]  # JSON text, never None
-            lines.append(orjson.dumps(record))
-        lines.append(b"")
+        text = _lines(batch)
         with self._lock:
-            self._file.write(b"\n".join(lines))
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            try:
+                file = self._usable()
+                start = file.tell()
+                try:
+                    written = 0
+                    while written < len(text):  # a raw write may take part of it
+                        written += file.write(memoryview(text)[written:]) or 0
+                    if self.fsync:
+                        os.fsync(file.fileno())
+                except OSError as exc:
+                    self._cut(file, start)
+                    raise self._outage.error(exc) from None
+            except SinkUnavailable as exc:
+                raise self._outage.failed(exc) from None
+            self._outage.stored()
+
+    def _cut(self, file: FileIO, start: int) -> None:
+        """Leave no partial batch behind: cut the file back to ``start``, then reopen next time."""
+        try:
+            os.truncate(file.fileno(), start)
+        except OSError:
+            pass
+        self._drop()
+
+    def check(self) -> None:
+        """Prove ``path`` opens for append now; raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        with self._lock:
+            self._usable()
+            try:
+                with open(self.path, "ab"):
+                    pass
+            except OSError as exc:
+                raise self._outage.error(exc) from None
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            self._drop()

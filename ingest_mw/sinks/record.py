@@ -1,21 +1,80 @@
-"""The flat record both file sinks write: one row per event."""
+"""The flat record every storing sink writes: one row (line, entry) per event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from operator import methodcaller
+from typing import Any
 
-from ..batch import Batch, event_json
+import orjson
 
-__all__ = ["COLUMNS", "iso_utc", "rows"]
+from ..batch import Batch, Event, event_json
+
+__all__ = ["COLUMNS", "Run", "iso_utc", "iso_utc_each", "label_runs", "rows", "times_and_data"]
 
 #: The columns of the SQLite ``events`` table and the keys of a JSON Lines record.
 COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
 
 
-def iso_utc(value: datetime) -> str:
-    """ISO 8601 in UTC, fixed width (microseconds always shown) so text order is time order."""
-    return value.isoformat(timespec="microseconds")
+#: ISO 8601 in UTC, fixed width (microseconds always shown) so text order is
+#: time order. A methodcaller, so that ``map(iso_utc, times)`` runs in C.
+iso_utc: Callable[[datetime], str] = methodcaller("isoformat", timespec="microseconds")
+
+
+def times_and_data(events: Sequence[Event]) -> tuple[Sequence[datetime], Sequence[dict[str, Any]]]:
+    """The events' times and objects, in order: an :class:`~ingest_mw.batch.Events`'
+    own lists (no :class:`~ingest_mw.batch.Event` made per event), or those of a
+    host's list of pairs."""
+    times = getattr(events, "times", None)
+    data = getattr(events, "data", None)
+    if times is not None and data is not None:
+        return times, data
+    pairs = list(events)
+    return [time for time, _ in pairs], [event_data for _, event_data in pairs]
+
+
+#: Consecutive events of a batch that share their service and namespace:
+#: ``(service, namespace, times, data)``.
+Run = tuple[str | None, str | None, Sequence[datetime], Sequence[dict[str, Any]]]
+
+
+def label_runs(batch: Batch) -> list[Run]:
+    """The batch's events in runs of one service and namespace, in order, so that
+    a sink writes each run's shared columns once. A batch whose events may
+    name their own (``labels_in_events``, Baselime's) is one run unless some
+    event does; any other batch is one run."""
+    times, data = times_and_data(batch.events)
+    if not batch.labels_in_events:
+        return [(batch.service, batch.namespace, times, data)]
+    labels = list(map(batch.labels, data))
+    runs: list[Run] = []
+    start = 0
+    for index in range(1, len(labels) + 1):
+        if index == len(labels) or labels[index] != labels[start]:
+            service, namespace = labels[start]
+            runs.append((service, namespace, times[start:index], data[start:index]))
+            start = index
+    return runs
+
+
+#: The length of an aware time's :func:`iso_utc` text ("2024-05-01T12:00:00.000000+00:00").
+_ISO_LENGTH = 32
+
+
+def iso_utc_each(times: Sequence[datetime]) -> list[str]:
+    """:func:`iso_utc` of each time, by one orjson call for the whole list.
+
+    orjson writes an aware time as ``isoformat`` does, but leaves the fraction
+    out when it is zero: only those (and anything else not of the fixed
+    width) are written again one by one.
+    """
+    parts = orjson.dumps(times).decode()[2:-2].split('","')  # no quote or comma inside a time
+    if len(parts) != len(times):
+        return list(map(iso_utc, times))
+    if set(map(len, parts)) != {_ISO_LENGTH}:  # counted in C
+        return [part if len(part) == _ISO_LENGTH else iso_utc(time) for part, time in zip(parts, times)]
+    return parts
 
 
 def rows(batch: Batch) -> Iterator[tuple[str | None, ...]]:

@@ -1,10 +1,47 @@
-"""Build a built-in sink from a URL, as ``ingest-mw serve --sink`` does."""
+"""Build a built-in sink from a URL, as ``ingest-mw serve --sink`` does.
+
+Every message here names the URL with :func:`masked`: a password it holds
+never reaches an error or a log line.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["sink_from_url"]
+__all__ = ["SCHEMES", "masked", "sink_from_url"]
+
+#: What ``--sink`` takes, for messages and the ``--sink`` help.
+SCHEMES = (
+    "sqlite:///PATH",
+    "jsonl:///PATH",
+    "memory://",
+    "postgresql://USER:PASSWORD@HOST:PORT/DB?table=events",
+    "redis://HOST:PORT/DB?stream=ingest_mw:events",
+)
+
+_USERINFO_PASSWORD = re.compile(r"^([^:@/]*):[^@/]*@")
+#: Query keys that hold a secret, in libpq's and redis-py's spellings.
+_SECRET_KEYS = frozenset({"password", "sslpassword"})
+
+
+def masked(url: str) -> str:
+    """``url`` with its password (in the user information or the query) shown as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a malformed URL>"
+    shown = url
+    netloc = _USERINFO_PASSWORD.sub(r"\1:***@", parts.netloc)
+    if netloc != parts.netloc:
+        shown = shown.replace(parts.netloc, netloc, 1)  # the first: right after "scheme://"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
+        hidden = [(key, "***" if key.lower() in _SECRET_KEYS else value) for key, value in pairs]
+        shown = shown.replace("?" + parts.query, "?" + urlencode(hidden, safe="*"), 1)
+    return shown
 
 
 def _path(url: str, scheme: str) -> str:
@@ -15,10 +52,54 @@ def _path(url: str, scheme: str) -> str:
     return rest[1:]
 
 
+def _options(url: str, own: dict[str, Callable[[str], Any]]) -> tuple[str, dict[str, Any]]:
+    """Split the query options of ours (``own``: name -> converter) off ``url``;
+    the rest of the query stays in the URL for the client library."""
+    parts = urlsplit(url)
+    kept, options = [], {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in own:
+            try:
+                options[key] = own[key](value)
+            except ValueError as exc:
+                raise ValueError(f"{masked(url)}: {key}={value!r}: {exc}") from None
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), options
+
+
+def _positive(value: str) -> int:
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        raise ValueError("give a whole number above 0")
+    return int(value)
+
+
+def _name(value: str) -> str:
+    if not value:
+        raise ValueError("give a non-empty name")
+    return value
+
+
+_MISSING = "this sink needs {} (pip install 'ingest-mw[{}]')"
+
+
 def sink_from_url(url: str) -> Any:
-    """``sqlite:///events.db``, ``jsonl:///events.jsonl``, ``memory://`` or
-    ``memory://?max_events=N`` (a :class:`~ingest_mw.sinks.JSONMemorySink`,
-    which keeps the newest 10,000 events unless told otherwise)."""
+    """The built-in sink a URL names:
+
+    * ``sqlite:///events.db`` (relative) or ``sqlite:////var/lib/events.db``;
+    * ``jsonl:///events.jsonl``;
+    * ``memory://`` or ``memory://?max_events=N`` (a
+      :class:`~ingest_mw.sinks.JSONMemorySink`, which keeps the newest 10,000
+      events unless told otherwise);
+    * ``postgresql://user:password@host:5432/db`` (or ``postgres://``), a libpq
+      URI, with ``table=`` (default ``events``) and ``pool_size=`` (default 4)
+      taken off its query (extra ``postgres``);
+    * ``redis://host:6379/0`` (or ``rediss://``) with ``stream=`` (default
+      ``ingest_mw:events``) and ``maxlen=`` (default: no trimming) taken off
+      its query (extra ``redis``).
+
+    A wrong URL is a :class:`ValueError` naming it with its password masked.
+    """
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
         from .sqlite import SQLiteSink
@@ -38,4 +119,19 @@ def sink_from_url(url: str) -> Any:
         if name != "max_events" or not (value.isascii() and value.isdigit() and int(value) > 0):
             raise ValueError(f"{url!r}: expected memory:// or memory://?max_events=N (N > 0)")
         return JSONMemorySink(max_events=int(value))
-    raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or memory://")
+    if scheme in ("postgresql", "postgres"):
+        conninfo, options = _options(url, {"table": _name, "pool_size": _positive})
+        try:
+            from .postgres import PostgresSink
+        except ImportError:
+            raise ValueError(f"{masked(url)}: {_MISSING.format('psycopg', 'postgres')}") from None
+        return PostgresSink(conninfo, **options)
+    if scheme in ("redis", "rediss"):
+        address, options = _options(url, {"stream": _name, "maxlen": _positive})
+        try:
+            from .redis_stream import RedisStreamSink
+        except ImportError:
+            raise ValueError(f"{masked(url)}: {_MISSING.format('redis-py', 'redis')}") from None
+        return RedisStreamSink(address, **options)
+    shown = masked(url) if "://" in url else repr(url)
+    raise ValueError(f"unknown sink URL {shown}: use {', '.join(SCHEMES)}")

@@ -130,6 +130,29 @@ def test_an_app_is_set_up_once() -> None:
         ingest.init_app(app)
 
 
+def test_the_new_sink_urls_are_storage_settings(postgres_server, pg_table, redis_server) -> None:
+    import json
+
+    import psycopg
+    import redis
+
+    for url in (f"{postgres_server.url}?table={pg_table}", f"{redis_server.url}?stream=flask:events"):
+        app = make_app(INGEST_MW_STORAGE=url, INGEST_MW_APIS=["betterstack"])
+        IngestMW(app)
+        assert webtest.TestApp(app).post("/ingest/", b'{"message": "M"}', headers=BETTERSTACK).status_int == 202
+    with psycopg.connect(postgres_server.url) as connection:
+        assert connection.execute(f"SELECT source, data FROM {pg_table}").fetchall() == [("web", {"message": "M"})]
+    ((_, fields),) = redis.Redis.from_url(redis_server.url, decode_responses=True).xrange("flask:events")
+    assert (fields["source"], json.loads(fields["data"])) == ("web", {"message": "M"})
+
+
+def test_a_sink_url_in_an_error_never_shows_its_password() -> None:
+    app = make_app(INGEST_MW_STORAGE="redis://:pw-s3cret@h:6379/0?maxlen=-1")
+    with pytest.raises(ConfigError) as raised:
+        IngestMW(app)
+    assert "app.config['INGEST_MW_STORAGE']" in str(raised.value) and "pw-s3cret" not in str(raised.value)
+
+
 def test_otlp_is_served_beside_baselime_when_named_in_apis() -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
         ExportLogsServiceRequest,

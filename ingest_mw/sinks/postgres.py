@@ -1,0 +1,373 @@
+"""A sink that stores events in a PostgreSQL table, one ``COPY`` per batch (extra ``postgres``).
+
+Several ingest servers may write to one database: this is the built-in
+place for events when one machine is not enough. psycopg 3 with
+``psycopg_pool``: a pool of plain connections for the sync face (WSGI, and
+threads), a pool of asyncio connections for the async face (ASGI), each
+made on first use in the process (and event loop) that uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from operator import methodcaller
+from typing import Any
+
+import msgpack
+import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from ..batch import Batch, _fast_event_json, event_json
+from .base import Outage, SinkUnavailable
+from .record import iso_utc, label_runs
+from .url import masked
+
+__all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
+
+#: ``data`` of an event whose JSON text ``jsonb`` cannot hold (a ``\\u0000``
+#: in a string or a key): ``{"_ingest_mw_json": "<the event's JSON text>"}``.
+ESCAPED_JSON_KEY = "_ingest_mw_json"
+#: ``data`` of an event JSON cannot hold exactly (MessagePack binary, keys
+#: that are not strings, extension types): ``{"_ingest_mw_msgpack": "<base64
+#: of the event packed as MessagePack>"}``; ``msgpack.unpackb(base64.b64decode(v),
+#: timestamp=3, strict_map_key=False)`` gives the event back as it was decoded.
+MSGPACK_KEY = "_ingest_mw_msgpack"
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: The columns as the COPY writes them: the batch's shared ones first, so a
+#: line is one shared prefix, the event's time and its JSON.
+_COPY_COLUMNS = ("received_at", "api", "source", "dataset", "service", "namespace", "dt", "data")
+
+
+def ddl(table: str = "events") -> str:
+    """The ``CREATE TABLE`` and ``CREATE INDEX`` statements of the sink's table,
+    for a team that manages its schema itself (see ``docs/sinks.md`` for a
+    table partitioned by time)."""
+    index = table.rpartition(".")[2] + "_dt"
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    dt timestamptz NOT NULL,
+    api text NOT NULL,
+    source text NOT NULL,
+    dataset text,
+    service text,
+    namespace text,
+    data jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (dt);
+"""
+
+
+def _check_table(table: str) -> str:
+    parts = table.split(".")
+    if len(parts) > 2 or not all(_NAME.fullmatch(part) for part in parts):
+        raise ValueError(
+            f"table={table!r}: give a table name, or schema.table, of letters, digits and"
+            " underscores (not starting with a digit), each at most 63 characters"
+        )
+    return table
+
+
+def _copy_field(value: str | None) -> bytes:
+    """One field of COPY's text format: ``\\N`` for NULL, backslash and control characters escaped."""
+    if value is None:
+        return b"\\N"
+    text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text.encode()
+
+
+_escape_backslashes = methodcaller("replace", b"\\", b"\\\\")
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _exact_json(event: dict[str, Any]) -> bytes:
+    """The ``data`` of one event the fast encoder refused: its JSON text when
+    that is exact (nested deeper than orjson writes), else its MessagePack form."""
+    try:
+        packed = msgpack.packb(event, datetime=True)
+    except (TypeError, ValueError):
+        return event_json(event)  # not even MessagePack: JSON, as every other sink writes it
+    try:
+        if orjson.loads(event_json(event)) == event:
+            return event_json(event)
+    except orjson.JSONDecodeError:
+        pass
+    return orjson.dumps({MSGPACK_KEY: base64.b64encode(packed).decode()})
+
+
+def _jsonb_texts(data: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Each event's JSON text, in a form ``jsonb`` takes whole (see :data:`ESCAPED_JSON_KEY`, :data:`MSGPACK_KEY`)."""
+    try:
+        texts = list(map(_fast_event_json, data))
+    except orjson.JSONEncodeError:
+        texts = []
+        for event in data:
+            try:
+                texts.append(_fast_event_json(event))
+            except orjson.JSONEncodeError:
+                texts.append(_exact_json(event))
+    for index, text in enumerate(texts):
+        if _NUL_ESCAPE in text:  # seldom: a search in C per event, and only these are rewritten
+            texts[index] = orjson.dumps({ESCAPED_JSON_KEY: text.decode()})
+    return texts
+
+
+def _times_text(times: Sequence[datetime]) -> list[bytes]:
+    """Each time as RFC 3339 text, by one orjson call for the whole batch."""
+    text = orjson.dumps(times)  # '["2024-05-01T12:00:00+00:00",...]': no quote or comma inside a time
+    return text[2:-2].split(b'","')
+
+
+def copy_text(batch: Batch) -> bytes:
+    """The batch as the data of ``COPY table (received_at, api, source, dataset,
+    service, namespace, dt, data) FROM STDIN``, in its text format: one line per
+    event, the batch's shared fields written once and repeated by ``join``."""
+    received = iso_utc(batch.received_at)
+    parts = []
+    for service, namespace, times, data in label_runs(batch):
+        if not data:
+            continue
+        shared = (received, batch.api, batch.source, batch.dataset, service, namespace)
+        prefix = b"\t".join(map(_copy_field, shared)) + b"\t"
+        lines = map(b"\t".join, zip(_times_text(times), map(_escape_backslashes, _jsonb_texts(data))))
+        parts.append(prefix + (b"\n" + prefix).join(lines) + b"\n")
+    return b"".join(parts)
+
+
+#: The errors that mean the database cannot store now (it is down, restarting,
+#: out of disk, refusing connections) rather than this batch being wrong.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+class PostgresSink:
+    """Store events in ``table`` of the PostgreSQL database ``conninfo`` names.
+
+    ``conninfo`` is a libpq URI (``postgresql://user:password@host:5432/db``)
+    or key=value string. Each batch is one ``COPY`` on an autocommit
+    connection: one statement, so one transaction, committed before the hook
+    returns (so before the 202), all of it or nothing. The table has the
+    SQLite sink's columns with ``received_at`` and ``dt`` as ``timestamptz``
+    and ``data`` as ``jsonb`` (:func:`ddl`); it is created with its ``dt``
+    index when missing unless ``create_table=False``.
+
+    ``pool_size`` connections at most per face (sync, async), opened on first
+    use. ``timeout`` bounds both the wait for a connection and the connect
+    itself, so a request fails within seconds, not minutes, while the
+    database is down. When the database stops, restarts or refuses, the batch
+    fails with :class:`~ingest_mw.sinks.SinkUnavailable` (one line logged per
+    outage, the password masked) and the pool is dropped: the next batch
+    connects anew, so the sink stores again as soon as the database answers,
+    without a restart.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        table: str = "events",
+        pool_size: int = 4,
+        timeout: float = 5.0,
+        create_table: bool = True,
+    ) -> None:
+        self.shown = masked(conninfo) if "://" in conninfo else re.sub(r"password=\S+", "password=***", conninfo)
+        try:
+            given = conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"{self.shown}: not a PostgreSQL connection string ({exc})") from None
+        if not (isinstance(pool_size, int) and pool_size >= 1):
+            raise ValueError(f"pool_size must be a whole number >= 1, not {pool_size!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        self.conninfo = conninfo
+        self.table = _check_table(table)
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.create_table = create_table
+        self.ddl = ddl(self.table)
+        self._copy = f"COPY {self.table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+        # libpq waits for a connection for ever unless told: the same bound as the pool's.
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in given:
+            self._kwargs["connect_timeout"] = max(1, round(timeout))
+        self._pool: ConnectionPool | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
+        self._apool: AsyncConnectionPool | None = None
+        self._apool_loop: asyncio.AbstractEventLoop | None = None
+        self._ready = not create_table  # whether the table is known to exist
+        self._outage = Outage(f"PostgreSQL sink {self.shown} (table {self.table})")
+
+    def __repr__(self) -> str:
+        return f"PostgresSink({self.shown!r}, table={self.table!r})"
+
+    def _failed(self, error: BaseException) -> SinkUnavailable:
+        if isinstance(error, psycopg.errors.UndefinedTable) and self.create_table:
+            self._ready = False  # dropped under us: made again by the next batch
+        return self._outage.failed(error)
+
+    # --- the sync face -------------------------------------------------------------------
+    def _sync_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is not None and self._pool_pid == os.getpid():
+            return pool
+        with self._pool_lock:
+            pool = self._pool
+            if pool is not None and self._pool_pid == os.getpid():
+                return pool
+            pool = ConnectionPool(
+                self.conninfo,
+                kwargs=self._kwargs,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                name=f"ingest_mw {self.table}",
+                open=False,
+            )
+            pool.open(wait=False)
+            self._pool, self._pool_pid = pool, os.getpid()
+            return pool
+
+    def _discard(self, pool: ConnectionPool) -> None:
+        """Drop a pool whose database failed: the next batch makes a new one,
+        which connects at once. The pool's own reconnection waits longer and
+        longer between attempts (seconds, then minutes) while the database is
+        down, so it would keep failing batches for that long once it is back.
+        Connections in use elsewhere are closed when they are given back."""
+        with self._pool_lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=0)
+
+    def _prepare(self, connection: psycopg.Connection[Any]) -> None:
+        if not self._ready:
+            try:
+                connection.execute(self.ddl)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                pass  # another server made it at the same moment
+            self._ready = True
+
+    def __call__(self, batch: Batch) -> None:
+        body = copy_text(batch)  # before taking a connection: the batch's own errors need none
+        pool = self._sync_pool()
+        try:
+            with pool.connection() as connection:
+                self._prepare(connection)
+                with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
+                    copy.write(body)
+        except _UNAVAILABLE as exc:
+            self._discard(pool)
+            raise self._failed(exc) from None
+        except psycopg.Error as exc:
+            raise self._failed(exc) from None
+        self._outage.stored()
+
+    def check(self) -> None:
+        """Prove the database answers and the table is there (a round trip);
+        raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        pool = self._sync_pool()
+        try:
+            with pool.connection() as connection:
+                self._prepare(connection)
+                connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
+        except psycopg.Error as exc:  # PoolTimeout is one
+            if isinstance(exc, _UNAVAILABLE):
+                self._discard(pool)
+            raise self._outage.error(exc) from None
+
+    # --- the async face ----------------------------------------------------------------
+    async def _async_pool(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._apool
+        if pool is None or self._apool_loop is not loop:
+            pool = AsyncConnectionPool(
+                self.conninfo,
+                kwargs=self._kwargs,
+                # Connections made on demand, none kept open in the background:
+                # an event loop that ends (asyncio.run per call, in a host's
+                # tests) is never left waiting on a connection attempt.
+                min_size=0,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                name=f"ingest_mw {self.table} (async)",
+                open=False,
+            )
+            await pool.open(wait=False)
+            self._apool, self._apool_loop = pool, loop
+        return pool
+
+    async def _adiscard(self, pool: AsyncConnectionPool) -> None:
+        """:meth:`_discard` for the async face."""
+        if self._apool is pool:
+            self._apool = None
+        await pool.close(timeout=0)
+
+    async def _aprepare(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        if not self._ready:
+            try:
+                await connection.execute(self.ddl)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                pass
+            self._ready = True
+
+    async def acall(self, batch: Batch) -> None:
+        """Store ``batch`` from async code, on the event loop's own connections."""
+        body = copy_text(batch)
+        pool = await self._async_pool()
+        try:
+            async with pool.connection() as connection:
+                await self._aprepare(connection)
+                async with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
+                    await copy.write(body)
+        except _UNAVAILABLE as exc:
+            await self._adiscard(pool)
+            raise self._failed(exc) from None
+        except psycopg.Error as exc:
+            raise self._failed(exc) from None
+        self._outage.stored()
+
+    async def acheck(self) -> None:
+        """:meth:`check` from async code."""
+        pool = await self._async_pool()
+        try:
+            async with pool.connection() as connection:
+                await self._aprepare(connection)
+                await connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
+        except psycopg.Error as exc:
+            if isinstance(exc, _UNAVAILABLE):
+                await self._adiscard(pool)
+            raise self._outage.error(exc) from None
+
+    # --- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync pool (the async one is closed by :meth:`aclose`)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()
+
+    def __del__(self) -> None:
+        # A sink dropped unclosed (a host's settings changed, a test) stops its
+        # pool's threads now; psycopg_pool's own __del__ may otherwise run in one
+        # of them, which cannot join itself.
+        pool = getattr(self, "_pool", None)
+        if pool is not None and self._pool_pid == os.getpid():
+            try:
+                pool.close(timeout=0)
+            except Exception:
+                pass
+
+    async def aclose(self) -> None:
+        """Close both pools, from the event loop the async one runs on."""
+        pool, self._apool = self._apool, None
+        if pool is not None and self._apool_loop is asyncio.get_running_loop():
+            await pool.close()
+        if self._pool is not None:
+            await asyncio.to_thread(self.close)
