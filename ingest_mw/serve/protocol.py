@@ -1,0 +1,131 @@
+"""uvicorn's httptools protocol with the connection protections it lacks.
+
+uvicorn times out idle keep-alive connections, but nothing times out a
+connection whose request headers never complete (nor one that sends nothing at
+all), and it accepts connections until the process runs out of file
+descriptors. :class:`GuardedHttpToolsProtocol` adds, per connection:
+
+- a header timeout: the request line and headers must be complete within
+  ``header_timeout`` seconds of the connection opening or of the first byte of
+  the next request on a kept-alive connection, else the client gets a 408 and
+  the connection is closed;
+- a cap on open connections per worker: one more is answered 503 with
+  ``Retry-After`` and closed at once, before anything is read.
+
+Both refusals are logged through ``ingest_mw.serve.refusals``, whose lines are
+rate-limited (see :mod:`ingest_mw.serve.logs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+__all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol", "ServeConfig"]
+
+refusals = logging.getLogger("ingest_mw.serve.refusals")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float
+    max_connections: int
+
+
+class ServeConfig(Config):
+    """uvicorn's config with the :class:`ConnectionLimits` the protocol reads."""
+
+    def __init__(self, app: Any, *, connection_limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.connection_limits = connection_limits
+
+
+def _plain_response(status: bytes, body: bytes, *headers: bytes) -> bytes:
+    lines = [b"HTTP/1.1 " + status, *headers, b"content-type: text/plain; charset=utf-8"]
+    lines += [b"content-length: %d" % len(body), b"connection: close", b"", body]
+    return b"\r\n".join(lines)
+
+
+TIMED_OUT = _plain_response(b"408 Request Timeout", b"request headers not complete in time")
+#: Retry-After: a second is long enough for most connections of a burst to finish.
+TOO_MANY = _plain_response(b"503 Service Unavailable", b"too many open connections", b"retry-after: 1")
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` with a header timeout and a connection cap."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits: ConnectionLimits = config.connection_limits  # type: ignore[attr-defined]
+        self.header_timeout = limits.header_timeout
+        self.max_connections = limits.max_connections
+        self.header_timer: asyncio.TimerHandle | None = None
+        # Between the end of a request's headers and the end of its body.
+        self.in_request = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            self.transport = transport
+            transport.write(TOO_MANY)
+            transport.close()
+            refusals.warning(
+                "connection refused: %d connections open, the limit of this worker (--max-connections)",
+                len(self.connections),
+            )
+            return
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The first bytes of a next request (even bare CRLFs, which start no
+        # message) start its header clock.
+        if not self.in_request and self.header_timer is None:
+            self._arm_header_timer()
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        self.in_request = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.in_request = False
+        super().on_message_complete()
+
+    def _arm_header_timer(self) -> None:
+        self.header_timer = self.loop.call_later(self.header_timeout, self._headers_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_timed_out(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:  # no answer of ours under way
+            self.transport.write(TIMED_OUT)
+        self.transport.close()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        refusals.warning(
+            "connection closed: %s did not complete its request headers within %gs (--header-timeout)",
+            client,
+            self.header_timeout,
+        )

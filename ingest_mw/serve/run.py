@@ -1,0 +1,207 @@
+"""Run ``ingest-mw serve``: start-up checks, then uvicorn with one or more workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import shlex
+import signal
+import sys
+from types import FrameType
+
+from .. import __version__
+from ..sinks.base import close_sync
+from .app import AppSpec, ServeApp, build_rate_limit
+from .credentials import Credentials, resolve_credentials
+from .logs import log_config
+from .startup import StartupError, check_rate_limit_storage, listen, open_sink
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("ingest_mw.serve")
+
+#: File descriptors kept free beside the connections: the sink, logs, pipes to the supervisor.
+SPARE_FILES = 64
+
+ROUTES = "POST / (Better Stack), POST /v1/<dataset> (Baselime)"
+
+
+def _import_server() -> str:
+    """The event loop to use; a :class:`StartupError` when the ``serve`` extra is missing."""
+    try:
+        import httptools  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise StartupError(f"ingest-mw serve needs {error.name}: pip install 'ingest-mw[serve]'") from None
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        logger.warning("uvloop is not installed: serving on asyncio's slower loop (pip install 'ingest-mw[serve]')")
+        return "asyncio"
+    return "uvloop"
+
+
+def _open_files_for(max_connections: int) -> None:
+    """Raise this process's open-file limit so ``--max-connections`` can be reached."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < needed:
+            logger.warning(
+                "--max-connections %d is above this process's open-file limit (%d): raise it (LimitNOFILE= in a"
+                " systemd unit, ulimit -n) or lower --max-connections to %d",
+                max_connections,
+                hard,
+                max(1, hard - SPARE_FILES),
+            )
+
+
+def _curl_lines(base: str, credentials: dict[str, Credentials]) -> list[str]:
+    token = next(iter(credentials["token"].secrets.values()))
+    key = next(iter(credentials["api_key"].secrets.values()))
+    json_type = shlex.quote("Content-Type: application/json")
+    bearer = shlex.quote(f"Authorization: Bearer {token}")
+    api_key = shlex.quote(f"x-api-key: {key}")
+    return [
+        f'curl -X POST {base}/ -H {bearer} -H {json_type} -d \'{{"message":"hello"}}\'',
+        f'curl -X POST {base}/v1/logs -H {api_key} -H {json_type} -d \'[{{"message":"hello"}}]\'',
+    ]
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _announce(settings: argparse.Namespace, credentials: dict[str, Credentials], loop: str) -> None:
+    base = _base_url(settings.host, settings.port)
+    workers = settings.workers
+    logger.info(
+        "ingest-mw %s serving on %s: %d worker%s (%s), uvicorn with httptools on %s",
+        __version__,
+        base,
+        workers,
+        "" if workers == 1 else "s",
+        settings.sources["workers"],
+        loop,
+    )
+    logger.info("routes: %s", ROUTES)
+    logger.info("sink: %s", settings.sink)
+    logger.info("rate limit: %s per client IP, counted in %s", settings.rate_limit, settings.rate_limit_storage)
+    for kind, what in (("token", "Better Stack source tokens"), ("api_key", "Baselime API keys")):
+        found = credentials[kind]
+        logger.info("%s: %s (%s)", what, ", ".join(sorted(found.secrets)), found.origin)
+    for flag, origin in (("--token", settings.sources["token"]), ("--api-key", settings.sources["api_key"])):
+        if origin == flag:
+            logger.warning(
+                "%s on a command line is visible to every local user (ps, /proc/PID/cmdline): use %s-file", flag, flag
+            )
+    if workers > 1 and settings.rate_limit.strip().lower() != "none" and settings.rate_limit_storage == "memory://":
+        logger.warning(
+            "--rate-limit-storage memory:// with %d workers: each worker counts alone, so a client gets up to %d"
+            " times %s; share one count with --rate-limit-storage redis://HOST:6379/0",
+            workers,
+            workers,
+            settings.rate_limit,
+        )
+    if workers > 1 and settings.sink.startswith("memory://"):
+        logger.warning("--sink memory:// with %d workers: each worker keeps its own events", workers)
+    if credentials["token"].kept or credentials["api_key"].kept:
+        logger.warning("try the kept credentials (the file named above holds them):")
+        for line in _curl_lines(base, credentials):
+            logger.warning("  %s", line)
+
+
+def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Credentials]]:
+    """Every start-up check, in the parent, before a socket is bound."""
+    loop = _import_server()
+    try:
+        rate_limit = build_rate_limit(settings.rate_limit, settings.rate_limit_storage, tuple(settings.trusted_proxy))
+    except ValueError as error:
+        raise StartupError(f"--rate-limit {settings.rate_limit} / --rate-limit-storage: {error}") from None
+    sink = open_sink(settings.sink)
+    sink_path = getattr(sink, "path", None)
+    close_sync(sink)
+    check_rate_limit_storage(rate_limit)
+    credentials = resolve_credentials(settings, sink_path)
+    spec = AppSpec(
+        sink_url=settings.sink,
+        tokens=credentials["token"].secrets,
+        api_keys=credentials["api_key"].secrets,
+        rate_limit=settings.rate_limit,
+        rate_limit_storage=settings.rate_limit_storage,
+        trusted_proxies=tuple(settings.trusted_proxy),
+        access_log=settings.access_log,
+        drain_delay=settings.drain_delay,
+    )
+    return spec, loop, credentials
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises SIGINT/SIGTERM once it has shut down: nothing left to do."""
+
+
+def serve(settings: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean shutdown. A
+    :class:`StartupError` for a configuration that cannot serve."""
+    logs = log_config(level=settings.log_level, log_format=settings.log_format, access_log=settings.access_log)
+    logging.config.dictConfig(logs)
+    spec, loop, credentials = _prepare(settings)
+    _open_files_for(settings.max_connections)
+    sock = listen(settings.host, settings.port)
+
+    from uvicorn import Server
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from .protocol import ConnectionLimits, GuardedHttpToolsProtocol, ServeConfig
+
+    config = ServeConfig(
+        ServeApp(spec),
+        connection_limits=ConnectionLimits(
+            header_timeout=settings.header_timeout, max_connections=settings.max_connections
+        ),
+        http=GuardedHttpToolsProtocol,
+        loop=loop,
+        workers=settings.workers,
+        lifespan="on",
+        log_config=logs,
+        log_level=settings.log_level,
+        access_log=False,  # ours, if any (see ingest_mw.serve.logs)
+        timeout_keep_alive=settings.keep_alive_timeout,
+        timeout_graceful_shutdown=settings.graceful_timeout,
+        # Only --trusted-proxy may decide whose X-Forwarded-For to believe.
+        proxy_headers=False,
+        forwarded_allow_ips="",
+    )
+    _announce(settings, credentials, loop)
+    if settings.workers == 1:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _exit_quietly)
+        server = Server(config)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exit:  # uvicorn's own, on a failed lifespan start-up
+            return int(exit.code or 0)
+        return 0
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
+
+
+def main(settings: argparse.Namespace) -> int:
+    try:
+        return serve(settings)
+    except StartupError as error:
+        print(f"ingest-mw serve: error: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:  # a Ctrl-C during the start-up checks
+        return 0
