@@ -60,6 +60,16 @@ class AppSpec:
         return ASGIApp(apis, sink=sink_from_url(self.sink_url))
 
 
+async def _answer_dropped(send: Send) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"retry-after", b"1"), (b"connection", b"close")]
+    body = b"server shutting down: send it again"
+    try:
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # the response had started already, or the client is gone: nothing to tell
+        pass
+
+
 @dataclass
 class ServeApp:
     """The app of one ``serve`` worker: the ingest APIs, built at lifespan start-up."""
@@ -80,10 +90,16 @@ class ServeApp:
             return
         app = self._app
         assert app is not None, "lifespan start-up builds the app"
-        if scope["type"] != "http" or not self.spec.access_log:
-            await app(scope, receive, send)
-            return
-        await self._logged(app, scope, receive, send)
+        try:
+            if scope["type"] != "http" or not self.spec.access_log:
+                await app(scope, receive, send)
+            else:
+                await self._logged(app, scope, receive, send)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when --graceful-timeout is over (a
+            # client stalled mid-body): nothing of it was acknowledged; tell
+            # the client to come back, rather than a traceback in the log.
+            await _answer_dropped(send)
 
     async def _logged(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -64,11 +64,11 @@ def read_secrets_file(path: str, flag: str) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise StartupError(f"{flag} {path}: cannot read it: {reason}") from None
-    _warn_if_readable(file, flag)
     lines = [line.strip() for line in text.splitlines()]
     found = parse_credentials([line for line in lines if line and not line.startswith("#")])
     if not found:
         raise StartupError(f"{flag} {path}: no secret in it (write one [NAME=]SECRET a line)")
+    _warn_if_readable(file, flag)
     return found
 
 
