@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from .. import __version__
 from ..sinks.base import close_sync
@@ -17,7 +18,7 @@ from .credentials import Credentials, resolve_credentials
 from .logs import log_config
 from .startup import StartupError, check_rate_limit_storage, listen, open_sink
 
-__all__ = ["serve"]
+__all__ = ["import_server", "serve", "server_config"]
 
 logger = logging.getLogger("ingest_mw.serve")
 
@@ -27,7 +28,7 @@ SPARE_FILES = 64
 ROUTES = "POST / (Better Stack), POST /v1/<dataset> (Baselime)"
 
 
-def _import_server() -> str:
+def import_server() -> str:
     """The event loop to use; a :class:`StartupError` when the ``serve`` extra is missing."""
     try:
         import httptools  # noqa: F401
@@ -121,7 +122,7 @@ def _announce(settings: argparse.Namespace, credentials: dict[str, Credentials],
 
 def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Credentials]]:
     """Every start-up check, in the parent, before a socket is bound."""
-    loop = _import_server()
+    loop = import_server()
     try:
         rate_limit = build_rate_limit(settings.rate_limit, settings.rate_limit_storage, tuple(settings.trusted_proxy))
     except ValueError as error:
@@ -148,23 +149,13 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> None:
     """uvicorn re-raises SIGINT/SIGTERM once it has shut down: nothing left to do."""
 
 
-def serve(settings: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean shutdown. A
-    :class:`StartupError` for a configuration that cannot serve."""
-    logs = log_config(level=settings.log_level, log_format=settings.log_format, access_log=settings.access_log)
-    logging.config.dictConfig(logs)
-    spec, loop, credentials = _prepare(settings)
-    _open_files_for(settings.max_connections)
-    sock = listen(settings.host, settings.port)
-
-    from uvicorn import Server
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
-
+def server_config(app: Any, settings: argparse.Namespace, *, loop: str, logs: dict[str, Any] | None) -> Any:
+    """The uvicorn config ``serve`` runs ``app`` with (``bench/http.py`` runs its
+    minimal app with the same)."""
     from .protocol import ConnectionLimits, GuardedHttpToolsProtocol, ServeConfig
 
-    config = ServeConfig(
-        ServeApp(spec),
+    return ServeConfig(
+        app,
         connection_limits=ConnectionLimits(
             header_timeout=settings.header_timeout, max_connections=settings.max_connections
         ),
@@ -181,6 +172,22 @@ def serve(settings: argparse.Namespace) -> int:
         proxy_headers=False,
         forwarded_allow_ips="",
     )
+
+
+def serve(settings: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean shutdown. A
+    :class:`StartupError` for a configuration that cannot serve."""
+    logs = log_config(level=settings.log_level, log_format=settings.log_format, access_log=settings.access_log)
+    logging.config.dictConfig(logs)
+    spec, loop, credentials = _prepare(settings)
+    _open_files_for(settings.max_connections)
+    sock = listen(settings.host, settings.port)
+
+    from uvicorn import Server
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = server_config(ServeApp(spec), settings, loop=loop, logs=logs)
     _announce(settings, credentials, loop)
     if settings.workers == 1:
         for signum in (signal.SIGINT, signal.SIGTERM):
