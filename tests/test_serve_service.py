@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -433,3 +434,51 @@ def test_the_access_log_is_off_by_default():
     assert "POST / 202" not in err and "ingest_mw.access" not in err
     for expected in ("routes: POST /", "sink: memory://", "1 worker", "(--token)"):
         assert expected in err, expected
+
+
+HOST_APP = """
+from ingest_mw.asgi import ASGIMiddleware
+from ingest_mw.betterstack import BetterStackAPI
+from ingest_mw.sinks import SQLiteSink
+
+
+async def host(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    await send({"type": "http.response.body", "body": b"host"})
+
+
+app = ASGIMiddleware(host, BetterStackAPI({"web": "host-token"}), sink=SQLiteSink(DB), prefix="/ingest")
+"""
+
+
+def test_a_host_on_uvicorn_gets_the_header_timeout_from_the_guarded_protocol(tmp_path):
+    db = tmp_path / "host.db"
+    (tmp_path / "hostapp.py").write_text(f"DB = {str(db)!r}\n" + HOST_APP)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "hostapp:app", "--app-dir", str(tmp_path), "--port", str(port)]
+    command += ["--http", "ingest_mw.serve.protocol:GuardedHttpToolsProtocol", "--log-level", "warning"]
+    process = subprocess.Popen(
+        command, env={**os.environ, "INGEST_MW_HEADER_TIMEOUT": "0.5"}, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "uvicorn did not start"
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        assert post(url + "/ingest/", b'{"n":7}', bearer("host-token")) == 202
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            started = time.monotonic()
+            stalled.sendall(b"POST /ingest/ HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            received, closed = read_all(stalled, timeout=5)
+        assert received.startswith(b"HTTP/1.1 408 ") and closed - started < 2.5
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert stored_numbers(db) == [7]

@@ -14,12 +14,19 @@ descriptors. :class:`GuardedHttpToolsProtocol` adds, per connection:
 
 Both refusals are logged through ``ingest_mw.serve.refusals``, whose lines are
 rate-limited (see :mod:`ingest_mw.serve.logs`).
+
+A host running its own app on uvicorn gets the same guards with
+``uvicorn app:app --http ingest_mw.serve.protocol:GuardedHttpToolsProtocol``;
+the limits then come from ``INGEST_MW_HEADER_TIMEOUT`` and
+``INGEST_MW_MAX_CONNECTIONS``, else ``serve``'s defaults.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +43,20 @@ refusals = logging.getLogger("ingest_mw.serve.refusals")
 class ConnectionLimits:
     header_timeout: float
     max_connections: int
+
+    @staticmethod
+    @functools.cache
+    def from_environment() -> ConnectionLimits:
+        """The limits of ``INGEST_MW_HEADER_TIMEOUT`` / ``INGEST_MW_MAX_CONNECTIONS``,
+        else ``serve``'s defaults: for a protocol made by uvicorn's own command line."""
+        from .options import OPTIONS
+
+        values = {}
+        for option in OPTIONS:
+            if option.name in ("header_timeout", "max_connections"):
+                found = option.from_env(os.environ)
+                values[option.name] = option.default if found is None else found[1]
+        return ConnectionLimits(**values)
 
 
 class ServeConfig(Config):
@@ -68,7 +89,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limits: ConnectionLimits = config.connection_limits  # type: ignore[attr-defined]
+        limits: ConnectionLimits = getattr(config, "connection_limits", None) or ConnectionLimits.from_environment()
         self.header_timeout = limits.header_timeout
         self.max_connections = limits.max_connections
         self.header_timer: asyncio.TimerHandle | None = None
