@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -132,7 +131,7 @@ class Option:
             return "off"
         if self.default is None or self.default == []:
             return "none"
-        return str(self.default)
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -142,9 +141,9 @@ OPTIONS: tuple[Option, ...] = (
         name="workers",
         default=1,
         parse=workers,
-        metavar="N|auto",
+        metavar="N",
         env_fallbacks=("WEB_CONCURRENCY",),
-        help="processes serving the one port (auto: one per CPU); a worker that dies is replaced",
+        help="processes serving the one port, or auto (one per CPU); a worker that dies is replaced",
     ),
     Option(
         name="sink",
@@ -340,7 +339,3 @@ def options_markdown(options: Sequence[Option] = OPTIONS) -> str:
         env = ", ".join(f"`{name}`" for name in (option.env, *option.env_fallbacks))
         lines.append(f"| `{flag}` | {env} | `{option.default_text()}` | {option.help.replace('|', '&#124;')} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # python -m ingest_mw.serve.options > table.md
-    sys.stdout.write(options_markdown())

@@ -16,7 +16,7 @@ from ..sinks.base import close_sync
 from .app import AppSpec, ServeApp, build_rate_limit
 from .credentials import Credentials, resolve_credentials
 from .logs import log_config
-from .startup import StartupError, check_rate_limit_storage, listen, open_sink
+from .startup import StartupError, check_rate_limit_storage, listen, masked, open_sink
 
 __all__ = ["import_server", "serve", "server_config"]
 
@@ -94,7 +94,7 @@ def _announce(settings: argparse.Namespace, credentials: dict[str, Credentials],
         loop,
     )
     logger.info("routes: %s", ROUTES)
-    logger.info("sink: %s", settings.sink)
+    logger.info("sink: %s", masked(settings.sink))
     logger.info("rate limit: %s per client IP, counted in %s", settings.rate_limit, settings.rate_limit_storage)
     for kind, what in (("token", "Better Stack source tokens"), ("api_key", "Baselime API keys")):
         found = credentials[kind]

@@ -17,7 +17,7 @@ from ..ratelimit import RateLimit
 from ..sinks.base import close_sync
 from ..sinks.url import sink_from_url
 
-__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink"]
+__all__ = ["StartupError", "check_rate_limit_storage", "listen", "masked", "open_sink"]
 
 
 class StartupError(Exception):
@@ -34,10 +34,11 @@ def open_sink(url: str) -> Any:
     try:
         sink = sink_from_url(url)
     except ValueError as error:
-        raise StartupError(f"--sink {url}: {error}") from None
+        raise StartupError(f"--sink {masked(url)}: {error}") from None
     except (OSError, sqlite3.Error) as error:
         raise StartupError(
-            f"--sink {url}: cannot open it: {_reason(error)} (does the directory exist, and may this user write there?)"
+            f"--sink {masked(url)}: cannot open it: {_reason(error)}"
+            " (does the directory exist, and may this user write there?)"
         ) from None
     check = getattr(sink, "check", None)
     if check is not None:
@@ -45,11 +46,13 @@ def open_sink(url: str) -> Any:
             check()
         except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
             close_sync(sink)
-            raise StartupError(f"--sink {url}: not writable: {_reason(error)} (fix its permissions or path)") from None
+            raise StartupError(
+                f"--sink {masked(url)}: not writable: {_reason(error)} (fix its permissions or path)"
+            ) from None
     return sink
 
 
-def _masked(uri: str) -> str:
+def masked(uri: str) -> str:
     """``redis://user:secret@host`` -> ``redis://user:***@host``."""
     scheme, sep, rest = uri.partition("://")
     netloc, slash, path = rest.partition("/")
@@ -69,7 +72,7 @@ def check_rate_limit_storage(rate_limit: RateLimit | None, timeout: float = 3.0)
     if rate_limit is None or rate_limit.storage_uri.startswith("memory://"):
         return
     uri = rate_limit.storage_uri
-    shown = _masked(uri)
+    shown = masked(uri)
     if uri.startswith(("redis://", "rediss://", "unix://")):
         import redis
 
