@@ -87,7 +87,7 @@ class Option:
     metavar: str | None = None
     # Repeatable on the command line; comma-separated in the environment.
     repeatable: bool = False
-    # A switch (--access-log): no value on the command line; 1/0, true/false... in the environment.
+    # A switch (--access-log / --no-access-log); 1/0, true/false... in the environment.
     switch: bool = False
     # The variable's name when it is not INGEST_MW_<NAME> (INGEST_MW_TOKENS, kept from before the table).
     env_name: str | None = None
@@ -128,7 +128,7 @@ class Option:
         if self.default_doc is not None:
             return self.default_doc
         if self.switch:
-            return "off"
+            return "on" if self.default else "off"
         if self.default is None or self.default == []:
             return "none"
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
@@ -293,7 +293,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option] = OPT
     for option in options:
         text = f"{option.help} (env {option.env}; default: {option.default_text()})".replace("%", "%%")
         if option.switch:
-            parser.add_argument(option.flag, action="store_true", default=None, help=text)
+            parser.add_argument(option.flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             parser.add_argument(
                 option.flag,
@@ -335,7 +335,7 @@ def options_markdown(options: Sequence[Option] = OPTIONS) -> str:
     """The options table as Markdown, for ``docs/serving.md``."""
     lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
     for option in options:
-        flag = option.flag if option.switch else f"{option.flag} {option.metavar}"
+        flag = f"{option.flag}, --no-{option.flag[2:]}" if option.switch else f"{option.flag} {option.metavar}"
         env = ", ".join(f"`{name}`" for name in (option.env, *option.env_fallbacks))
         lines.append(f"| `{flag}` | {env} | `{option.default_text()}` | {option.help.replace('|', '&#124;')} |")
     return "\n".join(lines) + "\n"
