@@ -310,6 +310,12 @@ def read_all(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
     return received, time.monotonic()
 
 
+def one_event_request() -> bytes:
+    body = b'{"n":1}'
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
 def test_a_request_whose_headers_never_complete_is_closed_within_the_header_timeout():
     server = Server(["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--header-timeout", "0.5"])
     try:
@@ -323,16 +329,27 @@ def test_a_request_whose_headers_never_complete_is_closed_within_the_header_time
             started = time.monotonic()
             _, closed = read_all(silent, timeout=5)
         assert closed - started < 2.5
+        with socket.create_connection(("127.0.0.1", server.port)) as trickling:
+            trickling.sendall(one_event_request())  # a request answered, then bytes that start no next one
+            trickling.settimeout(5)
+            assert trickling.recv(65536).startswith(b"HTTP/1.1 202 ")
+            started = time.monotonic()
+            with pytest.raises(OSError):  # the server closes: a reset, or a broken pipe
+                for _ in range(25):  # 5 s at most
+                    trickling.sendall(b"\r\n")
+                    time.sleep(0.2)
+                    trickling.setblocking(False)
+                    try:
+                        if trickling.recv(1024) == b"":
+                            raise ConnectionResetError("closed by the server")
+                    except BlockingIOError:
+                        pass
+                    trickling.setblocking(True)
+        assert time.monotonic() - started < 2.5
         # A polite client on a kept-alive connection is not hurried.
         with socket.create_connection(("127.0.0.1", server.port)) as polite:
-            body = b'{"n":1}'
-            request = (
-                b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                + TOKEN.encode()
-                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
             for _ in range(2):
-                polite.sendall(request)
+                polite.sendall(one_event_request())
                 polite.settimeout(5)
                 assert polite.recv(65536).startswith(b"HTTP/1.1 202 ")
                 time.sleep(0.3)

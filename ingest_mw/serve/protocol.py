@@ -79,7 +79,12 @@ TOO_MANY = _plain_response(b"503 Service Unavailable", b"too many open connectio
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """:class:`HttpToolsProtocol` with a header timeout and a connection cap."""
+    """:class:`HttpToolsProtocol` with a header timeout and a connection cap.
+
+    A request costs two attribute writes, not a timer: one timer per
+    connection wakes every ``header_timeout`` seconds and closes the
+    connection if a request's headers have been awaited that long.
+    """
 
     def __init__(
         self,
@@ -93,8 +98,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timeout = limits.header_timeout
         self.max_connections = limits.max_connections
         self.header_timer: asyncio.TimerHandle | None = None
-        # Between the end of a request's headers and the end of its body.
-        self.in_request = False
+        # When the headers being awaited started (loop time); None while none are.
+        self.awaiting_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
@@ -107,41 +112,42 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         super().connection_made(transport)
-        self._arm_header_timer()
+        self.awaiting_since = self.loop.time()
+        self.header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        # The first bytes of a next request (even bare CRLFs, which start no
-        # message) start its header clock.
-        if not self.in_request and self.header_timer is None:
-            self._arm_header_timer()
-        super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
-        self.in_request = True
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self.in_request = False
-        super().on_message_complete()
-
-    def _arm_header_timer(self) -> None:
-        self.header_timer = self.loop.call_later(self.header_timeout, self._headers_timed_out)
-
-    def _cancel_header_timer(self) -> None:
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
+        super().connection_lost(exc)
 
-    def _headers_timed_out(self) -> None:
+    def on_message_begin(self) -> None:
+        self.awaiting_since = self.loop.time()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.awaiting_since = None
+        super().on_headers_complete()
+
+    def _check_headers(self) -> None:
         self.header_timer = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:  # no answer of ours under way
+        now = self.loop.time()
+        since = self.awaiting_since
+        idle = self.cycle is None or self.cycle.response_complete
+        if since is None and idle and self.timeout_keep_alive_task is None:
+            # Bytes came that start no request (bare CRLFs, which cancel the
+            # keep-alive timer): the headers' clock starts now.
+            since = self.awaiting_since = now
+        if since is not None and now - since >= self.header_timeout:
+            self._headers_timed_out(answer=idle)
+            return
+        wait = self.header_timeout if since is None else since + self.header_timeout - now
+        self.header_timer = self.loop.call_later(wait, self._check_headers)
+
+    def _headers_timed_out(self, *, answer: bool) -> None:
+        if answer:  # no answer of ours under way on this connection
             self.transport.write(TIMED_OUT)
         self.transport.close()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
