@@ -258,6 +258,7 @@ def mistakes(tmp_path: Path, busy_port: int) -> list[tuple[list[str], dict[str, 
         ),
         (["--token-file", str(tmp_path / "missing")], {}, f"--token-file {tmp_path / 'missing'}: cannot read it"),
         (["--token-file", str(a_file)], {}, f"--token-file {a_file}: no secret in it"),
+        (["--sink", "memory://", "--state-dir", str(a_file / "state")], {}, f"{a_file / 'state'}"),
     ]
 
 
@@ -380,6 +381,19 @@ def test_connections_over_the_cap_are_refused_at_once_and_the_refusals_are_rate_
     assert code == 0
     refusals = [line for line in err.splitlines() if "connection refused" in line]
     assert 1 <= len(refusals) <= 5, err
+
+
+def test_warnings_about_bad_requests_are_rate_limited():
+    server = Server(["--sink", "memory://", "--token", TOKEN, "--api-key", KEY])
+    try:
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", server.port)) as garbage:
+                garbage.sendall(b"\x16\x03\x01 not HTTP at all\r\n\r\n")
+                assert read_all(garbage, timeout=5)[0].startswith(b"HTTP/1.1 400 ")
+    finally:
+        code, err = server.stop()
+    assert code == 0
+    assert 1 <= err.count("Invalid HTTP request received.") <= 5, err
 
 
 # --- shutdown ----------------------------------------------------------------------------
