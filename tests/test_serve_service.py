@@ -250,6 +250,7 @@ def mistakes(tmp_path: Path, busy_port: int) -> list[tuple[list[str], dict[str, 
         (["--port", str(busy_port)], {}, f"cannot listen on 127.0.0.1:{busy_port}: Address already in use"),
         (["--host", "no-such-host.invalid"], {}, "--host no-such-host.invalid:"),
         (["--rate-limit", "lots"], {}, "--rate-limit lots"),
+        (["--trusted-proxy", "10.0.0.1/8"], {}, "10.0.0.1/8"),
         (["--rate-limit-storage", "nosuch://x"], {}, "unknown rate-limit storage scheme 'nosuch'"),
         (
             ["--rate-limit-storage", f"redis://:hunter2@127.0.0.1:{free_port()}/0"],

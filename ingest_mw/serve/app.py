@@ -52,6 +52,20 @@ class AppSpec:
     access_log: bool = False
     drain_delay: float = 0.0
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, tokens: dict[str, str], api_keys: dict[str, str]) -> AppSpec:
+        """The spec of ``serve``'s parsed ``settings`` (see :mod:`.options`) with the credentials resolved."""
+        return cls(
+            sink_url=settings.sink,
+            tokens=tokens,
+            api_keys=api_keys,
+            rate_limit=settings.rate_limit,
+            rate_limit_storage=settings.rate_limit_storage,
+            trusted_proxies=tuple(settings.trusted_proxy),
+            access_log=settings.access_log,
+            drain_delay=settings.drain_delay,
+        )
+
     def build(self) -> ASGIApp:
         rate_limit = build_rate_limit(self.rate_limit, self.rate_limit_storage, self.trusted_proxies)
         # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the

@@ -132,16 +132,7 @@ def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Cred
     close_sync(sink)
     check_rate_limit_storage(rate_limit)
     credentials = resolve_credentials(settings, sink_path)
-    spec = AppSpec(
-        sink_url=settings.sink,
-        tokens=credentials["token"].secrets,
-        api_keys=credentials["api_key"].secrets,
-        rate_limit=settings.rate_limit,
-        rate_limit_storage=settings.rate_limit_storage,
-        trusted_proxies=tuple(settings.trusted_proxy),
-        access_log=settings.access_log,
-        drain_delay=settings.drain_delay,
-    )
+    spec = AppSpec.from_settings(settings, tokens=credentials["token"].secrets, api_keys=credentials["api_key"].secrets)
     return spec, loop, credentials
 
 
