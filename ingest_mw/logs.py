@@ -41,7 +41,9 @@ ACCESS_LOGGER = "ingest_mw.access"
 # to the next blank or quote, when the "?" follows a path or URL character.
 _QUERY = re.compile(r"(?<=[\w/.~%-])\?[^\s\"']*")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
-_SECRET_PARAM = re.compile(r"(?i)\b([\w-]*(?:token|key|password|passwd|secret|auth)[\w-]*)([=:]\s*)[^\s\"',;&]+")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b([\w-]*(?:token|key|password|passwd|secret|auth)[\w-]*)([=:]\s*)(?!bearer\s|\[redacted\])[^\s\"',;&]+"
+)
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 
 

@@ -40,6 +40,12 @@ async def asgi_host(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class WSGIClient:
     kind = "wsgi"
 
+    def keep_loop(self) -> None:
+        """Nothing to keep: the WSGI app runs no event loop."""
+
+    def close(self) -> None:
+        pass
+
     def __init__(
         self,
         apis: IngestAPI | Sequence[IngestAPI],
@@ -70,6 +76,16 @@ class ASGIClient:
         self.app: Any = ASGIMiddleware(asgi_host, apis, sink=sink, prefix=PREFIX, observer=observer)
         if endpoints:
             self.app = EndpointsASGIMiddleware(self.app, endpoints)
+        self._runner: asyncio.Runner | None = None
+
+    def keep_loop(self) -> None:
+        """Serve every request from now on in one event loop, as a server does
+        (by default each runs in a loop of its own)."""
+        self._runner = asyncio.Runner()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
 
     async def _request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         transport = httpx.ASGITransport(app=self.app, client=("127.0.0.1", 50000))
@@ -78,7 +94,8 @@ class ASGIClient:
         return Reply(response.status_code, dict(response.headers), response.content)
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
-        return asyncio.run(self._request(method, path, body, headers or {}))
+        request = self._request(method, path, body, headers or {})
+        return self._runner.run(request) if self._runner is not None else asyncio.run(request)
 
 
 def make_client(
