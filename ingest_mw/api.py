@@ -31,6 +31,7 @@ from .batch import Batch, Events
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
+from .observe import CLIENT_GONE, Observation, Observer
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -219,12 +220,22 @@ class IngestAPI:
         )
 
     # --- the flow ----------------------------------------------------------------
-    async def handle(self, request: Request, route: Mapping[str, str] | IngestError, io: RequestIO) -> Response:
+    async def handle(
+        self,
+        request: Request,
+        route: Mapping[str, str] | IngestError,
+        io: RequestIO,
+        observer: Observer | None = None,
+    ) -> Response:
         """Serve one request that :meth:`match` gave ``route`` for, with the
         adapter's ``io``; :class:`ClientDisconnected` from ``io.read_body``
-        propagates."""
+        propagates. ``observer`` is told the request's facts
+        (:mod:`ingest_mw.observe`); without one, ``seen`` stays ``None`` and
+        each report below costs one test."""
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
+        decoded: Decoded | Rescan | None = None
+        seen = None if observer is None else Observation(self.name, request, observer)
         try:
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
@@ -241,6 +252,8 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = await io.hit(self.rate_limit, request)
+                if seen is not None:
+                    seen.rate_limit(decision)
                 headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
             if refused is not None:
@@ -252,6 +265,8 @@ class IngestAPI:
             await io.read_body(reader.feed)
             reading = False
             body = reader.finish()
+            if seen is not None:
+                seen.body_read(reader.wire_bytes, len(body))
             if len(body) > OFFLOAD_BYTES:
                 decoded = await io.offload(partial(codec.decode, body))
             else:
@@ -261,9 +276,13 @@ class IngestAPI:
             if decoded.events:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
+                if seen is not None:
+                    seen.storing()
                 try:
                     await io.store(batch)
                 except Exception:
+                    if seen is not None:
+                        seen.store_failed(len(batch.events))
                     logger.exception(
                         "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
                         len(batch.events),
@@ -271,16 +290,26 @@ class IngestAPI:
                         batch.source,
                     )
                     raise IngestError(500, "Internal Server Error") from None
+                if seen is not None:
+                    seen.stored(len(batch.events))
             response = self.accepted(decoded)
         except IngestError as error:
             response = self.render(error)
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
+                if seen is not None:
+                    seen.finish(CLIENT_GONE, request.source, decoded)
                 raise  # nobody left to answer
             logger.exception("ingest_mw: %s request failed", self.name)
             response = self.render(IngestError(500, "Internal Server Error"))
+        except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
+            if seen is not None:
+                seen.finish(CLIENT_GONE, request.source, decoded)
+            raise
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body)
+        if seen is not None:
+            seen.finish(response.status, request.source, decoded)
         return response
 
 

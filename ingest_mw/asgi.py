@@ -16,6 +16,7 @@ from .api import ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
+from .observe import Observer
 from .sinks.base import Sink, as_async, close_async
 
 __all__ = [
@@ -133,12 +134,21 @@ class ASGIApp:
 
     An async ``sink`` is awaited; a sync one runs in a worker thread
     (see :func:`ingest_mw.sinks.as_async`). On lifespan shutdown the sink is
-    closed.
+    closed. ``observer`` is told the facts of every ingest request
+    (:mod:`ingest_mw.observe`; metrics, access log).
     """
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        # None: no observation at all (the flow then pays next to nothing for it).
+        observer: Observer | None = None,
+    ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
+        self.observer = observer
         self._store = as_async(sink)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,7 +166,9 @@ class ASGIApp:
         else:
             api, route = found
             try:
-                response = await api.handle(request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store))
+                response = await api.handle(
+                    request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store), self.observer
+                )
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)
@@ -190,9 +202,10 @@ class ASGIMiddleware:
         *,
         sink: Sink,
         prefix: str = "/ingest",
+        observer: Observer | None = None,
     ) -> None:
         self.app = app
-        self.ingest = ASGIApp(apis, sink=sink)
+        self.ingest = ASGIApp(apis, sink=sink, observer=observer)
         self.prefix = normalize_prefix(prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

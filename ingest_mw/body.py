@@ -73,6 +73,11 @@ class BodyReader:
         for piece in self._decoders[stage].feed(data):
             self._push(stage + 1, piece)
 
+    @property
+    def wire_bytes(self) -> int:
+        """The bytes of the body fed so far, as sent (before any Content-Encoding is undone)."""
+        return self._sizes[0]
+
     def finish(self) -> bytes:
         """The whole decoded body, once the last chunk has been fed."""
         for decoder in self._decoders:

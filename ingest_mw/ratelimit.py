@@ -75,10 +75,13 @@ KeyFunction = Callable[[Request], str]
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
     """The outcome of one hit: ``headers`` for the response, and the error to
-    answer with if the request is refused (``refusal``; ``None`` to go on)."""
+    answer with if the request is refused (``refusal``; ``None`` to go on).
+    ``unavailable``: the storage could not be reached (the request was not
+    counted; ``refusal`` is the 503 when the limit fails closed)."""
 
     headers: tuple[tuple[str, str], ...] = ()
     refusal: IngestError | None = None
+    unavailable: bool = False
 
     def raise_if_refused(self) -> None:
         if self.refusal is not None:
@@ -86,7 +89,7 @@ class RateLimitDecision:
 
 
 #: A storage outage under fail-open: nothing was counted, so nothing to report.
-_UNCOUNTED = RateLimitDecision()
+_UNCOUNTED = RateLimitDecision(unavailable=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,21 @@ class RateLimit:
         except StorageError as error:
             return self._unavailable(error)
 
+    # --- reachability, for readiness probes (ingest_mw.health) ------------------------
+    def check(self) -> bool:
+        """Whether the sync storage answers (``limits``' own check: a ping for Redis)."""
+        try:
+            return bool(self._sync_limiter().storage.check())
+        except Exception:  # an unreachable storage may raise rather than answer False
+            return False
+
+    async def acheck(self) -> bool:
+        """Whether the :mod:`limits.aio` storage of the running event loop answers."""
+        try:
+            return bool(await self._running_loop_limiter().storage.check())
+        except Exception:
+            return False
+
     def _sync_limiter(self) -> RateLimiter:
         if self._limiter is None:
             with self._lock:  # WSGI threads: one storage, not one per racing thread
@@ -292,7 +310,7 @@ class RateLimit:
             )
         if self.fail_open:
             return _UNCOUNTED
-        return RateLimitDecision(refusal=IngestError(503, "Service Unavailable"))
+        return RateLimitDecision(refusal=IngestError(503, "Service Unavailable"), unavailable=True)
 
 
 @overload

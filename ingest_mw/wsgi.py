@@ -16,6 +16,7 @@ from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
 from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
+from .observe import Observer
 from .sinks.base import Sink, as_sync, close_sync
 
 __all__ = [
@@ -132,12 +133,13 @@ def respond(
     route: Mapping[str, str] | IngestError,
     body: InputReader,
     store: Callable[[Batch], Any],
+    observer: Observer | None = None,
 ) -> Response:
     """Serve ``request`` in this thread, its body read from ``body``: the one
     sync path, for :class:`WSGIApp` and the Django view (:data:`DISCONNECTED`
     when the client left mid-body)."""
     try:
-        return run_sync(api.handle(request, route, SyncIO(body.read_into, store)))
+        return run_sync(api.handle(request, route, SyncIO(body.read_into, store), observer))
     except ClientDisconnected:
         return DISCONNECTED
 
@@ -155,11 +157,21 @@ class WSGIApp:
     ``apis`` is one API app or several (tried in order, as in ``ingest-mw
     serve``: Better Stack at ``/``, Baselime at ``/v1/<dataset>``). ``sink``
     may be sync or async; an async one runs through asgiref's ``async_to_sync``.
+    ``observer`` is told the facts of every ingest request
+    (:mod:`ingest_mw.observe`; metrics, access log).
     """
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        # None: no observation at all (the flow then pays next to nothing for it).
+        observer: Observer | None = None,
+    ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
+        self.observer = observer
         self._store = as_sync(sink)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -170,7 +182,7 @@ class WSGIApp:
         else:
             api, route = found
             request = request_from_environ(environ, path)
-            response = respond(api, request, route, InputReader.from_environ(environ), self._store)
+            response = respond(api, request, route, InputReader.from_environ(environ), self._store, self.observer)
         return write_response(response, start_response)
 
     def close(self) -> None:
@@ -193,9 +205,10 @@ class WSGIMiddleware:
         *,
         sink: Sink,
         prefix: str = "/ingest",
+        observer: Observer | None = None,
     ) -> None:
         self.app = app
-        self.ingest = WSGIApp(apis, sink=sink)
+        self.ingest = WSGIApp(apis, sink=sink, observer=observer)
         self.prefix = normalize_prefix(prefix)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -1,0 +1,260 @@
+"""What one request did, told to whoever observes the adapters: the observer hook.
+
+:meth:`~ingest_mw.api.IngestAPI.handle`, the one request flow, fills an
+:class:`Observation` as it goes and hands it to the :class:`Observer` the
+adapter was given (``observer=`` on :class:`~ingest_mw.ASGIApp`,
+:class:`~ingest_mw.ASGIMiddleware`, :class:`~ingest_mw.WSGIApp`,
+:class:`~ingest_mw.WSGIMiddleware`, the ``OBSERVER`` setting of the Django
+and Flask glue). Three calls per request: :meth:`Observer.started` when
+the flow begins, :meth:`Observer.received` once the body is read, and
+:meth:`Observer.finished` once the answer is decided (or the client gone).
+Metrics (:class:`ingest_mw.metrics.PrometheusObserver`) and the access log
+(:class:`ingest_mw.logs.AccessLogObserver`) are observers; a host writes its
+own by subclassing :class:`Observer` and overriding what it needs::
+
+    class Shipped(Observer):
+        def finished(self, seen: Observation) -> None:
+            statsd.incr(f"ingest.{seen.api}.{seen.status}")
+
+    app = ASGIApp(apis, sink=sink, observer=Observers(PrometheusObserver(), Shipped()))
+
+An observation never holds a credential, a body or a query string: the
+source *name* the credential stands for, sizes and counts. Observers run in
+the request's own thread or event loop, between the answer being decided
+and it being sent: they must be quick and must not raise (an exception
+from one is logged and the request is answered all the same).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Request
+    from .ratelimit import RateLimitDecision
+
+__all__ = [
+    "CLIENT_GONE",
+    "EVENT_REFUSAL_REASONS",
+    "Observation",
+    "Observer",
+    "Observers",
+    "refusal_reason",
+]
+
+logger = logging.getLogger("ingest_mw")
+
+#: The status an observation records for a client that left before its
+#: answer (nginx's 499 "client closed request": no response was sent).
+CLIENT_GONE = 499
+
+#: Why events were refused, as metric labels: a fixed set, whatever clients send.
+#: ``too_large``, ``invalid_json``, ``not_an_object`` and ``invalid`` are
+#: elements a codec refused while it kept their neighbours (Baselime's
+#: partial acceptance); ``storage_error`` is every event of a batch the
+#: storage hook failed to store.
+EVENT_REFUSAL_REASONS = ("too_large", "invalid_json", "not_an_object", "invalid", "storage_error")
+
+#: The codecs' words for a refused element, by the start of their wording.
+_REASON_PREFIXES = (
+    ("larger than", "too_large"),
+    ("not valid JSON", "invalid_json"),
+    ("not a JSON object", "not_an_object"),
+)
+
+_NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
+
+
+def _call(hook: Callable[[Observation], None], seen: Observation) -> None:
+    """Tell one observer hook; what it raises is logged, never the request's problem."""
+    try:
+        hook(seen)
+    except Exception:
+        logger.exception("ingest_mw: observer hook %r failed", hook)
+
+
+def refusal_reason(reason: str) -> str:
+    """The label (one of :data:`EVENT_REFUSAL_REASONS`) of a codec's reason for refusing an element."""
+    for prefix, label in _REASON_PREFIXES:
+        if reason.startswith(prefix):
+            return label
+    return "invalid"
+
+
+class Observation:
+    """The facts of one request to an ingest API, as the flow learns them.
+
+    ``api`` is the API's name; ``method``, ``path`` (relative to the mount,
+    never a query string) and ``client`` (the peer address) are the
+    request's; ``source`` is the name of the credential that authenticated
+    it (``None`` when refused). ``status`` is the answer's
+    (:data:`CLIENT_GONE` when the client left first). ``events_accepted``
+    counts the events stored, ``events_refused`` the ones refused while the
+    request was served (an element a codec refused, a batch the storage
+    hook failed to store), by reason in ``refused``; a request refused as a
+    whole (403, 413, a body that does not parse) refuses no counted event:
+    its status says why. ``wire_bytes`` is the body as sent, ``body_bytes``
+    after Content-Encoding (both 0 when it was not read);
+    ``storage_seconds`` the time in the storage hook (``None`` if it was not
+    called), ``duration_seconds`` the whole flow's. ``rate_limited`` says
+    the rate limit refused the request; ``rate_limit_unavailable`` that its
+    storage could not be reached; ``storage_failed`` that the hook raised.
+    """
+
+    __slots__ = (
+        "api",
+        "method",
+        "path",
+        "client",
+        "source",
+        "status",
+        "events_accepted",
+        "events_refused",
+        "refused",
+        "wire_bytes",
+        "body_bytes",
+        "storage_seconds",
+        "duration_seconds",
+        "rate_limited",
+        "rate_limit_unavailable",
+        "storage_failed",
+        "observer",
+        "started_at",
+        "_storing_at",
+    )
+
+    def __init__(self, api: str, request: Request, observer: Observer) -> None:
+        self.api = api
+        self.method = request.method
+        self.path = request.path.partition("?")[0]  # a server that left one in: never kept
+        self.client = request.client
+        self.source: str | None = None
+        self.status = 0
+        self.events_accepted = 0
+        self.events_refused = 0
+        self.refused: Mapping[str, int] = _NOTHING_REFUSED
+        self.wire_bytes = 0
+        self.body_bytes = 0
+        self.storage_seconds: float | None = None
+        self.duration_seconds = 0.0
+        self.rate_limited = False
+        self.rate_limit_unavailable = False
+        self.storage_failed = False
+        self.observer = observer
+        self._storing_at = 0.0
+        self.started_at = perf_counter()
+        self._tell(observer.started)
+
+    # --- what the flow reports, in its order --------------------------------------------
+    def rate_limit(self, decision: RateLimitDecision) -> None:
+        self.rate_limited = decision.refusal is not None and not decision.unavailable
+        self.rate_limit_unavailable = decision.unavailable
+
+    def body_read(self, wire_bytes: int, body_bytes: int) -> None:
+        self.wire_bytes = wire_bytes
+        self.body_bytes = body_bytes
+        self._tell(self.observer.received)
+
+    def storing(self) -> None:
+        self._storing_at = perf_counter()
+
+    def stored(self, events: int) -> None:
+        self.storage_seconds = perf_counter() - self._storing_at
+        self.events_accepted = events
+
+    def store_failed(self, events: int) -> None:
+        self.storage_seconds = perf_counter() - self._storing_at
+        self.storage_failed = True
+        self._refuse("storage_error", events)
+
+    def finish(self, status: int, source: str | None, decoded: Any = None) -> None:
+        """The answer is decided (``status``); ``decoded``, if the body was decoded,
+        gives the elements the codec refused."""
+        self.duration_seconds = perf_counter() - self.started_at
+        self.status = status
+        self.source = source
+        invalid = getattr(decoded, "invalid", None)  # a Decoded, or None / a Rescan never run
+        if invalid:
+            for element in invalid:
+                self._refuse(refusal_reason(element.reason), 1)
+        self._tell(self.observer.finished)
+
+    def _refuse(self, reason: str, events: int) -> None:
+        refused = dict(self.refused)  # only when something is refused: no dict otherwise
+        refused[reason] = refused.get(reason, 0) + events
+        self.refused = refused
+        self.events_refused += events
+
+    def _tell(self, hook: Callable[[Observation], None]) -> None:
+        _call(hook, self)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The facts as plain values (what a log line or a test reads)."""
+        return {
+            "api": self.api,
+            "method": self.method,
+            "path": self.path,
+            "client": self.client,
+            "source": self.source,
+            "status": self.status,
+            "events_accepted": self.events_accepted,
+            "events_refused": self.events_refused,
+            "refused": dict(self.refused),
+            "wire_bytes": self.wire_bytes,
+            "body_bytes": self.body_bytes,
+            "storage_seconds": self.storage_seconds,
+            "duration_seconds": self.duration_seconds,
+            "rate_limited": self.rate_limited,
+            "rate_limit_unavailable": self.rate_limit_unavailable,
+            "storage_failed": self.storage_failed,
+        }
+
+    def __repr__(self) -> str:
+        return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
+
+
+class Observer:
+    """Told about every request of the adapter it is given to; every hook does
+    nothing here, so a subclass overrides only what it needs.
+
+    ``started`` runs as the flow begins (nothing known yet but the API and
+    the request line); ``received`` once the body is read (``wire_bytes``,
+    ``body_bytes``); ``finished`` once the answer is decided, with every fact
+    filled in. ``finished`` is called exactly once for every ``started``,
+    also for a client that left (status :data:`CLIENT_GONE`).
+    """
+
+    def started(self, seen: Observation) -> None:
+        """A request has begun."""
+
+    def received(self, seen: Observation) -> None:
+        """Its body has been read."""
+
+    def finished(self, seen: Observation) -> None:
+        """Its answer is decided."""
+
+
+class Observers(Observer):
+    """Several observers as one, told in the order given."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def started(self, seen: Observation) -> None:
+        for observer in self.observers:
+            _call(observer.started, seen)
+
+    def received(self, seen: Observation) -> None:
+        for observer in self.observers:
+            _call(observer.received, seen)
+
+    def finished(self, seen: Observation) -> None:
+        for observer in self.observers:
+            _call(observer.finished, seen)
+
+    def __repr__(self) -> str:
+        return f"Observers{self.observers!r}"

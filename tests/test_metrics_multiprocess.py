@@ -1,0 +1,79 @@
+"""Multiprocess mode: two processes count into one ``PROMETHEUS_MULTIPROC_DIR``, and a
+scrape from either (or from a third) shows the sum, as under ``serve --workers 2``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest_mw.metrics import MULTIPROC_DIR_ENV, render_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One worker: the ingest APIs under /ingest in a WSGI host, the metrics at
+# /metrics in front; it sends its requests, then prints what /metrics shows.
+WORKER = """
+import sys
+import orjson, webtest
+from prometheus_client.parser import text_string_to_metric_families
+from ingest_mw import BetterStackAPI, MemorySink, WSGIMiddleware
+from ingest_mw.endpoints import EndpointsWSGIMiddleware
+from ingest_mw.metrics import PrometheusObserver, metrics_wsgi_app
+
+def host(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"host"]
+
+requests, per_request = int(sys.argv[1]), int(sys.argv[2])
+ingest = WSGIMiddleware(host, BetterStackAPI(["tok"], rate_limit=None), sink=MemorySink(),
+                        prefix="/ingest", observer=PrometheusObserver())
+app = webtest.TestApp(EndpointsWSGIMiddleware(ingest, {"/metrics": metrics_wsgi_app()}))
+body = orjson.dumps([{"message": "m"}] * per_request)
+for _ in range(requests):
+    app.post("/ingest/", body, headers={"Authorization": "Bearer tok", "Content-Type": "application/json"}, status=202)
+text = app.get("/metrics").text
+families = text_string_to_metric_families(text)
+values = {s.name + repr(sorted(s.labels.items())): s.value for f in families for s in f.samples}
+print(orjson.dumps(values).decode())
+"""
+
+ACCEPTED = "ingest_mw_events_accepted_total[('api', 'betterstack')]"
+ANSWERED = "ingest_mw_requests_total[('api', 'betterstack'), ('status', '202')]"
+IN_FLIGHT = "ingest_mw_requests_in_flight[('api', 'betterstack')]"
+
+
+def run_worker(directory: Path, requests: int, per_request: int) -> dict[str, float]:
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(directory), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(requests), str(per_request)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_two_processes_sum_in_one_directory(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    first = run_worker(tmp_path, 3, 2)
+    assert (first[ACCEPTED], first[ANSWERED]) == (6, 3)
+    second = run_worker(tmp_path, 4, 5)  # its /metrics sums both processes' files
+    assert (second[ACCEPTED], second[ANSWERED]) == (6 + 20, 3 + 4)
+    assert second[IN_FLIGHT] == 0
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2  # one file per process
+
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))  # a third process scraping the same directory
+    body = render_metrics().body.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples[("ingest_mw_events_accepted_total", (("api", "betterstack"),))] == 26
+    assert samples[("ingest_mw_storage_duration_seconds_count", (("api", "betterstack"),))] == 7
