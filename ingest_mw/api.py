@@ -26,11 +26,13 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from .admission import Admission, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
-from .body import BodyLimit
-from .codecs import CodecNegotiation, Decoded, Rescan
+from .body import BodyLimit, check_framing
+from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
+from .eventcaps import EventCaps
 from .observe import CLIENT_GONE, Observation, Observer
 from .timestamps import EventTimes
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:  # ratelimit imports Request from here
     from .ratelimit import RateLimit, RateLimitDecision
 
 __all__ = [
+    "BodyTimeout",
     "ClientDisconnected",
     "Feed",
     "Flow",
@@ -97,9 +100,14 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """An answer as plain values. ``close``: the connection is to be closed
+    after it (a request refused while its body may still be coming: the
+    server must not read the rest); each adapter tells its server so."""
+
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    close: bool = False
 
 
 #: A body up to this size is decoded inside the flow; a larger one is decoded
@@ -118,6 +126,12 @@ RESCAN_OFFLOAD_BYTES = 4 * 1024
 class ClientDisconnected(Exception):
     """The client went away before its whole body was read: raised by
     :meth:`RequestIO.read_body`, it ends the flow (there is nobody to answer)."""
+
+
+class BodyTimeout(Exception):
+    """The body sent nothing for the admission's ``body_idle_timeout``:
+    raised by :meth:`RequestIO.read_body`, answered 408 (and the connection
+    closed)."""
 
 
 #: Where an adapter puts each chunk of the body (a :class:`~ingest_mw.body.BodyReader`'s
@@ -140,7 +154,14 @@ class RequestIO(Protocol):
     async def read_body(self, feed: Feed) -> None:
         """Read the request body to its end into ``feed``, chunk by chunk as it
         arrives, stopping when ``feed`` refuses one (413); or raise
-        :class:`ClientDisconnected` when the client has gone."""
+        :class:`ClientDisconnected` when the client has gone, or
+        :class:`BodyTimeout` when it sent nothing for the API's
+        ``admission.body_idle_timeout`` (where the adapter can time out a read)."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` without holding up other requests (a request waiting
+        for a storage or decode slot of the admission)."""
         ...
 
     async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
@@ -183,12 +204,18 @@ class IngestAPI:
         codecs: CodecNegotiation,
         times: EventTimes,
         rate_limit: RateLimit | None = None,
+        # How many events a request may hold, how deep (the codecs' caps too).
+        caps: EventCaps | None = None,
+        # The process-wide limits (ingest_mw.admission); default: the process's shared one.
+        admission: Admission | None = None,
     ) -> None:
         self.auth = auth
         self.body_limit = body_limit
         self.codecs = codecs
         self.times = times
         self.rate_limit = rate_limit
+        self.caps = caps or EventCaps()
+        self.admission = admission or shared()
         self._allow = ", ".join(self.allowed_methods)
 
     # --- what each API defines -------------------------------------------------
@@ -236,13 +263,25 @@ class IngestAPI:
         reading = False  # whether a ClientDisconnected is the client's going
         decoded: Decoded | Rescan | None = None
         seen = None if observer is None else Observation(self.name, request, observer)
+        # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
+        admission = self.admission
+        admitted = admission.requests.take()
+        taken = 0  # this body's bytes in the shared budget
+        reader = None
+        headers = request.headers
+        content_length = headers.get("content-length")
+        # Until the body is read, bytes may still be coming: a refusal closes the connection.
+        body_unread = bool(content_length and content_length != "0") or "transfer-encoding" in headers
         try:
+            if not admitted:
+                raise admission.overloaded()
+            check_framing(content_length, headers.get("transfer-encoding"))
+            # --- end of admission's part -----------------------------------------
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
             if isinstance(route, IngestError):
                 raise route
             request.params = route
-            headers = request.headers
             try:
                 request.source = self.auth.authenticate(headers)
                 refused = None
@@ -259,25 +298,31 @@ class IngestAPI:
             if refused is not None:
                 raise refused
             codec = self.codecs.negotiate(headers.get("content-type"))
-            self.body_limit.check_length(headers.get("content-length"))
+            declared = self.body_limit.check_length(content_length)
+            if declared:
+                taken = admission.reserve(declared)  # 503 before a byte of it is read
             reader = self.body_limit.reader(headers.get("content-encoding"))
+            reader.charge_to(admission, taken)
             reading = True
             await io.read_body(reader.feed)
-            reading = False
+            reading = body_unread = False
             body = reader.finish()
             if seen is not None:
                 seen.body_read(reader.wire_bytes, len(body))
             if len(body) > OFFLOAD_BYTES:
-                decoded = await io.offload(partial(codec.decode, body))
+                decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
-                decoded = codec.decode(body)
+                decoded = self._decode(codec, body)
             if isinstance(decoded, Rescan):
-                decoded = await io.offload(decoded.work) if len(body) > RESCAN_OFFLOAD_BYTES else decoded.work()
+                work = partial(self._rescan, decoded, len(body))
+                decoded = await self._offload(io, work) if len(body) > RESCAN_OFFLOAD_BYTES else work()
             if decoded.events:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
+                if not admission.stores.take():
+                    await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
                 if seen is not None:
-                    seen.storing()
+                    seen.storing()  # the hook's own time, not the wait to reach it
                 try:
                     await io.store(batch)
                 except Exception:
@@ -290,6 +335,8 @@ class IngestAPI:
                         batch.source,
                     )
                     raise IngestError(500, "Internal Server Error") from None
+                finally:
+                    admission.stores.give()
                 if seen is not None:
                     seen.stored(len(batch.events))
             response = self.accepted(decoded)
@@ -300,17 +347,59 @@ class IngestAPI:
                 if seen is not None:
                     seen.finish(CLIENT_GONE, request.source, decoded)
                 raise  # nobody left to answer
-            logger.exception("ingest_mw: %s request failed", self.name)
-            response = self.render(IngestError(500, "Internal Server Error"))
+            if reading and isinstance(exc, BodyTimeout):
+                response = self.render(self._body_timeout())
+            else:
+                logger.exception("ingest_mw: %s request failed", self.name)
+                response = self.render(IngestError(500, "Internal Server Error"))
         except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
             if seen is not None:
                 seen.finish(CLIENT_GONE, request.source, decoded)
             raise
+        finally:
+            # --- admission: give back what this request held ---
+            if admitted:
+                admission.requests.give()
+            if reader is not None:
+                taken = reader.taken
+            if taken:
+                admission.release(taken)
+        if body_unread:
+            response = Response(response.status, response.headers, response.body, True)
         if headers_added:
-            response = Response(response.status, response.headers + headers_added, response.body)
+            response = Response(response.status, response.headers + headers_added, response.body, response.close)
         if seen is not None:
             seen.finish(response.status, request.source, decoded)
         return response
+
+    # --- the flow's steps off the event loop (admission's bounded parallelism) ---
+    async def _offload(self, io: RequestIO, work: Callable[[], _T]) -> _T:
+        """Run ``work`` through ``io.offload`` in one of the admission's decode slots."""
+        admission = self.admission
+        if not admission.decodes.take():
+            await admission.enter_decode(io.pause)
+        try:
+            return await io.offload(work)
+        finally:
+            admission.decodes.give()
+
+    def _decode(self, codec: Codec, body: bytes) -> Decoded | Rescan:
+        """Decode ``body`` and check what it holds against the caps."""
+        decoded = codec.decode(body)
+        if not isinstance(decoded, Rescan):
+            self.caps.check(decoded.events, len(body))
+        return decoded
+
+    def _rescan(self, rescan: Rescan, body_size: int) -> Decoded:
+        decoded = rescan.work()
+        self.caps.check(decoded.events, body_size)
+        return decoded
+
+    def _body_timeout(self) -> IngestError:
+        self.admission.log.refused("body_timeout", "a request body sent nothing for body_idle_timeout: 408")
+        return IngestError(
+            408, f"the request body sent nothing for {self.admission.body_idle_timeout:g}s: send it without pauses"
+        )
 
 
 class Routes:

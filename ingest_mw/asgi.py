@@ -9,10 +9,11 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from .api import ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
+from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
 from .http import NOT_FOUND, normalize_prefix, strip_prefix
@@ -84,29 +85,39 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 
 class ASGIRequestIO(AsyncIO):
     """The I/O of one ASGI request: its body from ``receive``, its batch to the
-    async ``store``."""
+    async ``store``; a body that sends nothing for ``idle_timeout`` seconds
+    (the API's ``admission.body_idle_timeout``) raises :class:`BodyTimeout`."""
 
-    __slots__ = ("receive",)
+    __slots__ = ("receive", "idle_timeout")
 
-    def __init__(self, receive: Receive, store: Callable[[Batch], Awaitable[Any]]) -> None:
-        # Both slots set here, not through super().__init__: one call fewer on
+    def __init__(self, receive: Receive, store: Callable[[Batch], Awaitable[Any]], idle_timeout: float) -> None:
+        # The slots set here, not through super().__init__: one call fewer on
         # every request (made per request, the object is all of AsyncIO's state).
         self.store = store
         self.receive = receive
+        self.idle_timeout = idle_timeout
 
     async def read_body(self, feed: Feed) -> None:
         """Read the request body into ``feed`` chunk by chunk as it arrives;
-        :class:`ClientDisconnected` when the client leaves first."""
+        :class:`ClientDisconnected` when the client leaves first,
+        :class:`BodyTimeout` when it stalls."""
         receive = self.receive
+        idle = self.idle_timeout
         more_body = True
-        while more_body:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected
-            more_body = message.get("more_body", False)
-            chunk: bytes = message.get("body", b"")
-            if chunk:  # an empty chunk with more to come is not the end
-                feed(chunk)
+        try:
+            async with asyncio.timeout(idle) as deadline:
+                while more_body:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientDisconnected
+                    more_body = message.get("more_body", False)
+                    chunk: bytes = message.get("body", b"")
+                    if chunk:  # an empty chunk with more to come is not the end
+                        feed(chunk)
+                        if more_body:
+                            deadline.reschedule(asyncio.get_running_loop().time() + idle)
+        except TimeoutError:
+            raise BodyTimeout from None
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -119,6 +130,8 @@ async def send_response(response: Response, send: Send) -> None:
     # Most answers (every 202 of Better Stack's) have no header of their own.
     headers = raw_headers(response.headers) if response.headers else []
     headers.append((b"content-length", b"%d" % len(response.body)))
+    if response.close:  # uvicorn, hypercorn and daphne close after such an answer
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -166,9 +179,8 @@ class ASGIApp:
         else:
             api, route = found
             try:
-                response = await api.handle(
-                    request_from_scope(scope, path), route, ASGIRequestIO(receive, self._store), self.observer
-                )
+                io = ASGIRequestIO(receive, self._store, api.admission.body_idle_timeout)
+                response = await api.handle(request_from_scope(scope, path), route, io, self.observer)
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)

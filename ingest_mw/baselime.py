@@ -15,12 +15,14 @@ from typing import Any
 
 import orjson
 
+from .admission import Admission
 from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
 from .batch import Batch
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
+from .eventcaps import MAX_DEPTH, MAX_EVENTS, EventCaps
 from .jsonarray import JSONArrayCodec
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
@@ -46,6 +48,7 @@ MESSAGES = {
     400: "Bad Request",
     401: "Unauthorised",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     429: "Too Many Requests",
@@ -67,6 +70,7 @@ class BaselimeAPI(IngestAPI):
     ``api_keys``: ``{name: key}`` or a list of keys. Events carry their time
     in ``timestamp`` (or ``dt``), parsed like Better Stack's ``dt``; the
     contract sets no bound on past times, so ``max_past`` defaults to none.
+    ``max_events``, ``max_depth`` and ``admission`` as for Better Stack.
     """
 
     name = "baselime"
@@ -79,7 +83,11 @@ class BaselimeAPI(IngestAPI):
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_past: timedelta | None = None,
         rate_limit: RateLimit | str | None = None,
+        max_events: int = MAX_EVENTS,
+        max_depth: int = MAX_DEPTH,
+        admission: Admission | None = None,
     ) -> None:
+        caps = EventCaps(max_events=max_events, max_depth=max_depth)
         super().__init__(
             auth=CredentialAuth(
                 api_keys,
@@ -89,9 +97,11 @@ class BaselimeAPI(IngestAPI):
                 detail="missing or invalid x-api-key header",
             ),
             body_limit=BodyLimit(max_body_bytes),
-            codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes)]),
+            codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes, caps=caps)]),
             times=EventTimes(fields=("timestamp", "dt"), max_past=max_past),
             rate_limit=as_rate_limit(rate_limit),
+            caps=caps,
+            admission=admission,
         )
 
     def match(self, path: str) -> Mapping[str, str] | IngestError:

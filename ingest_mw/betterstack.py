@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
+from .admission import Admission
 from .api import IngestAPI, Response
 from .auth import CredentialAuth
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
 from .errors import IngestError
+from .eventcaps import MAX_DEPTH, MAX_EVENTS, EventCaps
 from .http import PLAIN_TEXT
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
@@ -39,7 +41,10 @@ class BetterStackAPI(IngestAPI):
     ``rate_limit``: the contract's 500 requests a minute per client IP, in
     memory, by default; a limits string for another limit, a
     :class:`~ingest_mw.ratelimit.RateLimit` for another key or storage (Redis,
-    to share it between processes), ``None`` for no limit.
+    to share it between processes), ``None`` for no limit. ``max_events``
+    and ``max_depth``: the caps of :class:`~ingest_mw.eventcaps.EventCaps`.
+    ``admission``: the process-wide limits
+    (:class:`~ingest_mw.admission.Admission`; default: the process's shared one).
     """
 
     name = "betterstack"
@@ -51,14 +56,20 @@ class BetterStackAPI(IngestAPI):
         max_body_bytes: int = MAX_BODY_BYTES,
         max_past: timedelta | None = timedelta(minutes=15),
         rate_limit: RateLimit | str | None = RATE_LIMIT,
+        max_events: int = MAX_EVENTS,
+        max_depth: int = MAX_DEPTH,
+        admission: Admission | None = None,
     ) -> None:
+        caps = EventCaps(max_events=max_events, max_depth=max_depth)
         super().__init__(
             # 403 "Unauthorized" is what the live service answers, not 401.
             auth=CredentialAuth(tokens, header="authorization", scheme="Bearer", status=403),
             body_limit=BodyLimit(max_body_bytes),
-            codecs=CodecNegotiation([JSONCodec(), NDJSONCodec(), MsgPackCodec()]),
+            codecs=CodecNegotiation([JSONCodec(caps=caps), NDJSONCodec(caps=caps), MsgPackCodec(caps=caps)]),
             times=EventTimes(fields=("dt",), max_past=max_past),
             rate_limit=as_rate_limit(rate_limit),
+            caps=caps,
+            admission=admission,
         )
 
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:

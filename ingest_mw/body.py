@@ -9,10 +9,21 @@ client sends, compressed or not, with or without a Content-Length.
 
 from __future__ import annotations
 
+import math
+
+from .admission import FREE_BODY_BYTES, Admission
 from .encoding import Decoder, decoders_for
 from .errors import IngestError
 
-__all__ = ["BodyLimit", "BodyReader"]
+__all__ = ["BodyLimit", "BodyReader", "check_framing"]
+
+
+def check_framing(content_length: str | None, transfer_encoding: str | None) -> None:
+    """400 for a request whose body length is told two ways (RFC 9112 6.3):
+    a proxy in front that believes the other one would see a different
+    request (request smuggling)."""
+    if content_length is not None and transfer_encoding is not None:
+        raise IngestError(400, "Content-Length and Transfer-Encoding together: send one of them")
 
 
 class BodyLimit:
@@ -30,15 +41,21 @@ class BodyLimit:
     def too_large(self) -> IngestError:
         return IngestError(413, self.detail)
 
-    def check_length(self, content_length: str | None) -> None:
-        """Refuse at once when the declared Content-Length is over the limit."""
+    def check_length(self, content_length: str | None) -> int | None:
+        """The declared Content-Length (``None`` without one); 413 at once when
+        it is over the limit, 400 when it is not one number (two headers that
+        disagree, joined as "10, 20", among others)."""
         value = (content_length or "").strip()
         if not value:
-            return
+            return None
         if not (value.isascii() and value.isdigit()):
+            if "," in value:
+                raise IngestError(400, f"conflicting Content-Length values {value[:40]!r}: send one")
             raise IngestError(400, f"invalid Content-Length {value[:40]!r}")
-        if int(value) > self.max_bytes:
+        length = int(value)
+        if length > self.max_bytes:
             raise self.too_large()
+        return length
 
     def reader(self, content_encoding: str | None = None) -> BodyReader:
         """A reader for one request body (415 for an unknown Content-Encoding)."""
@@ -48,7 +65,7 @@ class BodyLimit:
 class BodyReader:
     """Collects one request body within its limit, decoding it as it arrives."""
 
-    __slots__ = ("_limit", "_decoders", "_sizes", "_parts")
+    __slots__ = ("_limit", "_decoders", "_sizes", "_parts", "_admission", "taken", "_held_limit")
 
     def __init__(self, limit: BodyLimit, decoders: list[Decoder]) -> None:
         self._limit = limit
@@ -56,6 +73,19 @@ class BodyReader:
         # Bytes seen at each stage: index 0 on the wire, i+1 after decoder i.
         self._sizes = [0] * (len(decoders) + 1)
         self._parts: list[bytes] = []
+        self._admission: Admission | None = None
+        #: The bytes of the shared budget this body holds (see :meth:`charge_to`).
+        self.taken = 0
+        # The body may keep this many bytes before it must take more.
+        self._held_limit: float = math.inf
+
+    def charge_to(self, admission: Admission, taken: int) -> None:
+        """Count the bytes this body keeps (decompressed) against the
+        ``admission``'s byte budget, of which it holds ``taken`` already; the
+        flow gives back :attr:`taken` when the request is done."""
+        self._admission = admission
+        self.taken = taken
+        self._held_limit = taken + FREE_BODY_BYTES
 
     def feed(self, chunk: bytes) -> None:
         """Take the next chunk of the body; raises 413 the moment the limit is passed."""
@@ -69,6 +99,8 @@ class BodyReader:
         self._sizes[stage] = size
         if stage == len(self._decoders):
             self._parts.append(data)
+            if size > self._held_limit:
+                self._take_more(size)
             return
         for piece in self._decoders[stage].feed(data):
             self._push(stage + 1, piece)
@@ -77,6 +109,11 @@ class BodyReader:
     def wire_bytes(self) -> int:
         """The bytes of the body fed so far, as sent (before any Content-Encoding is undone)."""
         return self._sizes[0]
+
+    def _take_more(self, held: int) -> None:
+        assert self._admission is not None
+        self.taken = self._admission.grow(self.taken, held)  # or the 503
+        self._held_limit = self.taken + FREE_BODY_BYTES
 
     def finish(self) -> bytes:
         """The whole decoded body, once the last chunk has been fed."""

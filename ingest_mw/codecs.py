@@ -16,6 +16,7 @@ import msgpack
 import orjson
 
 from .errors import IngestError
+from .eventcaps import EventCaps
 
 __all__ = [
     "Codec",
@@ -115,12 +116,23 @@ def require_objects(value: Any) -> list[Event]:
     return value
 
 
+#: A MessagePack body above this size is decoded with hooks that count its
+#: containers (:meth:`EventCaps.container_counter`): a Python call per map and
+#: array, which bounds what a body of tiny maps costs (a MiB of them is a
+#: million maps, 50 ms), where a small body is decoded at full C speed.
+MSGPACK_COUNTED_BYTES = 64 * 1024
+
+
 class JSONCodec:
-    """``application/json``: one event object or an array of them."""
+    """``application/json``: one event object or an array of them (within ``caps``)."""
 
     media_types = ("application/json",)
 
+    def __init__(self, *, caps: EventCaps | None = None) -> None:
+        self.caps = caps or EventCaps()
+
     def decode(self, body: bytes) -> Decoded:
+        self.caps.check_json(body)
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -135,12 +147,20 @@ class NDJSONCodec:
 
     media_types = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
+    def __init__(self, *, caps: EventCaps | None = None) -> None:
+        self.caps = caps or EventCaps()
+
     def decode(self, body: bytes) -> Decoded:
         require_nonempty(body)
+        caps = self.caps
+        caps.check_json(body)
         loads = orjson.loads
+        # JSON strings cannot hold a raw line break, so splitting is exact.
+        lines = body.splitlines()
+        if len(lines) > caps.max_events:  # (blank lines count here: counted again after)
+            caps.check_count(sum(1 for line in lines if line and not line.isspace()))
         try:
-            # JSON strings cannot hold a raw line break, so splitting is exact.
-            events = [loads(line) for line in body.splitlines() if line and not line.isspace()]
+            events = [loads(line) for line in lines if line and not line.isspace()]
         except orjson.JSONDecodeError:
             raise IngestError(406, JSON_PARSE_ERROR) from None
         bad = _first_non_object(events)
@@ -156,11 +176,22 @@ class MsgPackCodec:
 
     media_types = ("application/msgpack", "application/x-msgpack")
 
+    def __init__(self, *, caps: EventCaps | None = None) -> None:
+        self.caps = caps or EventCaps()
+
     def decode(self, body: bytes) -> Decoded:
         if not body:  # (white space is not empty here: b" " is the number 32)
             require_nonempty(body)
+        caps = self.caps
+        caps.check_msgpack_header(body)
         try:
-            value = msgpack.unpackb(body, timestamp=3)
+            if len(body) > MSGPACK_COUNTED_BYTES:
+                counter = caps.container_counter()
+                value = msgpack.unpackb(body, timestamp=3, object_hook=counter, list_hook=counter)
+            else:
+                value = msgpack.unpackb(body, timestamp=3)
+        except IngestError:
+            raise
         except msgpack.ExtraData:
             raise IngestError(406, "Couldn't parse MessagePack content: extra bytes after the first value.") from None
         except Exception:  # msgpack raises ValueError, TypeError and its own kinds

@@ -10,6 +10,8 @@ and how to call the storage hook.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,6 +50,9 @@ class SyncIO:
     async def offload(self, work: Callable[[], _T]) -> _T:
         return work()  # a sync server's worker thread is already off any event loop
 
+    async def pause(self, seconds: float) -> None:
+        time.sleep(seconds)  # this thread is the request's own
+
     async def store(self, batch: Batch) -> Any:
         return self._store(batch)
 
@@ -83,3 +88,6 @@ class AsyncIO(ABC):
 
     async def offload(self, work: Callable[[], _T]) -> _T:
         return await sync_to_async(work, thread_sensitive=False)()
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

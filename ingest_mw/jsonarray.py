@@ -19,6 +19,7 @@ import orjson
 
 from .codecs import Decoded, InvalidEvent, Rescan, all_objects, require_nonempty
 from .errors import IngestError
+from .eventcaps import EventCaps
 
 __all__ = ["JSONArrayCodec", "object_sizes", "split_array"]
 
@@ -178,11 +179,13 @@ class JSONArrayCodec:
 
     media_types = ("application/json",)
 
-    def __init__(self, *, max_event_bytes: int) -> None:
+    def __init__(self, *, max_event_bytes: int, caps: EventCaps | None = None) -> None:
         self.max_event_bytes = max_event_bytes
+        self.caps = caps or EventCaps()
 
     def decode(self, body: bytes) -> Decoded | Rescan:
         require_nonempty(body)
+        self.caps.check_json(body)
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -207,6 +210,7 @@ class JSONArrayCodec:
     def _element_by_element(self, body: bytes, parsed: list[object] | None = None) -> Decoded:
         """Judge each element on its own; ``parsed`` is the whole array when it parsed."""
         spans = split_array(body)
+        self.caps.check_count(len(spans))
         sizes = [end - start for start, end in spans]
         if parsed is None:
             limit = self.max_event_bytes  # a larger element is refused unread

@@ -110,6 +110,20 @@ def _without_credentials(uri: str) -> str:
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
+#: The storage schemes whose client calls ``storage_timeout`` bounds.
+_TIMED_SCHEMES = ("redis", "rediss", "redis+unix")
+
+
+def _is_auth_error(error: Exception) -> bool:
+    """Whether a storage error is the server refusing our credentials (redis-py's
+    AuthenticationError, coredis' AuthenticationFailureError, Redis' own
+    WRONGPASS / NOAUTH replies), not an outage."""
+    if "Authentication" in type(error).__name__:
+        return True
+    text = str(error)
+    return text.startswith(("WRONGPASS", "NOAUTH")) or "invalid username-password" in text
+
+
 def _check_storage(uri: str) -> None:
     """Fail at construction, not on the first request, for a storage URI whose
     scheme ``limits`` does not know or whose client library is not installed
@@ -161,6 +175,12 @@ class RateLimit:
         fail_open: bool = True,
         # Seconds between two log warnings about the same outage.
         warn_interval: float = 60.0,
+        # Seconds a storage call may take (to connect, then to answer) before
+        # it counts as an outage and fail_open decides: a frozen Redis then
+        # costs a request about half a second, not as long as it is frozen.
+        # Applied to redis:// storages (both faces, retries off); None: the
+        # client library's own (no timeout at all for redis-py and coredis).
+        storage_timeout: float | None = 0.25,
     ) -> None:
         self.limit = limit
         self.items: tuple[RateLimitItem, ...] = tuple(parse_many(limit))
@@ -180,6 +200,11 @@ class RateLimit:
         self.key: KeyFunction = key or self._client_ip
         self.fail_open = fail_open
         self.warn_interval = warn_interval
+        if storage_timeout is not None and not (
+            isinstance(storage_timeout, (int, float)) and not isinstance(storage_timeout, bool) and storage_timeout > 0
+        ):
+            raise ValueError(f"storage_timeout = {storage_timeout!r}: give a positive number of seconds, or None")
+        self.storage_timeout = storage_timeout
         self._limiter: RateLimiter | None = None
         self._async_limiters: dict[asyncio.AbstractEventLoop, AsyncRateLimiter] = {}
         self._lock = threading.Lock()
@@ -232,13 +257,49 @@ class RateLimit:
         except Exception:
             return False
 
+    def _storage_options(self, face: Literal["sync", "async"]) -> dict[str, Any]:
+        """The client options that bound each storage call by ``storage_timeout``
+        (redis-py on the sync face, coredis on the async one), without retries:
+        a retry would double the time a frozen server costs."""
+        timeout = self.storage_timeout
+        if timeout is None or self.storage_uri.partition("://")[0] not in _TIMED_SCHEMES:
+            return {}
+        if face == "sync":
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+        from coredis.retry import NoRetryPolicy
+
+        return {"stream_timeout": timeout, "connect_timeout": timeout, "retry_policy": NoRetryPolicy()}
+
     def _sync_limiter(self) -> RateLimiter:
         if self._limiter is None:
             with self._lock:  # WSGI threads: one storage, not one per racing thread
                 if self._limiter is None:
-                    storage = storage_from_string(self.storage_uri, wrap_exceptions=True)
+                    storage = storage_from_string(
+                        self.storage_uri, wrap_exceptions=True, **self._storage_options("sync")
+                    )
                     self._limiter = STRATEGIES[self.strategy](storage)
         return self._limiter
+
+    def verify(self) -> None:
+        """Reach the storage once, with the credentials of its URI, for a
+        start-up check: ``ValueError`` naming the URI (password masked) and
+        the reason when it refuses them or cannot be reached. (The storage
+        of requests is opened apart, on first use.)"""
+        storage = storage_from_string(self.storage_uri, wrap_exceptions=True, **self._storage_options("sync"))
+        try:
+            STRATEGIES[self.strategy](storage).get_window_stats(self.items[0], "ingest_mw:verify")
+        except StorageError as error:
+            what = "refused the credentials" if _is_auth_error(error.storage_error) else "cannot be reached"
+            raise ValueError(
+                f"rate-limit storage {_without_credentials(self.storage_uri)} {what}: {error.storage_error!r}"
+            ) from None
+        finally:
+            close = getattr(getattr(storage, "storage", None), "close", None)
+            if close is not None:
+                close()
 
     def _running_loop_limiter(self) -> AsyncRateLimiter:
         """The async storage of the running event loop, opened in it.
@@ -251,7 +312,9 @@ class RateLimit:
         limiter = self._async_limiters.get(loop)
         if limiter is None:
             live = {other: lim for other, lim in self._async_limiters.items() if not other.is_closed()}
-            storage = storage_from_string("async+" + self.storage_uri, wrap_exceptions=True)
+            storage = storage_from_string(
+                "async+" + self.storage_uri, wrap_exceptions=True, **self._storage_options("async")
+            )
             # (limits.aio types its STRATEGIES with the abstract base class.)
             live[loop] = limiter = ASYNC_STRATEGIES[self.strategy](storage)  # type: ignore[abstract]
             self._async_limiters = live
@@ -294,12 +357,25 @@ class RateLimit:
 
     def _unavailable(self, error: StorageError) -> RateLimitDecision:
         """A storage outage: accept uncounted (fail open) or refuse with 503
-        (fail closed) — never a 500 — and log it at most once per ``warn_interval``."""
+        (fail closed) — never a 500 — and log it at most once per ``warn_interval``.
+        A storage that refuses the credentials is no outage but a wrong
+        configuration: refused with 503 whatever ``fail_open`` says, and
+        logged as an error."""
         now = time.monotonic()
         with self._lock:
             warn = now >= self._quiet_until
             if warn:
                 self._quiet_until = now + self.warn_interval
+        if _is_auth_error(error.storage_error):
+            if warn:
+                logger.error(
+                    "ingest_mw: rate-limit storage %s refused the credentials (%r): fix the URI; refusing"
+                    " requests with 503 meanwhile (next line in %gs at the earliest)",
+                    _without_credentials(self.storage_uri),
+                    error.storage_error,
+                    self.warn_interval,
+                )
+            return _MISCONFIGURED
         if warn:
             logger.warning(
                 "ingest_mw: rate-limit storage %s unavailable (%r); %s (next warning in %gs at the earliest)",
@@ -311,6 +387,10 @@ class RateLimit:
         if self.fail_open:
             return _UNCOUNTED
         return RateLimitDecision(refusal=IngestError(503, "Service Unavailable"), unavailable=True)
+
+
+#: A storage that refuses our credentials: refused, never accepted uncounted.
+_MISCONFIGURED = RateLimitDecision(refusal=IngestError(503, "Service Unavailable"), unavailable=True)
 
 
 @overload

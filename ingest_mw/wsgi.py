@@ -25,6 +25,7 @@ __all__ = [
     "InputReader",
     "WSGIApp",
     "WSGIMiddleware",
+    "closes_on_request",
     "request_from_environ",
     "respond",
     "write_response",
@@ -144,9 +145,23 @@ def respond(
         return DISCONNECTED
 
 
-def write_response(response: Response, start_response: StartResponse) -> Iterable[bytes]:
-    """Answer with ``response`` (its Content-Length added)."""
+def closes_on_request(environ: Environ) -> bool:
+    """Whether the WSGI server takes ``Connection: close`` from the app. PEP
+    3333 leaves hop-by-hop headers to the server: wsgiref (and Django's
+    runserver, built on it) refuses them with an AssertionError, so it is not
+    told (it answers one request per connection anyway, and runserver reads
+    the rest of a body itself); Werkzeug, waitress and others honour it;
+    gunicorn drops it (its sync worker closes every connection anyway)."""
+    return not str(environ.get("SERVER_SOFTWARE", "")).startswith("WSGIServer/")
+
+
+def write_response(response: Response, start_response: StartResponse, *, close: bool = True) -> Iterable[bytes]:
+    """Answer with ``response`` (its Content-Length added; ``Connection:
+    close`` when the response says so, unless ``close`` is false: a server
+    that refuses the header)."""
     headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+    if response.close and close:
+        headers.append(("Connection", "close"))
     start_response(status_line(response.status), headers)
     return [response.body]
 
@@ -183,6 +198,8 @@ class WSGIApp:
             api, route = found
             request = request_from_environ(environ, path)
             response = respond(api, request, route, InputReader.from_environ(environ), self._store, self.observer)
+            if response.close:
+                return write_response(response, start_response, close=closes_on_request(environ))
         return write_response(response, start_response)
 
     def close(self) -> None:

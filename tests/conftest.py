@@ -6,7 +6,7 @@ import pytest
 # Test helper modules (clients.py, ...) import as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from redis_fixture import redis_server  # noqa: E402,F401  (a real redis-server, for the rate-limit tests)
+from redis_fixture import redis_server, redis_with_password  # noqa: E402,F401  (real redis-servers)
 
 
 @pytest.fixture(params=["wsgi", "asgi"])

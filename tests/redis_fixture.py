@@ -35,15 +35,18 @@ class RedisServer:
     outage might.
     """
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, *, password: str | None = None) -> None:
         self.executable = executable
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no"]
+        if self.password:
+            command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._pong():
@@ -59,7 +62,8 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
                 connection.sendall(b"PING\r\n")
-                return connection.recv(16).startswith(b"+PONG")
+                # A server with a password answers "-NOAUTH": it is up all the same.
+                return connection.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -71,6 +75,20 @@ class RedisServer:
             if self.process.stdout:
                 self.process.stdout.close()
             self.process = None
+
+
+@pytest.fixture
+def redis_with_password() -> Iterator[RedisServer]:
+    """A started :class:`RedisServer` that requires the password ``right``."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (bash .ci/run installs it)")
+    server = RedisServer(executable, password="right")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

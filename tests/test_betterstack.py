@@ -284,7 +284,7 @@ def test_several_tokens_map_to_their_source(adapter):
 def test_what_orjson_cannot_write_is_still_stored(adapter, sink):
     """Deep nesting (orjson reads 1024 levels but writes 254) and MessagePack
     binary keys reach every sink, the SQLite-backed one included."""
-    client = make_client(adapter, BetterStackAPI([TOKEN]), sink)
+    client = make_client(adapter, BetterStackAPI([TOKEN], max_depth=1000), sink)  # past the default cap
     deep = b'{"a":' * 600 + b"1" + b"}" * 600
     assert post(client, deep).status == 202
     binary_keys = msgpack.packb({b"raw": 1, "text": b"\xff"}, use_bin_type=True)

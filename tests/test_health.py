@@ -112,7 +112,13 @@ def test_a_frozen_rate_limit_storage_makes_the_probe_answer_503_in_time(probed_c
             started = time.monotonic()
             reply = client.request("GET", "/readyz")
             assert time.monotonic() - started < 2.0
-            assert (reply.status, reply.body) == (503, b"not ready: rate-limit storage did not answer in time\n")
+            # Within the probe's timeout, or first the storage's own bounded call
+            # (RateLimit's storage_timeout) gives up: 503 either way, in time.
+            assert reply.status == 503
+            assert reply.body in (
+                b"not ready: rate-limit storage did not answer in time\n",
+                b"not ready: rate-limit storage unavailable\n",
+            )
     finally:
         redis_server.process.send_signal(signal.SIGCONT)
     deadline = time.monotonic() + 10

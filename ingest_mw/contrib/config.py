@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from ..admission import Admission
 from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
@@ -64,19 +65,48 @@ DEFAULTS: dict[str, Any] = {
     "BETTERSTACK_MAX_BODY_BYTES": UNSET,
     "BETTERSTACK_MAX_PAST": UNSET,
     "BETTERSTACK_RATE_LIMIT": UNSET,
+    "BETTERSTACK_MAX_EVENTS": UNSET,
+    "BETTERSTACK_MAX_DEPTH": UNSET,
     "BASELIME_API_KEYS": None,
     "BASELIME_MAX_BODY_BYTES": UNSET,
     "BASELIME_MAX_EVENT_BYTES": UNSET,
     "BASELIME_MAX_PAST": UNSET,
     "BASELIME_RATE_LIMIT": UNSET,
+    "BASELIME_MAX_EVENTS": UNSET,
+    "BASELIME_MAX_DEPTH": UNSET,
     "RATE_LIMIT_STORAGE": UNSET,
     "RATE_LIMIT_STRATEGY": UNSET,
     "TRUSTED_PROXIES": UNSET,
     "RATE_LIMIT_FAIL_OPEN": UNSET,
+    "RATE_LIMIT_STORAGE_TIMEOUT": UNSET,
+    # The process-wide limits (ingest_mw.admission.Admission), shared by the APIs.
+    "MAX_REQUESTS": UNSET,
+    "MAX_BODY_BYTES_IN_FLIGHT": UNSET,
+    "MAX_CONCURRENT_STORES": UNSET,
+    "MAX_STORAGE_WAITING": UNSET,
+    "STORAGE_WAIT": UNSET,
+    "MAX_PARALLEL_DECODES": UNSET,
+    "BODY_IDLE_TIMEOUT": UNSET,
+    "RETRY_AFTER": UNSET,
     "STORAGE": None,
     # An ingest_mw.observe.Observer (metrics, access log), a list of them, or
     # the dotted path of one; None: nothing observed, at no cost per request.
     "OBSERVER": None,
+}
+
+#: The options of the one Admission every API shares, as its keywords.
+_ADMISSION_OPTIONS = {
+    name: name.lower()
+    for name in (
+        "MAX_REQUESTS",
+        "MAX_BODY_BYTES_IN_FLIGHT",
+        "MAX_CONCURRENT_STORES",
+        "MAX_STORAGE_WAITING",
+        "STORAGE_WAIT",
+        "MAX_PARALLEL_DECODES",
+        "BODY_IDLE_TIMEOUT",
+        "RETRY_AFTER",
+    )
 }
 
 #: The options every API's rate limit shares, as RateLimit's keywords.
@@ -85,6 +115,7 @@ _RATE_LIMIT_OPTIONS = {
     "RATE_LIMIT_STRATEGY": "strategy",
     "TRUSTED_PROXIES": "trusted_proxies",
     "RATE_LIMIT_FAIL_OPEN": "fail_open",
+    "RATE_LIMIT_STORAGE_TIMEOUT": "storage_timeout",
 }
 
 #: The option holding each API's credentials, and what the host calls them.
@@ -192,9 +223,22 @@ def _rate_limits(values: Mapping[str, Any], setting: Namer) -> Callable[[Any, st
     return rate_limit
 
 
+def _admission(values: Mapping[str, Any], setting: Namer) -> Admission | None:
+    """One :class:`Admission` from the options given, for every API; ``None``
+    (the process's shared one) when none is."""
+    given = {name: values[name] for name in _ADMISSION_OPTIONS if values[name] is not UNSET}
+    if not given:
+        return None
+    try:
+        return Admission(**{_ADMISSION_OPTIONS[name]: value for name, value in given.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{', '.join(map(setting, given))}: {exc}") from exc
+
+
 def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
     """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in routing order."""
     rate_limit = _rate_limits(values, setting)
+    admission = _admission(values, setting)
     apis = []
     for name in values["APIS"]:
         credentials, what = _CREDENTIALS[name]
@@ -213,6 +257,7 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
         if "rate_limit" not in kwargs:  # the API's own default limit gets the shared options too
             kwargs["rate_limit"] = inspect.signature(api_class).parameters["rate_limit"].default
         kwargs["rate_limit"] = rate_limit(kwargs["rate_limit"], prefix + "RATE_LIMIT")
+        kwargs["admission"] = admission
         try:
             apis.append(api_class(**kwargs))
         except (TypeError, ValueError) as exc:

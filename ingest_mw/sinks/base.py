@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
@@ -52,6 +53,16 @@ def as_sync(sink: Sink) -> Callable[[Batch], Any]:
     return store
 
 
+#: The threads sync hooks run in under ASGI: their own, not the event loop's
+#: default executor, so that hooks blocked on a locked database cannot starve
+#: what else needs a thread there (limits' in-memory storage expires its
+#: windows in one, while holding the lock of the client's key; large decodes).
+#: How many run at once is the admission's ``max_concurrent_stores``; threads
+#: are made as needed, up to this many.
+STORE_THREADS = 64
+_STORE_THREADS = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="ingest_mw-store")
+
+
 def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     """The hook as a coroutine function, for the ASGI adapter.
 
@@ -69,7 +80,10 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     if acall is not None:
         return acall
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
-    in_thread = sync_to_async(sink, thread_sensitive=thread_sensitive)  # type: ignore[arg-type]
+    if thread_sensitive:
+        in_thread = sync_to_async(sink, thread_sensitive=True)  # type: ignore[arg-type]
+    else:
+        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_STORE_THREADS)  # type: ignore[arg-type]
 
     async def store(batch: Batch) -> None:
         result = await in_thread(batch)

@@ -1,0 +1,142 @@
+"""Per-request caps on what a body may hold: how many events, how deeply nested.
+
+A body within the byte limit can still be expensive: 20 MiB of MessagePack
+empty maps is twenty million objects to build, store and answer for, and an
+event nested a thousand levels deep leaves orjson's fast writer (254 levels)
+for a slow one. :class:`EventCaps` refuses both, naming the cap, in the
+API's own style: ``413`` for too many events, ``400`` for too deep an event.
+
+The count is checked before anything is decoded wherever the wire format
+tells it cheaply (a MessagePack array header; an upper bound on the objects
+of a JSON text, from counting its ``{``); the depth, and the count of a body
+that had to be decoded to know it, right after the decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import IngestError
+
+__all__ = ["CONTAINERS_PER_EVENT", "MAX_DEPTH", "MAX_EVENTS", "EventCaps"]
+
+_T = TypeVar("_T")
+
+#: The default events cap. The official clients send at most 1,000 a request
+#: (logtail-python, logtail-ruby, Vector's default batch); ten times that
+#: decodes and is stored into SQLite in a few tens of milliseconds, where the
+#: 20 MiB bodies of tiny events the byte limit lets through cost seconds.
+MAX_EVENTS = 10_000
+#: The default depth cap: far deeper than logs nest (Elasticsearch maps 20
+#: levels by default), well under the 254 levels orjson writes at C speed.
+MAX_DEPTH = 64
+#: Objects and arrays a request may hold, per event of the cap: what decoding
+#: costs is the containers built (a MiB of MessagePack empty maps is a
+#: million of them, 50 ms of CPU), and logs nest a few per event.
+CONTAINERS_PER_EVENT = 16
+
+
+def _positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} = {value!r}: give a positive whole number")
+    return value
+
+
+class EventCaps:
+    """At most ``max_events`` events a request, none nested deeper than
+    ``max_depth`` levels (an event object is level 1)."""
+
+    __slots__ = ("max_events", "max_depth", "max_containers")
+
+    def __init__(self, *, max_events: int = MAX_EVENTS, max_depth: int = MAX_DEPTH) -> None:
+        self.max_events = _positive("max_events", max_events)
+        self.max_depth = _positive("max_depth", max_depth)
+        #: Objects and arrays in one request, at any depth.
+        self.max_containers = CONTAINERS_PER_EVENT * max_events
+
+    def too_many(self, count: int | None = None) -> IngestError:
+        """The 413 for a body with more events than the cap (``count`` if known)."""
+        what = f"{count} events" if count is not None else "more events than that"
+        return IngestError(
+            413,
+            f"at most {self.max_events} events per request (max_events); this one holds {what}:"
+            " send them in several requests",
+        )
+
+    def check_count(self, count: int) -> None:
+        if count > self.max_events:
+            raise self.too_many(count)
+
+    def too_many_containers(self) -> IngestError:
+        return IngestError(
+            413,
+            f"at most {self.max_containers} objects and arrays per request ({CONTAINERS_PER_EVENT} per event"
+            " of max_events): send the events in several requests",
+        )
+
+    def check_json(self, body: bytes) -> None:
+        """Before a JSON (or NDJSON) text is decoded: refuse it when it holds
+        more objects and arrays than :attr:`max_containers`, counted as its
+        ``{`` and ``[`` bytes (an upper bound: brackets inside strings count
+        too). A body too short to hold that many is not counted at all."""
+        if len(body) > 2 * self.max_containers and body.count(b"{") + body.count(b"[") > self.max_containers:
+            raise self.too_many_containers()
+
+    def check_msgpack_header(self, body: bytes) -> None:
+        """Before a MessagePack body is decoded: the count of a top-level
+        array is in its header."""
+        if not body:
+            return
+        first = body[0]
+        if first == 0xDC:
+            count = int.from_bytes(body[1:3], "big")
+        elif first == 0xDD:
+            count = int.from_bytes(body[1:5], "big")
+        else:
+            return  # a fixarray holds at most 15, a map is one event
+        if count > self.max_events:
+            raise self.too_many(count)
+
+    def container_counter(self) -> Callable[[_T], _T]:
+        """A MessagePack ``object_hook``/``list_hook`` that counts the
+        containers as they are built and refuses past :attr:`max_containers`
+        (a Python call each: for large bodies only, where it bounds the cost)."""
+        left = self.max_containers
+
+        def count(container: _T) -> _T:
+            nonlocal left
+            left -= 1
+            if left < 0:
+                raise self.too_many_containers()
+            return container
+
+        return count
+
+    def check(self, events: list[dict[str, Any]], body_size: int) -> None:
+        """After the decode: the count, then the depth of each event. A body
+        of ``body_size`` bytes cannot nest deeper than it is long (a level
+        costs at least one byte), so a short one is not walked."""
+        if len(events) > self.max_events:
+            raise self.too_many(len(events))
+        if body_size > self.max_depth:
+            self._check_depth(events)
+
+    def _check_depth(self, events: list[dict[str, Any]]) -> None:
+        limit = self.max_depth
+        # Depth-first over the containers only, without recursion (a Python
+        # frame per level would be its own limit).
+        stack: list[tuple[Any, int]] = [(event, 1) for event in events]
+        pop = stack.pop
+        push = stack.append
+        while stack:
+            container, depth = pop()
+            for value in container.values() if type(container) is dict else container:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    if depth >= limit:
+                        raise IngestError(
+                            400,
+                            f"an event nests deeper than {limit} levels (max_depth): flatten it",
+                        )
+                    push((value, depth + 1))

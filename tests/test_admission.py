@@ -1,0 +1,353 @@
+"""The core's protection against hostile or unlucky clients, through both adapters under a mount prefix.
+
+Each limit is set small here (a request slot, a MiB of body bytes, a fraction
+of a second of waiting), so every test is bounded in time; the defaults are
+exercised by ``bench/hostile.py`` and the ``ingest-mw serve`` tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import threading
+import time
+
+import msgpack
+import orjson
+import pytest
+from clients import PREFIX, make_client
+
+from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink
+from ingest_mw.admission import Admission
+from ingest_mw.asgi import ASGIMiddleware
+from ingest_mw.wsgi import WSGIMiddleware
+
+TOKEN = "tok"
+KEY = "key"
+JSON_BS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+JSON_BL = {"x-api-key": KEY, "Content-Type": "application/json"}
+
+
+def api_of(kind: str, admission: Admission | None = None, **kwargs):
+    if kind == "betterstack":
+        return BetterStackAPI([TOKEN], rate_limit=None, admission=admission, **kwargs)
+    return BaselimeAPI([KEY], admission=admission, **kwargs)
+
+
+def post(client, kind: str, body: bytes, headers: dict[str, str] | None = None):
+    path = f"{PREFIX}/" if kind == "betterstack" else f"{PREFIX}/v1/logs"
+    base = JSON_BS if kind == "betterstack" else JSON_BL
+    return client.request("POST", path, body, {**base, **(headers or {})})
+
+
+def unavailable_in_style(kind: str, reply) -> None:
+    """A 503 with Retry-After, in the API's own body style."""
+    assert reply.status == 503
+    assert reply.headers["retry-after"] == "1"
+    if kind == "betterstack":
+        assert reply.body == b"Service Unavailable"
+    else:
+        assert orjson.loads(reply.body) == {"message": "Service Unavailable"}
+
+
+class GateSink(MemorySink):
+    """A sync hook that holds each batch until :attr:`release` is set (run in a
+    worker thread by the ASGI adapter, in the request's thread by WSGI)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __call__(self, batch) -> None:
+        self.entered.release()
+        assert self.release.wait(10), "the test never released the hook"
+        super().__call__(batch)
+
+
+def in_thread(target) -> tuple[threading.Thread, list]:
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(target()))
+    thread.start()
+    return thread, result
+
+
+KINDS = ["betterstack", "baselime"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_past_max_requests_a_request_is_refused_at_once_then_served_again(adapter, kind):
+    admission = Admission(max_requests=1)
+    sink = GateSink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"first"}]'))
+    assert sink.entered.acquire(timeout=5)
+
+    started = time.monotonic()
+    refused = post(client, kind, b'[{"message":"second"}]')
+    assert time.monotonic() - started < 1.0  # refused, not queued
+    unavailable_in_style(kind, refused)
+    assert refused.headers["connection"] == "close"  # its body was never read
+
+    sink.release.set()
+    first.join(10)
+    assert first_reply[0].status == 202
+    assert post(client, kind, b'[{"message":"third"}]').status == 202  # the slot came back
+    assert [e.data["message"] for e in sink.events] == ["first", "third"]
+
+
+def test_refusals_are_logged_once_per_interval_with_their_count(adapter, caplog):
+    admission = Admission(max_requests=1, log_interval=60)
+    sink = GateSink()
+    client = make_client(adapter, api_of("betterstack", admission), sink)
+    first, _ = in_thread(lambda: post(client, "betterstack", b"{}"))
+    assert sink.entered.acquire(timeout=5)
+    with caplog.at_level(logging.WARNING, logger="ingest_mw"):
+        for _ in range(20):
+            assert post(client, "betterstack", b"{}").status == 503
+    sink.release.set()
+    first.join(10)
+    lines = [r.getMessage() for r in caplog.records if "max_requests" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_past_the_byte_budget_is_refused_before_it_is_read(adapter, kind):
+    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
+    sink = MemorySink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    event = b'{"message":"' + b"x" * 1000 + b'"}'
+    large = b"[" + b",".join([event] * 1500) + b"]"  # 1.5 MiB: under the API's limit, over the budget
+    refused = post(client, kind, large)
+    unavailable_in_style(kind, refused)
+    assert refused.headers["connection"] == "close"
+    assert sink.batches == []
+    fits = b"[" + b",".join([event] * 500) + b"]"
+    assert post(client, kind, fits).status == 202
+    assert admission.body_bytes.used == 0  # every request gave back what it took
+
+
+def test_a_small_gzip_that_expands_past_the_budget_is_refused_as_it_arrives(adapter):
+    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
+    sink = MemorySink()
+    client = make_client(adapter, api_of("betterstack", admission), sink)
+    expands = gzip.compress(b'[{"message":"' + b"x" * (3 * 1024 * 1024) + b'"}]')
+    assert len(expands) < 64 * 1024  # declared small: admitted, then charged as it decompresses
+    refused = post(client, "betterstack", expands, {"Content-Encoding": "gzip"})
+    unavailable_in_style("betterstack", refused)
+    assert sink.batches == []
+    assert admission.body_bytes.used == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batch_that_cannot_reach_the_storage_hook_in_time_gets_503_unstored(adapter, kind):
+    admission = Admission(max_concurrent_stores=1, max_storage_waiting=1, storage_wait=0.3)
+    sink = GateSink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"inside"}]'))
+    assert sink.entered.acquire(timeout=5)
+    waiting, waiting_reply = in_thread(lambda: post(client, kind, b'[{"message":"waits"}]'))
+    time.sleep(0.1)
+    started = time.monotonic()
+    no_room = post(client, kind, b'[{"message":"no room to wait"}]')
+    assert time.monotonic() - started < 0.25  # the one waiting place is taken: at once
+    unavailable_in_style(kind, no_room)
+    waiting.join(5)
+    unavailable_in_style(kind, waiting_reply[0])  # after storage_wait, never handed to the hook
+    sink.release.set()
+    first.join(10)
+    assert first_reply[0].status == 202
+    assert [e.data["message"] for e in sink.events] == ["inside"]
+    assert "connection" not in no_room.headers  # the body was read: the connection may stay
+
+
+# --- event caps ----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_more_events_than_the_cap_is_413_naming_it(adapter, kind):
+    sink = MemorySink()
+    client = make_client(adapter, api_of(kind, max_events=5), sink)
+    assert post(client, kind, orjson.dumps([{"n": i} for i in range(5)])).status == 202
+    reply = post(client, kind, orjson.dumps([{"n": i} for i in range(6)]))
+    assert reply.status == 413
+    text = reply.body.decode()
+    assert "at most 5 events per request" in text and "6 events" in text
+    if kind == "baselime":
+        assert orjson.loads(reply.body)["message"] == "Payload Too Large"
+    assert len(sink.events) == 5
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-ndjson", b"\n".join(b'{"n":%d}' % i for i in range(6))),
+        ("application/msgpack", msgpack.packb([{"n": i} for i in range(6)])),  # a fixarray: counted after
+        ("application/msgpack", b"\xdc\x00\x06" + msgpack.packb({"n": 1}) * 6),  # array16: its header says 6
+        ("application/msgpack", b"\xdd\xff\xff\xff\xff"),  # four billion, by its header: refused unread
+    ],
+)
+def test_every_better_stack_format_counts_against_the_cap(adapter, content_type, body):
+    sink = MemorySink()
+    client = make_client(adapter, api_of("betterstack", max_events=5), sink)
+    reply = post(client, "betterstack", body, {"Content-Type": content_type})
+    assert reply.status == 413 and b"at most 5 events per request" in reply.body
+    assert sink.batches == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        # One event holding a thousand objects: past 16 per allowed event (80 here).
+        ("application/json", orjson.dumps([{"list": [{}] * 1000}])),
+        # A MessagePack body over 64 KiB of tiny maps: counted as they are built.
+        ("application/msgpack", msgpack.packb([{"list": [{}] * 70_000}])),
+    ],
+)
+def test_bodies_of_tiny_objects_are_refused_before_they_cost_their_decoding(adapter, content_type, body):
+    client = make_client(adapter, api_of("betterstack", max_events=5), MemorySink())
+    reply = post(client, "betterstack", body, {"Content-Type": content_type})
+    assert reply.status == 413
+    assert b"at most 80 objects and arrays per request" in reply.body
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_nested_deeper_than_the_cap_is_400_naming_it(adapter, kind):
+    sink = MemorySink()
+    client = make_client(adapter, api_of(kind, max_depth=3), sink)
+    assert post(client, kind, b'[{"a":{"b":{"c":1}}}]').status == 202  # three levels
+    reply = post(client, kind, b'[{"a":{"b":[{"c":1}]}}]')  # four
+    assert reply.status == 400
+    assert "deeper than 3 levels (max_depth)" in reply.body.decode()
+    assert len(sink.events) == 1
+
+
+# --- HTTP framing ---------------------------------------------------------------------
+def environ_with(headers: dict[str, str], body: bytes) -> dict:
+    import io
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": f"{PREFIX}/",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    return environ
+
+
+def raw_request(adapter: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request as a server would hand it over, headers exactly as given."""
+    api = api_of("betterstack")
+    sink = MemorySink()
+    if adapter == "wsgi":
+        app = WSGIMiddleware(lambda e, s: [], api, sink=sink, prefix=PREFIX)
+        started: list = []
+        chunks = app(environ_with(headers, body), lambda status, hs, exc=None: started.append((status, hs)))
+        status, response_headers = started[0]
+        return int(status.split()[0]), {k.lower(): v for k, v in response_headers}, b"".join(chunks)
+
+    async def host(scope, receive, send):
+        raise AssertionError("not the host's")
+
+    app = ASGIMiddleware(host, api, sink=sink, prefix=PREFIX)
+    sent: list = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"{PREFIX}/",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1),
+    }
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    return (
+        start["status"],
+        {k.decode(): v.decode() for k, v in start["headers"]},
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )
+
+
+def test_content_length_with_transfer_encoding_is_400(adapter):
+    status, headers, body = raw_request(
+        adapter, {**JSON_BS, "Content-Length": "2", "Transfer-Encoding": "chunked"}, b"{}"
+    )
+    assert status == 400
+    assert b"Content-Length and Transfer-Encoding together" in body
+    assert headers["connection"] == "close"
+
+
+def test_conflicting_content_lengths_are_400(adapter):
+    status, _, body = raw_request(adapter, {**JSON_BS, "Content-Length": "2, 3"}, b"{}")
+    assert status == 400
+    assert b"conflicting Content-Length" in body
+
+
+def test_a_request_with_a_body_and_a_wrong_token_closes_the_connection(adapter):
+    status, headers, _ = raw_request(
+        adapter, {**JSON_BS, "Authorization": "Bearer wrong", "Content-Length": "2"}, b"{}"
+    )
+    assert status == 403
+    assert headers["connection"] == "close"
+    status, headers, _ = raw_request(adapter, {**JSON_BS, "Content-Length": "2"}, b"{}")
+    assert status == 202 and "connection" not in headers
+
+
+# --- a body that stalls (ASGI: the WSGI server's own socket timeout applies there) -------
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_that_sends_nothing_for_the_idle_timeout_is_408_and_closed(kind):
+    admission = Admission(body_idle_timeout=0.2)
+    sink = MemorySink()
+    app = ASGIMiddleware(lambda s, r, se: None, api_of(kind, admission), sink=sink, prefix=PREFIX)
+    path = f"{PREFIX}/" if kind == "betterstack" else f"{PREFIX}/v1/logs"
+    headers = JSON_BS if kind == "betterstack" else JSON_BL
+    sent: list = []
+    first = [{"type": "http.request", "body": b'[{"message":', "more_body": True}]
+
+    async def receive():
+        if first:
+            return first.pop()
+        await asyncio.sleep(30)  # stalls
+        raise AssertionError("not timed out")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": "100"}.items()],
+        "client": ("127.0.0.1", 1),
+    }
+    started = time.monotonic()
+    asyncio.run(app(scope, receive, send))
+    assert time.monotonic() - started < 2
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert sink.batches == []
+
+
+def test_admission_options_are_checked_when_made():
+    with pytest.raises(ValueError, match="max_requests = 0: give a positive whole number"):
+        Admission(max_requests=0)
+    with pytest.raises(ValueError, match="storage_wait = -1"):
+        Admission(storage_wait=-1)
+    with pytest.raises(ValueError, match="max_events = 0"):
+        BetterStackAPI([TOKEN], max_events=0)
