@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -32,7 +33,6 @@ class Server:
         cwd: Path | None = None,
         *,
         log_level: str = "warning",
-        ready_path: str | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -78,8 +78,10 @@ class Server:
                 self._reader.join(5)
                 raise RuntimeError(f"serve exited: {self.stderr}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                # The port is bound before the workers start: wait for an answer.
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
             except OSError:
                 time.sleep(0.05)
         self.stop()

@@ -423,15 +423,6 @@ def test_sigterm_with_a_client_stalled_mid_body_exits_0_within_the_graceful_time
     assert stored_numbers(db) == acknowledged == list(range(20))
 
 
-def test_drain_delay_keeps_serving_after_sigterm_then_stops(tmp_path):
-    server = Server(["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--drain-delay", "1"])
-    server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    assert post(server.url, b"{}", bearer()) == 202, "still serving while the load balancer notices"
-    code, err = server.stop(timeout=10)
-    assert code == 0, err
-
-
 # --- logs ----------------------------------------------------------------------------------
 
 
@@ -514,3 +505,84 @@ def test_a_host_on_uvicorn_gets_the_header_timeout_from_the_guarded_protocol(tmp
         process.terminate()
         process.communicate(timeout=15)
     assert stored_numbers(db) == [7]
+
+
+# --- health, metrics, the core's limits as flags -----------------------------------------------
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def metric(text: bytes, name: str, api: str = "betterstack") -> float:
+    """The value of ``name{api="..."}`` in a Prometheus text exposition (0 when absent)."""
+    for line in text.decode().splitlines():
+        if line.startswith(f'{name}{{api="{api}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_health_readiness_and_metrics_that_move_by_exactly_the_events_sent(tmp_path, workers):
+    db = tmp_path / "m.db"
+    server = Server(
+        ["--workers", workers, "--sink", f"sqlite:///{db}", "--token", TOKEN, "--api-key", KEY, "--rate-limit", "none"]
+    )
+    try:
+        assert get(server.url + "/healthz") == (200, b"ok\n")
+        assert get(server.url + "/readyz")[0] == 200
+        status, before = get(server.url + "/metrics")
+        assert status == 200
+        sent = 0
+        for size in (1, 5, 20, 3, 7, 11):  # over both workers' connections
+            assert post(server.url, orjson.dumps([{"n": i} for i in range(size)]), bearer()) == 202
+            sent += size
+        after = get(server.url + "/metrics")[1]
+        accepted = "ingest_mw_events_accepted_total"
+        assert metric(after, accepted) - metric(before, accepted) == sent
+        assert get(server.url + "/healthz?x=1")[0] == 200, "an exact path, whatever the query"
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert len(stored_numbers(db)) == sent
+
+
+def test_no_metrics_turns_the_route_off_and_readyz_says_503_while_draining():
+    server = Server(
+        ["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--no-metrics", "--drain-delay", "1.5"],
+        log_level="info",
+    )
+    try:
+        assert "GET /metrics" not in server.wait_for_line("routes:")
+        assert get(server.url + "/metrics")[0] == 405  # an ingest route (POST only) now, no metrics page
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert get(server.url + "/readyz") == (503, b"not ready: draining\n")
+        assert post(server.url, b"{}", bearer()) == 202, "still serving while the load balancer notices"
+    finally:
+        code, err = server.stop(timeout=10)
+    assert code == 0, err
+
+
+def test_the_cores_limits_are_serve_options():
+    server = Server(
+        ["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--body-idle-timeout", "0.5"],
+        env={"INGEST_MW_MAX_EVENTS": "3"},
+    )
+    try:
+        request = urllib.request.Request(server.url, orjson.dumps([{}] * 4), bearer(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 413 and b"at most 3 events" in refused.value.read()
+        with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+            head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+            stalled.sendall(head.encode() + b"Content-Length: 100\r\n\r\n[{")
+            started = time.monotonic()
+            received, closed = read_all(stalled, timeout=5)
+        assert received.startswith(b"HTTP/1.1 408 ") and closed - started < 2.5
+    finally:
+        server.stop()

@@ -1,42 +1,79 @@
 """The ASGI app ``serve`` runs in each worker, built from a picklable :class:`AppSpec`.
 
 Workers are separate processes (uvicorn's supervisor spawns them), so each
-builds its own sink connection and rate-limit storage from the spec at
-lifespan start-up, never sharing one opened in the parent.
+builds its own sink connection, rate-limit storage, admission limits and
+metrics from the spec at lifespan start-up, never sharing one opened in the
+parent. In front of the ingest APIs: ``/healthz``, ``/readyz`` and
+``/metrics`` (:mod:`ingest_mw.endpoints`), exact paths no ingest route shadows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from ..asgi import ASGIApp, Receive, Scope, Send, route_path
+from ..admission import Admission
+from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
+from ..endpoints import EndpointsASGIMiddleware
+from ..eventcaps import MAX_DEPTH, MAX_EVENTS
+from ..health import HEALTH_PATH, READY_PATH, Health, health_asgi_endpoints
+from ..observe import Observer, Observers
 from ..ratelimit import RateLimit
 from ..sinks.url import sink_from_url
+from .options import default_of
 
-__all__ = ["AppSpec", "ServeApp", "build_rate_limit"]
+__all__ = ["ADMISSION_OPTIONS", "GC_THRESHOLD", "AppSpec", "ServeApp", "build_rate_limit", "routes"]
 
 #: The cyclic GC's first threshold under ``serve`` (Python's default is 700).
 GC_THRESHOLD = 20_000
 
-access = logging.getLogger("ingest_mw.access")
+#: The options of ``serve`` that are :class:`~ingest_mw.admission.Admission`'s arguments, by the same name.
+ADMISSION_OPTIONS = (
+    "max_requests",
+    "max_body_bytes_in_flight",
+    "max_concurrent_stores",
+    "max_storage_waiting",
+    "storage_wait",
+    "max_parallel_decodes",
+    "body_idle_timeout",
+    "retry_after",
+)
+
+METRICS_PATH = "/metrics"  # as ingest_mw.metrics has it; not imported here, the extra may be missing
 
 
-def build_rate_limit(limit: str, storage_uri: str, trusted_proxies: tuple[str, ...]) -> RateLimit | None:
+def routes(metrics: bool) -> str:
+    """The routes a worker serves, for the start-up line."""
+    operator = [HEALTH_PATH, READY_PATH] + ([METRICS_PATH] if metrics else [])
+    return "POST / (Better Stack), POST /v1/<dataset> (Baselime), " + ", ".join(f"GET {p}" for p in operator)
+
+
+def build_rate_limit(
+    limit: str,
+    storage_uri: str,
+    trusted_proxies: tuple[str, ...],
+    *,
+    storage_timeout: float | None = default_of(RateLimit, "storage_timeout"),
+    fail_open: bool = default_of(RateLimit, "fail_open"),
+) -> RateLimit | None:
     """The ``--rate-limit*`` options as one component: both APIs share it, so a
     client has one budget on the whole server."""
     if limit.strip().lower() == "none":
         return None
-    return RateLimit(limit=limit, storage_uri=storage_uri, trusted_proxies=trusted_proxies)
+    return RateLimit(
+        limit=limit,
+        storage_uri=storage_uri,
+        trusted_proxies=trusted_proxies,
+        storage_timeout=storage_timeout,
+        fail_open=fail_open,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,8 +86,15 @@ class AppSpec:
     rate_limit: str
     rate_limit_storage: str
     trusted_proxies: tuple[str, ...] = ()
+    rate_limit_storage_timeout: float | None = default_of(RateLimit, "storage_timeout")
+    rate_limit_fail_open: bool = default_of(RateLimit, "fail_open")
     access_log: bool = False
+    metrics: bool = False
     drain_delay: float = 0.0
+    #: :class:`~ingest_mw.admission.Admission`'s arguments (its defaults for the others).
+    admission: dict[str, Any] = field(default_factory=dict)
+    max_events: int = MAX_EVENTS
+    max_depth: int = MAX_DEPTH
 
     @classmethod
     def from_settings(cls, settings: Any, *, tokens: dict[str, str], api_keys: dict[str, str]) -> AppSpec:
@@ -62,16 +106,63 @@ class AppSpec:
             rate_limit=settings.rate_limit,
             rate_limit_storage=settings.rate_limit_storage,
             trusted_proxies=tuple(settings.trusted_proxy),
+            rate_limit_storage_timeout=settings.rate_limit_storage_timeout,
+            rate_limit_fail_open=settings.rate_limit_fail_open,
             access_log=settings.access_log,
+            metrics=settings.metrics,
             drain_delay=settings.drain_delay,
+            admission={name: getattr(settings, name) for name in ADMISSION_OPTIONS},
+            max_events=settings.max_events,
+            max_depth=settings.max_depth,
         )
 
-    def build(self) -> ASGIApp:
-        rate_limit = build_rate_limit(self.rate_limit, self.rate_limit_storage, self.trusted_proxies)
+    def rate_limit_component(self) -> RateLimit | None:
+        return build_rate_limit(
+            self.rate_limit,
+            self.rate_limit_storage,
+            self.trusted_proxies,
+            storage_timeout=self.rate_limit_storage_timeout,
+            fail_open=self.rate_limit_fail_open,
+        )
+
+    def apis(self) -> list[BetterStackAPI | BaselimeAPI]:
+        """Both APIs, sharing one rate limit and this process's admission limits
+        (``ValueError`` for a limit out of range)."""
+        rate_limit = self.rate_limit_component()
+        admission = Admission(**self.admission)
+        limits: dict[str, Any] = {
+            "rate_limit": rate_limit,
+            "admission": admission,
+            "max_events": self.max_events,
+            "max_depth": self.max_depth,
+        }
         # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the
         # 400 for every other path).
-        apis = [BetterStackAPI(self.tokens, rate_limit=rate_limit), BaselimeAPI(self.api_keys, rate_limit=rate_limit)]
-        return ASGIApp(apis, sink=sink_from_url(self.sink_url))
+        return [BetterStackAPI(self.tokens, **limits), BaselimeAPI(self.api_keys, **limits)]
+
+    def observer(self) -> Observer | None:
+        observers: list[Observer] = []
+        if self.metrics:
+            from ..metrics import PrometheusObserver
+
+            observers.append(PrometheusObserver())
+        if self.access_log:
+            from ..logs import AccessLogObserver
+
+            observers.append(AccessLogObserver())
+        return observers[0] if len(observers) == 1 else Observers(*observers) if observers else None
+
+    def build(self) -> tuple[ASGIApp, Health, ASGIApplication]:
+        """The ingest app, its health, and the app to serve (both behind the operator endpoints)."""
+        apis = self.apis()
+        ingest = ASGIApp(apis, sink=sink_from_url(self.sink_url), observer=self.observer())
+        health = Health(sinks=[ingest.sink], rate_limits=[apis[0].rate_limit])
+        endpoints = health_asgi_endpoints(health)
+        if self.metrics:
+            from ..metrics import metrics_asgi_app
+
+            endpoints[METRICS_PATH] = metrics_asgi_app()
+        return ingest, health, EndpointsASGIMiddleware(ingest, endpoints)
 
 
 async def _answer_dropped(send: Send) -> None:
@@ -86,17 +177,23 @@ async def _answer_dropped(send: Send) -> None:
 
 @dataclass
 class ServeApp:
-    """The app of one ``serve`` worker: the ingest APIs, built at lifespan start-up."""
+    """The app of one ``serve`` worker: the ingest APIs and the operator
+    endpoints, built at lifespan start-up."""
 
     spec: AppSpec
-    draining: bool = field(default=False, init=False)
-    _app: ASGIApp | None = field(default=None, init=False, repr=False)
+    _ingest: ASGIApp | None = field(default=None, init=False, repr=False)
+    _health: Health | None = field(default=None, init=False, repr=False)
+    _app: ASGIApplication | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec}  # what a spawned worker gets: never an open sink
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["spec"])  # type: ignore[misc]
+
+    @property
+    def draining(self) -> bool:
+        return self._health is not None and self._health.draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -105,44 +202,19 @@ class ServeApp:
         app = self._app
         assert app is not None, "lifespan start-up builds the app"
         try:
-            if scope["type"] != "http" or not self.spec.access_log:
-                await app(scope, receive, send)
-            else:
-                await self._logged(app, scope, receive, send)
+            await app(scope, receive, send)
         except asyncio.CancelledError:
             # uvicorn cancels what still runs when --graceful-timeout is over (a
             # client stalled mid-body): nothing of it was acknowledged; tell
             # the client to come back, rather than a traceback in the log.
             await _answer_dropped(send)
 
-    async def _logged(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 0
-
-        async def send_noting_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_noting_status)
-        finally:
-            # The path only: a query string may hold a token.
-            access.info(
-                "%s %s %d",
-                scope["method"],
-                route_path(scope),
-                status,
-                extra={"status": status, "duration": round(time.perf_counter() - started, 6)},
-            )
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self._app = self.spec.build()
+                    self._ingest, self._health, self._app = self.spec.build()
                 except Exception as error:
                     await send({"type": "lifespan.startup.failed", "message": f"cannot start: {error}"})
                     return
@@ -154,32 +226,34 @@ class ServeApp:
                 self._drain_on_signals()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._app is not None:
-                    await self._app.aclose()
+                if self._ingest is not None:
+                    await self._ingest.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     def _drain_on_signals(self) -> None:
-        """On SIGTERM/SIGINT, mark this worker draining (``/readyz`` answers 503)
-        and hand the signal to uvicorn's handler after ``drain_delay`` seconds.
+        """On SIGTERM/SIGINT, start draining (``/readyz`` answers 503) and hand
+        the signal to uvicorn's handler after ``drain_delay`` seconds.
 
         uvicorn installs its handlers before lifespan start-up and puts its
         own predecessors back on exit, so wrapping them here is undone with
         them."""
-        if threading.current_thread() is not threading.main_thread():
+        health = self._health
+        if health is None or threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
+        delay = self.spec.drain_delay
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(signum)
             if not callable(previous):
                 continue
 
             def drain(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
-                if self.draining or self.spec.drain_delay <= 0:  # a second signal: no more waiting
-                    self.draining = True
+                if health.draining or delay <= 0:  # a second signal: no more waiting
+                    health.drain()
                     previous(sig, frame)
                     return
-                self.draining = True
-                loop.call_soon_threadsafe(loop.call_later, self.spec.drain_delay, previous, sig, None)
+                health.drain()
+                loop.call_soon_threadsafe(loop.call_later, delay, previous, sig, None)
 
             signal.signal(signum, drain)

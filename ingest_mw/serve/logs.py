@@ -1,42 +1,19 @@
-"""Logging of ``ingest-mw serve``: text or one JSON object a line, refusals rate-limited.
+"""Logging of ``ingest-mw serve``: text or one JSON object a line
+(:class:`ingest_mw.logs.JSONFormatter`), warnings rate-limited.
 
 uvicorn's own access log is always off: it writes the query string, where a
 client may have put its token. ``--access-log`` writes ingest_mw's own line
-instead (logger ``ingest_mw.access``), which never holds a query string or a
-credential.
+instead (:class:`ingest_mw.logs.AccessLogObserver`, logger
+``ingest_mw.access``), which never holds a query string or a credential.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-__all__ = ["JSONFormatter", "RateLimitedFilter", "log_config"]
-
-#: The attributes every LogRecord has; anything else on a record came as ``extra=``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
-
-
-class JSONFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, then every ``extra`` field."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name, value in vars(record).items():
-            if name not in _STANDARD and not name.startswith("_"):
-                line[name] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+__all__ = ["RateLimitedFilter", "log_config"]
 
 
 class RateLimitedFilter(logging.Filter):
@@ -79,7 +56,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def log_config(*, level: str, log_format: str, access_log: bool) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for uvicorn's loggers and ours, on stderr."""
     formatter: dict[str, Any] = (
-        {"()": "ingest_mw.serve.logs.JSONFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
+        {"()": "ingest_mw.logs.JSONFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
     )
     handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "default"}
     level = level.upper()

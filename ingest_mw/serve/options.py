@@ -10,12 +10,17 @@ over its environment variable, which wins over the default.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from ..admission import Admission
 from ..betterstack import RATE_LIMIT
+from ..eventcaps import MAX_DEPTH, MAX_EVENTS
+from ..ratelimit import RateLimit
 
 __all__ = ["OPTIONS", "Option", "ServeParser", "options_markdown", "parse_settings"]
 
@@ -54,6 +59,27 @@ def count(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a count: use a whole number, 1 or more")
     return int(value)
+
+
+def count_or_zero(value: str) -> int:
+    """A whole number, 0 or more."""
+    return 0 if value.strip() == "0" else count(value)
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+
+
+def size(value: str) -> int:
+    """Bytes: a whole number, or with a unit: 512KiB, 128MiB, 1GiB (K, M, G: powers of 1024)."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None or int(match[1]) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: use bytes, or 512KiB, 128MiB, 1GiB")
+    return int(match[1]) * 1024 ** " kmg".index(match[2].lower() or " ")  # type: ignore[no-any-return]
+
+
+def default_of(component: Callable[..., Any], argument: str) -> Any:
+    """The default of a component's keyword argument: written once, where it is used."""
+    return inspect.signature(component).parameters[argument].default
 
 
 def workers(value: str) -> int:
@@ -253,6 +279,110 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
         section="connections",
         help="on SIGTERM, keep serving this long with /readyz answering 503, so a load balancer stops first",
+    ),
+    Option(
+        name="metrics",
+        switch=True,
+        default=True,
+        section="observability",
+        help="serve GET /metrics (Prometheus text format, summed over the workers); keep it off the internet",
+    ),
+    # --- the core's limits (ingest_mw.admission, ingest_mw.eventcaps), per worker process ---
+    Option(
+        name="max_requests",
+        default=default_of(Admission, "max_requests"),
+        parse=count,
+        metavar="N",
+        section="limits",
+        help="requests served at once per worker; one more is answered 503 + Retry-After, never queued",
+    ),
+    Option(
+        name="max_body_bytes_in_flight",
+        default=default_of(Admission, "max_body_bytes_in_flight"),
+        default_doc=f"{default_of(Admission, 'max_body_bytes_in_flight') // 2**20}MiB",
+        parse=size,
+        metavar="BYTES",
+        section="limits",
+        help="body bytes all requests of a worker hold at once (e.g. 128MiB); past it, 503 before a body is read",
+    ),
+    Option(
+        name="max_concurrent_stores",
+        default=default_of(Admission, "max_concurrent_stores"),
+        parse=count,
+        metavar="N",
+        section="limits",
+        help="batches inside the sink at once per worker",
+    ),
+    Option(
+        name="max_storage_waiting",
+        default=default_of(Admission, "max_storage_waiting"),
+        parse=count_or_zero,
+        metavar="N",
+        section="limits",
+        help="batches waiting for the sink per worker; past it, 503 at once",
+    ),
+    Option(
+        name="storage_wait",
+        default=default_of(Admission, "storage_wait"),
+        parse=seconds,
+        metavar="SECONDS",
+        section="limits",
+        help="how long a batch may wait for the sink before its 503 (nothing stored, nothing acknowledged)",
+    ),
+    Option(
+        name="max_parallel_decodes",
+        default=default_of(Admission, "max_parallel_decodes"),
+        parse=count,
+        metavar="N",
+        section="limits",
+        help="large bodies decoded at once per worker, off the event loop",
+    ),
+    Option(
+        name="body_idle_timeout",
+        default=default_of(Admission, "body_idle_timeout"),
+        parse=seconds,
+        metavar="SECONDS",
+        section="limits",
+        help="a request body that sends nothing this long is answered 408 and its connection closed",
+    ),
+    Option(
+        name="retry_after",
+        default=default_of(Admission, "retry_after"),
+        parse=count_or_zero,
+        metavar="SECONDS",
+        section="limits",
+        help="the Retry-After of every 503 for a limit reached",
+    ),
+    Option(
+        name="max_events",
+        default=MAX_EVENTS,
+        parse=count,
+        metavar="N",
+        section="limits",
+        help="events per request; more is answered 413 naming the cap",
+    ),
+    Option(
+        name="max_depth",
+        default=MAX_DEPTH,
+        parse=count,
+        metavar="N",
+        section="limits",
+        help="nesting depth of an event; deeper is answered 400 naming the cap",
+    ),
+    Option(
+        name="rate_limit_storage_timeout",
+        default=default_of(RateLimit, "storage_timeout"),
+        parse=seconds,
+        metavar="SECONDS",
+        section="rate limit",
+        help="the most one rate-limit storage call may take (a frozen Redis), then --rate-limit-fail-open decides",
+    ),
+    Option(
+        name="rate_limit_fail_open",
+        switch=True,
+        default=default_of(RateLimit, "fail_open"),
+        section="rate limit",
+        help="with the rate-limit storage down, accept requests uncounted (--no-rate-limit-fail-open: 503)",
     ),
     Option(
         name="log_level",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import importlib.util
 import logging
 import logging.config
 import shlex
@@ -13,7 +16,7 @@ from typing import Any
 
 from .. import __version__
 from ..sinks.base import close_sync
-from .app import AppSpec, ServeApp, build_rate_limit
+from .app import AppSpec, ServeApp, routes
 from .credentials import Credentials, resolve_credentials
 from .logs import log_config
 from .startup import StartupError, check_rate_limit_storage, listen, masked, open_sink
@@ -24,8 +27,6 @@ logger = logging.getLogger("ingest_mw.serve")
 
 #: File descriptors kept free beside the connections: the sink, logs, pipes to the supervisor.
 SPARE_FILES = 64
-
-ROUTES = "POST / (Better Stack), POST /v1/<dataset> (Baselime)"
 
 
 def import_server() -> str:
@@ -93,7 +94,7 @@ def _announce(settings: argparse.Namespace, credentials: dict[str, Credentials],
         settings.sources["workers"],
         loop,
     )
-    logger.info("routes: %s", ROUTES)
+    logger.info("routes: %s", routes(settings.metrics))
     logger.info("sink: %s", masked(settings.sink))
     logger.info("rate limit: %s per client IP, counted in %s", settings.rate_limit, settings.rate_limit_storage)
     for kind, what in (("token", "Better Stack source tokens"), ("api_key", "Baselime API keys")):
@@ -123,16 +124,20 @@ def _announce(settings: argparse.Namespace, credentials: dict[str, Credentials],
 def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Credentials]]:
     """Every start-up check, in the parent, before a socket is bound."""
     loop = import_server()
+    if settings.metrics and importlib.util.find_spec("prometheus_client") is None:
+        raise StartupError("/metrics needs prometheus-client: pip install 'ingest-mw[serve]' (or --no-metrics)")
+    # Stand-in credentials: the real ones are resolved (maybe generated) only once the rest holds.
+    unchecked = AppSpec.from_settings(settings, tokens={"check": "check"}, api_keys={"check": "check"})
     try:
-        rate_limit = build_rate_limit(settings.rate_limit, settings.rate_limit_storage, tuple(settings.trusted_proxy))
+        unchecked.apis()  # every limit checked by its own component, as each worker will build it
     except ValueError as error:
-        raise StartupError(f"--rate-limit {settings.rate_limit} / --rate-limit-storage: {error}") from None
+        raise StartupError(f"--rate-limit {settings.rate_limit} or a limit: {error}") from None
     sink = open_sink(settings.sink)
     sink_path = getattr(sink, "path", None)
     close_sync(sink)
-    check_rate_limit_storage(rate_limit)
+    check_rate_limit_storage(unchecked.rate_limit_component())
     credentials = resolve_credentials(settings, sink_path)
-    spec = AppSpec.from_settings(settings, tokens=credentials["token"].secrets, api_keys=credentials["api_key"].secrets)
+    spec = dataclasses.replace(unchecked, tokens=credentials["token"].secrets, api_keys=credentials["api_key"].secrets)
     return spec, loop, credentials
 
 
@@ -176,7 +181,8 @@ def serve(settings: argparse.Namespace) -> int:
 
     from uvicorn import Server
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
+
+    from .workers import Supervisor, metrics_directory
 
     config = server_config(ServeApp(spec), settings, loop=loop, logs=logs)
     _announce(settings, credentials, loop)
@@ -189,8 +195,10 @@ def serve(settings: argparse.Namespace) -> int:
         except SystemExit as exit:  # uvicorn's own, on a failed lifespan start-up
             return int(exit.code or 0)
         return 0
-    supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
+    with metrics_directory() if settings.metrics else contextlib.nullcontext(""):
+        supervisor = Supervisor(config, sockets=[sock])
+        supervisor.metrics = settings.metrics
+        supervisor.run()
     failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
 
