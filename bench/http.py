@@ -451,6 +451,7 @@ class Servers:
                     self.args.log_level,
                     "--rate-limit",
                     self.args.rate_limit,
+                    *self.args.serve_arg,
                 ]
             elif label == "base":
                 cmd = [*me, "--baseline-server", str(port)]
@@ -507,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the diagnostic run of the same app with a hook that keeps nothing",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs of their own")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for ingest-mw serve, repeatable (e.g. --serve-arg=--no-metrics; default: serve's"
+        " defaults, metrics on)",
+    )
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--gc-tuned", action="store_true", help=argparse.SUPPRESS)
@@ -542,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
         f" ({how}), fresh servers each round, median kept (after a warm-up); ingest-mw serve's stack"
         f" (uvicorn, httptools, uvloop), 1 worker,"
-        f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
+        f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}"
+        f" {' '.join(args.serve_arg)}; {placement}"
     )
     header = (
         f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
