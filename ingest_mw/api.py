@@ -298,18 +298,18 @@ class IngestAPI:
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
                 if seen is not None:
-                    seen.finish(CLIENT_GONE, request.source, decoded)
+                    seen.finish(CLIENT_GONE, decoded)
                 raise  # nobody left to answer
             logger.exception("ingest_mw: %s request failed", self.name)
             response = self.render(IngestError(500, "Internal Server Error"))
         except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
             if seen is not None:
-                seen.finish(CLIENT_GONE, request.source, decoded)
+                seen.finish(CLIENT_GONE, decoded)
             raise
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body)
         if seen is not None:
-            seen.finish(response.status, request.source, decoded)
+            seen.finish(response.status, decoded)
         return response
 
 
