@@ -345,7 +345,7 @@ class IngestAPI:
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
                 if seen is not None:
-                    seen.finish(CLIENT_GONE, request.source, decoded)
+                    seen.finish(CLIENT_GONE, decoded)
                 raise  # nobody left to answer
             if reading and isinstance(exc, BodyTimeout):
                 response = self.render(self._body_timeout())
@@ -354,7 +354,7 @@ class IngestAPI:
                 response = self.render(IngestError(500, "Internal Server Error"))
         except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
             if seen is not None:
-                seen.finish(CLIENT_GONE, request.source, decoded)
+                seen.finish(CLIENT_GONE, decoded)
             raise
         finally:
             # --- admission: give back what this request held ---
@@ -369,7 +369,7 @@ class IngestAPI:
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body, response.close)
         if seen is not None:
-            seen.finish(response.status, request.source, decoded)
+            seen.finish(response.status, decoded)
         return response
 
     # --- the flow's steps off the event loop (admission's bounded parallelism) ---

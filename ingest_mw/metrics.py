@@ -26,20 +26,30 @@ and calls ``prometheus_client.multiprocess.mark_process_dead(pid)`` when one
 exits, so the in-flight gauges (``livesum``) forget it.
 
 Every metric has the label ``api`` (``betterstack``, ``baselime``); see
-``docs/observability.md`` for the list. Per request the observer only adds
-to label children bound once per API (and per status or reason the first
-time each is seen): no label lookup, no dict made.
+``docs/observability.md`` for the list. A request costs the observer a few
+additions to plain numbers that only its own thread writes (no lock, no
+label lookup); the metric families are built from them when scraped, or,
+in multiprocess mode, written to the directory every :data:`FLUSH_SECONDS`
+(and at each scrape and at exit).
 """
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import os
-from collections.abc import Callable, Iterable
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .api import Response
 from .asgi import send_response
@@ -49,6 +59,7 @@ from .wsgi import write_response
 
 __all__ = [
     "DURATION_BUCKETS",
+    "FLUSH_SECONDS",
     "METRICS_PATH",
     "MULTIPROC_DIR_ENV",
     "PrometheusObserver",
@@ -69,160 +80,317 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _Metrics:
-    """The metric families, made once per registry (prometheus-client refuses
-    a name registered twice, and two observers in one process should count
-    into the same series)."""
+#: Every metric once: its name (a counter's without ``_total``, which
+#: prometheus-client adds), kind, help, its label beside ``api``, and the
+#: attribute of :class:`_Tally` that holds it.
+_FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("ingest_mw_requests", "counter", "Requests answered, by API and status.", "status", "requests"),
+    ("ingest_mw_events_accepted", "counter", "Events stored and acknowledged.", None, "events_accepted"),
+    (
+        "ingest_mw_events_refused",
+        "counter",
+        "Events refused while their request was served, by reason (not those of requests refused whole).",
+        "reason",
+        "refused",
+    ),
+    ("ingest_mw_request_body_bytes", "counter", "Request body bytes read, as sent on the wire.", None, "wire_bytes"),
+    (
+        "ingest_mw_request_body_decoded_bytes",
+        "counter",
+        "Request body bytes read, after Content-Encoding is undone.",
+        None,
+        "body_bytes",
+    ),
+    ("ingest_mw_storage_duration_seconds", "histogram", "Time in the storage hook, per batch.", None, "storage"),
+    ("ingest_mw_request_duration_seconds", "histogram", "Time to decide a request's answer.", None, "duration"),
+    ("ingest_mw_requests_in_flight", "gauge", "Requests being served.", None, "in_flight"),
+    (
+        "ingest_mw_request_body_bytes_in_flight",
+        "gauge",
+        "Decoded body bytes of requests read and not yet answered (being decoded and stored).",
+        None,
+        "body_in_flight",
+    ),
+    ("ingest_mw_rate_limited", "counter", "Requests refused by the rate limit.", None, "rate_limited"),
+    ("ingest_mw_storage_errors", "counter", "Batches the storage hook failed to store.", None, "storage_errors"),
+    (
+        "ingest_mw_rate_limit_storage_errors",
+        "counter",
+        "Requests whose rate-limit storage could not be reached.",
+        None,
+        "rate_limit_storage_errors",
+    ),
+)
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        def counter(name: str, doc: str, labels: Iterable[str] = ("api",)) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
-
-        def gauge(name: str, doc: str) -> Gauge:
-            # livesum: the processes' values added up, those of exited ones left out.
-            return Gauge(name, doc, ("api",), registry=registry, multiprocess_mode="livesum")
-
-        def histogram(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, ("api",), registry=registry, buckets=DURATION_BUCKETS)
-
-        self.requests = counter("ingest_mw_requests", "Requests answered, by API and status.", ("api", "status"))
-        self.events_accepted = counter("ingest_mw_events_accepted", "Events stored and acknowledged.")
-        self.events_refused = counter(
-            "ingest_mw_events_refused",
-            "Events refused while their request was served, by reason (not those of requests refused whole).",
-            ("api", "reason"),
-        )
-        self.wire_bytes = counter("ingest_mw_request_body_bytes", "Request body bytes read, as sent on the wire.")
-        self.body_bytes = counter(
-            "ingest_mw_request_body_decoded_bytes", "Request body bytes read, after Content-Encoding is undone."
-        )
-        self.storage = histogram("ingest_mw_storage_duration_seconds", "Time in the storage hook, per batch.")
-        self.duration = histogram("ingest_mw_request_duration_seconds", "Time to decide a request's answer.")
-        self.in_flight = gauge("ingest_mw_requests_in_flight", "Requests being served.")
-        self.body_in_flight = gauge(
-            "ingest_mw_request_body_bytes_in_flight",
-            "Decoded body bytes of requests read and not yet answered (being decoded and stored).",
-        )
-        self.rate_limited = counter("ingest_mw_rate_limited", "Requests refused by the rate limit.")
-        self.storage_errors = counter("ingest_mw_storage_errors", "Batches the storage hook failed to store.")
-        self.rate_limit_storage_errors = counter(
-            "ingest_mw_rate_limit_storage_errors", "Requests whose rate-limit storage could not be reached."
-        )
+_BOUNDS = DURATION_BUCKETS
+_BUCKET_LABELS = [*(floatToGoString(b) for b in _BOUNDS), "+Inf"]
 
 
-_METRICS: dict[int, tuple[CollectorRegistry | None, _Metrics]] = {}
+class _Histogram:
+    """Observations per bucket (the last one past every bound) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS) + 1)
+        self.sum = 0.0
+
+    def add(self, other: _Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        self.sum += other.sum
 
 
-def _metrics_for(registry: CollectorRegistry | None) -> _Metrics:
-    made = _METRICS.get(id(registry))
+class _Tally:
+    """One API's numbers as seen by one thread: plain numbers that only that
+    thread writes, so counting takes no lock (a read from another thread sees
+    a whole number, at most one request old)."""
+
+    __slots__ = tuple(family[4] for family in _FAMILIES)
+
+    def __init__(self) -> None:
+        self.requests: dict[int, int] = {}
+        self.refused: dict[str, int] = {}
+        self.events_accepted = 0
+        self.wire_bytes = 0
+        self.body_bytes = 0
+        self.storage = _Histogram()
+        self.duration = _Histogram()
+        self.in_flight = 0
+        self.body_in_flight = 0
+        self.rate_limited = 0
+        self.storage_errors = 0
+        self.rate_limit_storage_errors = 0
+
+    def add(self, other: _Tally) -> None:
+        for name in self.__slots__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                for key, count in theirs.copy().items():  # copy(): the other thread may be adding a key
+                    mine[key] = mine.get(key, 0) + count
+            elif isinstance(mine, _Histogram):
+                mine.add(theirs)
+            else:
+                setattr(self, name, mine + theirs)
+
+
+class _Tallies:
+    """Every thread's tallies for one registry, per API, and their totals."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[tuple[str, _Tally]] = []
+
+    def get(self, api: str) -> _Tally:
+        """This thread's tally of ``api``."""
+        try:
+            return self._local.by_api[api]  # type: ignore[no-any-return]
+        except AttributeError:
+            self._local.by_api = {}
+        except KeyError:
+            pass
+        tally = self._local.by_api[api] = _Tally()
+        with self._lock:
+            self._all.append((api, tally))
+        return tally
+
+    def totals(self) -> dict[str, _Tally]:
+        with self._lock:
+            every = list(self._all)
+        totals: dict[str, _Tally] = {}
+        for api, tally in every:
+            totals.setdefault(api, _Tally()).add(tally)
+        return totals
+
+
+class _Collector(Collector):
+    """The tallies as Prometheus metric families, read at each scrape (one process)."""
+
+    def __init__(self, tallies: _Tallies) -> None:
+        self.tallies = tallies
+
+    def describe(self) -> list[Metric]:
+        return [self._family(name, kind, doc, label) for name, kind, doc, label, _ in _FAMILIES]
+
+    @staticmethod
+    def _family(name: str, kind: str, doc: str, label: str | None) -> Metric:
+        labels = ["api"] if label is None else ["api", label]
+        if kind == "counter":
+            return CounterMetricFamily(name, doc, labels=labels)
+        if kind == "gauge":
+            return GaugeMetricFamily(name, doc, labels=labels)
+        return HistogramMetricFamily(name, doc, labels=labels)
+
+    def collect(self) -> list[Metric]:
+        totals = self.tallies.totals()
+        families = []
+        for name, kind, doc, label, attribute in _FAMILIES:
+            family = self._family(name, kind, doc, label)
+            for api, tally in totals.items():
+                value = getattr(tally, attribute)
+                if isinstance(value, dict):
+                    for key, count in sorted(value.items()):
+                        family.add_metric([api, str(key)], count)  # type: ignore[attr-defined]
+                elif isinstance(value, _Histogram):
+                    cumulative = list(itertools.accumulate(value.counts))
+                    buckets = list(zip(_BUCKET_LABELS, cumulative))
+                    family.add_metric([api], buckets, value.sum)  # type: ignore[attr-defined]
+                else:
+                    family.add_metric([api], value)  # type: ignore[attr-defined]
+            families.append(family)
+        return families
+
+
+class _Flusher:
+    """Multiprocess mode: the tallies' growth written to prometheus-client's
+    per-process files (``PROMETHEUS_MULTIPROC_DIR``), every :data:`FLUSH_SECONDS`
+    from a daemon thread, at each scrape this process answers and at exit.
+    A process killed outright loses at most that last interval's counts."""
+
+    def __init__(self, tallies: _Tallies) -> None:
+        self.tallies = tallies
+        self._lock = threading.Lock()
+        self._flushed: dict[str, _Tally] = {}
+        self._metrics: dict[str, Any] = {}
+        for name, kind, doc, label, attribute in _FAMILIES:
+            labels = ["api"] if label is None else ["api", label]
+            if kind == "counter":
+                self._metrics[attribute] = Counter(name, doc, labels, registry=None)
+            elif kind == "gauge":
+                # livesum: the processes' values added up, those of exited ones left out.
+                self._metrics[attribute] = Gauge(name, doc, labels, registry=None, multiprocess_mode="livesum")
+            else:
+                self._metrics[attribute] = Histogram(name, doc, labels, registry=None, buckets=_BOUNDS)
+        self._pid: int | None = None
+        atexit.register(self.flush)
+
+    def ensure_running(self) -> None:
+        """Start the flushing thread in this process (again after a fork)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._flushed = {}
+            threading.Thread(target=self._run, name="ingest_mw-metrics-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            for api, total in self.tallies.totals().items():
+                before = self._flushed.get(api) or _Tally()
+                for _, kind, _, label, attribute in _FAMILIES:
+                    metric, now, then = self._metrics[attribute], getattr(total, attribute), getattr(before, attribute)
+                    if kind == "gauge":
+                        metric.labels(api).set(now)
+                    elif kind == "histogram":
+                        child = metric.labels(api)
+                        # prometheus-client has no call to add n observations at once: its
+                        # per-bucket values (non-cumulative, +Inf last, as ours) take them.
+                        for index, (a, b) in enumerate(zip(now.counts, then.counts)):
+                            if a != b:
+                                child._buckets[index].inc(a - b)
+                        if now.sum != then.sum:
+                            child._sum.inc(now.sum - then.sum)
+                    elif label is not None:
+                        for key, count in now.items():
+                            if count != then.get(key, 0):
+                                metric.labels(api, str(key)).inc(count - then.get(key, 0))
+                    elif now != then:
+                        metric.labels(api).inc(now - then)
+                self._flushed[api] = total
+
+
+#: How often multiprocess mode writes the counts of a process to its files.
+FLUSH_SECONDS = 1.0
+
+_TALLIES: dict[int, tuple[CollectorRegistry | None, _Tallies]] = {}
+_FLUSHERS: list[_Flusher] = []
+
+
+def _tallies_for(registry: CollectorRegistry | None) -> _Tallies:
+    """The tallies of ``registry``, made and registered once (prometheus-client
+    refuses a metric name registered twice, and two observers in one process
+    should count into the same series); ``None``: multiprocess mode."""
+    made = _TALLIES.get(id(registry))
     if made is None or made[0] is not registry:
-        made = _METRICS[id(registry)] = (registry, _Metrics(registry))
+        tallies = _Tallies()
+        if registry is None:
+            _FLUSHERS.append(_Flusher(tallies))
+        else:
+            registry.register(_Collector(tallies))
+        made = _TALLIES[id(registry)] = (registry, tallies)
     return made[1]
 
 
-class _APIChildren:
-    """One API's label children, bound once."""
-
-    __slots__ = (
-        "metrics",
-        "api",
-        "requests",
-        "refused",
-        "events_accepted",
-        "wire_bytes",
-        "body_bytes",
-        "storage",
-        "duration",
-        "in_flight",
-        "body_in_flight",
-        "rate_limited",
-        "storage_errors",
-        "rate_limit_storage_errors",
-    )
-
-    def __init__(self, metrics: _Metrics, api: str) -> None:
-        self.metrics = metrics
-        self.api = api
-        self.requests: dict[int, Any] = {}
-        self.refused: dict[str, Any] = {}
-        self.events_accepted = metrics.events_accepted.labels(api)
-        self.wire_bytes = metrics.wire_bytes.labels(api)
-        self.body_bytes = metrics.body_bytes.labels(api)
-        self.storage = metrics.storage.labels(api)
-        self.duration = metrics.duration.labels(api)
-        self.in_flight = metrics.in_flight.labels(api)
-        self.body_in_flight = metrics.body_in_flight.labels(api)
-        self.rate_limited = metrics.rate_limited.labels(api)
-        self.storage_errors = metrics.storage_errors.labels(api)
-        self.rate_limit_storage_errors = metrics.rate_limit_storage_errors.labels(api)
-
-    def status(self, status: int) -> Any:
-        child = self.requests.get(status)
-        if child is None:
-            child = self.requests[status] = self.metrics.requests.labels(self.api, str(status))
-        return child
-
-    def reason(self, reason: str) -> Any:
-        child = self.refused.get(reason)
-        if child is None:
-            child = self.refused[reason] = self.metrics.events_refused.labels(self.api, reason)
-        return child
+def _multiprocess() -> bool:
+    """Whether prometheus-client chose its multiprocess values at import (``PROMETHEUS_MULTIPROC_DIR`` set)."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
 class PrometheusObserver(Observer):
-    """Count every request of the adapters it is given to in Prometheus metrics.
+    """Count every request of the adapters it is given to, as Prometheus metrics.
 
-    ``registry``: where the metrics are registered; by default
+    ``registry``: where the metrics are exposed; by default
     prometheus-client's global ``REGISTRY`` (what ``/metrics`` apps and
-    framework exporters expose), or none in multiprocess mode (the values
-    go to ``PROMETHEUS_MULTIPROC_DIR`` and a scrape reads them from there).
-    Observers on the same registry share one set of metrics, so several
-    adapters in a process add up.
+    framework exporters expose). In multiprocess mode the counts go to
+    ``PROMETHEUS_MULTIPROC_DIR`` instead, within :data:`FLUSH_SECONDS`, and
+    a scrape reads them all from there. Observers on the same registry share
+    their counts, so several adapters in a process add up.
+
+    A request costs a few additions to plain numbers of this thread's own
+    tally: no lock and no label lookup; the metric families are built from
+    the tallies when scraped.
     """
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
-        if registry is None and not values.ValueClass._multiprocess:
+        if registry is None and not _multiprocess():
             registry = REGISTRY
         self.registry = registry
-        self._metrics = _metrics_for(registry)
-        self._apis: dict[str, _APIChildren] = {}
-
-    def _children(self, api: str) -> _APIChildren:
-        children = self._apis.get(api)
-        if children is None:
-            children = self._apis[api] = _APIChildren(self._metrics, api)
-        return children
+        self._tallies = _tallies_for(registry)
+        self._flusher = _FLUSHERS[-1] if registry is None else None
 
     def started(self, seen: Observation) -> None:
-        self._children(seen.api).in_flight.inc()
+        if self._flusher is not None:
+            self._flusher.ensure_running()
+        self._tallies.get(seen.api).in_flight += 1
 
     def received(self, seen: Observation) -> None:
-        if seen.body_bytes:
-            self._children(seen.api).body_in_flight.inc(seen.body_bytes)
+        self._tallies.get(seen.api).body_in_flight += seen.body_bytes
 
     def finished(self, seen: Observation) -> None:
-        children = self._children(seen.api)
-        children.in_flight.dec()
-        children.status(seen.status).inc()
-        children.duration.observe(seen.duration_seconds)
-        if seen.body_bytes:
-            children.body_in_flight.dec(seen.body_bytes)
-            children.body_bytes.inc(seen.body_bytes)
-        if seen.wire_bytes:
-            children.wire_bytes.inc(seen.wire_bytes)
+        tally = self._tallies.get(seen.api)
+        tally.in_flight -= 1
+        requests = tally.requests
+        status = seen.status
+        requests[status] = requests.get(status, 0) + 1
+        duration = seen.duration_seconds
+        histogram = tally.duration
+        histogram.counts[bisect_left(_BOUNDS, duration)] += 1
+        histogram.sum += duration
+        body_bytes = seen.body_bytes
+        if body_bytes:
+            tally.body_in_flight -= body_bytes
+            tally.body_bytes += body_bytes
+            tally.wire_bytes += seen.wire_bytes
         if seen.events_accepted:
-            children.events_accepted.inc(seen.events_accepted)
-        if seen.storage_seconds is not None:
-            children.storage.observe(seen.storage_seconds)
+            tally.events_accepted += seen.events_accepted
+        storage = seen.storage_seconds
+        if storage is not None:
+            histogram = tally.storage
+            histogram.counts[bisect_left(_BOUNDS, storage)] += 1
+            histogram.sum += storage
         if seen.events_refused:
+            refused = tally.refused
             for reason, events in seen.refused.items():
-                children.reason(reason).inc(events)
+                refused[reason] = refused.get(reason, 0) + events
         if seen.storage_failed:
-            children.storage_errors.inc()
+            tally.storage_errors += 1
         if seen.rate_limited:
-            children.rate_limited.inc()
+            tally.rate_limited += 1
         if seen.rate_limit_unavailable:
-            children.rate_limit_storage_errors.inc()
+            tally.rate_limit_storage_errors += 1
 
     def __repr__(self) -> str:
         return f"PrometheusObserver(registry={self.registry!r})"
@@ -237,6 +405,8 @@ def render_metrics(registry: CollectorRegistry | None = None, accept: str | None
     by default) is read."""
     directory = os.environ.get(MULTIPROC_DIR_ENV)
     if directory:
+        for flusher in _FLUSHERS:  # this process's own counts, up to now
+            flusher.flush()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     elif registry is None:

@@ -66,15 +66,17 @@ _REASON_PREFIXES = (
     ("not a JSON object", "not_an_object"),
 )
 
-_NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
+
+def _failed(hook: Callable[[Observation], None]) -> None:
+    """Log what an observer hook raised (from its ``except``): never the request's problem."""
+    logger.exception("ingest_mw: observer hook %r failed", hook)
 
 
 def _call(hook: Callable[[Observation], None], seen: Observation) -> None:
-    """Tell one observer hook; what it raises is logged, never the request's problem."""
     try:
         hook(seen)
     except Exception:
-        logger.exception("ingest_mw: observer hook %r failed", hook)
+        _failed(hook)
 
 
 def refusal_reason(reason: str) -> str:
@@ -98,66 +100,73 @@ class Observation:
     hook failed to store), by reason in ``refused``; a request refused as a
     whole (403, 413, a body that does not parse) refuses no counted event:
     its status says why. ``wire_bytes`` is the body as sent, ``body_bytes``
-    after Content-Encoding (both 0 when it was not read);
+    after Content-Encoding (both 0 until the whole body is read);
     ``storage_seconds`` the time in the storage hook (``None`` if it was not
     called), ``duration_seconds`` the whole flow's. ``rate_limited`` says
     the rate limit refused the request; ``rate_limit_unavailable`` that its
     storage could not be reached; ``storage_failed`` that the hook raised.
+
+    The flow writes only what it learns: every fact it never learns is the
+    class's default here, so a request costs few writes. Observers read it;
+    one may hang its own per-request state on it, under a name of its own.
     """
 
-    __slots__ = (
-        "api",
-        "method",
-        "path",
-        "client",
-        "source",
-        "status",
-        "events_accepted",
-        "events_refused",
-        "refused",
-        "wire_bytes",
-        "body_bytes",
-        "storage_seconds",
-        "duration_seconds",
-        "rate_limited",
-        "rate_limit_unavailable",
-        "storage_failed",
-        "observer",
-        "started_at",
-        "_storing_at",
-    )
+    # The defaults, read until the flow sets a fact (class attributes, not
+    # slots: a request that is refused early writes almost nothing).
+    status = 0
+    events_accepted = 0
+    events_refused = 0
+    refused: Mapping[str, int] = MappingProxyType({})
+    wire_bytes = 0
+    body_bytes = 0
+    storage_seconds: float | None = None
+    duration_seconds = 0.0
+    rate_limited = False
+    rate_limit_unavailable = False
+    storage_failed = False
+    _storing_at = 0.0
 
     def __init__(self, api: str, request: Request, observer: Observer) -> None:
         self.api = api
-        self.method = request.method
-        self.path = request.path.partition("?")[0]  # a server that left one in: never kept
-        self.client = request.client
-        self.source: str | None = None
-        self.status = 0
-        self.events_accepted = 0
-        self.events_refused = 0
-        self.refused: Mapping[str, int] = _NOTHING_REFUSED
-        self.wire_bytes = 0
-        self.body_bytes = 0
-        self.storage_seconds: float | None = None
-        self.duration_seconds = 0.0
-        self.rate_limited = False
-        self.rate_limit_unavailable = False
-        self.storage_failed = False
+        self.request = request
         self.observer = observer
-        self._storing_at = 0.0
         self.started_at = perf_counter()
-        self._tell(observer.started)
+        try:
+            observer.started(self)
+        except Exception:
+            _failed(observer.started)
+
+    # --- the request's own facts ---------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def path(self) -> str:
+        return self.request.path.partition("?")[0]  # a server that left a query in: never kept
+
+    @property
+    def client(self) -> str | None:
+        return self.request.client
+
+    @property
+    def source(self) -> str | None:
+        return self.request.source
 
     # --- what the flow reports, in its order --------------------------------------------
     def rate_limit(self, decision: RateLimitDecision) -> None:
-        self.rate_limited = decision.refusal is not None and not decision.unavailable
-        self.rate_limit_unavailable = decision.unavailable
+        if decision.unavailable:
+            self.rate_limit_unavailable = True
+        elif decision.refusal is not None:
+            self.rate_limited = True
 
     def body_read(self, wire_bytes: int, body_bytes: int) -> None:
         self.wire_bytes = wire_bytes
         self.body_bytes = body_bytes
-        self._tell(self.observer.received)
+        try:
+            self.observer.received(self)
+        except Exception:
+            _failed(self.observer.received)
 
     def storing(self) -> None:
         self._storing_at = perf_counter()
@@ -171,17 +180,19 @@ class Observation:
         self.storage_failed = True
         self._refuse("storage_error", events)
 
-    def finish(self, status: int, source: str | None, decoded: Any = None) -> None:
+    def finish(self, status: int, decoded: Any = None) -> None:
         """The answer is decided (``status``); ``decoded``, if the body was decoded,
         gives the elements the codec refused."""
         self.duration_seconds = perf_counter() - self.started_at
         self.status = status
-        self.source = source
         invalid = getattr(decoded, "invalid", None)  # a Decoded, or None / a Rescan never run
         if invalid:
             for element in invalid:
                 self._refuse(refusal_reason(element.reason), 1)
-        self._tell(self.observer.finished)
+        try:
+            self.observer.finished(self)
+        except Exception:
+            _failed(self.observer.finished)
 
     def _refuse(self, reason: str, events: int) -> None:
         refused = dict(self.refused)  # only when something is refused: no dict otherwise
@@ -189,11 +200,8 @@ class Observation:
         self.refused = refused
         self.events_refused += events
 
-    def _tell(self, hook: Callable[[Observation], None]) -> None:
-        _call(hook, self)
-
     def as_dict(self) -> dict[str, Any]:
-        """The facts as plain values (what a log line or a test reads)."""
+        """The facts as plain values (what a test or a host's own log reads)."""
         return {
             "api": self.api,
             "method": self.method,
