@@ -325,7 +325,7 @@ class IngestAPI:
                     seen.storing()  # the hook's own time, not the wait to reach it
                 try:
                     await io.store(batch)
-                except Exception:
+                except Exception as failure:
                     if seen is not None:
                         seen.store_failed(len(batch.events))
                     logger.exception(
@@ -334,6 +334,7 @@ class IngestAPI:
                         self.name,
                         batch.source,
                     )
+                    failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
                     raise IngestError(500, "Internal Server Error") from None
                 finally:
                     admission.stores.give()
@@ -380,6 +381,12 @@ class IngestAPI:
             await admission.enter_decode(io.pause)
         try:
             return await io.offload(work)
+        except IngestError as error:
+            # Raised in a worker thread, it comes back through the executor's
+            # future, which its traceback holds in a cycle with the frames that
+            # hold the body: freed only by the cyclic GC, which a server runs
+            # seldom. The refusal needs none of those frames.
+            raise error.with_traceback(None) from None
         finally:
             admission.decodes.give()
 

@@ -156,11 +156,11 @@ class NDJSONCodec:
         caps.check_json(body)
         loads = orjson.loads
         # JSON strings cannot hold a raw line break, so splitting is exact.
-        lines = body.splitlines()
-        if len(lines) > caps.max_events:  # (blank lines count here: counted again after)
-            caps.check_count(sum(1 for line in lines if line and not line.isspace()))
+        body_lines = body.splitlines()
+        if len(body_lines) > caps.max_events:  # (blank lines count here: counted again after)
+            caps.check_count(sum(1 for line in body_lines if line and not line.isspace()))
         try:
-            events = [loads(line) for line in lines if line and not line.isspace()]
+            events = [loads(line) for line in body_lines if line and not line.isspace()]
         except orjson.JSONDecodeError:
             raise IngestError(406, JSON_PARSE_ERROR) from None
         bad = _first_non_object(events)

@@ -541,9 +541,14 @@ def test_health_readiness_and_metrics_that_move_by_exactly_the_events_sent(tmp_p
         for size in (1, 5, 20, 3, 7, 11):  # over both workers' connections
             assert post(server.url, orjson.dumps([{"n": i} for i in range(size)]), bearer()) == 202
             sent += size
-        after = get(server.url + "/metrics")[1]
         accepted = "ingest_mw_events_accepted_total"
-        assert metric(after, accepted) - metric(before, accepted) == sent
+        # Under --workers, another worker's counts reach the scrape within a second or so.
+        deadline = time.monotonic() + 10
+        while (moved := metric(get(server.url + "/metrics")[1], accepted) - metric(before, accepted)) < sent:
+            assert time.monotonic() < deadline, f"{moved} of {sent} events counted"
+            time.sleep(0.2)
+        time.sleep(1.5)  # and no more than that, once every worker has written its counts
+        assert metric(get(server.url + "/metrics")[1], accepted) - metric(before, accepted) == sent
         assert get(server.url + "/healthz?x=1")[0] == 200, "an exact path, whatever the query"
     finally:
         code, err = server.stop()

@@ -81,9 +81,9 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
         return acall
     thread_sensitive = bool(getattr(sink, "thread_sensitive", False))
     if thread_sensitive:
-        in_thread = sync_to_async(sink, thread_sensitive=True)  # type: ignore[arg-type]
+        in_thread = sync_to_async(sink, thread_sensitive=True)
     else:
-        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_STORE_THREADS)  # type: ignore[arg-type]
+        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_STORE_THREADS)
 
     async def store(batch: Batch) -> None:
         result = await in_thread(batch)
