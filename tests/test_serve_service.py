@@ -428,7 +428,19 @@ def test_sigterm_with_a_client_stalled_mid_body_exits_0_within_the_graceful_time
 
 def test_json_access_log_lines_parse_and_hold_no_token_or_query_string():
     server = Server(
-        ["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--log-format", "json", "--access-log"],
+        [
+            "--workers",
+            "2",
+            "--sink",
+            "memory://",
+            "--token",
+            TOKEN,
+            "--api-key",
+            KEY,
+            "--log-format",
+            "json",
+            "--access-log",
+        ],
         log_level="info",
     )
     try:
