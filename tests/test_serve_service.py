@@ -212,7 +212,9 @@ def test_a_flag_wins_over_its_environment_variable(tmp_path):
 # --- start-up mistakes ------------------------------------------------------------------
 
 
-def start_failure(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
+def start_failure(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, preexec_fn=None
+) -> tuple[int, str]:
     done = subprocess.run(
         serve_command(args),
         capture_output=True,
@@ -221,8 +223,36 @@ def start_failure(args: list[str], env: dict[str, str] | None = None, cwd: Path 
         env={**os.environ, **(env or {})},
         cwd=cwd,
         stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
     )
     return done.returncode, done.stderr
+
+
+def test_unwritable_paths_are_one_line_and_status_2(tmp_path):
+    from test_health import _without_dac_override  # root writes through permissions unless it loses that
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "old.db").write_bytes(b"")
+    locked.chmod(0o555)
+    cases = [
+        (["--sink", f"sqlite:///{locked}/new.db"], f"--sink sqlite:///{locked}/new.db: cannot open it"),
+        (
+            ["--sink", f"jsonl:///{locked}/x.jsonl"],
+            f"--sink jsonl:///{locked}/x.jsonl: cannot open it: Permission denied",
+        ),
+        (["--sink", "memory://", "--state-dir", str(locked)], f"{locked}/credentials.json: cannot keep"),
+    ]
+    try:
+        for args, expected in cases:
+            try:
+                code, err = start_failure(args, preexec_fn=_without_dac_override if os.geteuid() == 0 else None)
+            except subprocess.SubprocessError as exc:  # prctl refused: a container without CAP_SETPCAP
+                pytest.skip(f"cannot run a child without CAP_DAC_OVERRIDE as root here: {exc}")
+            assert (code, err.count("\n")) == (2, 1), (args, err)
+            assert expected in err, (args, err)
+    finally:
+        locked.chmod(0o755)
 
 
 @pytest.fixture
