@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -64,3 +65,12 @@ def test_a_wrong_variable_is_one_line_naming_it(capsys):
     assert exit.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "environment variable INGEST_MW_ACCESS_LOG: 'maybe' is not a switch" in err
+
+
+def test_workers_auto_is_one_per_cpu_this_process_may_use():
+    assert settings(["--workers", "auto"], {}).workers == len(os.sched_getaffinity(0))
+
+
+def test_sizes_take_units():
+    chosen = settings(["--max-body-bytes-in-flight", "64MiB"], {"INGEST_MW_MAX_EVENTS": "500"})
+    assert (chosen.max_body_bytes_in_flight, chosen.max_events) == (64 * 1024 * 1024, 500)
