@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -31,7 +32,7 @@ from .batch import Batch, Events
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
-from .observe import CLIENT_GONE, Observation, Observer
+from .observe import CLIENT_GONE, Observer, observe
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -235,7 +236,7 @@ class IngestAPI:
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
         decoded: Decoded | Rescan | None = None
-        seen = None if observer is None else Observation(self.name, request, observer)
+        seen = None if observer is None else observe(self.name, request, observer)
         try:
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
@@ -252,7 +253,7 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = await io.hit(self.rate_limit, request)
-                if seen is not None:
+                if seen is not None and (decision.refusal is not None or decision.unavailable):
                     seen.rate_limit(decision)
                 headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
@@ -277,7 +278,7 @@ class IngestAPI:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
                 if seen is not None:
-                    seen.storing()
+                    seen.storing_at = perf_counter()
                 try:
                     await io.store(batch)
                 except Exception:
@@ -291,7 +292,8 @@ class IngestAPI:
                     )
                     raise IngestError(500, "Internal Server Error") from None
                 if seen is not None:
-                    seen.stored(len(batch.events))
+                    seen.storage_seconds = perf_counter() - seen.storing_at
+                    seen.events_accepted = len(decoded.events)
             response = self.accepted(decoded)
         except IngestError as error:
             response = self.render(error)

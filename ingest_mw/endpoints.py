@@ -45,7 +45,8 @@ class EndpointsASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.endpoints.get(route_path(scope))
+            # route_path's work, written out: this runs before every ingest request.
+            endpoint = self.endpoints.get(route_path(scope) if scope.get("root_path") else scope["path"])
             if endpoint is not None:
                 await endpoint(scope, receive, send)
                 return
