@@ -122,7 +122,7 @@ _FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
 )
 
 _BOUNDS = DURATION_BUCKETS
-_BUCKET_LABELS = [*(floatToGoString(b) for b in _BOUNDS), "+Inf"]
+_BUCKET_LABELS = [*(floatToGoString(b) for b in _BOUNDS), "+Inf"]  # type: ignore[no-untyped-call]
 
 
 class _Histogram:

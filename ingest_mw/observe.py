@@ -129,6 +129,25 @@ class Observation:
         "unusual",
     )
 
+    api: str
+    request: Request
+    observer: Observer
+    token: Any
+    started_at: float
+    status: int
+    events_accepted: int
+    events_refused: int
+    refused: Mapping[str, int]
+    wire_bytes: int
+    body_bytes: int
+    storing_at: float
+    storage_seconds: float | None
+    duration_seconds: float
+    rate_limited: bool
+    rate_limit_unavailable: bool
+    storage_failed: bool
+    unusual: bool
+
     # No __init__: calling a Python __init__ costs a request more than
     # setting every slot in observe() does.
 
