@@ -40,6 +40,7 @@ import itertools
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -139,16 +140,12 @@ class _Histogram:
         self.sum += other.sum
 
 
-def _observe(histogram: _Histogram, value: float) -> None:
-    """Count ``value`` in its bucket: a scan from the smallest, where nearly
-    every healthy request lands (cheaper there than a bisect call)."""
-    index = 0
-    for bound in _BOUNDS:
-        if value <= bound:
-            break
-        index += 1
-    histogram.counts[index] += 1
-    histogram.sum += value
+_FIRST_BOUND = _BOUNDS[0]
+
+
+def _bucket(value: float) -> int:
+    """The bucket of a ``value`` past the first bound (the hooks test that one inline)."""
+    return bisect_left(_BOUNDS, value)
 
 
 class _Tally:
@@ -383,7 +380,12 @@ class PrometheusObserver(Observer):
         requests = tally.requests
         status = seen.status
         requests[status] = requests.get(status, 0) + 1
-        _observe(tally.duration, seen.duration_seconds)
+        # Nearly every healthy request and store lands in the first bucket:
+        # tested inline, a call fewer on each.
+        duration = seen.duration_seconds
+        histogram = tally.duration
+        histogram.counts[0 if duration <= _FIRST_BOUND else _bucket(duration)] += 1
+        histogram.sum += duration
         body_bytes = seen.body_bytes
         if body_bytes:
             tally.body_in_flight -= body_bytes
@@ -392,7 +394,9 @@ class PrometheusObserver(Observer):
         storage = seen.storage_seconds
         if storage is not None:
             tally.events_accepted += seen.events_accepted
-            _observe(tally.storage, storage)
+            histogram = tally.storage
+            histogram.counts[0 if storage <= _FIRST_BOUND else _bucket(storage)] += 1
+            histogram.sum += storage
         if seen.unusual:
             refused = tally.refused
             for reason, events in seen.refused.items():

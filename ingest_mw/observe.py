@@ -108,48 +108,28 @@ class Observation:
     :meth:`~Observer.started` returned.
     """
 
-    __slots__ = (
-        "api",
-        "request",
-        "observer",
-        "token",
-        "started_at",
-        "status",
-        "events_accepted",
-        "events_refused",
-        "refused",
-        "wire_bytes",
-        "body_bytes",
-        "storing_at",
-        "storage_seconds",
-        "duration_seconds",
-        "rate_limited",
-        "rate_limit_unavailable",
-        "storage_failed",
-        "unusual",
-    )
-
+    # Set by observe() on every request:
     api: str
     request: Request
     observer: Observer
     token: Any
     started_at: float
-    status: int
-    events_accepted: int
-    events_refused: int
-    refused: Mapping[str, int]
-    wire_bytes: int
-    body_bytes: int
-    storing_at: float
-    storage_seconds: float | None
-    duration_seconds: float
-    rate_limited: bool
-    rate_limit_unavailable: bool
-    storage_failed: bool
-    unusual: bool
-
-    # No __init__: calling a Python __init__ costs a request more than
-    # setting every slot in observe() does.
+    # Class attributes until the flow learns otherwise: a request writes only
+    # what it learns (no slots: setting them all, or a Python __init__, cost
+    # a request more than reading these defaults from the class does).
+    status = 0
+    events_accepted = 0
+    events_refused = 0
+    refused: Mapping[str, int] = _NOTHING_REFUSED
+    wire_bytes = 0
+    body_bytes = 0
+    storing_at = 0.0
+    storage_seconds: float | None = None
+    duration_seconds = 0.0
+    rate_limited = False
+    rate_limit_unavailable = False
+    storage_failed = False
+    unusual = False
 
     # --- the request's own facts ---------------------------------------------------------
     @property
@@ -244,19 +224,6 @@ def observe(api: str, request: Request, observer: Observer) -> Observation:
     seen.request = request
     seen.observer = observer
     seen.token = None
-    seen.status = 0
-    seen.events_accepted = 0
-    seen.events_refused = 0
-    seen.refused = _NOTHING_REFUSED
-    seen.wire_bytes = 0
-    seen.body_bytes = 0
-    seen.storing_at = 0.0
-    seen.storage_seconds = None
-    seen.duration_seconds = 0.0
-    seen.rate_limited = False
-    seen.rate_limit_unavailable = False
-    seen.storage_failed = False
-    seen.unusual = False
     seen.started_at = perf_counter()
     try:
         seen.token = observer.started(seen)
