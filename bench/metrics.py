@@ -6,13 +6,15 @@ within 5% of metrics off. Two readings:
 * **In process** (always): the ASGI app called directly with a prepared
   scope and a storage hook that keeps nothing, so that only our own code is
   timed: the flow alone (``observer=None``), the flow with
-  :class:`~ingest_mw.metrics.PrometheusObserver`, and that app behind the
-  ``/healthz`` ``/readyz`` ``/metrics`` endpoints wrapper as a server would
-  run it. Rounds of each alternate; the table gives each one's median
-  microseconds per request and what metrics add.
+  :class:`~ingest_mw.metrics.PrometheusObserver`, that app with the
+  ``/healthz`` ``/readyz`` ``/metrics`` endpoints as ``serve`` runs them, and
+  with the endpoints in a middleware in front instead, as a host may.
+  Rounds of each alternate; the table gives each one's median microseconds
+  per request and what metrics add.
 * **Over HTTP** (when ``wrk`` is installed; ``--no-http`` to skip): two
   uvicorn servers on the fast stack (httptools, uvloop, as ``serve``), one
-  with metrics off, one with the observer and the endpoints wrapper, run
+  with metrics off, one with the observer and the endpoints as ``serve``
+  runs them (``ASGIApp(observer=..., endpoints=...)``), run
   side by side (each under its own wrk at the same time, both servers on one
   CPU and the wrks on the other, as ``bench/http.py`` does, because this
   machine's speed drifts from second to second); the ratio of each round is
@@ -64,7 +66,10 @@ async def drop(batch: object) -> None:
 
 
 def build(kind: str) -> Any:
-    """The ASGI app of one kind: ``off``, ``on`` (observer) or ``served`` (observer and endpoints)."""
+    """The ASGI app of one kind: ``off``, ``on`` (the observer), ``served`` (the
+    observer and the ``/healthz`` ``/readyz`` ``/metrics`` endpoints, as ``serve``
+    runs them) or ``wrapped`` (the same endpoints in a middleware in front, as a
+    host might mount them)."""
     from ingest_mw import ASGIApp, BetterStackAPI
     from ingest_mw.endpoints import EndpointsASGIMiddleware
     from ingest_mw.health import Health, health_asgi_endpoints
@@ -73,10 +78,13 @@ def build(kind: str) -> Any:
     api = BetterStackAPI([TOKEN], rate_limit=None)  # bench/http.py's setting: the minimal app has no limiter
     if kind == "off":
         return ASGIApp(api, sink=drop)
-    app = ASGIApp(api, sink=drop, observer=PrometheusObserver())
+    observer = PrometheusObserver()
+    endpoints = {**health_asgi_endpoints(Health()), "/metrics": metrics_asgi_app()}
     if kind == "on":
-        return app
-    return EndpointsASGIMiddleware(app, {**health_asgi_endpoints(Health()), "/metrics": metrics_asgi_app()})
+        return ASGIApp(api, sink=drop, observer=observer)
+    if kind == "served":
+        return ASGIApp(api, sink=drop, observer=observer, endpoints=endpoints)
+    return EndpointsASGIMiddleware(ASGIApp(api, sink=drop, observer=observer), endpoints)
 
 
 # --- in process -------------------------------------------------------------------------
@@ -109,7 +117,7 @@ def per_request_us(app: Any, requests: int) -> float:
 
 
 def in_process(rounds: int, requests: int) -> None:
-    apps = {kind: build(kind) for kind in ("off", "on", "served")}
+    apps = {kind: build(kind) for kind in ("off", "on", "served", "wrapped")}
     times: dict[str, list[float]] = {kind: [] for kind in apps}
     for app in apps.values():
         per_request_us(app, requests // 10)  # warm-up
@@ -119,7 +127,13 @@ def in_process(rounds: int, requests: int) -> None:
             times[kind].append(per_request_us(apps[kind], requests))
     off = statistics.median(times["off"])
     print(f"in process, {rounds} rounds of {requests:,} single-event requests (median, microseconds per request)")
-    for kind, label in (("off", "metrics off"), ("on", "observer on"), ("served", "observer + endpoints")):
+    labels = {
+        "off": "metrics off",
+        "on": "observer on",
+        "served": "observer, endpoints",
+        "wrapped": "endpoints wrapper",
+    }
+    for kind, label in labels.items():
         median = statistics.median(times[kind])
         extra = "" if kind == "off" else f"   +{median - off:.2f} us ({(median - off) / off:+.1%} of the flow)"
         print(f"  {label:<22} {median:7.2f} us   range {min(times[kind]):.2f}-{max(times[kind]):.2f}{extra}")
@@ -260,7 +274,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-http", action="store_true", help="only the in-process reading")
     parser.add_argument("--no-pin", action="store_true", help="let the OS place the servers and wrk")
-    parser.add_argument("--serve", choices=("off", "on", "served"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("off", "on", "served", "wrapped"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -33,7 +34,7 @@ from .body import BodyLimit, check_framing
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
-from .observe import CLIENT_GONE, Observation, Observer
+from .observe import CLIENT_GONE, Observer, observe
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -262,7 +263,7 @@ class IngestAPI:
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
         decoded: Decoded | Rescan | None = None
-        seen = None if observer is None else Observation(self.name, request, observer)
+        seen = None if observer is None else observe(self.name, request, observer)
         # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
         admission = self.admission
         admitted = admission.requests.take()
@@ -291,7 +292,7 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = await io.hit(self.rate_limit, request)
-                if seen is not None:
+                if seen is not None and (decision.refusal is not None or decision.unavailable):
                     seen.rate_limit(decision)
                 headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
@@ -322,7 +323,7 @@ class IngestAPI:
                 if not admission.stores.take():
                     await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
                 if seen is not None:
-                    seen.storing()  # the hook's own time, not the wait to reach it
+                    seen.storing_at = perf_counter()  # the hook's own time, not the wait to reach it
                 try:
                     await io.store(batch)
                 except Exception as failure:
@@ -339,7 +340,8 @@ class IngestAPI:
                 finally:
                     admission.stores.give()
                 if seen is not None:
-                    seen.stored(len(batch.events))
+                    seen.storage_seconds = perf_counter() - seen.storing_at
+                    seen.events_accepted = len(decoded.events)
             response = self.accepted(decoded)
         except IngestError as error:
             response = self.render(error)

@@ -10,13 +10,13 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
-from .http import NOT_FOUND, normalize_prefix, strip_prefix
+from .http import NOT_FOUND, exact_paths, normalize_prefix, strip_prefix
 from .observe import Observer
 from .sinks.base import Sink, as_async, close_async
 
@@ -148,7 +148,10 @@ class ASGIApp:
     An async ``sink`` is awaited; a sync one runs in a worker thread
     (see :func:`ingest_mw.sinks.as_async`). On lifespan shutdown the sink is
     closed. ``observer`` is told the facts of every ingest request
-    (:mod:`ingest_mw.observe`; metrics, access log).
+    (:mod:`ingest_mw.observe`; metrics, access log). ``endpoints`` answer
+    their exact paths before any ingest route is tried (``/healthz``,
+    ``/readyz``, ``/metrics``: see :mod:`ingest_mw.endpoints`, whose
+    middleware does the same in front of any app, at the cost of a layer).
     """
 
     def __init__(
@@ -158,10 +161,12 @@ class ASGIApp:
         sink: Sink,
         # None: no observation at all (the flow then pays next to nothing for it).
         observer: Observer | None = None,
+        endpoints: Mapping[str, ASGIApplication] | None = None,
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
         self.observer = observer
+        self.endpoints = exact_paths(endpoints or {})
         self._store = as_async(sink)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,6 +178,11 @@ class ASGIApp:
                 await send({"type": "websocket.close", "code": 1000})
             return
         path = route_path(scope)
+        if self.endpoints:
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
         found = self.routes.find(path)
         if found is None:
             response = NOT_FOUND

@@ -14,25 +14,22 @@ limit or an authentication check::
 
 Paths are matched exactly against the request path relative to the
 wrapper's own mount point (``path`` minus ``root_path``; ``PATH_INFO``), so
-the wrapper can sit at the root of a server or under a host's prefix.
+the wrapper can sit at the root of a server or under a host's prefix. The
+wrapper is a layer every request passes through; an app that is itself the
+ingest app (``serve``'s) takes the same mapping as
+``ASGIApp(..., endpoints=...)`` / ``WSGIApp(..., endpoints=...)``, at the
+cost of one test per request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from .asgi import ASGIApplication, Receive, Scope, Send, route_path
+from .http import exact_paths
 from .wsgi import Environ, StartResponse, WSGIApplication
 
 __all__ = ["EndpointsASGIMiddleware", "EndpointsWSGIMiddleware"]
-
-
-def _checked(endpoints: Mapping[str, Any]) -> dict[str, Any]:
-    for path in endpoints:
-        if not path.startswith("/") or path == "/":
-            raise ValueError(f"endpoint path {path!r}: give an exact path such as '/healthz'")
-    return dict(endpoints)
 
 
 class EndpointsASGIMiddleware:
@@ -41,11 +38,12 @@ class EndpointsASGIMiddleware:
 
     def __init__(self, app: ASGIApplication, endpoints: Mapping[str, ASGIApplication]) -> None:
         self.app = app
-        self.endpoints = _checked(endpoints)
+        self.endpoints = exact_paths(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = self.endpoints.get(route_path(scope))
+            # route_path's work, written out: this runs before every ingest request.
+            endpoint = self.endpoints.get(route_path(scope) if scope.get("root_path") else scope["path"])
             if endpoint is not None:
                 await endpoint(scope, receive, send)
                 return
@@ -58,7 +56,7 @@ class EndpointsWSGIMiddleware:
 
     def __init__(self, app: WSGIApplication, endpoints: Mapping[str, WSGIApplication]) -> None:
         self.app = app
-        self.endpoints: dict[str, WSGIApplication] = _checked(endpoints)
+        self.endpoints: dict[str, WSGIApplication] = exact_paths(endpoints)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         endpoint: WSGIApplication | None = self.endpoints.get(environ.get("PATH_INFO", ""))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import TypeVar
 
 from .api import Response
 
-__all__ = ["NOT_FOUND", "PLAIN_TEXT", "normalize_prefix", "status_line", "strip_prefix"]
+__all__ = ["NOT_FOUND", "PLAIN_TEXT", "exact_paths", "normalize_prefix", "status_line", "strip_prefix"]
 
 #: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
 PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 NOT_FOUND = Response(404, (PLAIN_TEXT,), b"Not Found")
+
+_App = TypeVar("_App")
 
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
@@ -33,3 +37,11 @@ def strip_prefix(path: str, prefix: str) -> str | None:
     if path == prefix or path.startswith(prefix + "/"):
         return path[len(prefix) :]
     return None
+
+
+def exact_paths(endpoints: Mapping[str, _App]) -> dict[str, _App]:
+    """``endpoints`` (``{"/healthz": app}``) checked: every path exact and below the root."""
+    for path in endpoints:
+        if not isinstance(path, str) or not path.startswith("/") or path == "/":
+            raise ValueError(f"endpoint path {path!r}: give an exact path such as '/healthz'")
+    return dict(endpoints)

@@ -94,7 +94,7 @@ class AccessLogObserver(Observer):
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
 
-    def finished(self, seen: Observation) -> None:
+    def finished(self, seen: Observation, token: object) -> None:
         logger = self.logger
         if not logger.isEnabledFor(self.level):
             return

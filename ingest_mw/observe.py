@@ -13,7 +13,7 @@ Metrics (:class:`ingest_mw.metrics.PrometheusObserver`) and the access log
 own by subclassing :class:`Observer` and overriding what it needs::
 
     class Shipped(Observer):
-        def finished(self, seen: Observation) -> None:
+        def finished(self, seen: Observation, token: object) -> None:
             statsd.incr(f"ingest.{seen.api}.{seen.status}")
 
     app = ASGIApp(apis, sink=sink, observer=Observers(PrometheusObserver(), Shipped()))
@@ -43,6 +43,7 @@ __all__ = [
     "Observation",
     "Observer",
     "Observers",
+    "observe",
     "refusal_reason",
 ]
 
@@ -67,16 +68,9 @@ _REASON_PREFIXES = (
 )
 
 
-def _failed(hook: Callable[[Observation], None]) -> None:
+def _failed(hook: Callable[..., Any]) -> None:
     """Log what an observer hook raised (from its ``except``): never the request's problem."""
     logger.exception("ingest_mw: observer hook %r failed", hook)
-
-
-def _call(hook: Callable[[Observation], None], seen: Observation) -> None:
-    try:
-        hook(seen)
-    except Exception:
-        _failed(hook)
 
 
 def refusal_reason(reason: str) -> str:
@@ -87,8 +81,12 @@ def refusal_reason(reason: str) -> str:
     return "invalid"
 
 
+_NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
+
+
 class Observation:
-    """The facts of one request to an ingest API, as the flow learns them.
+    """The facts of one request to an ingest API, as the flow learns them
+    (made by the flow with :func:`observe`).
 
     ``api`` is the API's name; ``method``, ``path`` (relative to the mount,
     never a query string) and ``client`` (the peer address) are the
@@ -104,37 +102,34 @@ class Observation:
     ``storage_seconds`` the time in the storage hook (``None`` if it was not
     called), ``duration_seconds`` the whole flow's. ``rate_limited`` says
     the rate limit refused the request; ``rate_limit_unavailable`` that its
-    storage could not be reached; ``storage_failed`` that the hook raised.
-
-    The flow writes only what it learns: every fact it never learns is the
-    class's default here, so a request costs few writes. Observers read it;
-    one may hang its own per-request state on it, under a name of its own.
+    storage could not be reached; ``storage_failed`` that the hook raised;
+    ``unusual`` that any of these three or a refused event happened (one
+    test for an observer's common case). ``token`` is what the observer's
+    :meth:`~Observer.started` returned.
     """
 
-    # The defaults, read until the flow sets a fact (class attributes, not
-    # slots: a request that is refused early writes almost nothing).
+    # Set by observe() on every request:
+    api: str
+    request: Request
+    observer: Observer
+    token: Any
+    started_at: float
+    # Class attributes until the flow learns otherwise: a request writes only
+    # what it learns (no slots: setting them all, or a Python __init__, cost
+    # a request more than reading these defaults from the class does).
     status = 0
     events_accepted = 0
     events_refused = 0
-    refused: Mapping[str, int] = MappingProxyType({})
+    refused: Mapping[str, int] = _NOTHING_REFUSED
     wire_bytes = 0
     body_bytes = 0
+    storing_at = 0.0
     storage_seconds: float | None = None
     duration_seconds = 0.0
     rate_limited = False
     rate_limit_unavailable = False
     storage_failed = False
-    _storing_at = 0.0
-
-    def __init__(self, api: str, request: Request, observer: Observer) -> None:
-        self.api = api
-        self.request = request
-        self.observer = observer
-        self.started_at = perf_counter()
-        try:
-            observer.started(self)
-        except Exception:
-            _failed(observer.started)
+    unusual = False
 
     # --- the request's own facts ---------------------------------------------------------
     @property
@@ -153,30 +148,26 @@ class Observation:
     def source(self) -> str | None:
         return self.request.source
 
-    # --- what the flow reports, in its order --------------------------------------------
+    # --- what the flow reports, in its order (it also sets storing_at,
+    # storage_seconds and events_accepted itself: two calls fewer per request) ---------
     def rate_limit(self, decision: RateLimitDecision) -> None:
+        """The rate limit refused the request, or its storage was unavailable."""
         if decision.unavailable:
             self.rate_limit_unavailable = True
-        elif decision.refusal is not None:
-            self.rate_limited = True
+        else:
+            self.rate_limited = decision.refusal is not None
+        self.unusual = True
 
     def body_read(self, wire_bytes: int, body_bytes: int) -> None:
         self.wire_bytes = wire_bytes
         self.body_bytes = body_bytes
         try:
-            self.observer.received(self)
+            self.observer.received(self, self.token)
         except Exception:
             _failed(self.observer.received)
 
-    def storing(self) -> None:
-        self._storing_at = perf_counter()
-
-    def stored(self, events: int) -> None:
-        self.storage_seconds = perf_counter() - self._storing_at
-        self.events_accepted = events
-
     def store_failed(self, events: int) -> None:
-        self.storage_seconds = perf_counter() - self._storing_at
+        self.storage_seconds = perf_counter() - self.storing_at
         self.storage_failed = True
         self._refuse("storage_error", events)
 
@@ -190,7 +181,7 @@ class Observation:
             for element in invalid:
                 self._refuse(refusal_reason(element.reason), 1)
         try:
-            self.observer.finished(self)
+            self.observer.finished(self, self.token)
         except Exception:
             _failed(self.observer.finished)
 
@@ -199,6 +190,7 @@ class Observation:
         refused[reason] = refused.get(reason, 0) + events
         self.refused = refused
         self.events_refused += events
+        self.unusual = True
 
     def as_dict(self) -> dict[str, Any]:
         """The facts as plain values (what a test or a host's own log reads)."""
@@ -225,44 +217,76 @@ class Observation:
         return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
 
 
+def observe(api: str, request: Request, observer: Observer) -> Observation:
+    """Start observing ``request`` to ``api``: its :class:`Observation`, told to ``observer``."""
+    seen = Observation()
+    seen.api = api
+    seen.request = request
+    seen.observer = observer
+    seen.token = None
+    seen.started_at = perf_counter()
+    try:
+        seen.token = observer.started(seen)
+    except Exception:
+        _failed(observer.started)
+    return seen
+
+
 class Observer:
     """Told about every request of the adapter it is given to; every hook does
     nothing here, so a subclass overrides only what it needs.
 
     ``started`` runs as the flow begins (nothing known yet but the API and
-    the request line); ``received`` once the body is read (``wire_bytes``,
+    the request line); what it returns is handed back to the other two as
+    ``token`` (per-request state of the observer's own: the Prometheus
+    observer's counters of this thread), and is ``seen.token``.
+    ``received`` runs once the body is read (``wire_bytes``,
     ``body_bytes``); ``finished`` once the answer is decided, with every fact
     filled in. ``finished`` is called exactly once for every ``started``,
     also for a client that left (status :data:`CLIENT_GONE`).
     """
 
-    def started(self, seen: Observation) -> None:
-        """A request has begun."""
+    def started(self, seen: Observation) -> Any:
+        """A request has begun; the value returned comes back as ``token``."""
+        return None
 
-    def received(self, seen: Observation) -> None:
+    def received(self, seen: Observation, token: Any) -> None:
         """Its body has been read."""
 
-    def finished(self, seen: Observation) -> None:
+    def finished(self, seen: Observation, token: Any) -> None:
         """Its answer is decided."""
 
 
 class Observers(Observer):
-    """Several observers as one, told in the order given."""
+    """Several observers as one, told in the order given (one that raises
+    is logged and the others are told all the same)."""
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
 
-    def started(self, seen: Observation) -> None:
+    def started(self, seen: Observation) -> list[Any]:
+        tokens = []
         for observer in self.observers:
-            _call(observer.started, seen)
+            try:
+                tokens.append(observer.started(seen))
+            except Exception:
+                tokens.append(None)
+                _failed(observer.started)
+        return tokens
 
-    def received(self, seen: Observation) -> None:
-        for observer in self.observers:
-            _call(observer.received, seen)
+    def received(self, seen: Observation, token: list[Any]) -> None:
+        for observer, own in zip(self.observers, token):
+            try:
+                observer.received(seen, own)
+            except Exception:
+                _failed(observer.received)
 
-    def finished(self, seen: Observation) -> None:
-        for observer in self.observers:
-            _call(observer.finished, seen)
+    def finished(self, seen: Observation, token: list[Any]) -> None:
+        for observer, own in zip(self.observers, token):
+            try:
+                observer.finished(seen, own)
+            except Exception:
+                _failed(observer.finished)
 
     def __repr__(self) -> str:
         return f"Observers{self.observers!r}"

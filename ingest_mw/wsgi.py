@@ -15,7 +15,7 @@ from .api import IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
-from .http import NOT_FOUND, normalize_prefix, status_line, strip_prefix
+from .http import NOT_FOUND, exact_paths, normalize_prefix, status_line, strip_prefix
 from .observe import Observer
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -173,7 +173,9 @@ class WSGIApp:
     serve``: Better Stack at ``/``, Baselime at ``/v1/<dataset>``). ``sink``
     may be sync or async; an async one runs through asgiref's ``async_to_sync``.
     ``observer`` is told the facts of every ingest request
-    (:mod:`ingest_mw.observe`; metrics, access log).
+    (:mod:`ingest_mw.observe`; metrics, access log). ``endpoints`` answer
+    their exact paths before any ingest route is tried (``/healthz``,
+    ``/readyz``, ``/metrics``: see :mod:`ingest_mw.endpoints`).
     """
 
     def __init__(
@@ -183,14 +185,20 @@ class WSGIApp:
         sink: Sink,
         # None: no observation at all (the flow then pays next to nothing for it).
         observer: Observer | None = None,
+        endpoints: Mapping[str, WSGIApplication] | None = None,
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
         self.observer = observer
+        self.endpoints = exact_paths(endpoints or {})
         self._store = as_sync(sink)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if self.endpoints:
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                return endpoint(environ, start_response)
         found = self.routes.find(path)
         if found is None:
             response = NOT_FOUND

@@ -17,12 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+import webtest
 from clients import PREFIX, make_client
 from sinks_for_tests import CheckedSQLiteSink
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, RateLimit, SQLiteSink
+from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, RateLimit, SQLiteSink, WSGIApp
 from ingest_mw.endpoints import EndpointsASGIMiddleware, EndpointsWSGIMiddleware
 from ingest_mw.health import Health, health_asgi_endpoints, health_wsgi_endpoints
 
@@ -62,10 +64,15 @@ def test_both_probes_answer_ok_beside_the_ingest_api(probed_client: Any) -> None
     assert client.request("GET", "/healthz/more").body == b"host app"  # exact paths only
 
 
-def test_probes_are_never_shadowed_by_an_ingest_route() -> None:
+@pytest.mark.parametrize("form", ["wrapper", "endpoints="])
+def test_probes_are_never_shadowed_by_an_ingest_route_asgi(form: str) -> None:
     # Baselime claims every path under its mount; at the root, /readyz would be its 400.
-    wrapped = EndpointsASGIMiddleware(ASGIApp(BaselimeAPI(["k"]), sink=MemorySink()), health_asgi_endpoints(Health()))
-    host = Starlette(routes=[Mount("/svc", app=wrapped)])
+    endpoints = health_asgi_endpoints(Health())
+    if form == "wrapper":
+        app: Any = EndpointsASGIMiddleware(ASGIApp(BaselimeAPI(["k"]), sink=MemorySink()), endpoints)
+    else:
+        app = ASGIApp(BaselimeAPI(["k"]), sink=MemorySink(), endpoints=endpoints)
+    host = Starlette(routes=[Mount("/svc", app=app)])
 
     async def request(method: str, path: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url="http://t") as client:
@@ -75,6 +82,20 @@ def test_probes_are_never_shadowed_by_an_ingest_route() -> None:
     assert (ready.status_code, ready.text) == (200, "ok\n")
     assert asyncio.run(request("GET", "/svc/healthz")).status_code == 200
     assert asyncio.run(request("POST", "/svc/v2/web")).json()["detail"] == "the path must be /v1/<dataset>"
+    assert asyncio.run(request("POST", "/svc/readyz/x")).json()["detail"] == "the path must be /v1/<dataset>"
+
+
+@pytest.mark.parametrize("form", ["wrapper", "endpoints="])
+def test_probes_are_never_shadowed_by_an_ingest_route_wsgi(form: str) -> None:
+    endpoints = health_wsgi_endpoints(Health())
+    if form == "wrapper":
+        app: Any = EndpointsWSGIMiddleware(WSGIApp(BaselimeAPI(["k"]), sink=MemorySink()), endpoints)
+    else:
+        app = WSGIApp(BaselimeAPI(["k"]), sink=MemorySink(), endpoints=endpoints)
+    host = webtest.TestApp(DispatcherMiddleware(lambda e, s: [], {"/svc": app}))
+    assert host.get("/svc/readyz").text == "ok\n"
+    assert host.get("/svc/healthz").status_int == 200
+    assert host.post("/svc/v2/web", status=400).json["detail"] == "the path must be /v1/<dataset>"
 
 
 def test_draining_fails_readiness_not_liveness(probed_client: Any) -> None:
@@ -155,6 +176,7 @@ import os, sys, wsgiref.util
 from sinks_for_tests import CheckedSQLiteSink
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from ingest_mw.health import Health, health_wsgi_endpoints
 
 directory = sys.argv[1]

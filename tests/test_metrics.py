@@ -155,7 +155,7 @@ def test_a_client_gone_mid_body_leaves_nothing_in_flight() -> None:
     seen: list[Observation] = []
 
     class Keep(Observer):
-        def finished(self, observation: Observation) -> None:
+        def finished(self, observation: Observation, token: object) -> None:
             seen.append(observation)
 
     app = ASGIApp(
@@ -188,7 +188,7 @@ def test_a_client_gone_mid_body_leaves_nothing_in_flight() -> None:
 
 def test_an_observer_that_raises_does_not_change_the_answer(adapter: str, caplog: Any) -> None:
     class Broken(Observer):
-        def finished(self, seen: Observation) -> None:
+        def finished(self, seen: Observation, token: object) -> None:
             raise RuntimeError("observer bug")
 
     sink = MemorySink()

@@ -143,9 +143,9 @@ class Kept:
 
     def started(self, seen: object) -> None: ...
 
-    def received(self, seen: object) -> None: ...
+    def received(self, seen: object, token: object) -> None: ...
 
-    def finished(self, seen: Observation) -> None:
+    def finished(self, seen: Observation, token: object) -> None:
         OBSERVED.append((seen.api, seen.status, seen.events_accepted))
 
 
