@@ -209,21 +209,25 @@ def row1(workdir: Path) -> list[str]:
             time.sleep(max(0.0, started + 10 * (i + 1) / count - time.monotonic()))
         time.sleep(2)
         closed = 0
+        answered = 0
         for sock in stalled:
             sock.setblocking(False)
+            data = b""
             try:
-                if sock.recv(1) == b"":
-                    closed += 1
+                while chunk := sock.recv(65536):
+                    data += chunk
+                closed += 1  # the end of the stream: closed by the server
             except BlockingIOError:
-                pass
+                pass  # still open
             except OSError:
                 closed += 1
+            answered += data.startswith(b"HTTP/1.1 503")
             sock.close()
         figures = normal.stop()
         stderr = server.stop()
         out.append(
             f"{count} x {label} => normal clients {figures}; {closed} of {len(stalled)} closed by the server"
-            f" after 2 s; {errors} connect errors; stderr {len(stderr)} bytes"
+            f" after 2 s ({answered} with a 503 first); {errors} connect errors; stderr {len(stderr)} bytes"
         )
     return out
 

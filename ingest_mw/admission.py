@@ -19,7 +19,7 @@ for an addition.
 Every APIs' default is the one :func:`shared` admission of the process; a
 host (or ``ingest-mw serve``) that wants other limits builds one and passes
 it as ``admission=`` to each API: ``Admission(max_requests=...,
-max_body_bytes_in_flight=..., max_concurrent_stores=...,
+max_requests_per_client=..., max_body_bytes_in_flight=..., max_concurrent_stores=...,
 max_storage_waiting=..., storage_wait=..., max_parallel_decodes=...,
 body_idle_timeout=..., retry_after=..., log_interval=...)``.
 """
@@ -52,7 +52,7 @@ logger = logging.getLogger("ingest_mw")
 FREE_BODY_BYTES = 64 * 1024
 
 #: How often a request waiting for a storage or decode slot looks again.
-POLL_SECONDS = 0.01
+POLL_SECONDS = 0.02
 
 
 class Pause(Protocol):
@@ -168,6 +168,12 @@ class Admission:
         # already a queue of tens of milliseconds; beyond it, new requests get
         # 503 at once instead of joining a queue nobody would wait for.
         max_requests: int = 256,
+        # Requests served at once for one client address (the peer's, or the
+        # one the rate limit's trusted proxies name): a client that stalls its
+        # bodies cannot take every slot of max_requests. A fleet behind one
+        # NAT address meets the rate limit (500 a minute) long before it keeps
+        # 32 requests in flight at once; 0 turns this off.
+        max_requests_per_client: int = 32,
         # Body bytes held by all requests at once (Content-Length counted on
         # admission, then the bytes kept as they arrive, decompressed). A
         # decoded body costs about 4.5 times its bytes in Python objects, so
@@ -203,6 +209,12 @@ class Admission:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} = {value!r}: give a positive whole number")
+        if (
+            not isinstance(max_requests_per_client, int)
+            or isinstance(max_requests_per_client, bool)
+            or max_requests_per_client < 0
+        ):
+            raise ValueError(f"max_requests_per_client = {max_requests_per_client!r}: give a whole number, 0 or more")
         if not isinstance(max_storage_waiting, int) or isinstance(max_storage_waiting, bool) or max_storage_waiting < 0:
             raise ValueError(f"max_storage_waiting = {max_storage_waiting!r}: give a whole number, 0 or more")
         for name, seconds in (
@@ -215,6 +227,11 @@ class Admission:
         if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
             raise ValueError(f"retry_after = {retry_after!r}: give a whole number of seconds, 0 or more")
         self.requests = Slots(max_requests)
+        self.max_requests_per_client = max_requests_per_client
+        #: Each client's slots while it has requests in flight (an entry is
+        #: dropped when its last request is done: the table never holds more
+        #: clients than requests in flight).
+        self.clients: dict[str, Slots] = {}
         self.body_bytes = ByteBudget(max_body_bytes_in_flight)
         self.stores = Slots(max_concurrent_stores)
         self.storage_waiting = Slots(max_storage_waiting)
@@ -235,6 +252,29 @@ class Admission:
         return self.unavailable(
             "requests", f"{self.requests.size} requests already being served (max_requests): request refused"
         )
+
+    def enter_client(self, client: str) -> Slots | None:
+        """A request slot of ``client``'s own (``None`` when there is no such
+        limit), or the 503 when it has ``max_requests_per_client`` in flight."""
+        size = self.max_requests_per_client
+        if not size:
+            return None
+        slots = self.clients.get(client)
+        if slots is None:
+            slots = self.clients.setdefault(client, Slots(size))  # one Slots, whichever thread wins
+        if not slots.take():
+            raise self.unavailable(
+                "client",
+                f"a client already has {size} requests being served (max_requests_per_client): request refused",
+            )
+        return slots
+
+    def leave_client(self, client: str, slots: Slots) -> None:
+        slots.give()
+        if slots.in_use == 0:
+            # A request of the same client that took this Slots meanwhile gives
+            # its slot back to it all the same; a new one starts a new Slots.
+            self.clients.pop(client, None)
 
     # --- body bytes ------------------------------------------------------------------
     def reserve(self, declared: int) -> int:

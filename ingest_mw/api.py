@@ -27,10 +27,10 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from .admission import Admission, shared
+from .admission import FREE_BODY_BYTES, Admission, Slots, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
-from .body import BodyLimit, check_framing
+from .body import BodyLimit, framing_conflict
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
@@ -217,6 +217,9 @@ class IngestAPI:
         self.rate_limit = rate_limit
         self.caps = caps or EventCaps()
         self.admission = admission or shared()
+        # Whose requests count as one client's for the admission: the rate
+        # limit's trusted proxies' reading of X-Forwarded-For, else the peer.
+        self._proxies = rate_limit.proxies if rate_limit is not None and rate_limit.proxies.networks else None
         self._allow = ", ".join(self.allowed_methods)
 
     # --- what each API defines -------------------------------------------------
@@ -267,17 +270,24 @@ class IngestAPI:
         # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
         admission = self.admission
         admitted = admission.requests.take()
+        client = ""
+        client_slots: Slots | None = None
         taken = 0  # this body's bytes in the shared budget
         reader = None
         headers = request.headers
         content_length = headers.get("content-length")
         # Until the body is read, bytes may still be coming: a refusal closes the connection.
-        body_unread = bool(content_length and content_length != "0") or "transfer-encoding" in headers
+        chunked = "transfer-encoding" in headers
+        body_unread = chunked or bool(content_length and content_length != "0")
         try:
             if not admitted:
                 raise admission.overloaded()
-            check_framing(content_length, headers.get("transfer-encoding"))
+            proxies = self._proxies
+            client = (request.client if proxies is None else proxies.client_ip(request.client, headers)) or "unknown"
+            client_slots = admission.enter_client(client)
             # --- end of admission's part -----------------------------------------
+            if chunked and content_length is not None:
+                raise framing_conflict()
             if request.method not in self.allowed_methods:
                 raise IngestError(405, "Method Not Allowed", headers=[("Allow", self._allow)])
             if isinstance(route, IngestError):
@@ -300,10 +310,9 @@ class IngestAPI:
                 raise refused
             codec = self.codecs.negotiate(headers.get("content-type"))
             declared = self.body_limit.check_length(content_length)
-            if declared:
+            if declared and declared > FREE_BODY_BYTES:
                 taken = admission.reserve(declared)  # 503 before a byte of it is read
-            reader = self.body_limit.reader(headers.get("content-encoding"))
-            reader.charge_to(admission, taken)
+            reader = self.body_limit.reader(headers.get("content-encoding"), admission, taken)
             reading = True
             await io.read_body(reader.feed)
             reading = body_unread = False
@@ -363,6 +372,8 @@ class IngestAPI:
             # --- admission: give back what this request held ---
             if admitted:
                 admission.requests.give()
+            if client_slots is not None:
+                admission.leave_client(client, client_slots)
             if reader is not None:
                 taken = reader.taken
             if taken:

@@ -10,7 +10,7 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
@@ -102,22 +102,61 @@ class ASGIRequestIO(AsyncIO):
         :class:`ClientDisconnected` when the client leaves first,
         :class:`BodyTimeout` when it stalls."""
         receive = self.receive
-        idle = self.idle_timeout
         more_body = True
+        while more_body:
+            # Most bodies are there already when asked for (a server hands
+            # over what it has read): stepping ``receive()`` once tells, and
+            # only a chunk that must be waited for pays for a timer (one for
+            # every request would cost more than the rest of the adapter).
+            step = receive().__await__()
+            try:
+                waits_on = step.send(None)
+            except StopIteration as done:
+                message: Message = done.value
+            else:
+                message = await self._wait(step, waits_on)
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            more_body = message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:  # an empty chunk with more to come is not the end
+                feed(chunk)
+
+    async def _wait(self, step: Generator[Any, Any, Message], waits_on: Any) -> Message:
+        """The rest of a ``receive()`` that had to wait, under the idle timeout."""
         try:
-            async with asyncio.timeout(idle) as deadline:
-                while more_body:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise ClientDisconnected
-                    more_body = message.get("more_body", False)
-                    chunk: bytes = message.get("body", b"")
-                    if chunk:  # an empty chunk with more to come is not the end
-                        feed(chunk)
-                        if more_body:
-                            deadline.reschedule(asyncio.get_running_loop().time() + idle)
+            async with asyncio.timeout(self.idle_timeout):
+                return await _Resumed(step, waits_on)
         except TimeoutError:
             raise BodyTimeout from None
+
+
+class _Resumed:
+    """The rest of an awaitable already stepped once (its iterator ``step``,
+    which yielded ``first``), to be awaited as the awaitable itself would be."""
+
+    __slots__ = ("step", "first")
+
+    def __init__(self, step: Generator[Any, Any, Message], first: Any) -> None:
+        self.step = step
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        step = self.step
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation (the timeout's): the awaitable's to handle
+                try:
+                    value = step.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    value = step.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
 
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -15,15 +15,14 @@ from .admission import FREE_BODY_BYTES, Admission
 from .encoding import Decoder, decoders_for
 from .errors import IngestError
 
-__all__ = ["BodyLimit", "BodyReader", "check_framing"]
+__all__ = ["BodyLimit", "BodyReader", "framing_conflict"]
 
 
-def check_framing(content_length: str | None, transfer_encoding: str | None) -> None:
-    """400 for a request whose body length is told two ways (RFC 9112 6.3):
-    a proxy in front that believes the other one would see a different
-    request (request smuggling)."""
-    if content_length is not None and transfer_encoding is not None:
-        raise IngestError(400, "Content-Length and Transfer-Encoding together: send one of them")
+def framing_conflict() -> IngestError:
+    """The 400 for a request whose body length is told two ways, Content-Length
+    and Transfer-Encoding (RFC 9112 6.3): a proxy in front that believes the
+    other one would see a different request (request smuggling)."""
+    return IngestError(400, "Content-Length and Transfer-Encoding together: send one of them")
 
 
 class BodyLimit:
@@ -57,9 +56,13 @@ class BodyLimit:
             raise self.too_large()
         return length
 
-    def reader(self, content_encoding: str | None = None) -> BodyReader:
-        """A reader for one request body (415 for an unknown Content-Encoding)."""
-        return BodyReader(self, decoders_for(content_encoding))
+    def reader(
+        self, content_encoding: str | None = None, admission: Admission | None = None, taken: int = 0
+    ) -> BodyReader:
+        """A reader for one request body (415 for an unknown Content-Encoding),
+        counting what it keeps against ``admission``'s byte budget, of which
+        it holds ``taken`` already (see :meth:`BodyReader.taken`)."""
+        return BodyReader(self, decoders_for(content_encoding), admission, taken)
 
 
 class BodyReader:
@@ -67,25 +70,20 @@ class BodyReader:
 
     __slots__ = ("_limit", "_decoders", "_sizes", "_parts", "_admission", "taken", "_held_limit")
 
-    def __init__(self, limit: BodyLimit, decoders: list[Decoder]) -> None:
+    def __init__(
+        self, limit: BodyLimit, decoders: list[Decoder], admission: Admission | None = None, taken: int = 0
+    ) -> None:
         self._limit = limit
         self._decoders = decoders
         # Bytes seen at each stage: index 0 on the wire, i+1 after decoder i.
         self._sizes = [0] * (len(decoders) + 1)
         self._parts: list[bytes] = []
-        self._admission: Admission | None = None
-        #: The bytes of the shared budget this body holds (see :meth:`charge_to`).
-        self.taken = 0
-        # The body may keep this many bytes before it must take more.
-        self._held_limit: float = math.inf
-
-    def charge_to(self, admission: Admission, taken: int) -> None:
-        """Count the bytes this body keeps (decompressed) against the
-        ``admission``'s byte budget, of which it holds ``taken`` already; the
-        flow gives back :attr:`taken` when the request is done."""
         self._admission = admission
+        #: The bytes of the admission's shared budget this body holds: the
+        #: flow gives them back when the request is done.
         self.taken = taken
-        self._held_limit = taken + FREE_BODY_BYTES
+        # The body may keep this many bytes (decompressed) before it must take more.
+        self._held_limit: float = math.inf if admission is None else taken + FREE_BODY_BYTES
 
     def feed(self, chunk: bytes) -> None:
         """Take the next chunk of the body; raises 413 the moment the limit is passed."""

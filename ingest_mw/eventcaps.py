@@ -123,20 +123,19 @@ class EventCaps:
             self._check_depth(events)
 
     def _check_depth(self, events: list[dict[str, Any]]) -> None:
-        limit = self.max_depth
-        # Depth-first over the containers only, without recursion (a Python
-        # frame per level would be its own limit).
-        stack: list[tuple[Any, int]] = [(event, 1) for event in events]
-        pop = stack.pop
-        push = stack.append
-        while stack:
-            container, depth = pop()
-            for value in container.values() if type(container) is dict else container:
-                kind = type(value)
-                if kind is dict or kind is list:
-                    if depth >= limit:
-                        raise IngestError(
-                            400,
-                            f"an event nests deeper than {limit} levels (max_depth): flatten it",
-                        )
-                    push((value, depth + 1))
+        # Level by level, one comprehension per level (no Python frame per
+        # container, no recursion): a shallow event costs one pass over its values.
+        level: list[Any] = events
+        depth = 1
+        while True:
+            level = [
+                value
+                for container in level
+                for value in (container.values() if type(container) is dict else container)
+                if type(value) is dict or type(value) is list
+            ]
+            if not level:
+                return
+            if depth >= self.max_depth:
+                raise IngestError(400, f"an event nests deeper than {self.max_depth} levels (max_depth): flatten it")
+            depth += 1

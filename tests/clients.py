@@ -58,8 +58,13 @@ class WSGIClient:
             self.app = EndpointsWSGIMiddleware(self.app, endpoints)
         self._test = webtest.TestApp(self.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
-        response = self._test.request(path, method=method, body=body, headers=headers or {}, expect_errors=True)
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, peer: str | None = None
+    ) -> Reply:
+        environ = {"REMOTE_ADDR": peer} if peer else {}
+        response = self._test.request(
+            path, method=method, body=body, headers=headers or {}, expect_errors=True, environ=environ
+        )
         return Reply(response.status_int, {k.lower(): v for k, v in response.headerlist}, response.body)
 
 
@@ -87,14 +92,19 @@ class ASGIClient:
         if self._runner is not None:
             self._runner.close()
 
-    async def _request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
-        transport = httpx.ASGITransport(app=self.app, client=("127.0.0.1", 50000))
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], peer: str = "127.0.0.1"
+    ) -> Reply:
+        transport = httpx.ASGITransport(app=self.app, client=(peer, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.request(method, path, content=body, headers=headers)
         return Reply(response.status_code, dict(response.headers), response.content)
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
-        request = self._request(method, path, body, headers or {})
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, peer: str | None = None
+    ) -> Reply:
+        """``peer``: the client address the server reports (127.0.0.1 unless given)."""
+        request = self._request(method, path, body, headers or {}, peer or "127.0.0.1")
         return self._runner.run(request) if self._runner is not None else asyncio.run(request)
 
 

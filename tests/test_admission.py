@@ -35,10 +35,10 @@ def api_of(kind: str, admission: Admission | None = None, **kwargs):
     return BaselimeAPI([KEY], admission=admission, **kwargs)
 
 
-def post(client, kind: str, body: bytes, headers: dict[str, str] | None = None):
+def post(client, kind: str, body: bytes, headers: dict[str, str] | None = None, peer: str | None = None):
     path = f"{PREFIX}/" if kind == "betterstack" else f"{PREFIX}/v1/logs"
     base = JSON_BS if kind == "betterstack" else JSON_BL
-    return client.request("POST", path, body, {**base, **(headers or {})})
+    return client.request("POST", path, body, {**base, **(headers or {})}, peer=peer)
 
 
 def unavailable_in_style(kind: str, reply) -> None:
@@ -97,6 +97,45 @@ def test_past_max_requests_a_request_is_refused_at_once_then_served_again(adapte
     assert [e.data["message"] for e in sink.events] == ["first", "third"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_client_cannot_take_every_request_slot(adapter, kind):
+    admission = Admission(max_requests_per_client=1)
+    sink = GateSink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"first"}]', peer="10.0.0.1"))
+    assert sink.entered.acquire(timeout=5)
+    unavailable_in_style(kind, post(client, kind, b'[{"message":"same client"}]', peer="10.0.0.1"))
+    other, other_reply = in_thread(lambda: post(client, kind, b'[{"message":"other client"}]', peer="10.0.0.2"))
+    assert sink.entered.acquire(timeout=5)  # another client is served meanwhile
+    sink.release.set()
+    first.join(10)
+    other.join(10)
+    assert (first_reply[0].status, other_reply[0].status) == (202, 202)
+    assert post(client, kind, b'[{"message":"again"}]', peer="10.0.0.1").status == 202
+    assert admission.clients == {}  # no entry is kept for a client with nothing in flight
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_counts(adapter):
+    from ingest_mw import RateLimit
+
+    admission = Admission(max_requests_per_client=1)
+    sink = GateSink()
+    rate_limit = RateLimit(limit="1000/minute", trusted_proxies=["127.0.0.0/8"])
+    api = BetterStackAPI([TOKEN], rate_limit=rate_limit, admission=admission)
+    client = make_client(adapter, api, sink)
+    first, first_reply = in_thread(lambda: post(client, "betterstack", b"{}", {"X-Forwarded-For": "203.0.113.7"}))
+    assert sink.entered.acquire(timeout=5)
+    # The same proxy, another client behind it: served.
+    second, second_reply = in_thread(lambda: post(client, "betterstack", b"{}", {"X-Forwarded-For": "203.0.113.8"}))
+    assert sink.entered.acquire(timeout=5)
+    refused = post(client, "betterstack", b"{}", {"X-Forwarded-For": "203.0.113.7"})
+    sink.release.set()
+    first.join(10)
+    second.join(10)
+    assert refused.status == 503
+    assert (first_reply[0].status, second_reply[0].status) == (202, 202)
+
+
 def test_refusals_are_logged_once_per_interval_with_their_count(adapter, caplog):
     admission = Admission(max_requests=1, log_interval=60)
     sink = GateSink()
@@ -142,16 +181,18 @@ def test_a_small_gzip_that_expands_past_the_budget_is_refused_as_it_arrives(adap
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_batch_that_cannot_reach_the_storage_hook_in_time_gets_503_unstored(adapter, kind):
-    admission = Admission(max_concurrent_stores=1, max_storage_waiting=1, storage_wait=0.3)
+    admission = Admission(max_concurrent_stores=1, max_storage_waiting=1, storage_wait=1.0)
     sink = GateSink()
     client = make_client(adapter, api_of(kind, admission), sink)
     first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"inside"}]'))
     assert sink.entered.acquire(timeout=5)
     waiting, waiting_reply = in_thread(lambda: post(client, kind, b'[{"message":"waits"}]'))
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while admission.storage_waiting.in_use == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the second batch waits for the hook
     started = time.monotonic()
     no_room = post(client, kind, b'[{"message":"no room to wait"}]')
-    assert time.monotonic() - started < 0.25  # the one waiting place is taken: at once
+    assert time.monotonic() - started < 0.6  # the one waiting place is taken: at once, not after storage_wait
     unavailable_in_style(kind, no_room)
     waiting.join(5)
     unavailable_in_style(kind, waiting_reply[0])  # after storage_wait, never handed to the hook

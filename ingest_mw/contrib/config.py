@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_STORAGE_TIMEOUT": UNSET,
     # The process-wide limits (ingest_mw.admission.Admission), shared by the APIs.
     "MAX_REQUESTS": UNSET,
+    "MAX_REQUESTS_PER_CLIENT": UNSET,
     "MAX_BODY_BYTES_IN_FLIGHT": UNSET,
     "MAX_CONCURRENT_STORES": UNSET,
     "MAX_STORAGE_WAITING": UNSET,
@@ -99,6 +100,7 @@ _ADMISSION_OPTIONS = {
     name: name.lower()
     for name in (
         "MAX_REQUESTS",
+        "MAX_REQUESTS_PER_CLIENT",
         "MAX_BODY_BYTES_IN_FLIGHT",
         "MAX_CONCURRENT_STORES",
         "MAX_STORAGE_WAITING",
