@@ -496,8 +496,8 @@ def test_the_asgi_middleware_passes_other_scopes_through():
 
 # --- ingest-mw serve ---------------------------------------------------------------------
 def build_app(settings):
-    ingest, _, _ = AppSpec.from_settings(settings, tokens={"web": TOKEN}, api_keys={"team": KEY}).build()
-    return ingest
+    app, _ = AppSpec.from_settings(settings, tokens={"web": TOKEN}, api_keys={"team": KEY}).build()
+    return app
 
 
 def serve_args(*flags: str):

@@ -3,8 +3,8 @@
 Workers are separate processes (uvicorn's supervisor spawns them), so each
 builds its own sink connection, rate-limit storage, admission limits and
 metrics from the spec at lifespan start-up, never sharing one opened in the
-parent. In front of the ingest APIs: ``/healthz``, ``/readyz`` and
-``/metrics`` (:mod:`ingest_mw.endpoints`), exact paths no ingest route shadows.
+parent. Beside the ingest APIs: ``/healthz``, ``/readyz`` and ``/metrics``
+(the adapter's ``endpoints=``), exact paths no ingest route shadows.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from types import FrameType
 from typing import Any
 
 from ..admission import Admission
-from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send
+from ..asgi import ASGIApp, Receive, Scope, Send
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
-from ..endpoints import EndpointsASGIMiddleware
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..health import HEALTH_PATH, READY_PATH, Health, health_asgi_endpoints
 from ..observe import Observer, Observers
@@ -37,6 +36,7 @@ GC_THRESHOLD = 20_000
 #: The options of ``serve`` that are :class:`~ingest_mw.admission.Admission`'s arguments, by the same name.
 ADMISSION_OPTIONS = (
     "max_requests",
+    "max_requests_per_client",
     "max_body_bytes_in_flight",
     "max_concurrent_stores",
     "max_storage_waiting",
@@ -152,17 +152,17 @@ class AppSpec:
             observers.append(AccessLogObserver())
         return observers[0] if len(observers) == 1 else Observers(*observers) if observers else None
 
-    def build(self) -> tuple[ASGIApp, Health, ASGIApplication]:
-        """The ingest app, its health, and the app to serve (both behind the operator endpoints)."""
+    def build(self) -> tuple[ASGIApp, Health]:
+        """The app to serve (the ingest APIs with the operator endpoints) and its health."""
         apis = self.apis()
-        ingest = ASGIApp(apis, sink=sink_from_url(self.sink_url), observer=self.observer())
-        health = Health(sinks=[ingest.sink], rate_limits=[apis[0].rate_limit])
+        sink = sink_from_url(self.sink_url)
+        health = Health(sinks=[sink], rate_limits=[apis[0].rate_limit])
         endpoints = health_asgi_endpoints(health)
         if self.metrics:
             from ..metrics import metrics_asgi_app
 
             endpoints[METRICS_PATH] = metrics_asgi_app()
-        return ingest, health, EndpointsASGIMiddleware(ingest, endpoints)
+        return ASGIApp(apis, sink=sink, observer=self.observer(), endpoints=endpoints), health
 
 
 async def _answer_dropped(send: Send) -> None:
@@ -181,9 +181,8 @@ class ServeApp:
     endpoints, built at lifespan start-up."""
 
     spec: AppSpec
-    _ingest: ASGIApp | None = field(default=None, init=False, repr=False)
     _health: Health | None = field(default=None, init=False, repr=False)
-    _app: ASGIApplication | None = field(default=None, init=False, repr=False)
+    _app: ASGIApp | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec}  # what a spawned worker gets: never an open sink
@@ -214,7 +213,7 @@ class ServeApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self._ingest, self._health, self._app = self.spec.build()
+                    self._app, self._health = self.spec.build()
                 except Exception as error:
                     await send({"type": "lifespan.startup.failed", "message": f"cannot start: {error}"})
                     return
@@ -226,8 +225,8 @@ class ServeApp:
                 self._drain_on_signals()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._ingest is not None:
-                    await self._ingest.aclose()
+                if self._app is not None:
+                    await self._app.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -297,6 +297,14 @@ OPTIONS: tuple[Option, ...] = (
         help="requests served at once per worker; one more is answered 503 + Retry-After, never queued",
     ),
     Option(
+        name="max_requests_per_client",
+        default=default_of(Admission, "max_requests_per_client"),
+        parse=count_or_zero,
+        metavar="N",
+        section="limits",
+        help="of those, at once for one client address (0: no such cap), so that one client cannot take them all",
+    ),
+    Option(
         name="max_body_bytes_in_flight",
         default=default_of(Admission, "max_body_bytes_in_flight"),
         default_doc=f"{default_of(Admission, 'max_body_bytes_in_flight') // 2**20}MiB",
