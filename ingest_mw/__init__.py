@@ -1,5 +1,5 @@
 """Embeddable log-ingestion endpoints: Better Stack's and Baselime's HTTP APIs
-as WSGI and ASGI apps, middleware and reusable components."""
+and OTLP/HTTP logs as WSGI and ASGI apps, middleware and reusable components."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .body import BodyLimit
 from .clientip import TrustedProxies
 from .codecs import CodecNegotiation
 from .errors import IngestError
+from .otlp import OTLPLogsAPI
 from .ratelimit import RateLimit
 from .ratelimit_middleware import RateLimitASGIMiddleware, RateLimitWSGIMiddleware
 from .sinks import JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
@@ -38,6 +39,7 @@ __all__ = [
     "JSONLinesSink",
     "JSONMemorySink",
     "MemorySink",
+    "OTLPLogsAPI",
     "RateLimit",
     "RateLimitASGIMiddleware",
     "RateLimitWSGIMiddleware",

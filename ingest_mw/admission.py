@@ -16,12 +16,13 @@ between WSGI threads) and gives it back. Only a body larger than
 :data:`FREE_BODY_BYTES` touches the shared byte budget, under a lock it holds
 for an addition.
 
-Every APIs' default is the one :func:`shared` admission of the process; a
+Every API's default is the one :func:`shared` admission of the process; a
 host (or ``ingest-mw serve``) that wants other limits builds one and passes
 it as ``admission=`` to each API: ``Admission(max_requests=...,
-max_requests_per_client=..., max_body_bytes_in_flight=..., max_concurrent_stores=...,
-max_storage_waiting=..., storage_wait=..., max_parallel_decodes=...,
-body_idle_timeout=..., retry_after=..., log_interval=...)``.
+max_requests_per_client=..., max_body_bytes_in_flight=...,
+max_concurrent_stores=..., max_storage_waiting=..., storage_wait=...,
+max_parallel_decodes=..., body_idle_timeout=..., retry_after=...,
+log_interval=...)``.
 """
 
 from __future__ import annotations

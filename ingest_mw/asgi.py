@@ -16,7 +16,7 @@ from typing import Any
 from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
-from .http import NOT_FOUND, exact_paths, normalize_prefix, strip_prefix
+from .http import exact_paths, normalize_prefix, not_found, strip_prefix
 from .observe import Observer
 from .sinks.base import Sink, as_async, close_async
 
@@ -224,7 +224,7 @@ class ASGIApp:
                 return
         found = self.routes.find(path)
         if found is None:
-            response = NOT_FOUND
+            response = not_found(self.routes, scope.get("root_path", ""), path)
         else:
             api, route = found
             try:

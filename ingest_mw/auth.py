@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 
 from .errors import IngestError
+from .headers import repeated
 
 __all__ = ["CredentialAuth", "DEFAULT_SOURCE", "check_credentials"]
 
@@ -72,8 +73,23 @@ class CredentialAuth:
         self._refusal = (status, detail)
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
-        """Return the source name for the credential in ``headers`` (lower-case names)."""
+        """Return the source name for the credential in ``headers`` (lower-case names).
+
+        A header a client sent twice with one credential (``Bearer t, Bearer t``,
+        as servers join repeated lines) is that credential; two different ones
+        are refused, as neither can be chosen.
+        """
         value = headers.get(self.header)
+        source = self._source(value)
+        if source is None and value:
+            once = repeated(value)
+            if once is not None:
+                source = self._source(once)
+        if source is None:
+            raise IngestError(*self._refusal)
+        return source
+
+    def _source(self, value: str | None) -> str | None:
         presented = b""
         if value:
             if self.scheme is not None:
@@ -86,6 +102,4 @@ class CredentialAuth:
         for secret, name in self._credentials:
             if hmac.compare_digest(presented, secret) and source is None:
                 source = name
-        if source is None:
-            raise IngestError(*self._refusal)
         return source

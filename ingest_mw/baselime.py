@@ -23,6 +23,7 @@ from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded
 from .errors import IngestError
 from .eventcaps import MAX_DEPTH, MAX_EVENTS, EventCaps
+from .headers import repeated
 from .jsonarray import JSONArrayCodec
 from .ratelimit import RateLimit, as_rate_limit
 from .timestamps import EventTimes
@@ -60,6 +61,15 @@ _JSON = (("Content-Type", "application/json"),)
 _ACCEPTED = Response(202, _JSON, orjson.dumps({"message": MESSAGES[202]}))
 
 
+def _label(value: str | None) -> str | None:
+    """An ``x-service``/``x-namespace`` value: a header sent twice with one
+    value is that value; differing ones are kept as sent (a comma may be part
+    of a name, so a list cannot be told from one value)."""
+    if not value:
+        return None
+    return repeated(value) or value
+
+
 def _json(status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> Response:
     return Response(status, _JSON + headers, orjson.dumps(body))
 
@@ -74,6 +84,8 @@ class BaselimeAPI(IngestAPI):
     """
 
     name = "baselime"
+    title = "Baselime"
+    path_pattern = "/v1/<dataset>"
 
     def __init__(
         self,
@@ -96,7 +108,7 @@ class BaselimeAPI(IngestAPI):
                 status=401,
                 detail="missing or invalid x-api-key header",
             ),
-            body_limit=BodyLimit(max_body_bytes),
+            body_limit=BodyLimit(max_body_bytes, detail="the request body is larger than {limit} (uncompressed)"),
             codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes, caps=caps)]),
             times=EventTimes(fields=("timestamp", "dt"), max_past=max_past),
             rate_limit=as_rate_limit(rate_limit),
@@ -104,11 +116,12 @@ class BaselimeAPI(IngestAPI):
             admission=admission,
         )
 
-    def match(self, path: str) -> Mapping[str, str] | IngestError:
-        # Every path under the mount is Baselime's: a wrong one gets its 400.
+    def match(self, path: str) -> Mapping[str, str] | IngestError | None:
+        # Paths under /v1 are Baselime's, a malformed one gets its 400; any
+        # other is left to the other APIs (or to the mount's 404).
         version, _, dataset = path.strip("/").partition("/")
         if version != "v1":
-            return IngestError(400, "the path must be /v1/<dataset>")
+            return None
         if not DATASET_PATTERN.fullmatch(dataset):
             return IngestError(
                 400,
@@ -121,21 +134,29 @@ class BaselimeAPI(IngestAPI):
         batch = super().batch(request, decoded)
         headers = request.headers
         batch.dataset = request.params["dataset"]
-        batch.service = headers.get("x-service") or None
-        batch.namespace = headers.get("x-namespace") or None
+        batch.service = _label(headers.get("x-service"))
+        batch.namespace = _label(headers.get("x-namespace"))
+        # The contract's own example puts "namespace" in an event: an event's
+        # own service/namespace wins over the header's (Batch.labels).
+        batch.labels_in_events = True
         return batch
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
         body = {"message": MESSAGES.get(error.status, "Error")}
         if 400 <= error.status < 500 and error.status != 405:
             body["detail"] = error.detail
         return _json(error.status, body, error.headers)
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         if not decoded.invalid:
             return _ACCEPTED
         invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid[:MAX_INVALID_LISTED]]
-        body: dict[str, Any] = {"message": MESSAGES[400], "invalid": invalid}
+        count = len(decoded.invalid)
+        detail = (
+            f"{count} of {count + len(decoded.events)} events refused (listed in invalid, by index);"
+            " the others were stored: resend only the refused ones, fixed"
+        )
+        body: dict[str, Any] = {"message": MESSAGES[400], "detail": detail, "invalid": invalid}
         if len(decoded.invalid) > MAX_INVALID_LISTED:
             body["invalid_count"] = len(decoded.invalid)
         return _json(400, body)

@@ -37,12 +37,9 @@ class Events(Sequence[Event]):
 
     It holds the decoded objects (:attr:`data`) and decides their stored
     times (:attr:`times`) with ``rule`` the first time anything asks for a
-    time or an :class:`Event`, once. Deciding costs about as much as a
-    quarter of the JSON decode (a ``dt`` parse and a datetime per event) and
-    each :class:`Event` is one more object to keep: a hook that only forwards
-    or counts the objects, or keeps them for later, pays for neither, and the
-    times it does ask for are those of reception (``received_at``, fixed when
-    the batch is made). The times are decided from the objects as they are
+    time or an :class:`Event`, once, with the reception time fixed when the
+    batch was made: a hook that only forwards the objects never pays for
+    parsing their times. The times are decided from the objects as they are
     when first asked for: a hook that changes an event's time field reads
     the times first.
     """
@@ -100,15 +97,15 @@ class Events(Sequence[Event]):
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# which made building one Batch cost more than the rest of a one-event request's
-# batch handling. A hook is handed the batch to read, not to change.
+# slow on every request. A hook is handed the batch to read, not to change.
 @dataclass(slots=True)
 class Batch:
     """The events of one request and where they came from.
 
     ``api`` is ``"betterstack"`` or ``"baselime"``; ``source`` the name of
     the credential that authenticated the request; ``dataset``, ``service``
-    and ``namespace`` are Baselime's (``None`` for Better Stack). ``events``
+    and ``namespace`` are Baselime's (``None`` for Better Stack), the last two
+    from its headers: an event's own are given by :meth:`labels`. ``events``
     is any sequence of :class:`Event` (a list, when a host builds a batch
     itself); the APIs pass :class:`Events`, which decides the times only
     when asked.
@@ -122,6 +119,23 @@ class Batch:
     dataset: str | None = None
     service: str | None = None
     namespace: str | None = None
+    #: Whether an event's own string ``service``/``namespace`` fields name its
+    #: service and namespace over the batch's (Baselime's): see :meth:`labels`.
+    labels_in_events: bool = False
+
+    def labels(self, data: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The service and namespace of the event ``data``: its own non-empty
+        string ``service``/``namespace`` if :attr:`labels_in_events`, else the
+        batch's (Baselime's ``x-service``/``x-namespace`` headers)."""
+        service, namespace = self.service, self.namespace
+        if self.labels_in_events:
+            own = data.get("service")
+            if own and isinstance(own, str):
+                service = own
+            own = data.get("namespace")
+            if own and isinstance(own, str):
+                namespace = own
+        return service, namespace
 
 
 def _json_default(value: Any) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from .admission import Admission
-from .api import IngestAPI, Response
+from .api import IngestAPI, Request, Response
 from .auth import CredentialAuth
 from .body import BodyLimit
 from .codecs import CodecNegotiation, Decoded, JSONCodec, MsgPackCodec, NDJSONCodec
@@ -48,6 +48,8 @@ class BetterStackAPI(IngestAPI):
     """
 
     name = "betterstack"
+    title = "Better Stack"
+    path_pattern = "/"
 
     def __init__(
         self,
@@ -75,8 +77,8 @@ class BetterStackAPI(IngestAPI):
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:
         return {} if path in ("", "/") else None
 
-    def render(self, error: IngestError) -> Response:
+    def render(self, error: IngestError, request: Request) -> Response:
         return Response(error.status, (PLAIN_TEXT, *error.headers), error.detail.encode())
 
-    def accepted(self, decoded: Decoded) -> Response:
+    def accepted(self, decoded: Decoded, request: Request) -> Response:
         return _ACCEPTED

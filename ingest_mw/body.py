@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 
 from .admission import FREE_BODY_BYTES, Admission
-from .encoding import Decoder, decoders_for
+from .encoding import Decoder, decoders_for, twice_note
 from .errors import IngestError
+from .headers import byte_size
+from .headers import content_length as parse_content_length
 
 __all__ = ["BodyLimit", "BodyReader", "framing_conflict"]
 
@@ -28,31 +30,30 @@ def framing_conflict() -> IngestError:
 class BodyLimit:
     """At most ``max_bytes`` of request body, before and after decompression.
 
-    ``detail`` is the 413 body; the default is Better Stack's own wording.
+    ``detail`` is the 413 body, ``{limit}`` in it the limit (``20 MiB``); the
+    default is Better Stack's own wording with the limit added.
     """
 
-    def __init__(self, max_bytes: int, *, detail: str = "payload reached size limit") -> None:
+    def __init__(self, max_bytes: int, *, detail: str = "payload reached size limit ({limit})") -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.max_bytes = max_bytes
-        self.detail = detail
+        self.detail = detail.replace("{limit}", byte_size(max_bytes))
 
     def too_large(self) -> IngestError:
         return IngestError(413, self.detail)
 
     def check_length(self, content_length: str | None) -> int | None:
         """The declared Content-Length (``None`` without one); 413 at once when
-        it is over the limit, 400 when it is not one number (two headers that
-        disagree, joined as "10, 20", among others)."""
-        value = (content_length or "").strip()
-        if not value:
+        it is over the limit (400 for one that is not a length; see
+        :func:`~ingest_mw.headers.content_length`)."""
+        if not content_length:
             return None
-        if not (value.isascii() and value.isdigit()):
-            if "," in value:
-                raise IngestError(400, f"conflicting Content-Length values {value[:40]!r}: send one")
-            raise IngestError(400, f"invalid Content-Length {value[:40]!r}")
-        length = int(value)
-        if length > self.max_bytes:
+        try:
+            length = parse_content_length(content_length)
+        except ValueError as exc:
+            raise IngestError(400, str(exc)) from None
+        if length is not None and length > self.max_bytes:
             raise self.too_large()
         return length
 
@@ -61,20 +62,26 @@ class BodyLimit:
     ) -> BodyReader:
         """A reader for one request body (415 for an unknown Content-Encoding),
         counting what it keeps against ``admission``'s byte budget, of which
-        it holds ``taken`` already (see :meth:`BodyReader.taken`)."""
-        return BodyReader(self, decoders_for(content_encoding), admission, taken)
+        it holds ``taken`` already (see :attr:`BodyReader.taken`)."""
+        return BodyReader(self, decoders_for(content_encoding), content_encoding, admission, taken)
 
 
 class BodyReader:
     """Collects one request body within its limit, decoding it as it arrives."""
 
-    __slots__ = ("_limit", "_decoders", "_sizes", "_parts", "_admission", "taken", "_held_limit")
+    __slots__ = ("_limit", "_decoders", "_sizes", "_parts", "_content_encoding", "_admission", "taken", "_held_limit")
 
     def __init__(
-        self, limit: BodyLimit, decoders: list[Decoder], admission: Admission | None = None, taken: int = 0
+        self,
+        limit: BodyLimit,
+        decoders: list[Decoder],
+        content_encoding: str | None = None,
+        admission: Admission | None = None,
+        taken: int = 0,
     ) -> None:
         self._limit = limit
         self._decoders = decoders
+        self._content_encoding = content_encoding  # for the note of a body that does not decode
         # Bytes seen at each stage: index 0 on the wire, i+1 after decoder i.
         self._sizes = [0] * (len(decoders) + 1)
         self._parts: list[bytes] = []
@@ -88,7 +95,10 @@ class BodyReader:
     def feed(self, chunk: bytes) -> None:
         """Take the next chunk of the body; raises 413 the moment the limit is passed."""
         if chunk:
-            self._push(0, chunk)
+            try:
+                self._push(0, chunk)
+            except IngestError as error:
+                raise self._noted(error) from None
 
     def _push(self, stage: int, data: bytes) -> None:
         size = self._sizes[stage] + len(data)
@@ -115,7 +125,16 @@ class BodyReader:
 
     def finish(self) -> bytes:
         """The whole decoded body, once the last chunk has been fed."""
-        for decoder in self._decoders:
-            decoder.finish()
+        try:
+            for decoder in self._decoders:
+                decoder.finish()
+        except IngestError as error:
+            raise self._noted(error) from None
         parts = self._parts
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _noted(self, error: IngestError) -> IngestError:
+        """``error``, a body that did not decode, with a note when the header
+        names one encoding twice in a row (see :func:`~ingest_mw.encoding.twice_note`)."""
+        note = twice_note(self._content_encoding) if error.status == 400 else ""
+        return IngestError(error.status, error.detail + note, headers=error.headers) if note else error

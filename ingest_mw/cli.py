@@ -1,4 +1,4 @@
-"""``ingest-mw``: the command line (``serve``: the ingest APIs over HTTP)."""
+"""ingest-mw serve: the Better Stack, Baselime and OTLP ingest APIs over HTTP, SQLite by default."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def parser() -> ServeParser:
     serve = commands.add_parser(
         "serve",
         help="serve the ingest APIs over HTTP",
-        description="Serve the Better Stack and Baselime ingest APIs over HTTP. Every option can also be set by"
-        " its environment variable; a flag wins.",
+        description="Serve the Better Stack, Baselime and OTLP/HTTP logs ingest APIs over HTTP. Every option can"
+        " also be set by its environment variable; a flag wins.",
     )
     add_options(serve)
     return top

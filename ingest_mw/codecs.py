@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 import msgpack
 import orjson
 
+from . import headers
 from .errors import IngestError
 from .eventcaps import EventCaps
 
@@ -36,6 +37,9 @@ Event = dict[str, Any]
 
 #: Better Stack's live service answers 406 with exactly this body.
 JSON_PARSE_ERROR = "Couldn't parse JSON content."
+#: The response header that says where a body failed to parse: the 406 body
+#: stays the contract's, for clients that compare it.
+PARSE_ERROR_HEADER = "X-Parse-Error"
 
 
 class InvalidEvent(NamedTuple):
@@ -86,10 +90,20 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def require_nonempty(body: bytes) -> None:
-    """400 for a body with nothing in it (all APIs: "Empty request body")."""
+#: What a Better Stack body holds, for the 400 of an empty one.
+ONE_OR_MORE = "send one event object or an array of them"
+
+
+def require_nonempty(body: bytes, expected: str = ONE_OR_MORE) -> None:
+    """400 for a body with nothing in it, saying what to send (``expected``)."""
     if not body or body.isspace():
-        raise IngestError(400, "request body is empty: send one event object or an array of them")
+        raise IngestError(400, f"request body is empty: {expected}")
+
+
+def json_error_headers(error: orjson.JSONDecodeError) -> tuple[tuple[str, str], ...]:
+    """Where orjson stopped, as the :data:`PARSE_ERROR_HEADER` of a 406 whose
+    body is the contract's fixed text."""
+    return ((PARSE_ERROR_HEADER, f"line {error.lineno}, column {error.colno} (byte {error.pos}): {error.msg}"),)
 
 
 def all_objects(items: list[Any]) -> bool:
@@ -135,10 +149,10 @@ class JSONCodec:
         self.caps.check_json(body)
         try:
             value = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as error:
             # orjson refuses an empty body too: told apart only here, off the common path.
             require_nonempty(body)
-            raise IngestError(406, JSON_PARSE_ERROR) from None
+            raise IngestError(406, JSON_PARSE_ERROR, headers=json_error_headers(error)) from None
         return Decoded(require_objects(value))
 
 
@@ -162,13 +176,25 @@ class NDJSONCodec:
         try:
             events = [loads(line) for line in body_lines if line and not line.isspace()]
         except orjson.JSONDecodeError:
-            raise IngestError(406, JSON_PARSE_ERROR) from None
+            raise IngestError(406, JSON_PARSE_ERROR, headers=_ndjson_error_headers(body)) from None
         bad = _first_non_object(events)
         if bad is not None:
             index, item = bad
             lines = [n for n, line in enumerate(body.splitlines(), 1) if line and not line.isspace()]
             raise IngestError(400, f"line {lines[index]} holds {_type_name(item)}: every line must be an object")
         return Decoded(events)
+
+
+def _ndjson_error_headers(body: bytes) -> tuple[tuple[str, str], ...]:
+    """:func:`json_error_headers` for the first line of ``body`` that does not parse."""
+    for number, line in enumerate(body.splitlines(), 1):
+        if line and not line.isspace():
+            try:
+                orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                where = f"line {number}, column {error.colno}: {error.msg}"
+                return ((PARSE_ERROR_HEADER, where),)
+    return ()
 
 
 class MsgPackCodec:
@@ -206,6 +232,19 @@ def media_type(content_type: str | None) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
+def repeated_media_type(content_type: str) -> str | None:
+    """The media type of a Content-Type a client sent twice (``fetch()`` joins
+    ``Content-Type`` and ``content-type`` into ``application/json,
+    application/json``): its comma-separated parts all name it, parameters
+    aside; ``None`` for one part; 415 when the parts name different types."""
+    if "," not in content_type:
+        return None
+    types = {media_type(part) for part in headers.parts(content_type)}
+    if len(types) == 1:
+        return types.pop()
+    raise IngestError(415, f"Content-Type names several media types ({', '.join(sorted(types))}): send one")
+
+
 #: How many Content-Type values, as sent, a :class:`CodecNegotiation` remembers
 #: (about: threads that negotiate at the same moment may each add one more),
 #: and the longest it remembers. A value is remembered for good, first come,
@@ -236,7 +275,7 @@ class CodecNegotiation:
         codec = self._by_value.get(content_type)
         if codec is not None:
             return codec
-        codec = self._by_type.get(media_type(content_type))
+        codec = self._by_type.get(repeated_media_type(content_type or "") or media_type(content_type))
         if codec is None:
             got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
             raise IngestError(415, f"unsupported media type: got {got}; send one of {', '.join(self.accepted)}")

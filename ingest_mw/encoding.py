@@ -12,13 +12,14 @@ available when their optional packages are installed (extras ``zstd``, ``br``).
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .errors import IngestError
 
-__all__ = ["Decoder", "PIECE", "decoders_for", "supported_encodings"]
+__all__ = ["Decoder", "PIECE", "decoders_for", "supported_encodings", "twice_note"]
 
 #: The largest piece of decompressed output produced at once.
 PIECE = 64 * 1024
@@ -158,11 +159,12 @@ class _Brotli:
 
 
 def _zstd_decompressor() -> Callable[[], Any]:
-    try:
-        from compression.zstd import ZstdDecompressor  # type: ignore[import-not-found]
-    except ImportError:
-        from backports.zstd import ZstdDecompressor  # type: ignore[import-not-found]
-    return ZstdDecompressor  # type: ignore[no-any-return]
+    # The standard library's from 3.14; the backport (extra "zstd") before.
+    if sys.version_info >= (3, 14):
+        from compression.zstd import ZstdDecompressor
+    else:
+        from backports.zstd import ZstdDecompressor
+    return ZstdDecompressor
 
 
 def _available(module: str) -> bool:
@@ -179,7 +181,7 @@ def _build_registry() -> dict[str, Callable[[], Decoder]]:
         "x-gzip": lambda: _Inflate("gzip"),
         "deflate": lambda: _Inflate("deflate"),
     }
-    if _available("compression.zstd") or _available("backports.zstd"):
+    if _available("compression.zstd" if sys.version_info >= (3, 14) else "backports.zstd"):
         registry["zstd"] = _Zstd
     if _available("brotli"):
         registry["br"] = _Brotli
@@ -187,6 +189,9 @@ def _build_registry() -> dict[str, Callable[[], Decoder]]:
 
 
 _DECODERS = _build_registry()
+
+#: The extra that installs each optional decoder, named in the 415 when it is missing.
+_EXTRAS = {"zstd": "zstd", "br": "br"}
 
 
 def supported_encodings() -> tuple[str, ...]:
@@ -198,7 +203,8 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
     """The decoders for a Content-Encoding header, in the order to apply them.
 
     Encodings are listed in the order they were applied (RFC 9110 8.4), so they
-    are undone from the last to the first. An unknown token gets 415.
+    are undone from the last to the first; a repeated header is such a list
+    too (``gzip, gzip`` is a body compressed twice). An unknown token gets 415.
     """
     if not content_encoding:
         return []
@@ -210,6 +216,22 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
         factory = _DECODERS.get(token)
         if factory is None:
             accepted = ", ".join(supported_encodings())
-            raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}")
+            extra = _EXTRAS.get(token)
+            enable = f" (its operator enables {token} with pip install 'ingest-mw[{extra}]')" if extra else ""
+            raise IngestError(415, f"unsupported Content-Encoding {token!r}; this server accepts: {accepted}{enable}")
         decoders.append(factory())
     return decoders
+
+
+def twice_note(content_encoding: str | None) -> str:
+    """A note for the 400 of a body that does not decode, when its header names
+    one encoding twice in a row (``gzip, gzip``): that means compressed twice,
+    which a client that sent the header twice by mistake did not mean."""
+    tokens = [t.strip().lower() for t in (content_encoding or "").split(",")]
+    doubled = next((a for a, b in zip(tokens, tokens[1:]) if a == b and a not in ("", "identity")), None)
+    if doubled is None:
+        return ""
+    return (
+        f"; Content-Encoding names {doubled} twice, which means compressed twice:"
+        " send it once for a body compressed once"
+    )

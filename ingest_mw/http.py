@@ -6,14 +6,19 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TypeVar
 
-from .api import Response
+from .api import Response, Routes
 
-__all__ = ["NOT_FOUND", "PLAIN_TEXT", "exact_paths", "normalize_prefix", "status_line", "strip_prefix"]
+__all__ = ["PLAIN_TEXT", "exact_paths", "normalize_prefix", "not_found", "status_line", "strip_prefix"]
 
 #: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
 PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
-NOT_FOUND = Response(404, (PLAIN_TEXT,), b"Not Found")
+
+def not_found(routes: Routes, mount: str, path: str) -> Response:
+    """The 404 for ``path``, which no API claims: plain text, in no one API's
+    style, naming the routes that exist."""
+    return Response(404, (PLAIN_TEXT,), routes.not_found(mount, path).encode("utf-8", "backslashreplace"))
+
 
 _App = TypeVar("_App")
 

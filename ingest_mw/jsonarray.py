@@ -20,6 +20,7 @@ import orjson
 from .codecs import Decoded, InvalidEvent, Rescan, all_objects, require_nonempty
 from .errors import IngestError
 from .eventcaps import EventCaps
+from .headers import byte_size
 
 __all__ = ["JSONArrayCodec", "object_sizes", "split_array"]
 
@@ -57,6 +58,10 @@ _ELEMENT = re.compile(rb"[\[{]" + _nested(7) + rb"[\]}]")
 
 _OPEN, _FIRST, _VALUE, _AFTER, _DONE = range(5)
 _LBRACKET, _RBRACKET, _LBRACE, _RBRACE, _COMMA, _QUOTE = b'[]{},"'
+
+
+def _not_an_array() -> IngestError:
+    return IngestError(400, "the request body must be a JSON array of event objects, a single event too: [{...}]")
 
 
 def _broken(why: str) -> IngestError:
@@ -107,7 +112,9 @@ def split_array(body: bytes) -> list[tuple[int, int]]:
             raise _broken("a string is never closed")
         if state == _OPEN:
             if first != _LBRACKET:
-                raise IngestError(400, "the request body must be a JSON array of event objects")
+                raise IngestError(
+                    400, "the request body must be a JSON array of event objects, a single event too: [{...}]"
+                )
             state = _FIRST
         elif state == _FIRST and first == _RBRACKET:
             state = _DONE
@@ -184,14 +191,16 @@ class JSONArrayCodec:
         self.caps = caps or EventCaps()
 
     def decode(self, body: bytes) -> Decoded | Rescan:
-        require_nonempty(body)
+        require_nonempty(body, "send a JSON array of event objects, [{...}, ...]")
         self.caps.check_json(body)
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
             return Rescan(partial(self._element_by_element, body))
         if type(value) is not list:
-            raise IngestError(400, "the request body must be a JSON array of event objects")
+            raise IngestError(
+                400, "the request body must be a JSON array of event objects, a single event too: [{...}]"
+            )
         if all_objects(value):
             # No element can be longer than the whole body: the common case needs
             # no per-event measuring at all; past the limit, the separators
@@ -223,7 +232,7 @@ class JSONArrayCodec:
         events, invalid = [], []
         for index, item in enumerate(items):
             if sizes is not None and sizes[index] > limit:
-                invalid.append(InvalidEvent(index, f"larger than {limit} bytes of JSON"))
+                invalid.append(InvalidEvent(index, f"larger than {byte_size(limit)} of JSON"))
             elif type(item) is dict:
                 events.append(item)
             elif item is _NOT_JSON:

@@ -71,6 +71,11 @@ UNKNOWN_CLIENT = "unknown"
 
 KeyFunction = Callable[[Request], str]
 
+#: ``Retry-After`` of the 503 a fail-closed limit answers while its storage is
+#: down: clients that honour it (OTLP exporters) come back in a few seconds,
+#: neither at once nor after their own backoff has grown long.
+UNAVAILABLE_RETRY_AFTER = 5
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
@@ -386,7 +391,10 @@ class RateLimit:
             )
         if self.fail_open:
             return _UNCOUNTED
-        return RateLimitDecision(refusal=IngestError(503, "Service Unavailable"), unavailable=True)
+        retry_after = (RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))
+        return RateLimitDecision(
+            refusal=IngestError(503, "Service Unavailable", headers=[retry_after]), unavailable=True
+        )
 
 
 #: A storage that refuses our credentials: refused, never accepted uncounted.

@@ -32,15 +32,18 @@ UNIT_THRESHOLDS: tuple[tuple[float, float], ...] = (
 _NANOSECONDS = 1e9
 
 
-def _from_number(value: int | float) -> datetime | None:
+def _from_number(value: int | float, divisor: float | None = None) -> datetime | None:
+    """``value`` in units of ``1/divisor`` second since the epoch; the unit
+    decided by magnitude when ``divisor`` is ``None``."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    magnitude = abs(value)
-    divisor = _NANOSECONDS
-    for bound, unit in UNIT_THRESHOLDS:
-        if magnitude < bound:
-            divisor = unit
-            break
+    if divisor is None:
+        magnitude = abs(value)
+        divisor = _NANOSECONDS
+        for bound, unit in UNIT_THRESHOLDS:
+            if magnitude < bound:
+                divisor = unit
+                break
     try:
         if isinstance(value, int):
             # Integer arithmetic keeps nanosecond inputs exact to the microsecond.
@@ -49,6 +52,13 @@ def _from_number(value: int | float) -> datetime | None:
         return _EPOCH + timedelta(seconds=value / divisor)
     except OverflowError:
         return None
+
+
+def _from_units(value: Any, units_per_second: int) -> datetime | None:
+    """A number of ``units_per_second`` since the epoch; anything else as :func:`parse_dt` reads it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return parse_dt(value)  # a string or a datetime is read as ever
+    return _from_number(value, units_per_second)
 
 
 def _from_string(value: str) -> datetime | None:
@@ -91,7 +101,9 @@ class EventTimes:
     ``fields`` are looked up in order (Better Stack: ``dt``; Baselime:
     ``timestamp`` then ``dt``). ``max_past`` is how far before reception an
     event time may lie; ``None`` accepts any past time. Future times are kept
-    as sent: the contract puts no bound on them.
+    as sent: the contract puts no bound on them. ``units_per_second`` fixes
+    the unit of a numeric time (OTLP's ``time_unix_nano``: ``10**9``, however
+    small the number); ``None`` decides it by magnitude (:data:`UNIT_THRESHOLDS`).
     """
 
     def __init__(
@@ -99,11 +111,17 @@ class EventTimes:
         *,
         fields: Sequence[str] = ("dt",),
         max_past: timedelta | None = timedelta(minutes=15),
+        units_per_second: int | None = None,
     ) -> None:
         if not fields:
             raise ValueError("EventTimes needs at least one field name")
+        if units_per_second is not None and (
+            isinstance(units_per_second, bool) or not isinstance(units_per_second, int) or units_per_second <= 0
+        ):
+            raise ValueError(f"units_per_second must be a positive int or None, not {units_per_second!r}")
         self.fields = tuple(fields)
         self.max_past = max_past
+        self.units_per_second = units_per_second
 
     def event_time(self, event: Mapping[str, Any], received_at: datetime) -> datetime:
         """The time ``event`` is stored under; ``received_at`` when it has no usable time."""
@@ -121,6 +139,7 @@ class EventTimes:
         fields = self.fields
         field = fields[0] if len(fields) == 1 else None
         fromisoformat = datetime.fromisoformat
+        units = self.units_per_second
         times: list[datetime] = []
         append = times.append
         for event in events:
@@ -143,8 +162,15 @@ class EventTimes:
                     continue
                 if parsed.tzinfo is not _UTC:
                     parsed = _as_utc(parsed)
+            elif units is not None and type(value) is int:
+                # A whole number in a fixed unit (OTLP's nanoseconds), inline: every OTLP record has one.
+                try:
+                    parsed = _EPOCH + timedelta(microseconds=value * 1_000_000 // units)
+                except OverflowError:
+                    append(received_at)
+                    continue
             else:
-                parsed = parse_dt(value)
+                parsed = parse_dt(value) if units is None else _from_units(value, units)
                 if parsed is None:
                     append(received_at)
                     continue

@@ -15,7 +15,8 @@ from .api import IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
-from .http import NOT_FOUND, exact_paths, normalize_prefix, status_line, strip_prefix
+from .headers import content_length as parse_content_length
+from .http import exact_paths, normalize_prefix, not_found, status_line, strip_prefix
 from .observe import Observer
 from .sinks.base import Sink, as_sync, close_sync
 
@@ -82,9 +83,12 @@ class InputReader:
 
     def __init__(self, read: Callable[[int], bytes], content_length: str | None, *, terminated: bool = False) -> None:
         self._read = read
-        length = (content_length or "").strip()
-        if length.isascii() and length.isdigit():
-            self._remaining: int | None = int(length)
+        try:
+            length = parse_content_length(content_length)
+        except ValueError:
+            length = None  # refused by the flow before anything is read
+        if length is not None:
+            self._remaining: int | None = length
         elif terminated:
             self._remaining = None  # chunked: the server marks the end
         else:
@@ -201,7 +205,7 @@ class WSGIApp:
                 return endpoint(environ, start_response)
         found = self.routes.find(path)
         if found is None:
-            response = NOT_FOUND
+            response = not_found(self.routes, environ.get("SCRIPT_NAME", ""), path)
         else:
             api, route = found
             request = request_from_environ(environ, path)

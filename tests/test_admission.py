@@ -392,3 +392,40 @@ def test_admission_options_are_checked_when_made():
         Admission(storage_wait=-1)
     with pytest.raises(ValueError, match="max_events = 0"):
         BetterStackAPI([TOKEN], max_events=0)
+
+
+def test_otlp_is_admitted_like_the_others_and_refused_in_its_own_encoding(adapter):
+    from google.rpc.status_pb2 import Status
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    from ingest_mw import OTLPLogsAPI
+
+    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
+    sink = MemorySink()
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], admission=admission), sink)
+    export = ExportLogsServiceRequest()
+    record = LogRecord(time_unix_nano=1_796_130_000_000_000_000)
+    record.body.string_value = "x" * (1536 * 1024)  # 1.5 MiB: over the budget, under OTLP's body limit
+    export.resource_logs.add().scope_logs.add().log_records.append(record)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    refused = client.request("POST", f"{PREFIX}/v1/logs", export.SerializeToString(), headers)
+    assert (refused.status, refused.headers["retry-after"], refused.headers["connection"]) == (503, "1", "close")
+    assert Status.FromString(refused.body).code == 14  # UNAVAILABLE: exporters retry it
+    assert sink.batches == []
+
+
+def test_otlp_records_past_the_cap_are_refused_before_they_are_all_mapped(adapter):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    from ingest_mw import OTLPLogsAPI
+
+    sink = MemorySink()
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_events=5), sink)
+    export = ExportLogsServiceRequest()
+    export.resource_logs.add().scope_logs.add().log_records.extend(LogRecord() for _ in range(6))
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    refused = client.request("POST", f"{PREFIX}/v1/logs", export.SerializeToString(), headers)
+    assert refused.status == 413
+    assert sink.batches == []

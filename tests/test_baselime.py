@@ -77,14 +77,21 @@ def test_401_unauthorised(client, sink, headers):
     assert sink.batches == []
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/", "", "/v1", "/v1/", "/v2/logs", "/logs", "/v1/has space", "/v1/a/b", "/v1/-dash", "/v1/" + "d" * 129],
-)
-def test_400_for_missing_or_invalid_path(client, path):
+@pytest.mark.parametrize("path", ["/v1", "/v1/", "/v1/has space", "/v1/a/b", "/v1/-dash", "/v1/" + "d" * 129])
+def test_400_for_a_malformed_v1_path(client, path):
     status, body = post(client, b"[{}]", path=PREFIX + path)
     assert (status, body["message"]) == (400, "Bad Request")
     assert "/v1/<dataset>" in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/", "", "/v2/logs", "/logs"])
+def test_a_path_no_api_claims_is_a_404_naming_the_routes(client, path):
+    reply = client.request("POST", PREFIX + path, b"[{}]", HEADERS)
+    assert (reply.status, reply.headers["content-type"]) == (404, "text/plain; charset=utf-8")
+    where = PREFIX + (path or "/")
+    assert reply.body.decode() == (
+        f"Not Found: no ingest API at {where}; the routes here are POST {PREFIX}/v1/<dataset> (Baselime)"
+    )
 
 
 @pytest.mark.parametrize("dataset", ["logs", "my-app.prod_1", "D" * 128])
@@ -144,11 +151,13 @@ def test_partial_acceptance_lists_each_invalid_event(client, sink, separator):
     assert status == 400
     assert body == {
         "message": "Bad Request",
+        "detail": "6 of 9 events refused (listed in invalid, by index); the others were stored:"
+        " resend only the refused ones, fixed",
         "invalid": [
             {"index": 1, "reason": "not a JSON object"},
             {"index": 2, "reason": "not valid JSON"},
             {"index": 3, "reason": "not a JSON object"},
-            {"index": 5, "reason": f"larger than {MAX_EVENT_BYTES} bytes of JSON"},
+            {"index": 5, "reason": "larger than 256 KiB of JSON"},
             {"index": 6, "reason": "not a JSON object"},
             {"index": 7, "reason": "not valid JSON"},
         ],
@@ -162,7 +171,7 @@ def test_partial_acceptance_lists_each_invalid_event(client, sink, separator):
 def test_size_limit_when_the_body_parses(client, sink):
     body = b"[" + event_of_size(MAX_EVENT_BYTES) + b",\n" + event_of_size(MAX_EVENT_BYTES + 1) + b"]"
     status, reply = post(client, body)
-    assert (status, reply["invalid"]) == (400, [{"index": 1, "reason": f"larger than {MAX_EVENT_BYTES} bytes of JSON"}])
+    assert (status, reply["invalid"]) == (400, [{"index": 1, "reason": "larger than 256 KiB of JSON"}])
     assert len(sink.events) == 1
 
 
@@ -222,7 +231,12 @@ def test_both_apis_under_one_mount(adapter, sink):
         == 202
     )
     assert post(client, b"[{}]")[0] == 202
-    assert post(client, b"[{}]", path=PREFIX + "/nope")[0] == 400
+    reply = client.request("POST", PREFIX + "/v2/logs", b"[{}]", {"Authorization": "Bearer bs"})
+    assert (reply.status, reply.body.decode()) == (
+        404,
+        f"Not Found: no ingest API at {PREFIX}/v2/logs; the routes here are"
+        f" POST {PREFIX}/ (Better Stack), POST {PREFIX}/v1/<dataset> (Baselime)",
+    )
     assert [b.api for b in sink.batches] == ["betterstack", "baselime"]
 
 

@@ -504,16 +504,16 @@ def serve_args(*flags: str):
     return parse_settings(parser(), ["serve", "--sink", "memory://", *flags], environ={})
 
 
-def test_serve_applies_one_rate_limit_to_both_apis():
+def test_serve_applies_one_rate_limit_to_every_api():
     app = build_app(
         serve_args(
             *("--rate-limit", "10/second;100/minute", "--rate-limit-storage", "redis://h:1/2"),
             *("--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "fd00::/8"),
         )
     )
-    betterstack, baselime = app.routes.apis
+    betterstack, otlp, baselime = app.routes.apis
     rate_limit = betterstack.rate_limit
-    assert baselime.rate_limit is rate_limit
+    assert otlp.rate_limit is rate_limit and baselime.rate_limit is rate_limit
     assert (rate_limit.limit, rate_limit.storage_uri) == ("10/second;100/minute", "redis://h:1/2")
     assert [str(n) for n in rate_limit.proxies.networks] == ["10.0.0.0/8", "fd00::/8"]
 

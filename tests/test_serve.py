@@ -75,22 +75,60 @@ def test_better_stack_every_content_type_into_sqlite(served):
 
 def test_baselime_spec_example_into_sqlite(served):
     server, db = served
+    namespace = "https://api.domain.com/resource/{id}"
     body = orjson.dumps(
         [
-            {"message": "This is an example log event", "requestId": "6092d6f0"},
+            {"message": "This is an example log event", "requestId": "6092d6f0", "namespace": namespace},
             {"message": "This is another example log event", "data": {"userId": "01HB"}, "duration": 127},
+            {"message": "its own service", "service": "worker"},
         ]
     )
-    status, reply = post(
-        server.url + "/v1/logs", body, {"x-api-key": KEY, "Content-Type": "application/json", "x-service": "my-service"}
-    )
+    headers = {"x-api-key": KEY, "Content-Type": "application/json", "x-service": "my-service", "x-namespace": "hdr"}
+    status, reply = post(server.url + "/v1/logs", body, headers)
     assert (status, json.loads(reply)) == (202, {"message": "Request Accepted"})
     stored = rows(db, "api = 'baselime'")
+    # An event's own service/namespace wins; the headers' apply to the others.
     assert [(r["source"], r["dataset"], r["service"], r["namespace"]) for r in stored] == [
-        ("team", "logs", "my-service", None)
-    ] * 2
+        ("team", "logs", "my-service", namespace),
+        ("team", "logs", "my-service", "hdr"),
+        ("team", "logs", "worker", "hdr"),
+    ]
     status, reply = post(server.url + "/v2/logs", body, {"x-api-key": KEY, "Content-Type": "application/json"})
-    assert status == 400
+    assert (status, reply) == (
+        404,
+        b"Not Found: no ingest API at /v2/logs; the routes here are"
+        b" POST / (Better Stack), POST /otlp/v1/logs (OTLP logs), POST /v1/<dataset> (Baselime)",
+    )
+
+
+def test_headers_sent_twice_over_real_http(served):
+    """What a fetch()-based client sends (one header, joined) and what two header
+    lines become: the same header twice with one value is that value."""
+    server, db = served
+    sent = [
+        ("/", [("Authorization", f"Bearer {TOKEN}"), ("Content-Type", "application/json, application/json")]),
+        ("/", [("Authorization", f"Bearer {TOKEN}")] * 2 + [("Content-Type", "application/json")] * 2),
+        (
+            "/v1/logs",
+            [
+                ("x-api-key", KEY),
+                ("x-api-key", KEY),
+                ("Content-Type", "application/json"),
+                ("content-type", "application/json"),
+            ]
+            + [("x-service", "svc"), ("x-service", "svc")],
+        ),
+    ]
+    for path, headers in sent:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        body = b'[{"message": "twice"}]'
+        connection.putrequest("POST", path)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        assert connection.getresponse().status == 202, (path, headers)
+        connection.close()
+    assert [(r["api"], r["service"]) for r in rows(db)] == [("betterstack", None)] * 2 + [("baselime", "svc")]
 
 
 def test_chunked_body_over_the_limit_gets_413(served):
@@ -109,7 +147,7 @@ def test_chunked_body_over_the_limit_gets_413(served):
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server stopped reading and closed: what we want
     response = connection.getresponse()
-    assert (response.status, response.read()) == (413, b"payload reached size limit")
+    assert (response.status, response.read()) == (413, b"payload reached size limit (20 MiB)")
     assert rows(db) == []
 
 

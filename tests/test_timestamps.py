@@ -61,3 +61,22 @@ def test_event_time_field_order():
     a, b = received - timedelta(seconds=1), received - timedelta(seconds=2)
     assert times.event_time({"timestamp": a.isoformat(), "dt": b.isoformat()}, received) == a
     assert times.event_time({"dt": b.isoformat()}, received) == b
+
+
+def test_a_fixed_unit_reads_every_number_in_it_whatever_its_size():
+    received = datetime(2026, 12, 1, tzinfo=UTC)
+    times = EventTimes(fields=("t",), max_past=None, units_per_second=10**9)
+    events = [{"t": 1_500_000_000}, {"t": 1_796_130_000_123_456_789}, {"t": 2.5e9}, {"t": "2026-01-02T03:04:05Z"}]
+    assert times.event_times(events, received) == [
+        datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=UTC),  # by magnitude this would be seconds: 2017
+        datetime(2026, 12, 1, 13, 0, 0, 123456, tzinfo=UTC),
+        datetime(1970, 1, 1, 0, 0, 2, 500000, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # a string is read as ever
+    ]
+    assert times.event_times([{"t": 10**40}, {"t": True}], received) == [received, received]
+
+
+@pytest.mark.parametrize("units", [0, -1, 1.5, True, "ns"])
+def test_a_fixed_unit_must_be_a_positive_int(units):
+    with pytest.raises(ValueError, match="units_per_second must be a positive int or None"):
+        EventTimes(units_per_second=units)

@@ -55,11 +55,59 @@ def test_bad_bodies_are_refused(post: Post) -> None:
     assert not LogEvent.objects.exists()
 
 
-def test_stored_events_are_listed_and_shown_in_the_admin(post: Post) -> None:
-    post("/ingest/", b'{"message": "hello from curl"}', BETTERSTACK)
+def admin_client() -> Client:
     client = Client()
-    assert client.get("/events/").json()["events"][0]["data"] == {"message": "hello from curl"}
     client.force_login(User.objects.get_or_create(username="admin", is_staff=True, is_superuser=True)[0])
-    page = client.get("/admin/eventlog/logevent/")
-    assert page.status_code == 200
-    assert b"betterstack" in page.content
+    return client
+
+
+def test_events_lists_each_stored_row_whole(post: Post) -> None:
+    sent_at = "2024-05-01T12:00:00.123456+00:00"
+    body = orjson.dumps([{"message": "paid", "timestamp": sent_at, "namespace": "/orders/{id}"}])
+    post("/ingest/v1/checkout-logs", body, {**BASELIME, "x-namespace": "from-header"})
+    (row,) = Client().get("/events/").json()["events"]
+    stored = LogEvent.objects.get()
+    assert row == {
+        "id": stored.id,
+        "received_at": stored.received_at.isoformat(),
+        "dt": sent_at,  # to the microsecond
+        "api": "baselime",
+        "source": "example",
+        "dataset": "checkout-logs",
+        "service": "checkout",
+        "namespace": "/orders/{id}",  # the event's own wins over the header's
+        "data": {"message": "paid", "timestamp": sent_at, "namespace": "/orders/{id}"},
+    }
+
+
+def test_the_admin_shows_the_message_and_searches_the_data(post: Post) -> None:
+    post("/ingest/", b'{"message": "hello from curl", "user": {"name": "needle-in-data"}}', BETTERSTACK)
+    post("/ingest/", b'{"level": "info", "msg": "no message field"}', BETTERSTACK)
+    client = admin_client()
+    page = client.get("/admin/eventlog/logevent/").content.decode()
+    assert "hello from curl" in page
+    assert '<td class="field-message">info</td>' in page  # no message: the first text field stands in
+    found = client.get("/admin/eventlog/logevent/", {"q": "needle-in-data"}).content.decode()
+    assert "hello from curl" in found and 'field-message">info<' not in found
+    assert "1 result" in found
+
+
+def test_the_admin_detail_page_shows_the_whole_event(post: Post) -> None:
+    post("/ingest/", b'{"message": "hello", "nested": {"values": 123}}', BETTERSTACK)
+    event = LogEvent.objects.get()
+    page = admin_client().get(f"/admin/eventlog/logevent/{event.pk}/change/").content.decode()
+    pretty = (
+        "{\n  &quot;message&quot;: &quot;hello&quot;,\n  &quot;nested&quot;: {\n    &quot;values&quot;: 123\n  }\n}"
+    )
+    assert f"<pre>{pretty}</pre>" in page
+
+
+def test_a_content_type_sent_twice_is_that_content_type(post: Post) -> None:
+    """What a fetch() client sends when given Content-Type and content-type: one joined header."""
+    twice = {**BETTERSTACK, "Content-Type": "application/json, application/json"}
+    assert post("/ingest/", b'{"message": "fetch"}', twice)[0] == 202
+    status, _, content = post(
+        "/ingest/", b'{"message": "x"}', {**BETTERSTACK, "Content-Type": "application/json, text/csv"}
+    )
+    assert (status, content) == (415, b"Content-Type names several media types (application/json, text/csv): send one")
+    assert [e.data for e in LogEvent.objects.all()] == [{"message": "fetch"}]

@@ -37,15 +37,33 @@ def test_mount_path_comes_from_the_resolved_url(post: Post) -> None:
     assert reverse("ingest_mw:ingest", kwargs={"path": ""}) == "/logs/intake/"
     assert post("/logs/intake/", b'{"message": "A"}', BETTERSTACK)[0] == 202
     assert post("/logs/intake/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
+    status, _, content = post("/logs/intake/v1/-web", b"[]", BASELIME)
+    assert (status, orjson.loads(content)["message"]) == (400, "Bad Request")
     status, _, content = post("/logs/intake/v2/web", b"[]", BASELIME)
-    assert (status, orjson.loads(content)["detail"]) == (400, "the path must be /v1/<dataset>")
+    assert (status, content.decode()) == (
+        404,
+        "Not Found: no ingest API at /logs/intake/v2/web; the routes here are"
+        " POST /logs/intake/ (Better Stack), POST /logs/intake/v1/<dataset> (Baselime)",
+    )
     assert post("/ingest/", b'{"message": "C"}', BETTERSTACK)[0] == 404
     assert sorted(LogEvent.objects.values_list("api", flat=True)) == ["baselime", "betterstack"]
 
 
-def test_a_path_no_api_serves_is_django_404(post: Post) -> None:
+def test_a_path_no_api_serves_is_a_404_naming_the_routes(post: Post) -> None:
     with override_settings(INGEST_MW={**settings.INGEST_MW, "APIS": ["betterstack"]}):
-        assert post("/ingest/v1/web", b'[{"message": "A"}]', BASELIME)[0] == 404
+        status, headers, content = post("/ingest/v1/web", b'[{"message": "A"}]', BASELIME)
+    assert (status, headers["content-type"]) == (404, "text/plain; charset=utf-8")
+    assert content == b"Not Found: no ingest API at /ingest/v1/web; the routes here are POST /ingest/ (Better Stack)"
+
+
+def test_the_mount_is_served_without_its_slash(post: Post) -> None:
+    """``APPEND_SLASH`` cannot redirect a POST: ``/ingest`` is served as ``/ingest/`` is."""
+    assert post("/ingest", b'{"message": "no slash"}', BETTERSTACK)[0] == 202
+    assert post("/ingest/", b'{"message": "slash"}', BETTERSTACK)[0] == 202
+    assert post("/ingest/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
+    assert post("/ingestion", b'{"message": "elsewhere"}', BETTERSTACK)[0] == 404
+    assert reverse("ingest_mw:ingest", kwargs={"path": ""}) == "/ingest"
+    assert sorted(LogEvent.objects.values_list("data__message", flat=True)) == ["B", "no slash", "slash"]
 
 
 def test_csrf_and_login_required_middleware_let_clients_in(db: None) -> None:
@@ -220,3 +238,23 @@ def test_the_observer_setting_reaches_the_flow(post: Post) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"INGEST_MW\['OBSERVER'\] = 'x.y:z' cannot be loaded"):
         with override_settings(INGEST_MW={**settings.INGEST_MW, "OBSERVER": "x.y:z"}):
             conf.endpoint()
+
+
+def test_otlp_named_in_apis_is_served_at_otlp_v1_logs_into_the_model(post: Post) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    service = resource_logs.resource.attributes.add()
+    service.key, service.value.string_value = "service.name", "django-site"
+    resource_logs.scope_logs.add().log_records.add().body.string_value = "from OTLP"
+    otlp = {"Authorization": "Bearer example-token", "Content-Type": "application/x-protobuf"}
+    with override_settings(INGEST_MW={**settings.INGEST_MW, "APIS": ["betterstack", "otlp", "baselime"]}):
+        status, headers, content = post("/ingest/otlp/v1/logs", request.SerializeToString(), otlp)
+        assert (status, headers["content-type"]) == (200, "application/x-protobuf")
+        assert not ExportLogsServiceResponse.FromString(content).HasField("partial_success")
+    (event,) = LogEvent.objects.filter(api="otlp")
+    assert (event.source, event.service) == ("example", "django-site")

@@ -23,13 +23,18 @@ from ingest_mw.contrib.flask import IngestMW
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_events (
     id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
     dt TEXT NOT NULL,
     api TEXT NOT NULL,
     source TEXT NOT NULL,
     dataset TEXT,
+    service TEXT,
+    namespace TEXT,
     data TEXT NOT NULL
 )
 """
+COLUMNS = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "data")
+INSERT = f"INSERT INTO log_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def connect() -> sqlite3.Connection:
@@ -41,14 +46,17 @@ def store_events(batch: Batch) -> None:
 
     IngestMW calls it inside an app context, hence ``current_app``.
     """
+    received_at = batch.received_at.isoformat()
     rows = [
-        (event.time.isoformat(), batch.api, batch.source, batch.dataset, event_json(event.data).decode())
+        (received_at, event.time.isoformat(), batch.api, batch.source, batch.dataset)
+        + batch.labels(event.data)  # a Baselime event's own service/namespace, else the headers'
+        + (event_json(event.data).decode(),)
         for event in batch.events
     ]
     db = connect()
     try:
         with db:  # commits, or rolls back and raises (the client then gets a 500)
-            db.executemany("INSERT INTO log_events (dt, api, source, dataset, data) VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(INSERT, rows)
     finally:
         db.close()
 
@@ -73,15 +81,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/events")
     def latest_events() -> dict[str, Any]:
+        """The newest 20 rows, each whole: every column, ``data`` as the object."""
         db = connect()
+        db.row_factory = sqlite3.Row
         try:
-            rows = db.execute("SELECT dt, api, source, dataset, data FROM log_events ORDER BY id DESC LIMIT 20")
-            events = [
-                {"dt": dt, "api": api, "source": source, "dataset": dataset, "data": orjson.loads(data)}
-                for dt, api, source, dataset, data in rows
-            ]
+            rows = db.execute("SELECT * FROM log_events ORDER BY id DESC LIMIT 20").fetchall()
         finally:
             db.close()
-        return {"events": events}
+        return {"events": [{**dict(row), "data": orjson.loads(row["data"])} for row in rows]}
 
     return app

@@ -46,3 +46,13 @@ def test_bad_bodies_are_refused(app: webtest.TestApp) -> None:
     response = app.post("/ingest/v1/web", b'"a string"', headers=BASELIME, status=400)
     assert orjson.loads(response.body)["message"] == "Bad Request"
     assert events(app) == []
+
+
+def test_events_lists_each_stored_row_whole(app: webtest.TestApp) -> None:
+    body = b'[{"message": "C", "timestamp": "2024-05-01T12:00:00.123456Z", "service": "own"}, {"message": "D"}]'
+    app.post("/ingest/v1/web", body, headers={**BASELIME, "x-service": "hdr", "x-namespace": "ns"})
+    newest, older = events(app)
+    assert set(newest) == {"id", "received_at", "dt", "api", "source", "dataset", "service", "namespace", "data"}
+    assert (older["dt"], older["service"], older["namespace"]) == ("2024-05-01T12:00:00.123456+00:00", "own", "ns")
+    assert (newest["service"], newest["namespace"], newest["data"]) == ("hdr", "ns", {"message": "D"})
+    assert newest["received_at"] == older["received_at"]

@@ -43,13 +43,14 @@ class EventLog:
         self._file = await anyio.open_file(self.path, "ab")
 
     async def __call__(self, batch: Batch) -> None:
-        head = {"api": batch.api, "source": batch.source, "dataset": batch.dataset}
-        lines = b"".join(
-            orjson.dumps({**head, "dt": event.time, "data": orjson.Fragment(event_json(event.data))}) + b"\n"
-            for event in batch.events
-        )
+        head = {"received_at": batch.received_at, "api": batch.api, "source": batch.source, "dataset": batch.dataset}
+        lines = []
+        for event in batch.events:
+            service, namespace = batch.labels(event.data)  # a Baselime event's own, else the headers'
+            line = {**head, "service": service, "namespace": namespace, "dt": event.time}
+            lines.append(orjson.dumps({**line, "data": orjson.Fragment(event_json(event.data))}) + b"\n")
         async with self._lock:
-            await self._file.write(lines)
+            await self._file.write(b"".join(lines))
             await self._file.flush()  # written before the client hears 202
 
     async def close(self) -> None:

@@ -54,3 +54,18 @@ def test_wrong_credentials_and_bad_bodies_are_refused(tmp_path: Path) -> None:
 
     run(tmp_path / "events.jsonl", scenario)
     assert (tmp_path / "events.jsonl").read_bytes() == b""
+
+
+def test_events_lists_each_stored_line_whole(tmp_path: Path) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        body = b'[{"message": "B", "namespace": "own"}]'
+        await client.post("/ingest/v1/web", content=body, headers={**BASELIME, "x-service": "svc"})
+        (event,) = (await client.get("/events")).json()["events"]
+        assert set(event) == {"received_at", "dt", "api", "source", "dataset", "service", "namespace", "data"}
+        assert (event["service"], event["namespace"], event["data"]) == (
+            "svc",
+            "own",
+            {"message": "B", "namespace": "own"},
+        )
+
+    run(tmp_path / "events.jsonl", scenario)

@@ -23,6 +23,7 @@ from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
 from ..observe import Observer, Observers
+from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.base import Sink
 from ..sinks.url import sink_from_url
@@ -54,13 +55,19 @@ class _Unset:
 UNSET: Any = _Unset()
 
 #: The ingest APIs by their name in ``APIS``, in the order they are tried:
-#: Better Stack claims only the mount root, Baselime every other path.
-API_CLASSES: dict[str, type[IngestAPI]] = {"betterstack": BetterStackAPI, "baselime": BaselimeAPI}
+#: Better Stack claims only the mount root, OTLP only its path (before Baselime, which claims
+#: the paths under /v1, so that an OTLP path there is OTLP's), Baselime the paths under /v1.
+API_CLASSES: dict[str, type[IngestAPI]] = {
+    "betterstack": BetterStackAPI,
+    "otlp": OTLPLogsAPI,
+    "baselime": BaselimeAPI,
+}
 
 #: Every shared option and its default. ``<API>_<NAME>`` is passed to that
 #: API's constructor as the keyword ``<name>``.
 DEFAULTS: dict[str, Any] = {
-    "APIS": tuple(API_CLASSES),
+    # OTLP is opt-in: it needs the otlp extra (the OpenTelemetry protobuf classes).
+    "APIS": ("betterstack", "baselime"),
     "BETTERSTACK_TOKENS": None,
     "BETTERSTACK_MAX_BODY_BYTES": UNSET,
     "BETTERSTACK_MAX_PAST": UNSET,
@@ -74,6 +81,16 @@ DEFAULTS: dict[str, Any] = {
     "BASELIME_RATE_LIMIT": UNSET,
     "BASELIME_MAX_EVENTS": UNSET,
     "BASELIME_MAX_DEPTH": UNSET,
+    # None: the Better Stack source tokens, as Better Stack's own OTLP endpoint takes them.
+    "OTLP_TOKENS": None,
+    # Beside Baselime's /v1/<dataset>, as under ingest-mw serve.
+    "OTLP_PATH": PATH_BESIDE_BASELIME,
+    "OTLP_MAX_BODY_BYTES": UNSET,
+    "OTLP_MAX_RECORD_BYTES": UNSET,
+    "OTLP_MAX_PAST": UNSET,
+    "OTLP_RATE_LIMIT": UNSET,
+    "OTLP_MAX_EVENTS": UNSET,
+    "OTLP_MAX_DEPTH": UNSET,
     "RATE_LIMIT_STORAGE": UNSET,
     "RATE_LIMIT_STRATEGY": UNSET,
     "TRUSTED_PROXIES": UNSET,
@@ -124,7 +141,10 @@ _RATE_LIMIT_OPTIONS = {
 _CREDENTIALS = {
     "betterstack": ("BETTERSTACK_TOKENS", "source tokens"),
     "baselime": ("BASELIME_API_KEYS", "API keys"),
+    "otlp": ("OTLP_TOKENS", "tokens"),
 }
+#: The option an API's credentials default to when its own is not set.
+_CREDENTIALS_FALLBACK = {"otlp": "BETTERSTACK_TOKENS"}
 
 #: Spells an option the host's way for messages: ``"STORAGE"`` -> ``"INGEST_MW['STORAGE']"``.
 Namer = Callable[[str], str]
@@ -137,7 +157,7 @@ def _api_names(value: Any, where: str) -> tuple[str, ...]:
         or not value
         or not set(value) <= API_CLASSES.keys()
     ):
-        raise ConfigError(f"{where} = {value!r}: give a list of one or both of {', '.join(map(repr, API_CLASSES))}")
+        raise ConfigError(f"{where} = {value!r}: give a list of one or more of {', '.join(map(repr, API_CLASSES))}")
     return tuple(name for name in API_CLASSES if name in value)
 
 
@@ -176,6 +196,10 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "BASELIME_MAX_BODY_BYTES": _size,
     "BASELIME_MAX_EVENT_BYTES": _size,
     "BASELIME_MAX_PAST": _max_past,
+    "OTLP_TOKENS": _credentials,
+    "OTLP_MAX_BODY_BYTES": _size,
+    "OTLP_MAX_RECORD_BYTES": _size,
+    "OTLP_MAX_PAST": _max_past,
 }  # a rate limit is checked by its API, STORAGE by resolve_storage
 
 
@@ -244,9 +268,14 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
     apis = []
     for name in values["APIS"]:
         credentials, what = _CREDENTIALS[name]
-        if values[credentials] is None:
+        fallback = _CREDENTIALS_FALLBACK.get(name)
+        given = values[credentials]
+        if given is None and fallback is not None:
+            given = values[fallback]
+        if given is None:
+            instead = f" (or {setting(fallback)})" if fallback else ""
             raise ConfigError(
-                f"{setting(credentials)} is not set: give the {what} clients will send, as"
+                f"{setting(credentials)}{instead} is not set: give the {what} clients will send, as"
                 f" {{'source name': 'secret'}} or a list, or leave {name!r} out of {setting('APIS')}"
             )
         api_class = API_CLASSES[name]
@@ -256,6 +285,7 @@ def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
             for key, value in values.items()
             if key.startswith(prefix) and value is not UNSET
         }
+        kwargs[credentials[len(prefix) :].lower()] = given
         if "rate_limit" not in kwargs:  # the API's own default limit gets the shared options too
             kwargs["rate_limit"] = inspect.signature(api_class).parameters["rate_limit"].default
         kwargs["rate_limit"] = rate_limit(kwargs["rate_limit"], prefix + "RATE_LIMIT")

@@ -18,12 +18,14 @@ from types import FrameType
 from typing import Any
 
 from ..admission import Admission
+from ..api import IngestAPI
 from ..asgi import ASGIApp, Receive, Scope, Send
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..health import HEALTH_PATH, READY_PATH, Health, health_asgi_endpoints
 from ..observe import Observer, Observers
+from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.url import sink_from_url
 from .options import default_of
@@ -52,7 +54,8 @@ METRICS_PATH = "/metrics"  # as ingest_mw.metrics has it; not imported here, the
 def routes(metrics: bool) -> str:
     """The routes a worker serves, for the start-up line."""
     operator = [HEALTH_PATH, READY_PATH] + ([METRICS_PATH] if metrics else [])
-    return "POST / (Better Stack), POST /v1/<dataset> (Baselime), " + ", ".join(f"GET {p}" for p in operator)
+    ingest = f"POST / (Better Stack), POST {PATH_BESIDE_BASELIME} (OTLP), POST /v1/<dataset> (Baselime)"
+    return ingest + ", " + ", ".join(f"GET {p}" for p in operator)
 
 
 def build_rate_limit(
@@ -125,9 +128,10 @@ class AppSpec:
             fail_open=self.rate_limit_fail_open,
         )
 
-    def apis(self) -> list[BetterStackAPI | BaselimeAPI]:
-        """Both APIs, sharing one rate limit and this process's admission limits
-        (``ValueError`` for a limit out of range)."""
+    def apis(self) -> list[IngestAPI]:
+        """The three APIs, sharing one rate limit and this process's admission
+        limits (``ValueError`` for a limit out of range, ``ImportError`` without
+        the OTLP classes)."""
         rate_limit = self.rate_limit_component()
         admission = Admission(**self.admission)
         limits: dict[str, Any] = {
@@ -136,9 +140,14 @@ class AppSpec:
             "max_events": self.max_events,
             "max_depth": self.max_depth,
         }
-        # Better Stack claims only "/", so Baselime serves /v1/<dataset> (and the
-        # 400 for every other path).
-        return [BetterStackAPI(self.tokens, **limits), BaselimeAPI(self.api_keys, **limits)]
+        # Better Stack claims only "/" and OTLP only /otlp/v1/logs, so Baselime
+        # serves /v1/<dataset> (and the 400 for every other path).
+        return [
+            BetterStackAPI(self.tokens, **limits),
+            # OTLP takes the Better Stack source tokens, as Better Stack's own OTLP endpoint does.
+            OTLPLogsAPI(self.tokens, path=PATH_BESIDE_BASELIME, **limits),
+            BaselimeAPI(self.api_keys, **limits),
+        ]
 
     def observer(self) -> Observer | None:
         observers: list[Observer] = []

@@ -25,10 +25,8 @@ __all__ = ["Credentials", "parse_credentials", "read_secrets_file", "resolve_cre
 
 logger = logging.getLogger("ingest_mw.serve")
 
-#: ``NAME=SECRET`` only when NAME looks like a name and SECRET is more than
-#: "=" signs: a bare secret may hold "=" itself (base64 padding, "dGVzdA=="),
-#: and must not be split into a name and a secret of "=".
-_NAMED = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=(.*)", re.DOTALL)
+#: A credential's name: letters, digits, "_", "." and "-".
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 #: Group or other may read it.
 _READABLE_BY_OTHERS = stat.S_IRGRP | stat.S_IROTH
@@ -36,15 +34,27 @@ _READABLE_BY_OTHERS = stat.S_IRGRP | stat.S_IROTH
 
 def parse_credentials(values: Sequence[str], default_name: str = "default") -> dict[str, str]:
     """``["NAME=SECRET", "SECRET"]`` -> ``{name: secret}``; a bare secret is named
-    ``default_name`` (numbered when there are several)."""
+    ``default_name`` (numbered when there are several).
+
+    A value is ``NAME=SECRET`` when it holds an "=" between text and more than "="
+    signs: a bare secret may end in base64 padding ("dGVzdA=="), which is
+    never split off. A ``NAME`` that is not a name is refused (``ValueError``,
+    naming the name and never the secret), not taken silently as part of a
+    bare secret.
+    """
     named: dict[str, str] = {}
     bare: list[str] = []
     for value in values:
-        match = _NAMED.fullmatch(value)
-        if match is None or not match[2].strip("="):
+        name, equals, secret = value.partition("=")
+        if not equals or not name or not secret.strip("="):
             bare.append(value)
+        elif _NAME.fullmatch(name):
+            named[name] = secret
         else:
-            named[match[1]] = match[2]
+            raise ValueError(
+                f"{name!r} (before the '=' of a NAME=SECRET credential) is not a name:"
+                " use letters, digits, '_', '.' and '-'"
+            )
     for index, secret in enumerate(bare, 1):
         named[default_name if len(bare) == 1 else f"{default_name}-{index}"] = secret
     return named
@@ -65,7 +75,10 @@ def read_secrets_file(path: str, flag: str) -> dict[str, str]:
         reason = getattr(error, "strerror", None) or str(error)
         raise StartupError(f"{flag} {path}: cannot read it: {reason}") from None
     lines = [line.strip() for line in text.splitlines()]
-    found = parse_credentials([line for line in lines if line and not line.startswith("#")])
+    try:
+        found = parse_credentials([line for line in lines if line and not line.startswith("#")])
+    except ValueError as error:
+        raise StartupError(f"{flag} {path}: {error}") from None
     if not found:
         raise StartupError(f"{flag} {path}: no secret in it (write one [NAME=]SECRET a line)")
     _warn_if_readable(file, flag)
@@ -151,8 +164,12 @@ def resolve_credentials(settings: object, sink_path: str | None) -> dict[str, Cr
             origins.append(f"{'--' + file_name.replace('_', '-')} {file}")
         values = getattr(settings, values_name)
         if values:
-            found.update(parse_credentials(values))
-            origins.append(settings.sources[values_name])  # type: ignore[attr-defined]
+            origin = settings.sources[values_name]  # type: ignore[attr-defined]
+            try:
+                found.update(parse_credentials(values))
+            except ValueError as error:
+                raise StartupError(f"{origin}: {error}") from None
+            origins.append(origin)
         if found:
             resolved[kind] = Credentials(found, " and ".join(origins))
         else:

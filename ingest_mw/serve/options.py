@@ -189,7 +189,7 @@ OPTIONS: tuple[Option, ...] = (
         name="token_file",
         metavar="PATH",
         section="credentials",
-        help="Better Stack source tokens, one [NAME=]TOKEN a line (the production way)",
+        help="Better Stack (and OTLP) source tokens, one [NAME=]TOKEN a line (the production way)",
     ),
     Option(
         name="api_key_file",
@@ -204,7 +204,8 @@ OPTIONS: tuple[Option, ...] = (
         metavar="[NAME=]TOKEN",
         env_name="INGEST_MW_TOKENS",
         section="credentials",
-        help="a Better Stack source token, repeatable; visible to local users on a command line: prefer --token-file",
+        help="a Better Stack source token (OTLP's too), repeatable; visible to local users on a command line:"
+        " prefer --token-file",
     ),
     Option(
         name="api_key",
@@ -448,7 +449,11 @@ def parse_settings(
 ) -> argparse.Namespace:
     """The parsed command line with every unset option taken from the
     environment, else its default; ``settings.sources[name]`` says which."""
-    settings = parser.parse_args(argv)
+    settings, unknown = parser.parse_known_args(argv)
+    if unknown:  # refused by the command they were given to, not the top level
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        command = commands[0].choices[settings.command] if commands else parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     environ = os.environ if environ is None else environ
     sources: dict[str, str] = {}
     for option in OPTIONS:

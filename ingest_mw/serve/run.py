@@ -132,6 +132,8 @@ def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Cred
         unchecked.apis()  # every limit checked by its own component, as each worker will build it
     except ValueError as error:
         raise StartupError(f"--rate-limit {settings.rate_limit} or a limit: {error}") from None
+    except ImportError as error:  # OTLP's classes: the serve extra brings them
+        raise StartupError(f"{error}; or pip install 'ingest-mw[serve]'") from None
     sink = open_sink(settings.sink)
     sink_path = getattr(sink, "path", None)
     close_sync(sink)

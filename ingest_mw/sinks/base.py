@@ -36,7 +36,8 @@ def _own_acall(sink: Sink) -> Callable[[Batch], Awaitable[Any]] | None:
     for cls in type(sink).__mro__:
         if "__call__" in cls.__dict__:
             acall = cls.__dict__.get("acall")
-            return sink.acall if acall is not None and iscoroutinefunction(acall) else None
+            own: Callable[[Batch], Awaitable[Any]] | None = getattr(sink, "acall", None)
+            return own if acall is not None and iscoroutinefunction(acall) else None
     return None
 
 

@@ -104,7 +104,7 @@ class JSONEvents(Sequence[Event]):
         return iter(self.load())
 
     def __reversed__(self) -> Iterator[Event]:
-        return reversed(list(self.load()))
+        return iter(list(self.load())[::-1])
 
     def __contains__(self, value: object) -> bool:
         return value in list(self.load())
@@ -125,22 +125,19 @@ class JSONEvents(Sequence[Event]):
 
 
 #: :meth:`JSONMemorySink.acall` keeps a batch of up to this many events on the
-#: event loop: encoding them takes about 0.25 ms for 1000 typical events, a
-#: fraction of the decode that ran on the loop before it, and no thread is
-#: woken for it. A larger batch (a request body can hold millions of tiny
-#: events) is kept from a worker thread.
+#: event loop: encoding them is a fraction of the decode that ran on the loop
+#: before it, and no thread is woken for it. A larger batch (a request body
+#: can hold millions of tiny events) is kept from a worker thread.
 ON_LOOP_EVENTS = 4096
 
 
 #: A kept batch: its fields but ``events`` (api, source, received_at, client,
-#: dataset, service, namespace), then its events' JSON text, their number and
-#: the rule for their times (the API's own). One plain tuple per batch beside
-#: the text and the reception time: every object kept per batch is one more
-#: to free, cache-cold, when the batch is dropped, and one more for the
-#: cyclic GC to walk until then (measured under ``bench/http.py``, the memory
-#: sink cost single-event requests a tenth of their throughput while it kept
-#: six objects per batch).
-_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule]
+#: dataset, service, namespace), then its events' JSON text, their number,
+#: the rule for their times (the API's own) and its ``labels_in_events``.
+#: One plain tuple per batch beside the text and the reception time: every
+#: object kept per batch is one more to free, cache-cold, when the batch is
+#: dropped, and one more for the cyclic GC to walk until then.
+_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule, bool]
 _COUNT: Final = 8  # the index of the number of events in a _Kept
 
 
@@ -148,13 +145,11 @@ class JSONMemorySink:
     """Keeps the newest ``max_events`` events in memory, as JSON text: ``memory://``.
 
     Each batch is kept as one JSON array, not as the decoded objects, and
-    read back as a :class:`~ingest_mw.batch.Batch` holding :class:`JSONEvents`.
-    A server that keeps objects holds about ten of them per event, scattered
-    over the heap (10,000 typical events: about 12 MB), and every request that
-    drops the oldest batch frees thousands of objects that have long left the
-    CPU cache: measured under ``bench/http.py``, that alone costs a 1000-event
-    request about as much as decoding it. One bytes object per batch holds the
-    same events in about 2.6 MB and is dropped at once.
+    read back as a :class:`~ingest_mw.batch.Batch` holding :class:`JSONEvents`:
+    a server that kept the objects would hold about ten per event, scattered
+    over the heap, and free thousands of cache-cold ones whenever it drops the
+    oldest batch; one bytes object per batch takes about a fifth of the memory
+    and is dropped at once.
 
     Read back, events are what the file sinks store: JSON types (MessagePack
     binary becomes text, as in :func:`~ingest_mw.batch.event_json`), under the
@@ -207,6 +202,7 @@ class JSONMemorySink:
             text,
             count,
             rule,
+            batch.labels_in_events,
         )
         batches = self._batches
         with self._lock:
@@ -231,8 +227,8 @@ class JSONMemorySink:
         with self._lock:
             kept = list(self._batches)
         return [
-            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace)
-            for api, source, at, client, dataset, service, namespace, text, count, rule in kept
+            Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace, labels)
+            for api, source, at, client, dataset, service, namespace, text, count, rule, labels in kept
         ]
 
     @property

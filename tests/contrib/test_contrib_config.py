@@ -64,9 +64,9 @@ def test_apis_are_in_routing_order_whatever_the_setting_says() -> None:
             "CFG[BETTERSTACK_TOKEN] is not an ingest_mw setting; did you mean CFG[BETTERSTACK_TOKENS]?",
         ),
         ({"NOTHING_LIKE_IT": 1}, "the settings are APIS, BETTERSTACK_TOKENS"),
-        ({"APIS": "betterstack"}, "give a list of one or both of 'betterstack', 'baselime'"),
-        ({"APIS": ["datadog"]}, "give a list of one or both"),
-        ({"APIS": []}, "give a list of one or both"),
+        ({"APIS": "betterstack"}, "give a list of one or more of 'betterstack', 'otlp', 'baselime'"),
+        ({"APIS": ["datadog"]}, "give a list of one or more"),
+        ({"APIS": []}, "give a list of one or more"),
         ({"BETTERSTACK_TOKENS": "s3cret"}, "CFG[BETTERSTACK_TOKENS] must be {'source name': 'secret', ...}"),
         ({"BETTERSTACK_TOKENS": {"web": ""}}, "each a non-empty string; got a dict"),
         ({"BASELIME_API_KEYS": []}, "CFG[BASELIME_API_KEYS] must be"),
@@ -170,3 +170,33 @@ def test_a_wrong_storage_hook_says_what_to_fix(value: object, message: str) -> N
     with pytest.raises(ConfigError) as raised:
         resolve_storage(value, "S")
     assert message in str(raised.value)
+
+
+def test_otlp_is_opt_in_and_takes_the_better_stack_tokens_unless_given_its_own() -> None:
+    assert [api.name for api in apis(BETTERSTACK_TOKENS=["t"], BASELIME_API_KEYS=["k"])] == ["betterstack", "baselime"]
+    found = apis(APIS=("baselime", "otlp", "betterstack"), BETTERSTACK_TOKENS={"web": "t"}, BASELIME_API_KEYS=["k"])
+    assert [api.name for api in found] == ["betterstack", "otlp", "baselime"]  # OTLP's path before Baselime's
+    otlp = found[1]
+    assert otlp.match("/otlp/v1/logs") == {} and otlp.match("/v1/logs") is None  # beside Baselime's /v1/logs
+    assert otlp.auth.authenticate({"authorization": "Bearer t"}) == "web"
+    (own,) = apis(
+        APIS=["otlp"],
+        OTLP_TOKENS={"collector": "c"},
+        OTLP_PATH="/v1/logs",
+        OTLP_MAX_BODY_BYTES=1000,
+        OTLP_MAX_RECORD_BYTES=100,
+        OTLP_MAX_PAST=60,
+        OTLP_RATE_LIMIT="5/second",
+    )
+    assert own.auth.authenticate({"authorization": "Bearer c"}) == "collector"
+    assert own.match("/v1/logs") == {}
+    assert own.body_limit.max_bytes == 1000
+    assert own.times.max_past == timedelta(seconds=60)
+    assert own.rate_limit.limit == "5/second"
+
+
+def test_otlp_without_any_tokens_says_which_settings_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"CFG\[OTLP_TOKENS\] \(or CFG\[BETTERSTACK_TOKENS\]\) is not set"):
+        apis(APIS=["otlp"])
+    with pytest.raises(ConfigError, match=r"CFG\[OTLP_MAX_RECORD_BYTES\] = 0: give a positive whole number"):
+        apis(APIS=["otlp"], OTLP_TOKENS=["t"], OTLP_MAX_RECORD_BYTES=0)

@@ -170,3 +170,26 @@ def test_a_wrong_observer_setting_says_what_to_fix(observer: object, message: st
     app = make_app(INGEST_MW_STORAGE=MemorySink(), INGEST_MW_OBSERVER=observer)
     with pytest.raises(ConfigError, match=re.escape(message)):
         IngestMW(app)
+
+
+def test_otlp_is_served_beside_baselime_when_named_in_apis() -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
+    sink = MemorySink()
+    app = make_app(INGEST_MW_STORAGE=sink, INGEST_MW_APIS=["betterstack", "baselime", "otlp"])
+    IngestMW(app)
+    client = webtest.TestApp(app)
+    request = ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "from OTLP"
+    otlp = {"Authorization": "Bearer t", "Content-Type": "application/x-protobuf"}
+    reply = client.post("/ingest/otlp/v1/logs", request.SerializeToString(), headers=otlp)
+    assert reply.status_int == 200
+    assert not ExportLogsServiceResponse.FromString(reply.body).HasField("partial_success")
+    assert client.post("/ingest/v1/logs", b'[{"message": "B"}]', headers=BASELIME).status_int == 202
+    assert [(b.api, b.source, b.events[0].data.get("body")) for b in sink.batches] == [
+        ("otlp", "web", "from OTLP"),
+        ("baselime", "team", None),
+    ]

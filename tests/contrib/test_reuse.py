@@ -1,5 +1,5 @@
 """The components alone, as a host would reuse them outside the ingest APIs
-(the snippets of the README's "Reusing the pieces"), in front of a Flask view."""
+(the snippets of docs/reuse.md), in front of a Flask view."""
 
 import gzip
 from datetime import UTC, datetime, timedelta

@@ -69,3 +69,29 @@ def test_without_a_host_lifespan_the_sinks_still_close() -> None:
 
     asyncio.run(main())
     assert log == ["sink closed", "sink closed"]
+
+
+def test_otlp_mounted_in_starlette_answers_in_the_request_encoding() -> None:
+    from google.protobuf.json_format import Parse
+    from google.rpc.status_pb2 import Status
+
+    from ingest_mw import OTLPLogsAPI
+
+    sink = MemorySink()
+    ingest = ASGIApp([OTLPLogsAPI({"web": "t"})], sink=sink)
+    app = Starlette(routes=[Mount("/api/ingest", app=ingest)], lifespan=ingest_lifespan(ingest))
+    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "hi"}}]}]}]}'
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            headers = {"Content-Type": "application/json", "Authorization": "Bearer t"}
+            stored = await client.post("/api/ingest/v1/logs", content=body, headers=headers)
+            refused = await client.post("/api/ingest/v1/logs", content=body, headers={**headers, "Authorization": "x"})
+        return stored, refused
+
+    stored, refused = asyncio.run(run())
+    assert (stored.status_code, stored.headers["content-type"], stored.content) == (200, "application/json", b"{}")
+    assert refused.status_code == 401
+    assert "Bearer" in Parse(refused.content, Status()).message
+    assert [(b.api, b.source, b.events[0].data["body"]) for b in sink.batches] == [("otlp", "web", "hi")]

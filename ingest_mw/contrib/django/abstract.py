@@ -6,20 +6,33 @@ its own without installing this app (importing ``models.py`` would need it).
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django.db import models
 
 
 class AbstractIngestedEvent(models.Model):
     """One stored event: the columns of the SQLite sink's ``events`` table."""
 
-    received_at = models.DateTimeField(help_text="When the request arrived (UTC).")
-    dt = models.DateTimeField("event time", db_index=True, help_text="The event's dt or timestamp, else received_at.")
-    api = models.CharField(max_length=32, help_text='"betterstack" or "baselime".')
-    source = models.TextField(help_text="The name of the token or API key used.")
-    dataset = models.CharField(max_length=128, null=True, blank=True, help_text="Baselime only.")
-    service = models.TextField(null=True, blank=True, help_text="Baselime's x-service header.")
-    namespace = models.TextField(null=True, blank=True, help_text="Baselime's x-namespace header.")
-    data = models.JSONField(help_text="The event object as the client sent it.")
+    received_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        help_text="When the request arrived (UTC)."
+    )
+    dt: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        "event time", db_index=True, help_text="The event's dt or timestamp, else received_at."
+    )
+    api: models.CharField[str, str] = models.CharField(max_length=32, help_text='"betterstack" or "baselime".')
+    source: models.TextField[str, str] = models.TextField(help_text="The name of the token or API key used.")
+    dataset: models.CharField[str | None, str | None] = models.CharField(
+        max_length=128, null=True, blank=True, help_text="Baselime only."
+    )
+    service: models.TextField[str | None, str | None] = models.TextField(
+        null=True, blank=True, help_text="Baselime: the event's own service, else the x-service header."
+    )
+    namespace: models.TextField[str | None, str | None] = models.TextField(
+        null=True, blank=True, help_text="Baselime: the event's own namespace, else the x-namespace header."
+    )
+    data: models.JSONField[Any, Any] = models.JSONField(help_text="The event object as the client sent it.")
 
     class Meta:
         abstract = True

@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 __all__ = ["IngestedEventAdmin"]
 
+#: The longest message shown in the list of events.
+MESSAGE_LENGTH = 120
 
-class IngestedEventAdmin(admin.ModelAdmin):
-    """Events are a record of what clients sent: they can be viewed and deleted, not edited."""
 
-    list_display = ("dt", "api", "source", "dataset", "service", "namespace", "received_at")
+if TYPE_CHECKING:  # django-stubs makes ModelAdmin generic; Django's own class is not subscriptable
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+
+class IngestedEventAdmin(_ModelAdmin):
+    """Events are a record of what clients sent: they can be viewed and deleted,
+    not edited. The list shows each event's message, the detail page the whole
+    event, and the search covers its data."""
+
+    list_display = ("dt", "message", "api", "source", "dataset", "service", "namespace", "received_at")
     list_filter = ("api", "source", "dataset")
-    search_fields = ("source", "dataset", "service", "namespace")
+    # "data" searches the event's JSON text (JSONField's icontains).
+    search_fields = ("source", "dataset", "service", "namespace", "data")
     date_hierarchy = "dt"
     ordering = ("-dt",)
+    fields = ("received_at", "dt", "api", "source", "dataset", "service", "namespace", "event")
+    readonly_fields = ("event",)
+
+    @admin.display(description="message")
+    def message(self, obj: Any) -> str:
+        """The event's ``message``, else its first text field, cut to 120 characters."""
+        data = obj.data if isinstance(obj.data, dict) else {}
+        text = data.get("message")
+        if not isinstance(text, str):
+            text = next((value for value in data.values() if isinstance(value, str)), "")
+        return text if len(text) <= MESSAGE_LENGTH else text[: MESSAGE_LENGTH - 1] + "…"
+
+    @admin.display(description="event")
+    def event(self, obj: Any) -> str:
+        """The whole event, pretty-printed."""
+        return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False, sort_keys=True))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

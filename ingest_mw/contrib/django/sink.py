@@ -35,17 +35,14 @@ class ModelSink:
 
     def __call__(self, batch: Batch) -> None:
         model = self.model
-        shared = {
-            "received_at": batch.received_at,
-            "api": batch.api,
-            "source": batch.source,
-            "dataset": batch.dataset,
-            "service": batch.service,
-            "namespace": batch.namespace,
-        }
-        # event_json makes MessagePack-only values (bytes, timestamps) JSON as
-        # the file sinks store them; a JSONField would refuse them.
-        rows = [model(dt=event.time, data=orjson.loads(event_json(event.data)), **shared) for event in batch.events]
+        shared = {"received_at": batch.received_at, "api": batch.api, "source": batch.source, "dataset": batch.dataset}
+        rows = []
+        for event in batch.events:
+            service, namespace = batch.labels(event.data)
+            # event_json makes MessagePack-only values (bytes, timestamps) JSON as
+            # the file sinks store them; a JSONField would refuse them.
+            data = orjson.loads(event_json(event.data))
+            rows.append(model(dt=event.time, data=data, service=service, namespace=namespace, **shared))
         using = self.using or router.db_for_write(model)
         with transaction.atomic(using=using):
             model._default_manager.using(using).bulk_create(rows)

@@ -11,17 +11,22 @@ bound to one loop cannot survive.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import django
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ...http import not_found
 from ...wsgi import InputReader, request_from_environ, respond
 from . import conf
 
-try:  # Django 5.1+: clients authenticate with their token, not a login session
+if TYPE_CHECKING or django.VERSION >= (5, 1):  # clients authenticate with their token, not a login session
     from django.contrib.auth.decorators import login_not_required
-except ImportError:  # pragma: no cover - older Django has no LoginRequiredMiddleware
+else:  # pragma: no cover - older Django has no LoginRequiredMiddleware
 
-    def login_not_required(view):  # type: ignore[no-untyped-def]
+    def login_not_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return view
 
 
@@ -33,10 +38,15 @@ __all__ = ["ingest"]
 def ingest(request: HttpRequest, path: str) -> HttpResponse:
     """Serve ``path``, the part of the URL below the ``include()`` prefix."""
     endpoint = conf.endpoint()
-    mount_path = "/" + path
+    mount = request.path[: len(request.path) - len(path)]
+    if path and not path.startswith("/") and not mount.endswith("/"):
+        # "/ingestion" under path("ingest", ...): not below the mount at all.
+        raise Http404("no ingest API at this path")
+    mount_path = path if path.startswith("/") else "/" + path
     found = endpoint.routes.find(mount_path)
     if found is None:
-        raise Http404("no ingest API at this path")
+        response = not_found(endpoint.routes, mount.rstrip("/"), mount_path)
+        return HttpResponse(response.body, status=response.status, headers=response.headers)
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
     body = InputReader(request.read, meta.get("CONTENT_LENGTH"))

@@ -1,0 +1,533 @@
+"""OTLP log records as events: the two codecs of OTLP/HTTP logs.
+
+An ``ExportLogsServiceRequest`` holds resources, each holding scopes, each
+holding log records. Every ``LogRecord`` becomes one event object (see
+``docs/otlp.md`` for the mapping): its own fields under their protobuf names,
+``trace_id`` and ``span_id`` as lower-case hex, ``body`` and attribute values
+as JSON values, the scope's ``name`` and ``version`` under ``scope`` and the
+resource's attributes under ``resource``. A field at its proto3 default (zero,
+empty) is left out, as the wire leaves it out.
+
+:class:`OTLPProtobufCodec` decodes binary protobuf with the official
+generated classes (``opentelemetry-proto``); :class:`OTLPJSONCodec` decodes
+the OTLP JSON mapping with orjson. A body that does not decode is a 400; a
+record that cannot be stored (a malformed id, a value of the wrong type in
+JSON, a record over ``max_record_bytes``) is refused on its own, its
+neighbours kept, and counted in the answer's ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]  # (googleapis-common-protos has no stubs)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from .codecs import Decoded, InvalidEvent
+from .errors import IngestError
+from .eventcaps import EventCaps
+
+__all__ = [
+    "ExportLogsPartialSuccess",
+    "ExportLogsServiceRequest",
+    "ExportLogsServiceResponse",
+    "OTLPCodec",
+    "OTLPDecoded",
+    "OTLPJSONCodec",
+    "OTLPProtobufCodec",
+    "SERVICE_NAME",
+    "SERVICE_NAMESPACE",
+    "Status",
+    "TIME_FIELDS",
+]
+
+Event = dict[str, Any]
+
+#: The resource attributes that name a batch's ``service`` and ``namespace``
+#: (OpenTelemetry's semantic conventions).
+SERVICE_NAME = "service.name"
+SERVICE_NAMESPACE = "service.namespace"
+
+#: The lengths the OTLP specification gives the ids (an empty id means none).
+TRACE_ID_BYTES = 16
+SPAN_ID_BYTES = 8
+
+#: The event keys of a record's times, in the order the stored time is taken from.
+TIME_FIELDS = ("time_unix_nano", "observed_time_unix_nano")
+
+
+@dataclass(slots=True)
+class OTLPDecoded(Decoded):
+    """A decoded request's events, plus the ``service`` and ``namespace`` of its
+    resources when they all name the same one (``None`` otherwise: each event
+    keeps its own resource's attributes under ``resource``)."""
+
+    service: str | None = None
+    namespace: str | None = None
+
+
+class _Refused(Exception):
+    """One record cannot be stored: ``reason`` says why (caught per record)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Services:
+    """The one ``service.name`` and ``service.namespace`` the resources of a request agree on."""
+
+    __slots__ = ("service", "namespace", "seen")
+
+    def __init__(self) -> None:
+        self.service: str | None = None
+        self.namespace: str | None = None
+        self.seen = False
+
+    def add(self, resource: Event) -> None:
+        service = resource.get(SERVICE_NAME)
+        namespace = resource.get(SERVICE_NAMESPACE)
+        service = service if isinstance(service, str) and service else None
+        namespace = namespace if isinstance(namespace, str) and namespace else None
+        if not self.seen:
+            self.service, self.namespace, self.seen = service, namespace, True
+            return
+        if service != self.service:
+            self.service = None
+        if namespace != self.namespace:
+            self.namespace = None
+
+
+# --- binary protobuf ------------------------------------------------------------
+
+
+def _bytes_json(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _pb_value(value: AnyValue) -> Any:
+    """An ``AnyValue`` as a JSON value (``None`` when unset)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":  # by far the most common: first
+        return value.string_value
+    if kind is None:
+        return None
+    if kind == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [_pb_value(item) for item in value.array_value.values]
+    if kind == "bytes_value":
+        return _bytes_json(value.bytes_value)
+    if kind == "string_value_strindex":  # a profiles dictionary index: nothing to resolve it against in logs
+        raise _Refused("an AnyValue holds string_value_strindex, which log records do not use")
+    return getattr(value, kind)
+
+
+def _pb_attributes(attributes: Iterable[KeyValue]) -> Event:
+    found: Event = {}
+    for kv in attributes:
+        value = kv.value
+        # A string, most attributes' kind, without a call.
+        found[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else _pb_value(value)
+    return found
+
+
+def _pb_resource_attributes(resource_logs: Any) -> Event:
+    try:
+        return _pb_attributes(resource_logs.resource.attributes)
+    except _Refused:
+        return {}
+
+
+def _pb_scope(scope: Any) -> Event:
+    found: Event = {}
+    if scope.name:
+        found["name"] = scope.name
+    if scope.version:
+        found["version"] = scope.version
+    if scope.attributes:
+        try:
+            found["attributes"] = _pb_attributes(scope.attributes)
+        except _Refused:
+            pass
+    return found
+
+
+def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
+    event: Event = {}
+    if record.time_unix_nano:
+        event["time_unix_nano"] = record.time_unix_nano
+    if record.observed_time_unix_nano:
+        event["observed_time_unix_nano"] = record.observed_time_unix_nano
+    if record.severity_number:
+        event["severity_number"] = record.severity_number
+    if record.severity_text:
+        event["severity_text"] = record.severity_text
+    if record.HasField("body"):
+        event["body"] = _pb_value(record.body)
+    if record.attributes:
+        event["attributes"] = _pb_attributes(record.attributes)
+    if record.dropped_attributes_count:
+        event["dropped_attributes_count"] = record.dropped_attributes_count
+    if record.flags:
+        event["flags"] = record.flags
+    trace_id = record.trace_id
+    if trace_id:
+        if len(trace_id) != TRACE_ID_BYTES:
+            raise _Refused(f"trace_id is {len(trace_id)} bytes long, not {TRACE_ID_BYTES}")
+        event["trace_id"] = trace_id.hex()
+    span_id = record.span_id
+    if span_id:
+        if len(span_id) != SPAN_ID_BYTES:
+            raise _Refused(f"span_id is {len(span_id)} bytes long, not {SPAN_ID_BYTES}")
+        event["span_id"] = span_id.hex()
+    if record.event_name:
+        event["event_name"] = record.event_name
+    if scope:
+        event["scope"] = scope
+    if resource:
+        event["resource"] = resource
+    return event
+
+
+# --- the OTLP JSON mapping ------------------------------------------------------
+
+
+def _json_int(value: Any, name: str) -> int:
+    """A protobuf integer in JSON: a number, or a decimal string (64-bit ones)."""
+    kind = type(value)
+    if kind is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    elif kind is int:
+        return value  # type: ignore[no-any-return]
+    elif kind is float and value.is_integer():
+        return int(value)
+    raise _Refused(f"{name} is {value!r}, not an integer")
+
+
+def _json_str(value: Any, name: str) -> str:
+    if type(value) is str:
+        return value
+    raise _Refused(f"{name} is not a string")
+
+
+def _json_object(value: Any, name: str) -> Event:
+    if type(value) is dict:
+        return value
+    raise _Refused(f"{name} is not an object")
+
+
+def _json_list(value: Any, name: str) -> list[Any]:
+    if type(value) is list:
+        return value
+    raise _Refused(f"{name} is not an array")
+
+
+#: A double in JSON may be one of these strings (proto3 JSON mapping).
+_JSON_DOUBLES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _json_double(value: Any) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    if type(value) is str:
+        if value in _JSON_DOUBLES:
+            return _JSON_DOUBLES[value]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise _Refused(f"doubleValue is {value!r}, not a number")
+
+
+def _json_value(value: Any) -> Any:
+    """An ``AnyValue`` in the OTLP JSON mapping as a JSON value (``None`` when unset)."""
+    if type(value) is not dict:
+        raise _Refused("an AnyValue is not an object")
+    if "stringValue" in value:
+        return _json_str(value["stringValue"], "stringValue")
+    if "intValue" in value:
+        return _json_int(value["intValue"], "intValue")
+    if "boolValue" in value:
+        found = value["boolValue"]
+        if type(found) is not bool:
+            raise _Refused("boolValue is not true or false")
+        return found
+    if "doubleValue" in value:
+        return _json_double(value["doubleValue"])
+    if "kvlistValue" in value:
+        return _json_attributes(_json_object(value["kvlistValue"], "kvlistValue").get("values", []))
+    if "arrayValue" in value:
+        items = _json_list(_json_object(value["arrayValue"], "arrayValue").get("values", []), "arrayValue.values")
+        return [_json_value(item) for item in items]
+    if "bytesValue" in value:
+        return _json_str(value["bytesValue"], "bytesValue")  # base64 already, as stored
+    if "stringValueStrindex" in value:
+        raise _Refused("an AnyValue holds stringValueStrindex, which log records do not use")
+    return None  # no value set (or only fields this mapping does not know, which are ignored)
+
+
+def _json_attributes(attributes: Any) -> Event:
+    # Written out rather than through the _json_* checks: it runs for every attribute.
+    if type(attributes) is not list:
+        raise _Refused("attributes is not an array")
+    found: Event = {}
+    for kv in attributes:
+        if type(kv) is not dict:
+            raise _Refused("an attribute is not an object")
+        key = kv.get("key", "")
+        if type(key) is not str:
+            raise _Refused("an attribute's key is not a string")
+        value = kv.get("value")
+        if type(value) is dict and len(value) == 1:
+            # A string or an integer, most attributes' kinds, without a call.
+            text = value.get("stringValue")
+            if type(text) is str:
+                found[key] = text
+                continue
+            number = value.get("intValue")
+            if number is not None:
+                found[key] = _json_int(number, "intValue")
+                continue
+        found[key] = _json_value({} if value is None else value)
+    return found
+
+
+def _json_id(value: Any, name: str, size: int) -> str:
+    """A non-empty id in hex (any case), as lower-case hex."""
+    if type(value) is str and len(value) == 2 * size:
+        try:
+            return bytes.fromhex(value).hex()
+        except ValueError:
+            pass
+    raise _Refused(f"{name} must be {2 * size} hex digits ({size} bytes)")
+
+
+def _json_resource_attributes(resource_logs: Event) -> Event:
+    try:
+        resource = _json_object(resource_logs.get("resource", {}), "resource")
+        return _json_attributes(resource.get("attributes", []))
+    except _Refused:
+        return {}
+
+
+def _json_scope(scope_logs: Event) -> Event:
+    found: Event = {}
+    scope = scope_logs.get("scope")
+    if type(scope) is not dict:
+        return found
+    name, version = scope.get("name"), scope.get("version")
+    if type(name) is str and name:
+        found["name"] = name
+    if type(version) is str and version:
+        found["version"] = version
+    if scope.get("attributes"):
+        try:
+            found["attributes"] = _json_attributes(scope["attributes"])
+        except _Refused:
+            pass
+    return found
+
+
+def _json_record(record: Any, scope: Event, resource: Event) -> Event:
+    record = _json_object(record, "the log record")
+    event: Event = {}
+    get = record.get
+    # Each field written out, its common form first: this runs for every record.
+    value = get("timeUnixNano")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "timeUnixNano")):
+        event["time_unix_nano"] = value
+    value = get("observedTimeUnixNano")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "observedTimeUnixNano")):
+        event["observed_time_unix_nano"] = value
+    value = get("severityNumber")  # an enum: its integer (OTLP JSON allows no names)
+    if value is not None and (value := value if type(value) is int else _json_int(value, "severityNumber")):
+        event["severity_number"] = value
+    value = get("severityText")
+    if value:
+        event["severity_text"] = value if type(value) is str else _json_str(value, "severityText")
+    value = get("body")
+    if value is not None:
+        text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
+        event["body"] = text if type(text) is str else _json_value(value)
+    value = get("attributes")
+    if value:
+        event["attributes"] = _json_attributes(value)
+    value = get("droppedAttributesCount")
+    if value is not None and (value := _json_int(value, "droppedAttributesCount")):
+        event["dropped_attributes_count"] = value
+    value = get("flags")
+    if value is not None and (value := value if type(value) is int else _json_int(value, "flags")):
+        event["flags"] = value
+    value = get("traceId")
+    if value:
+        event["trace_id"] = _json_id(value, "traceId", TRACE_ID_BYTES)
+    value = get("spanId")
+    if value:
+        event["span_id"] = _json_id(value, "spanId", SPAN_ID_BYTES)
+    value = get("eventName")
+    if value:
+        event["event_name"] = _json_str(value, "eventName")
+    if scope:
+        event["scope"] = scope
+    if resource:
+        event["resource"] = resource
+    return event
+
+
+def _json_envelope(value: Any, name: str) -> list[Any]:
+    """A list of the envelope (resourceLogs, scopeLogs, logRecords): absent is empty."""
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise IngestError(400, f"{name} must be an array")
+    return value
+
+
+# --- the codecs -------------------------------------------------------------------
+
+
+class OTLPCodec:
+    """What both OTLP codecs share: the walk through resources, scopes and
+    records, the per-record limit, and keeping a refused record's neighbours.
+    Each codec parses its encoding (:meth:`parse`), says where the records
+    are (:meth:`resources`) and how to map one (:attr:`to_event`), and
+    writes the answers in its encoding (:meth:`encode`), as the
+    specification asks."""
+
+    media_types: Sequence[str] = ()
+    #: The Content-Type of answers in this encoding.
+    response_type = ""
+
+    def __init__(self, *, max_record_bytes: int, caps: EventCaps | None = None) -> None:
+        if isinstance(max_record_bytes, bool) or not isinstance(max_record_bytes, int) or max_record_bytes <= 0:
+            raise ValueError(f"max_record_bytes must be a positive number of bytes, not {max_record_bytes!r}")
+        self.max_record_bytes = max_record_bytes
+        self.caps = caps or EventCaps()
+
+    def parse(self, body: bytes) -> Any:
+        """The whole request, decoded; 400 for a body that does not decode."""
+        raise NotImplementedError
+
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+        """Each resource's attributes, with its scopes: each scope as an event
+        holds it, with its records. 400 for an envelope of the wrong shape."""
+        raise NotImplementedError
+
+    def record_size(self, record: Any) -> int:
+        """The size of one record as sent."""
+        raise NotImplementedError
+
+    #: ``to_event(record, scope, resource)``: one record as an event; raises
+    #: :class:`_Refused` for a record that cannot be stored.
+    to_event: Callable[[Any, Event, Event], Event]
+
+    def decode(self, body: bytes) -> OTLPDecoded:
+        request = self.parse(body)
+        # A record can be larger than the limit only if the body is.
+        limit = self.max_record_bytes if len(body) > self.max_record_bytes else 0
+        record_size, to_event = self.record_size, type(self).to_event
+        events: list[Event] = []
+        invalid: list[InvalidEvent] = []
+        services = _Services()
+        index = 0
+        append = events.append
+        max_events = self.caps.max_events
+        for resource, scopes in self.resources(request):
+            services.add(resource)
+            for scope, records in scopes:
+                for record in records:
+                    if index >= max_events:  # before mapping the rest: what mapping costs is the attack
+                        raise self.caps.too_many()
+                    size = record_size(record) if limit else 0
+                    if size > limit:
+                        reason = f"the log record is {size} bytes, over the limit of {limit}"
+                        invalid.append(InvalidEvent(index, reason))
+                    else:
+                        try:
+                            append(to_event(record, scope, resource))
+                        except _Refused as refused:
+                            invalid.append(InvalidEvent(index, refused.reason))
+                    index += 1
+        return OTLPDecoded(events, invalid or (), services.service, services.namespace)
+
+    def encode(self, message: Message) -> bytes:
+        raise NotImplementedError
+
+
+class OTLPProtobufCodec(OTLPCodec):
+    """``application/x-protobuf``: a binary ``ExportLogsServiceRequest``."""
+
+    media_types = ("application/x-protobuf", "application/protobuf")
+    response_type = "application/x-protobuf"
+    to_event = staticmethod(_pb_record)
+
+    def parse(self, body: bytes) -> Any:
+        try:
+            return ExportLogsServiceRequest.FromString(body)
+        except DecodeError as error:
+            raise IngestError(400, f"the body is not a protobuf ExportLogsServiceRequest: {error}") from None
+
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+        for resource_logs in request.resource_logs:
+            scopes = ((_pb_scope(scope_logs.scope), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
+            yield _pb_resource_attributes(resource_logs), scopes
+
+    def record_size(self, record: Any) -> int:
+        return int(record.ByteSize())
+
+    def encode(self, message: Message) -> bytes:
+        return message.SerializeToString()
+
+
+class OTLPJSONCodec(OTLPCodec):
+    """``application/json``: an ``ExportLogsServiceRequest`` in the OTLP JSON
+    mapping (lowerCamelCase keys, hex ids, 64-bit integers as strings or
+    numbers, enums as integers); unknown keys are ignored, as the
+    specification requires."""
+
+    media_types = ("application/json",)
+    response_type = "application/json"
+    to_event = staticmethod(_json_record)
+
+    def parse(self, body: bytes) -> Any:
+        self.caps.check_json(body)
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise IngestError(400, f"the body is not JSON: {error}") from None
+        if type(request) is not dict:
+            raise IngestError(400, "the body must be a JSON object (an ExportLogsServiceRequest)")
+        return request
+
+    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+        for resource_logs in _json_envelope(request.get("resourceLogs"), "resourceLogs"):
+            if type(resource_logs) is not dict:
+                raise IngestError(400, "every element of resourceLogs must be an object")
+            yield _json_resource_attributes(resource_logs), self._scopes(resource_logs)
+
+    @staticmethod
+    def _scopes(resource_logs: Event) -> Iterator[tuple[Event, Iterable[Any]]]:
+        for scope_logs in _json_envelope(resource_logs.get("scopeLogs"), "scopeLogs"):
+            if type(scope_logs) is not dict:
+                raise IngestError(400, "every element of scopeLogs must be an object")
+            yield _json_scope(scope_logs), _json_envelope(scope_logs.get("logRecords"), "logRecords")
+
+    def record_size(self, record: Any) -> int:
+        return len(orjson.dumps(record))
+
+    def encode(self, message: Message) -> bytes:
+        return orjson.dumps(MessageToDict(message))

@@ -1,0 +1,543 @@
+"""OTLP/HTTP logs, bodies made by hand in protobuf and in JSON, through both
+adapters under a mount prefix; every answer decoded back with the protobuf classes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from clients import PREFIX, make_client
+from google.protobuf.json_format import MessageToDict, Parse
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from sinks_for_tests import FailingSink
+
+from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, OTLPLogsAPI, RateLimit
+from ingest_mw.otlp import PATH_BESIDE_BASELIME
+
+TOKEN = "otlp-token"
+URL = PREFIX + "/v1/logs"
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+TRACE_ID = bytes(range(16))
+SPAN_ID = bytes(range(8, 16))
+NOW_NS = 1_796_130_000_123_456_789  # 2026-12-01T13:00:00.123456789Z
+
+
+def headers(content_type=PROTOBUF, token=TOKEN, **extra):
+    found = {"Content-Type": content_type, **extra}
+    if token is not None:
+        found["Authorization"] = f"Bearer {token}"
+    return found
+
+
+def value(v):
+    """A Python value as an AnyValue."""
+    found = AnyValue()
+    if isinstance(v, str):
+        found.string_value = v
+    elif isinstance(v, bool):
+        found.bool_value = v
+    elif isinstance(v, int):
+        found.int_value = v
+    elif isinstance(v, float):
+        found.double_value = v
+    elif isinstance(v, bytes):
+        found.bytes_value = v
+    elif isinstance(v, list):
+        found.array_value.values.extend(value(item) for item in v)
+    elif isinstance(v, dict):
+        found.kvlist_value.values.extend(KeyValue(key=k, value=value(item)) for k, item in v.items())
+    return found
+
+
+def attrs(mapping):
+    return [KeyValue(key=k, value=value(v)) for k, v in mapping.items()]
+
+
+def export(*resources):
+    """An ExportLogsServiceRequest from (resource attributes, [(scope name, version, [LogRecord])])."""
+    request = ExportLogsServiceRequest()
+    for resource, scopes in resources:
+        resource_logs = request.resource_logs.add()
+        resource_logs.resource.attributes.extend(attrs(resource))
+        for name, version, records in scopes:
+            scope_logs = resource_logs.scope_logs.add()
+            scope_logs.scope.name = name
+            scope_logs.scope.version = version
+            scope_logs.log_records.extend(records)
+    return request
+
+
+def full_record():
+    return LogRecord(
+        time_unix_nano=NOW_NS,
+        observed_time_unix_nano=NOW_NS + 5_000,
+        severity_number=17,
+        severity_text="ERROR",
+        body=value({"msg": "payment failed", "codes": [402, 3.5, True, None], "raw": b"\x00\xff"}),
+        attributes=attrs({"http.status_code": 402, "user": "u1", "retry": False, "ratio": 0.25}),
+        dropped_attributes_count=2,
+        flags=1,
+        trace_id=TRACE_ID,
+        span_id=SPAN_ID,
+        event_name="payment.failed",
+    )
+
+
+#: The event full_record() becomes, under the resource and scope of one_request().
+FULL_EVENT = {
+    "time_unix_nano": NOW_NS,
+    "observed_time_unix_nano": NOW_NS + 5_000,
+    "severity_number": 17,
+    "severity_text": "ERROR",
+    "body": {"msg": "payment failed", "codes": [402, 3.5, True, None], "raw": base64.b64encode(b"\x00\xff").decode()},
+    "attributes": {"http.status_code": 402, "user": "u1", "retry": False, "ratio": 0.25},
+    "dropped_attributes_count": 2,
+    "flags": 1,
+    "trace_id": TRACE_ID.hex(),
+    "span_id": SPAN_ID.hex(),
+    "event_name": "payment.failed",
+    "scope": {"name": "shop.payments", "version": "2.1.0"},
+    "resource": {"service.name": "checkout", "service.namespace": "shop", "host.name": "web-1"},
+}
+RESOURCE = {"service.name": "checkout", "service.namespace": "shop", "host.name": "web-1"}
+
+
+def one_request(*records):
+    return export((RESOURCE, [("shop.payments", "2.1.0", list(records))]))
+
+
+def as_json(request):
+    """The OTLP JSON mapping of a request: protobuf's JSON with hex ids (the OTLP deviation)."""
+    found = MessageToDict(request, use_integers_for_enums=True)  # OTLP JSON allows no enum names
+    for resource_logs in found.get("resourceLogs", []):
+        for scope_logs in resource_logs.get("scopeLogs", []):
+            for record in scope_logs.get("logRecords", []):
+                for key in ("traceId", "spanId"):
+                    if key in record:
+                        record[key] = base64.b64decode(record[key]).hex().upper()  # case-insensitive
+    return orjson.dumps(found)
+
+
+def encode(request, content_type):
+    return request.SerializeToString() if content_type == PROTOBUF else as_json(request)
+
+
+def answer(reply, message_type):
+    """The reply's body as ``message_type``, read in the encoding the reply says it is in."""
+    content_type = reply.headers["content-type"]
+    if content_type == PROTOBUF:
+        return message_type.FromString(reply.body)
+    assert content_type == JSON
+    return Parse(reply.body, message_type())
+
+
+@pytest.fixture
+def client(adapter, sink):
+    return make_client(adapter, OTLPLogsAPI({"web": TOKEN}), sink)
+
+
+def events(sink):
+    return [event.data for batch in sink.batches for event in batch.events]
+
+
+# --- 200 and what is stored -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_200_with_an_empty_response_and_every_field_mapped(client, sink, content_type):
+    reply = client.request("POST", URL, encode(one_request(full_record()), content_type), headers(content_type))
+    assert reply.status == 200
+    assert reply.headers["content-type"] == content_type  # the request's encoding
+    assert not answer(reply, ExportLogsServiceResponse).HasField("partial_success")
+    assert events(sink) == [FULL_EVENT]
+    (batch,) = sink.batches
+    assert (batch.api, batch.source, batch.service, batch.namespace, batch.dataset) == (
+        "otlp",
+        "web",
+        "checkout",
+        "shop",
+        None,
+    )
+    assert batch.events[0].time == datetime(2026, 12, 1, 13, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_json_integers_as_strings_or_numbers_hex_in_any_case_and_unknown_keys_ignored(client, sink):
+    body = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]},
+                "futureField": {"anything": 1},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "s"},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(NOW_NS),
+                                "severityNumber": 9,
+                                "body": {"stringValue": "a"},
+                                "attributes": [
+                                    {"key": "n", "value": {"intValue": "9007199254740993"}},
+                                    {"key": "m", "value": {"intValue": 7}},
+                                    {"key": "d", "value": {"doubleValue": "NaN"}},
+                                ],
+                                "traceId": "5B8EFFF798038103D269B633813FC60C",
+                                "spanId": "eee19b7ec3c1b174",
+                                "flags": 1,
+                                "newLogRecordField": True,
+                            },
+                            {"observedTimeUnixNano": NOW_NS, "body": {"intValue": "5"}},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
+    assert reply.status == 200
+    assert not answer(reply, ExportLogsServiceResponse).HasField("partial_success")
+    first, second = events(sink)
+    assert first["attributes"]["n"] == 9007199254740993  # exact: no float on the way
+    assert first["attributes"]["m"] == 7
+    assert first["attributes"]["d"] != first["attributes"]["d"]  # NaN
+    assert (first["trace_id"], first["span_id"]) == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
+    assert "newLogRecordField" not in first and "futureField" not in first
+    assert second == {
+        "observed_time_unix_nano": NOW_NS,
+        "body": 5,
+        "scope": {"name": "s"},
+        "resource": {"service.name": "api"},
+    }
+    times = [event.time for event in sink.batches[0].events]
+    assert times == [datetime(2026, 12, 1, 13, 0, 0, 123456, tzinfo=UTC)] * 2  # observed time when no time
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_time_falls_back_to_observed_then_reception_and_max_past_is_configurable(adapter, content_type):
+    sink = MemorySink()
+    now = datetime.now(UTC)
+    old = int((now - timedelta(days=2)).timestamp() * 1e9)
+    records = [LogRecord(time_unix_nano=old), LogRecord(observed_time_unix_nano=old), LogRecord(body=value("x"))]
+    unbounded = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+    bounded = make_client(adapter, OTLPLogsAPI([TOKEN], max_past=timedelta(hours=1)), sink)
+    for client in (unbounded, bounded):
+        reply = client.request("POST", URL, encode(one_request(*records), content_type), headers(content_type))
+        assert reply.status == 200
+    day_old = datetime.fromtimestamp(old // 1000 / 1e6, UTC)
+    first, second = sink.batches
+    assert first.events.times[:2] == [day_old, day_old]
+    assert first.events.times[2] == first.received_at  # no time at all: reception
+    assert second.events.times == [second.received_at] * 3  # older than max_past: reception
+    assert second.events[0].data["time_unix_nano"] == old  # the value is kept as sent
+
+
+def test_small_nanosecond_times_are_nanoseconds_not_seconds(client, sink):
+    reply = client.request(
+        "POST", URL, encode(one_request(LogRecord(time_unix_nano=1_500_000_000)), PROTOBUF), headers()
+    )
+    assert reply.status == 200
+    assert sink.batches[0].events[0].time == datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_bodies(client, sink, content_type, encoding):
+    raw = encode(one_request(full_record()), content_type)
+    body = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    reply = client.request("POST", URL, body, headers(content_type, **{"Content-Encoding": encoding}))
+    assert reply.status == 200
+    assert events(sink) == [FULL_EVENT]
+
+
+def test_resources_of_different_services_share_a_batch_without_a_service(client, sink):
+    request = export(
+        ({"service.name": "a", "service.namespace": "shop"}, [("s", "", [LogRecord(body=value("from a"))])]),
+        ({"service.name": "b", "service.namespace": "shop"}, [("s", "", [LogRecord(body=value("from b"))])]),
+    )
+    assert client.request("POST", URL, request.SerializeToString(), headers()).status == 200
+    (batch,) = sink.batches
+    assert (batch.service, batch.namespace) == (None, "shop")
+    assert [e.data["resource"]["service.name"] for e in batch.events] == ["a", "b"]
+
+
+def test_an_empty_request_is_a_success_that_stores_nothing(client, sink):
+    reply = client.request("POST", URL, b"", headers())
+    assert reply.status == 200
+    assert not answer(reply, ExportLogsServiceResponse).HasField("partial_success")
+    assert sink.batches == []
+
+
+# --- partial success ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_partial_success_counts_refused_records_and_stores_the_others(adapter, sink, content_type):
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_record_bytes=2000), sink)
+    records = [
+        LogRecord(body=value("kept 0")),
+        LogRecord(body=value("bad trace"), trace_id=b"short"),
+        LogRecord(body=value("x" * 5000)),
+        LogRecord(body=value("bad span"), span_id=b"\x01" * 7),
+        LogRecord(body=value("kept 4")),
+    ]
+    reply = client.request("POST", URL, encode(one_request(*records), content_type), headers(content_type))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 3
+    assert "record 1: " in partial.error_message and "trace" in partial.error_message.lower()
+    assert "record 2: the log record is" in partial.error_message and "over the limit of 2000" in partial.error_message
+    assert "record 3: " in partial.error_message and "span" in partial.error_message.lower()
+    assert [e["body"] for e in events(sink)] == ["kept 0", "kept 4"]
+
+
+def test_json_records_of_the_wrong_shape_are_refused_one_by_one(client, sink):
+    good = {"body": {"stringValue": "ok"}}
+    bad = [
+        {"severityNumber": "SEVERITY_NUMBER_INFO"},  # enum names are not OTLP JSON
+        {"timeUnixNano": "soon"},
+        {"attributes": {"not": "a list"}},
+        {"body": {"boolValue": "yes"}},
+        {"traceId": "zz" * 16},
+        "not an object",
+    ]
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [good, *bad, good]}]}]}
+    reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == len(bad)
+    for index in range(1, len(bad) + 1):
+        assert f"record {index}: " in partial.error_message
+    assert [e["body"] for e in events(sink)] == ["ok", "ok"]
+
+
+def test_all_records_refused_is_still_a_200_with_nothing_stored(client, sink):
+    reply = client.request("POST", URL, encode(one_request(LogRecord(trace_id=b"x")), PROTOBUF), headers())
+    assert reply.status == 200
+    assert answer(reply, ExportLogsServiceResponse).partial_success.rejected_log_records == 1
+    assert sink.batches == []
+
+
+# --- errors: google.rpc.Status in the request's encoding --------------------------------
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+@pytest.mark.parametrize("token", [None, "wrong", "Basic otlp-token"])
+def test_401_for_a_refused_credential(client, sink, content_type, token):
+    sent = headers(content_type, token=None)
+    if token is not None:
+        sent["Authorization"] = token if " " in token else f"Bearer {token}"
+    reply = client.request("POST", URL, encode(one_request(full_record()), content_type), sent)
+    assert reply.status == 401
+    assert reply.headers["content-type"] == content_type
+    status = answer(reply, Status)
+    assert "Authorization: Bearer" in status.message
+    assert sink.batches == []
+
+
+def call_asgi(app, headers, receive):
+    """``app`` called as a server would, under PREFIX; the messages it sent."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": PREFIX + "/v1/logs",
+        "root_path": PREFIX,  # as a host's router mounts it
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 5000),
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_401_is_answered_before_the_body_is_read():
+    received = []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": b"\x00" * 10, "more_body": False}
+
+    sent = call_asgi(ASGIApp(OTLPLogsAPI([TOKEN]), sink=MemorySink()), headers(token="nope"), receive)
+    assert sent[0]["status"] == 401
+    assert received == []  # the body was never asked for
+    assert Status.FromString(sent[1]["body"]).message
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        (b"\xff\xff\xff\xff", PROTOBUF, "not a protobuf ExportLogsServiceRequest"),
+        (b"{not json", JSON, "not JSON"),
+        (b"", JSON, "not JSON"),
+        (b"[]", JSON, "must be a JSON object"),
+        (b'{"resourceLogs": {}}', JSON, "resourceLogs must be an array"),
+        (b'{"resourceLogs": [{"scopeLogs": [{"logRecords": 3}]}]}', JSON, "logRecords must be an array"),
+    ],
+)
+def test_400_for_a_body_that_does_not_decode(client, sink, body, content_type, says):
+    reply = client.request("POST", URL, body, headers(content_type))
+    assert reply.status == 400
+    assert says in answer(reply, Status).message
+    assert sink.batches == []
+
+
+def test_415_for_another_media_type_answered_in_protobuf(client):
+    reply = client.request("POST", URL, b"hello", headers("text/plain"))
+    assert reply.status == 415
+    assert reply.headers["content-type"] == PROTOBUF
+    assert "application/x-protobuf" in Status.FromString(reply.body).message
+
+
+def test_415_for_an_unknown_content_encoding(client):
+    reply = client.request("POST", URL, b"x", headers(**{"Content-Encoding": "snappy"}))
+    assert reply.status == 415
+    assert "snappy" in Status.FromString(reply.body).message
+
+
+def test_405_for_another_method(client):
+    reply = client.request("GET", URL, b"", headers())
+    assert reply.status == 405
+    assert reply.headers["allow"] == "POST"
+    assert Status.FromString(reply.body).code == 12  # UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_413_for_a_body_over_the_limit(adapter, sink, content_type):
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=4096), sink)
+    big = one_request(*[LogRecord(body=value("x" * 100)) for _ in range(100)])
+    reply = client.request("POST", URL, encode(big, content_type), headers(content_type))
+    assert reply.status == 413
+    assert reply.headers["content-type"] == content_type
+    assert "over 4096 bytes" in answer(reply, Status).message
+    assert sink.batches == []
+
+
+def test_413_for_a_body_over_the_limit_without_a_content_length_stops_reading():
+    chunk = b"\x00" * 1024
+    received = []
+
+    async def receive():
+        received.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(received) < 100}
+
+    sink = MemorySink()
+    app = ASGIApp(OTLPLogsAPI([TOKEN], max_body_bytes=10 * 1024), sink=sink)
+    sent = call_asgi(app, headers(), receive)  # no Content-Length: the body is counted as it comes
+    assert sent[0]["status"] == 413
+    assert sum(received) <= 11 * 1024  # it stopped reading at the limit, not at the end of the body
+    assert "over 10240 bytes" in Status.FromString(sent[1]["body"]).message
+    assert sink.batches == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_413_for_a_compression_bomb(adapter, sink, encoding):
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=1024 * 1024), sink)
+    inflated = b"\x00" * (64 * 1024 * 1024)
+    bomb = gzip.compress(inflated) if encoding == "gzip" else zlib.compress(inflated)
+    assert len(bomb) < 200_000
+    reply = client.request("POST", URL, bomb, headers(**{"Content-Encoding": encoding}))
+    assert reply.status == 413
+    assert sink.batches == []
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_429_with_retry_after_then_the_exporter_may_come_back(adapter, redis_server, content_type):
+    sink = MemorySink()
+    # Counted in Redis: the ASGI test client runs each request in an event loop of its own.
+    rate_limit = RateLimit(limit="1/minute", storage_uri=redis_server.url)
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], rate_limit=rate_limit), sink)
+    body = encode(one_request(full_record()), content_type)
+    assert client.request("POST", URL, body, headers(content_type)).status == 200
+    refused = client.request("POST", URL, body, headers(content_type))
+    assert refused.headers["content-type"] == content_type
+    assert refused.status == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert answer(refused, Status).code == 8  # RESOURCE_EXHAUSTED
+    assert len(sink.batches) == 1
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_503_with_retry_after_while_a_fail_closed_limit_has_no_storage(adapter, redis_server, content_type):
+    sink = MemorySink()
+    rate_limit = RateLimit(limit="100/minute", storage_uri=redis_server.url, fail_open=False)
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], rate_limit=rate_limit), sink)
+    body = encode(one_request(full_record()), content_type)
+    assert client.request("POST", URL, body, headers(content_type)).status == 200
+    redis_server.stop()
+    refused = client.request("POST", URL, body, headers(content_type))
+    assert refused.headers["content-type"] == content_type
+    assert refused.status == 503
+    assert int(refused.headers["retry-after"]) > 0
+    assert answer(refused, Status).code == 14  # UNAVAILABLE
+    assert len(sink.batches) == 1
+
+
+def test_never_a_200_when_the_storage_hook_fails(adapter):
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), FailingSink())
+    reply = client.request("POST", URL, encode(one_request(full_record()), PROTOBUF), headers())
+    assert reply.status == 500
+    assert answer(reply, Status).message == "Internal Server Error"
+
+
+# --- beside the other APIs, as ingest-mw serve mounts them ------------------------------
+
+
+def test_beside_baselime_otlp_has_its_own_path_and_baselime_keeps_v1_logs(adapter, sink):
+    apis = [
+        BetterStackAPI([TOKEN], rate_limit=None),
+        OTLPLogsAPI([TOKEN], path=PATH_BESIDE_BASELIME),
+        BaselimeAPI(["key"]),
+    ]
+    client = make_client(adapter, apis, sink)
+    otlp = client.request("POST", PREFIX + "/otlp/v1/logs", encode(one_request(full_record()), PROTOBUF), headers())
+    assert otlp.status == 200
+    baselime = client.request(
+        "POST", PREFIX + "/v1/logs", b'[{"message": "m"}]', {"x-api-key": "key", "Content-Type": JSON}
+    )
+    assert baselime.status == 202
+    assert [(b.api, b.dataset) for b in sink.batches] == [("otlp", None), ("baselime", "logs")]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"path": "v1/logs"}, "path must be a path below the mount"),
+        ({"path": "/"}, "path must be a path below the mount"),
+        ({"max_record_bytes": 0}, "max_record_bytes must be a positive number of bytes"),
+        ({"max_body_bytes": 0}, "max_bytes must be positive"),
+    ],
+)
+def test_options_are_checked_when_the_app_is_made(options, says):
+    with pytest.raises(ValueError, match=says):
+        OTLPLogsAPI([TOKEN], **options)
+
+
+def test_the_package_imports_without_the_otlp_extra_and_says_what_to_install():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.modules["opentelemetry"] = sys.modules["google.protobuf"] = sys.modules["google.rpc"] = None  # not installed
+import ingest_mw, ingest_mw.contrib.config
+from ingest_mw import BetterStackAPI, OTLPLogsAPI
+BetterStackAPI(["t"])
+try:
+    OTLPLogsAPI(["t"])
+except ImportError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'ingest-mw[otlp]'" in done.stdout
