@@ -74,10 +74,13 @@ def build(kind: str) -> Any:
     from ingest_mw.endpoints import EndpointsASGIMiddleware
     from ingest_mw.health import Health, health_asgi_endpoints
     from ingest_mw.metrics import PrometheusObserver, metrics_asgi_app
+    from ingest_mw.observe import Observer
 
     api = BetterStackAPI([TOKEN], rate_limit=None)  # bench/http.py's setting: the minimal app has no limiter
     if kind == "off":
         return ASGIApp(api, sink=drop)
+    if kind == "null":
+        return ASGIApp(api, sink=drop, observer=Observer())
     observer = PrometheusObserver()
     endpoints = {**health_asgi_endpoints(Health()), "/metrics": metrics_asgi_app()}
     if kind == "on":
@@ -219,32 +222,34 @@ def requests_per_second(run: subprocess.Popen[str], duration: int) -> float:
     return float(found.group(1))
 
 
-def over_http(rounds: int, duration: int, warmup: int, connections: int, pin: bool) -> None:
+def over_http(rounds: int, duration: int, warmup: int, connections: int, pin: bool, against: str) -> None:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     server_cpu, wrk_cpu = (cpus[0], cpus[1]) if pin and len(cpus) >= 2 else (None, None)
+    # Servers by label: the same kind twice (--against off) must be two servers.
+    other = against if against != "off" else "off, again"
+    kind_of = {"off": "off", other: against}
     ratios: list[float] = []
-    rates: dict[str, list[float]] = {"off": [], "served": []}
+    rates: dict[str, list[float]] = {"off": [], other: []}
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(LUA.format(body='"' + BODY.decode().replace('"', '\\"') + '"', token=TOKEN))
         for index in range(rounds):
-            kinds = ["off", "served"] if index % 2 == 0 else ["served", "off"]
-            ports = dict(zip(kinds, free_ports(len(kinds))))
-            servers = {
-                kind: subprocess.Popen(
-                    [sys.executable, __file__, "--serve", kind, "--port", str(ports[kind])],
-                    preexec_fn=pinned(server_cpu),
-                )
-                for kind in kinds
-            }
+            labels = ["off", other] if index % 2 == 0 else [other, "off"]
+            ports = dict(zip(labels, free_ports(len(labels))))
+            servers: dict[str, subprocess.Popen[bytes]] = {}
             try:
-                for kind, proc in servers.items():
-                    wait_ready(proc, ports[kind])
-                warm = [wrk(script, ports[kind], warmup, connections, wrk_cpu) for kind in kinds]
+                for label in labels:
+                    servers[label] = subprocess.Popen(
+                        [sys.executable, __file__, "--serve", kind_of[label], "--port", str(ports[label])],
+                        preexec_fn=pinned(server_cpu),
+                    )
+                for label, proc in servers.items():
+                    wait_ready(proc, ports[label])
+                warm = [wrk(script, ports[label], warmup, connections, wrk_cpu) for label in labels]
                 for run in warm:
                     requests_per_second(run, warmup)
-                runs = {kind: wrk(script, ports[kind], duration, connections, wrk_cpu) for kind in kinds}
-                got = {kind: requests_per_second(run, duration) for kind, run in runs.items()}
+                runs = {label: wrk(script, ports[label], duration, connections, wrk_cpu) for label in labels}
+                got = {label: requests_per_second(run, duration) for label, run in runs.items()}
             finally:
                 for proc in servers.values():
                     proc.terminate()
@@ -254,14 +259,16 @@ def over_http(rounds: int, duration: int, warmup: int, connections: int, pin: bo
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
-            for kind, rate in got.items():
-                rates[kind].append(rate)
-            ratios.append(got["served"] / got["off"])
-            print(f"  round {index + 1}: off {got['off']:,.0f} req/s, on {got['served']:,.0f} req/s, {ratios[-1]:.3f}")
+            for label, rate in got.items():
+                rates[label].append(rate)
+            ratios.append(got[other] / got["off"])
+            print(
+                f"  round {index + 1}: off {got['off']:,.0f} req/s, {other} {got[other]:,.0f} req/s, {ratios[-1]:.3f}"
+            )
     print(
         f"over HTTP (uvicorn, httptools + uvloop, side by side, {duration} s per round):"
-        f" off {statistics.median(rates['off']):,.0f} req/s, on {statistics.median(rates['served']):,.0f} req/s,"
-        f" on/off {statistics.median(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})"
+        f" off {statistics.median(rates['off']):,.0f} req/s, {other} {statistics.median(rates[other]):,.0f} req/s,"
+        f" ratio {statistics.median(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})"
     )
 
 
@@ -274,7 +281,15 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-http", action="store_true", help="only the in-process reading")
     parser.add_argument("--no-pin", action="store_true", help="let the OS place the servers and wrk")
-    parser.add_argument("--serve", choices=("off", "on", "served", "wrapped"), help=argparse.SUPPRESS)
+    kinds = ("off", "null", "on", "served", "wrapped")
+    parser.add_argument(
+        "--against",
+        choices=kinds,
+        default="served",
+        help="the server measured beside metrics off over HTTP (default: %(default)s, as serve runs it;"
+        " null: an observer that does nothing; off: the bench against itself)",
+    )
+    parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -288,7 +303,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("over HTTP: skipped (wrk is not installed: apt-get install wrk)")
         return 0
-    over_http(args.rounds, args.duration, args.warmup, args.connections, not args.no_pin)
+    over_http(args.rounds, args.duration, args.warmup, args.connections, not args.no_pin, args.against)
     return 0
 
 

@@ -182,13 +182,21 @@ class _Tally:
 
 
 class _Tallies:
-    """Every thread's tallies for one registry, per API, and their totals."""
+    """Every thread's tallies for one registry, per API, and their totals.
+
+    A server that starts a thread per request (wsgiref's, Django's
+    runserver) would leave a tally per thread ever seen: those of threads
+    that have ended are folded into one per API whenever a thread makes its
+    first tally and at each reading, so their number stays that of live
+    threads.
+    """
 
     def __init__(self) -> None:
         #: ``local.by_api``: this thread's tallies by API.
         self.local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[tuple[str, _Tally]] = []
+        self._live: list[tuple[str, _Tally, threading.Thread]] = []
+        self._ended: dict[str, _Tally] = {}
 
     def get(self, api: str) -> _Tally:
         """This thread's tally of ``api`` (made on first use)."""
@@ -198,12 +206,24 @@ class _Tallies:
             return tally  # type: ignore[no-any-return]
         tally = by_api[api] = _Tally()
         with self._lock:
-            self._all.append((api, tally))
+            self._fold_ended()
+            self._live.append((api, tally, threading.current_thread()))
         return tally
+
+    def _fold_ended(self) -> None:
+        """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
+        live = []
+        for api, tally, thread in self._live:
+            if thread.is_alive():
+                live.append((api, tally, thread))
+            else:
+                self._ended.setdefault(api, _Tally()).add(tally)
+        self._live = live
 
     def totals(self) -> dict[str, _Tally]:
         with self._lock:
-            every = list(self._all)
+            self._fold_ended()
+            every = [(api, tally) for api, tally, _ in self._live] + list(self._ended.items())
         totals: dict[str, _Tally] = {}
         for api, tally in every:
             totals.setdefault(api, _Tally()).add(tally)

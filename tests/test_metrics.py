@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import logging
 import socket
+import threading
 from typing import Any
 
 import orjson
@@ -213,3 +214,23 @@ def test_openmetrics_is_served_when_asked(adapter: str) -> None:
     assert reply.headers["content-type"].startswith("application/openmetrics-text")
     assert reply.body.rstrip().endswith(b"# EOF")
     assert b'ingest_mw_events_accepted_total{api="betterstack"} 1.0' in reply.body
+
+
+def test_a_thread_per_request_leaves_one_tally_per_live_thread() -> None:
+    # wsgiref's threading server, Django's runserver: a new thread for every request.
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry=registry)
+    client = make_client("wsgi", BetterStackAPI([TOKEN], rate_limit=None), MemorySink(), observer)
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(client.request("POST", f"{PREFIX}/", events(2), BETTERSTACK).status)
+
+    for _ in range(50):
+        thread = threading.Thread(target=post)
+        thread.start()
+        thread.join(timeout=10)
+    assert statuses == [202] * 50
+    assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 100
+    assert registry.get_sample_value("ingest_mw_requests_in_flight", {"api": "betterstack"}) == 0
+    assert len(observer._tallies._live) <= 1  # the ended threads' counts were folded into one tally
