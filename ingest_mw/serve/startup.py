@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import sqlite3
 from typing import Any
 
 from ..ratelimit import RateLimit
@@ -33,9 +32,9 @@ def open_sink(url: str) -> Any:
     writable; the caller closes it."""
     try:
         sink = sink_from_url(url)
-    except ValueError as error:
+    except (ValueError, ImportError) as error:  # a wrong URL; a sink whose extra is missing says which
         raise StartupError(f"--sink {masked(url)}: {error}") from None
-    except (OSError, sqlite3.Error) as error:
+    except Exception as error:  # OSError, sqlite3.Error, a database driver's own: never a traceback
         raise StartupError(
             f"--sink {masked(url)}: cannot open it: {_reason(error)}"
             " (does the directory exist, and may this user write there?)"
