@@ -215,6 +215,10 @@ class _Tallies:
             self._live.append((api, tally, threading.current_thread()))
         return tally
 
+    def forked(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def _fold_ended(self) -> None:
         """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
         live = []
@@ -295,13 +299,24 @@ class _Flusher:
                 self._metrics[attribute] = Histogram(name, doc, labels, registry=None, buckets=_BOUNDS)
         self._pid: int | None = None
         atexit.register(self.flush)
+        os.register_at_fork(after_in_child=self._forked)
 
     def ensure_running(self) -> None:
-        """Start the flushing thread in this process (again after a fork)."""
+        """Start the flushing thread in this process."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._flushed = {}
             threading.Thread(target=self._run, name="ingest_mw-metrics-flush", daemon=True).start()
+
+    def _forked(self) -> None:
+        """In a forked child: the counts it inherited are the parent's to write,
+        so only what this process counts from now on is flushed, by a thread of
+        its own (the parent's did not survive the fork)."""
+        self._lock = threading.Lock()
+        self.tallies.forked()
+        self._flushed = self.tallies.totals()
+        if self._pid is not None:
+            self._pid = None
+            self.ensure_running()
 
     def _run(self) -> None:
         while True:

@@ -104,3 +104,49 @@ def test_prepare_without_a_directory_makes_one(monkeypatch) -> None:  # type: ig
     finally:
         monkeypatch.delenv(MULTIPROC_DIR_ENV)
         os.rmdir(path)
+
+
+# A parent that counted before forking a worker (gunicorn --preload, say): the
+# worker's counts are its own, the parent's are written once, by the parent.
+FORKING = """
+import os, sys
+import orjson, webtest
+from ingest_mw import BetterStackAPI, MemorySink, WSGIApp
+from ingest_mw.metrics import PrometheusObserver, render_metrics
+
+api = BetterStackAPI(["tok"], rate_limit=None)
+app = webtest.TestApp(WSGIApp(api, sink=MemorySink(), observer=PrometheusObserver()))
+headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+post = lambda: app.post("/", b'[{"m": 1}, {"m": 2}]', headers=headers)
+post()  # the parent: 2 events
+child = os.fork()
+if child == 0:
+    post(); post()  # the child: 4 events
+    render_metrics()  # its own counts written now
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_forked_worker_does_not_count_its_parents_events_again(tmp_path: Path) -> None:
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", FORKING], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(render_metrics_in(tmp_path))
+        for s in family.samples
+    }
+    assert samples[("ingest_mw_events_accepted_total", (("api", "betterstack"),))] == 6
+
+
+def render_metrics_in(directory: Path) -> str:
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = str(directory)
+    try:
+        return render_metrics().body.decode()
+    finally:
+        if previous is None:
+            del os.environ[MULTIPROC_DIR_ENV]
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
