@@ -19,11 +19,12 @@ only the observer: the ``ingest_mw_*`` metrics appear there.
 Several processes (``serve --workers N``, gunicorn, uvicorn ``--workers``):
 set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory in the environment of
 the process that starts the workers, before any of them imports
-``prometheus_client``, as prometheus-client documents. Every worker then
-writes its values to files there and whichever worker answers ``/metrics``
-sums them all. The supervisor empties the directory before the workers start,
-and calls ``prometheus_client.multiprocess.mark_process_dead(pid)`` when one
-exits, so the in-flight gauges (``livesum``) forget it.
+``prometheus_client``, as prometheus-client documents
+(:func:`prepare_multiprocess` does it, in the supervisor before it starts the
+workers). Every worker then writes its values to files there and whichever
+worker answers ``/metrics`` sums them all. When a worker exits, the
+supervisor calls :func:`forget_process` (prometheus-client's
+``mark_process_dead``), so the in-flight gauges (``livesum``) forget it.
 
 Every metric has the label ``api`` (``betterstack``, ``baselime``); see
 ``docs/observability.md`` for the list. A request costs the observer a few
@@ -38,6 +39,8 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import shutil
+import tempfile
 import threading
 import time
 from bisect import bisect_left
@@ -65,6 +68,8 @@ __all__ = [
     "PrometheusObserver",
     "metrics_asgi_app",
     "metrics_wsgi_app",
+    "forget_process",
+    "prepare_multiprocess",
     "render_metrics",
 ]
 
@@ -210,6 +215,10 @@ class _Tallies:
             self._live.append((api, tally, threading.current_thread()))
         return tally
 
+    def forked(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def _fold_ended(self) -> None:
         """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
         live = []
@@ -290,13 +299,24 @@ class _Flusher:
                 self._metrics[attribute] = Histogram(name, doc, labels, registry=None, buckets=_BOUNDS)
         self._pid: int | None = None
         atexit.register(self.flush)
+        os.register_at_fork(after_in_child=self._forked)
 
     def ensure_running(self) -> None:
-        """Start the flushing thread in this process (again after a fork)."""
+        """Start the flushing thread in this process."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._flushed = {}
             threading.Thread(target=self._run, name="ingest_mw-metrics-flush", daemon=True).start()
+
+    def _forked(self) -> None:
+        """In a forked child: the counts it inherited are the parent's to write,
+        so only what this process counts from now on is flushed, by a thread of
+        its own (the parent's did not survive the fork)."""
+        self._lock = threading.Lock()
+        self.tallies.forked()
+        self._flushed = self.tallies.totals()
+        if self._pid is not None:
+            self._pid = None
+            self.ensure_running()
 
     def _run(self) -> None:
         while True:
@@ -430,6 +450,39 @@ class PrometheusObserver(Observer):
 
     def __repr__(self) -> str:
         return f"PrometheusObserver(registry={self.registry!r})"
+
+
+# --- several processes ------------------------------------------------------------------
+def prepare_multiprocess(directory: str | os.PathLike[str] | None = None) -> str:
+    """Put the workers a supervisor is about to start in multiprocess mode: the
+    directory of ``PROMETHEUS_MULTIPROC_DIR`` (or ``directory``, or a new
+    temporary one, removed at exit) emptied of earlier runs' files, and the
+    variable set in this process's environment, which the workers inherit.
+
+    Call it in the supervisor before the workers start, as ``serve --workers N``
+    does; each worker must import prometheus-client itself, after this (a
+    worker that is *spawned*, as uvicorn's are, does; one forked from a
+    parent that imported it would keep single-process values).
+    """
+    given = directory if directory is not None else os.environ.get(MULTIPROC_DIR_ENV)
+    if given:
+        path = os.fspath(given)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):  # prometheus-client's per-process files, nothing else
+                os.remove(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="ingest-mw-metrics-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[MULTIPROC_DIR_ENV] = path
+    return path
+
+
+def forget_process(pid: int) -> None:
+    """Tell the metrics that worker ``pid`` has exited (its in-flight gauges no
+    longer count): for the supervisor, when it reaps a worker."""
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 # --- exposition ------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest_mw.metrics import MULTIPROC_DIR_ENV, render_metrics
+from ingest_mw.metrics import MULTIPROC_DIR_ENV, forget_process, prepare_multiprocess, render_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # One worker: the ingest APIs under /ingest in a WSGI host, the metrics at
 # /metrics in front; it sends its requests, then prints what /metrics shows.
 WORKER = """
-import sys
+import os, sys
 import orjson, webtest
 from prometheus_client.parser import text_string_to_metric_families
 from ingest_mw import BetterStackAPI, MemorySink, WSGIMiddleware
@@ -39,6 +39,7 @@ for _ in range(requests):
 text = app.get("/metrics").text
 families = text_string_to_metric_families(text)
 values = {s.name + repr(sorted(s.labels.items())): s.value for f in families for s in f.samples}
+values["pid"] = os.getpid()
 print(orjson.dumps(values).decode())
 """
 
@@ -77,3 +78,75 @@ def test_two_processes_sum_in_one_directory(tmp_path: Path, monkeypatch) -> None
     }
     assert samples[("ingest_mw_events_accepted_total", (("api", "betterstack"),))] == 26
     assert samples[("ingest_mw_storage_duration_seconds_count", (("api", "betterstack"),))] == 7
+
+
+def test_prepare_empties_the_directory_and_a_reaped_worker_is_forgotten(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
+    run_worker(tmp_path, 2, 1)  # an earlier run's files
+    (tmp_path / "keep.txt").write_text("not prometheus-client's")
+    assert prepare_multiprocess() == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+    worker = run_worker(tmp_path, 1, 3)
+    assert worker[ACCEPTED] == 3  # nothing left of the earlier run
+    pid = int(worker["pid"])
+    assert (tmp_path / f"gauge_livesum_{pid}.db").exists()
+    forget_process(pid)
+    assert not (tmp_path / f"gauge_livesum_{pid}.db").exists()
+    assert (tmp_path / f"counter_{pid}.db").exists()  # its counts stay
+
+
+def test_prepare_without_a_directory_makes_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv(MULTIPROC_DIR_ENV, raising=False)
+    path = prepare_multiprocess()
+    try:
+        assert os.environ[MULTIPROC_DIR_ENV] == path and Path(path).is_dir()
+    finally:
+        monkeypatch.delenv(MULTIPROC_DIR_ENV)
+        os.rmdir(path)
+
+
+# A parent that counted before forking a worker (gunicorn --preload, say): the
+# worker's counts are its own, the parent's are written once, by the parent.
+FORKING = """
+import os, sys
+import orjson, webtest
+from ingest_mw import BetterStackAPI, MemorySink, WSGIApp
+from ingest_mw.metrics import PrometheusObserver, render_metrics
+
+api = BetterStackAPI(["tok"], rate_limit=None)
+app = webtest.TestApp(WSGIApp(api, sink=MemorySink(), observer=PrometheusObserver()))
+headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+post = lambda: app.post("/", b'[{"m": 1}, {"m": 2}]', headers=headers)
+post()  # the parent: 2 events
+child = os.fork()
+if child == 0:
+    post(); post()  # the child: 4 events
+    render_metrics()  # its own counts written now
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_forked_worker_does_not_count_its_parents_events_again(tmp_path: Path) -> None:
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", FORKING], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(render_metrics_in(tmp_path))
+        for s in family.samples
+    }
+    assert samples[("ingest_mw_events_accepted_total", (("api", "betterstack"),))] == 6
+
+
+def render_metrics_in(directory: Path) -> str:
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = str(directory)
+    try:
+        return render_metrics().body.decode()
+    finally:
+        if previous is None:
+            del os.environ[MULTIPROC_DIR_ENV]
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
