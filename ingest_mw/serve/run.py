@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -184,7 +183,7 @@ def serve(settings: argparse.Namespace) -> int:
     from uvicorn import Server
     from uvicorn.config import STARTUP_FAILURE
 
-    from .workers import Supervisor, metrics_directory
+    from .workers import Supervisor
 
     config = server_config(ServeApp(spec), settings, loop=loop, logs=logs)
     _announce(settings, credentials, loop)
@@ -197,10 +196,13 @@ def serve(settings: argparse.Namespace) -> int:
         except SystemExit as exit:  # uvicorn's own, on a failed lifespan start-up
             return int(exit.code or 0)
         return 0
-    with metrics_directory() if settings.metrics else contextlib.nullcontext(""):
-        supervisor = Supervisor(config, sockets=[sock])
-        supervisor.metrics = settings.metrics
-        supervisor.run()
+    if settings.metrics:
+        from ..metrics import prepare_multiprocess
+
+        prepare_multiprocess()  # before the workers start: they inherit PROMETHEUS_MULTIPROC_DIR
+    supervisor = Supervisor(config, sockets=[sock])
+    supervisor.metrics = settings.metrics
+    supervisor.run()
     failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
 
