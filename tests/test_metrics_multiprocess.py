@@ -102,7 +102,9 @@ def test_prepare_without_a_directory_makes_one(monkeypatch) -> None:  # type: ig
     try:
         assert os.environ[MULTIPROC_DIR_ENV] == path and Path(path).is_dir()
     finally:
-        monkeypatch.delenv(MULTIPROC_DIR_ENV)
+        # Not monkeypatch.delenv: its undo would set the variable back to the
+        # removed directory for every later test (and the servers they start).
+        os.environ.pop(MULTIPROC_DIR_ENV, None)
         os.rmdir(path)
 
 
