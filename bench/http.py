@@ -5,11 +5,14 @@ Issue 2: ``ingest-mw serve`` with the memory sink should reach at least
 with ``orjson.loads`` and answers 202 (empty body), on the same server under
 the same load, for Better Stack's API (the one issue 2 builds); Baselime's
 is measured beside it, with no target. Both run as separate processes on
-free loopback ports with the same uvicorn settings (``uvicorn.run`` as
-``ingest-mw serve`` calls it: one worker, lifespan on, proxy headers off,
-the same ``--log-level``; ``warning`` keeps both from writing access-log
-lines). ``ingest-mw serve`` gets ``--rate-limit none``, as the minimal app
-has no limiter.
+free loopback ports on the very server ``ingest-mw serve`` runs (its
+uvicorn config, built by ``ingest_mw.serve.run.server_config``: httptools
+with ingest_mw's connection guards, uvloop, one worker, lifespan on, no
+access log, proxy headers off). ``ingest-mw serve`` gets ``--rate-limit
+none``, as the minimal app has no limiter. The minimal app runs twice: as
+is, and with the GC threshold ``serve`` sets (``GC_THRESHOLD``), so that no
+ratio owes anything to the GC setting alone (without it, 1000-event arrays
+look faster under ingest-mw than under the minimal app).
 
 A third server, not part of the target, is the app ``ingest-mw serve``
 builds from the same flags with a storage hook that keeps nothing: the
@@ -121,19 +124,34 @@ async def minimal_app(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b""})
 
 
-def serve_baseline(port: int, log_level: str) -> None:
+def run_on_serve_stack(app, port: int, log_level: str) -> None:  # type: ignore[no-untyped-def]
+    """Serve ``app`` on the very server ``ingest-mw serve`` runs: its uvicorn
+    config (httptools with ingest_mw's connection guards, uvloop, one worker,
+    lifespan on, no access log, proxy headers off), built by the same function."""
     import uvicorn
 
-    # The same call as ingest_mw.cli.main makes.
-    uvicorn.run(
-        minimal_app,
-        host="127.0.0.1",
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        proxy_headers=False,
-        forwarded_allow_ips="",
-    )
+    from ingest_mw.cli import parser
+    from ingest_mw.serve.logs import log_config
+    from ingest_mw.serve.options import parse_settings
+    from ingest_mw.serve.run import import_server, server_config
+    from ingest_mw.serve.startup import listen
+
+    settings = parse_settings(parser(), ["serve", "--port", str(port), "--log-level", log_level], environ={})
+    logs = log_config(level=log_level, log_format="text", access_log=False)
+    config = server_config(app, settings, loop=import_server(), logs=logs)
+    uvicorn.Server(config).run(sockets=[listen("127.0.0.1", port)])
+
+
+def serve_baseline(port: int, log_level: str, *, gc_tuned: bool) -> None:
+    """The minimal app; ``gc_tuned``: with the GC threshold ``serve`` sets, so
+    that no ratio owes anything to the GC setting alone."""
+    if gc_tuned:
+        import gc
+
+        from ingest_mw.serve import GC_THRESHOLD
+
+        gc.set_threshold(GC_THRESHOLD, 20, 20)
+    run_on_serve_stack(minimal_app, port, log_level)
 
 
 # --- driving the servers ------------------------------------------------------------
@@ -396,40 +414,24 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
     """
     import gc
 
-    import uvicorn
-
     from ingest_mw.asgi import ASGIApp
-    from ingest_mw.cli import GC_THRESHOLD, _parser, build_app
+    from ingest_mw.serve import GC_THRESHOLD, AppSpec
 
-    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest_mw.cli.main does
+    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest-mw serve does
 
-    args = _parser().parse_args(
-        [
-            "serve",
-            "--sink",
-            "memory://",
-            "--token",
-            TOKEN,
-            "--api-key",
-            API_KEY,
-            "--rate-limit",
-            rate_limit,
-        ]
+    spec = AppSpec(
+        sink_url="memory://",
+        tokens={"default": TOKEN},
+        api_keys={"default": API_KEY},
+        rate_limit=rate_limit,
+        rate_limit_storage="memory://",
     )
 
     async def drop(batch: object) -> None:
         return None
 
-    app = ASGIApp(list(build_app(args).routes.apis), sink=drop)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        proxy_headers=False,
-        forwarded_allow_ips="",
-    )
+    app = ASGIApp(list(spec.build().routes.apis), sink=drop)
+    run_on_serve_stack(app, port, log_level)
 
 
 class Servers:
@@ -464,17 +466,16 @@ class Servers:
                     str(port),
                     "--sink",
                     "memory://",
-                    "--token",
-                    TOKEN,
-                    "--api-key",
-                    API_KEY,
                     "--log-level",
                     self.args.log_level,
                     "--rate-limit",
                     self.args.rate_limit,
+                    *self.args.serve_arg,
                 ]
             elif label == "base":
                 cmd = [*me, "--baseline-server", str(port)]
+            elif label == "base-gc":
+                cmd = [*me, "--baseline-server", str(port), "--gc-tuned"]
             else:
                 cmd = [*me, "--dropping-server", str(port)]
             proc = subprocess.Popen(
@@ -526,12 +527,21 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the diagnostic run of the same app with a hook that keeps nothing",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs of their own")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for ingest-mw serve, repeatable (e.g. --serve-arg=--no-metrics; default: serve's"
+        " defaults, metrics on)",
+    )
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--gc-tuned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.baseline_server:
-        serve_baseline(args.baseline_server, args.log_level)
+        serve_baseline(args.baseline_server, args.log_level, gc_tuned=args.gc_tuned)
         return 0
     if args.dropping_server:
         serve_dropping(args.dropping_server, args.log_level, args.rate_limit)
@@ -542,9 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/http.py needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
     cases = [c for c in build_cases() if not args.only or args.only.lower() in c.name.lower()]
-    labels = ["base", "ingest"] + ([] if args.no_dropping else ["drop"])
+    labels = ["base", "base-gc", "ingest"] + ([] if args.no_dropping else ["drop"])
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # The credentials of ingest-mw serve, as production passes them (the minimal apps ignore them).
+    env.update(INGEST_MW_TOKENS=TOKEN, INGEST_MW_API_KEYS=API_KEY)
     server_cpu, wrk_cpu = choose_cpus(not args.no_pin)
     servers = Servers(args, env, server_cpu)
     rows = []
@@ -556,12 +568,15 @@ def main(argv: list[str] | None = None) -> int:
     how = "one server at a time" if args.sequential else "all servers side by side on one CPU, a wrk each"
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.rounds} rounds of {args.duration} s"
-        f" ({how}), fresh servers each round, median kept (after a warm-up); uvicorn, 1 worker,"
-        f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}; {placement}"
+        f" ({how}), fresh servers each round, median kept (after a warm-up); ingest-mw serve's stack"
+        f" (uvicorn, httptools, uvloop), 1 worker,"
+        f" log level {args.log_level}; ingest-mw serve --sink memory:// --rate-limit {args.rate_limit}"
+        f" {' '.join(args.serve_arg)}; {placement}"
     )
     header = (
         f"{'case':<26} {'body':>8}  {'minimal req/s':>13}  {'ingest-mw req/s':>15}  {'ratio':>5}  {'rounds range':>13}"
         f"  {'events/s':>9}  {'latency min./ingest':>19}  {'CPU us/req min./ingest':>22}  {'ratio':>5}"
+        f"  {'| GC-tuned minimal: req/s':>24}  {'ratio':>5}"
     )
     if not args.no_dropping:
         header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
@@ -621,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                     line += f"  {cpu:>22}  {cpu_ratio:>5.2f}"
                 else:
                     line += f"  {'n/a':>22}  {'':>5}"
+                tuned = results["base-gc"]
+                line += f"  {tuned.rps:>24,.0f}  {paired_ratio(rounds['ingest'], rounds['base-gc']):>5.2f}"
                 if "drop" in results:
                     drop = results["drop"]
                     line += f"  {drop.rps:>26,.0f}  {paired_ratio(rounds['drop'], rounds['base']):>5.2f}"

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -29,6 +30,7 @@ from .body import BodyLimit, framing_conflict
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
+from .observe import CLIENT_GONE, Observer, observe
 from .sinks.base import SinkUnavailable
 from .timestamps import EventTimes
 
@@ -251,12 +253,22 @@ class IngestAPI:
         )
 
     # --- the flow ----------------------------------------------------------------
-    async def handle(self, request: Request, route: Mapping[str, str] | IngestError, io: RequestIO) -> Response:
+    async def handle(
+        self,
+        request: Request,
+        route: Mapping[str, str] | IngestError,
+        io: RequestIO,
+        observer: Observer | None = None,
+    ) -> Response:
         """Serve one request that :meth:`match` gave ``route`` for, with the
         adapter's ``io``; :class:`ClientDisconnected` from ``io.read_body``
-        propagates."""
+        propagates. ``observer`` is told the request's facts
+        (:mod:`ingest_mw.observe`); without one, ``seen`` stays ``None`` and
+        each report below costs one test."""
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
+        decoded: Decoded | Rescan | None = None
+        seen = None if observer is None else observe(self.name, request, observer)
         # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
         admission = self.admission
         admitted = admission.requests.take()
@@ -292,6 +304,8 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = await io.hit(self.rate_limit, request)
+                if seen is not None and (decision.refusal is not None or decision.unavailable):
+                    seen.rate_limit(decision)
                 headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
             if refused is not None:
@@ -305,6 +319,8 @@ class IngestAPI:
             await io.read_body(reader.feed)
             reading = body_unread = False
             body = reader.finish()
+            if seen is not None:
+                seen.body_read(reader.wire_bytes, len(body))
             if len(body) > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
@@ -317,9 +333,13 @@ class IngestAPI:
                 batch = self.batch(request, decoded)
                 if not admission.stores.take():
                     await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
+                if seen is not None:
+                    seen.storing_at = perf_counter()  # the hook's own time, not the wait to reach it
                 try:
                     await io.store(batch)
                 except Exception as failure:
+                    if seen is not None:
+                        seen.store_failed(len(batch.events))
                     if isinstance(failure, SinkUnavailable):
                         # The sink's own one line says where and why (no secret in it); no traceback.
                         logger.error(
@@ -340,17 +360,26 @@ class IngestAPI:
                     raise IngestError(500, "Internal Server Error") from None
                 finally:
                     admission.stores.give()
+                if seen is not None:
+                    seen.storage_seconds = perf_counter() - seen.storing_at
+                    seen.events_accepted = len(decoded.events)
             response = self.accepted(decoded, request)
         except IngestError as error:
             response = self.render(error, request)
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
+                if seen is not None:
+                    seen.finish(CLIENT_GONE, decoded)
                 raise  # nobody left to answer
             if reading and isinstance(exc, BodyTimeout):
                 response = self.render(self._body_timeout(), request)
             else:
                 logger.exception("ingest_mw: %s request failed", self.name)
                 response = self.render(IngestError(500, "Internal Server Error"), request)
+        except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
+            if seen is not None:
+                seen.finish(CLIENT_GONE, decoded)
+            raise
         finally:
             # --- admission: give back what this request held ---
             if admitted:
@@ -365,6 +394,8 @@ class IngestAPI:
             response = Response(response.status, response.headers, response.body, True)
         if headers_added:
             response = Response(response.status, response.headers + headers_added, response.body, response.close)
+        if seen is not None:
+            seen.finish(response.status, decoded)
         return response
 
     # --- the flow's steps off the event loop (admission's bounded parallelism) ---

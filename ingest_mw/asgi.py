@@ -10,13 +10,14 @@ prefix; every other request, and every non-HTTP scope, reaches the host.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Response, Routes
 from .batch import Batch
 from .drive import AsyncIO
-from .http import normalize_prefix, not_found, strip_prefix
+from .http import exact_paths, normalize_prefix, not_found, strip_prefix
+from .observe import Observer
 from .sinks.base import Sink, as_async, close_async
 
 __all__ = [
@@ -197,12 +198,26 @@ class ASGIApp:
 
     An async ``sink`` is awaited; a sync one runs in a worker thread
     (see :func:`ingest_mw.sinks.as_async`). On lifespan shutdown the sink is
-    closed.
+    closed. ``observer`` is told the facts of every ingest request
+    (:mod:`ingest_mw.observe`; metrics, access log). ``endpoints`` answer
+    their exact paths before any ingest route is tried (``/healthz``,
+    ``/readyz``, ``/metrics``: see :mod:`ingest_mw.endpoints`, whose
+    middleware does the same in front of any app, at the cost of a layer).
     """
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        # None: no observation at all (the flow then pays next to nothing for it).
+        observer: Observer | None = None,
+        endpoints: Mapping[str, ASGIApplication] | None = None,
+    ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
+        self.observer = observer
+        self.endpoints = exact_paths(endpoints or {})
         self._store = as_async(sink)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -214,6 +229,11 @@ class ASGIApp:
                 await send({"type": "websocket.close", "code": 1000})
             return
         path = route_path(scope)
+        if self.endpoints:
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
         found = self.routes.find(path)
         if found is None:
             response = not_found(self.routes, scope.get("root_path", ""), path)
@@ -221,7 +241,7 @@ class ASGIApp:
             api, route = found
             try:
                 io = ASGIRequestIO(receive, self._store, api.admission.body_idle_timeout)
-                response = await api.handle(request_from_scope(scope, path), route, io)
+                response = await api.handle(request_from_scope(scope, path), route, io, self.observer)
             except ClientDisconnected:
                 return  # nobody to answer
         await send_response(response, send)
@@ -255,9 +275,10 @@ class ASGIMiddleware:
         *,
         sink: Sink,
         prefix: str = "/ingest",
+        observer: Observer | None = None,
     ) -> None:
         self.app = app
-        self.ingest = ASGIApp(apis, sink=sink)
+        self.ingest = ASGIApp(apis, sink=sink, observer=observer)
         self.prefix = normalize_prefix(prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -113,6 +113,11 @@ class BodyReader:
         for piece in self._decoders[stage].feed(data):
             self._push(stage + 1, piece)
 
+    @property
+    def wire_bytes(self) -> int:
+        """The bytes of the body fed so far, as sent (before any Content-Encoding is undone)."""
+        return self._sizes[0]
+
     def _take_more(self, held: int) -> None:
         assert self._admission is not None
         self.taken = self._admission.grow(self.taken, held)  # or the 503

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import TypeVar
 
 from .api import Response, Routes
 
-__all__ = ["PLAIN_TEXT", "normalize_prefix", "not_found", "status_line", "strip_prefix"]
+__all__ = ["PLAIN_TEXT", "exact_paths", "normalize_prefix", "not_found", "status_line", "strip_prefix"]
 
 #: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
 PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
@@ -17,6 +19,8 @@ def not_found(routes: Routes, mount: str, path: str) -> Response:
     style, naming the routes that exist."""
     return Response(404, (PLAIN_TEXT,), routes.not_found(mount, path).encode("utf-8", "backslashreplace"))
 
+
+_App = TypeVar("_App")
 
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
@@ -38,3 +42,11 @@ def strip_prefix(path: str, prefix: str) -> str | None:
     if path == prefix or path.startswith(prefix + "/"):
         return path[len(prefix) :]
     return None
+
+
+def exact_paths(endpoints: Mapping[str, _App]) -> dict[str, _App]:
+    """``endpoints`` (``{"/healthz": app}``) checked: every path exact and below the root."""
+    for path in endpoints:
+        if not isinstance(path, str) or not path.startswith("/") or path == "/":
+            raise ValueError(f"endpoint path {path!r}: give an exact path such as '/healthz'")
+    return dict(endpoints)

@@ -80,10 +80,13 @@ UNAVAILABLE_RETRY_AFTER = 5
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
     """The outcome of one hit: ``headers`` for the response, and the error to
-    answer with if the request is refused (``refusal``; ``None`` to go on)."""
+    answer with if the request is refused (``refusal``; ``None`` to go on).
+    ``unavailable``: the storage could not be reached (the request was not
+    counted; ``refusal`` is the 503 when the limit fails closed)."""
 
     headers: tuple[tuple[str, str], ...] = ()
     refusal: IngestError | None = None
+    unavailable: bool = False
 
     def raise_if_refused(self) -> None:
         if self.refusal is not None:
@@ -91,7 +94,7 @@ class RateLimitDecision:
 
 
 #: A storage outage under fail-open: nothing was counted, so nothing to report.
-_UNCOUNTED = RateLimitDecision()
+_UNCOUNTED = RateLimitDecision(unavailable=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,21 @@ class RateLimit:
         except StorageError as error:
             return self._unavailable(error)
 
+    # --- reachability, for readiness probes (ingest_mw.health) ------------------------
+    def check(self) -> bool:
+        """Whether the sync storage answers (``limits``' own check: a ping for Redis)."""
+        try:
+            return bool(self._sync_limiter().storage.check())
+        except Exception:  # an unreachable storage may raise rather than answer False
+            return False
+
+    async def acheck(self) -> bool:
+        """Whether the :mod:`limits.aio` storage of the running event loop answers."""
+        try:
+            return bool(await self._running_loop_limiter().storage.check())
+        except Exception:
+            return False
+
     def _storage_options(self, face: Literal["sync", "async"]) -> dict[str, Any]:
         """The client options that bound each storage call by ``storage_timeout``
         (redis-py on the sync face, coredis on the async one), without retries:
@@ -374,14 +392,17 @@ class RateLimit:
         if self.fail_open:
             return _UNCOUNTED
         retry_after = (RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))
-        return RateLimitDecision(refusal=IngestError(503, "Service Unavailable", headers=[retry_after]))
+        return RateLimitDecision(
+            refusal=IngestError(503, "Service Unavailable", headers=[retry_after]), unavailable=True
+        )
 
 
 #: A storage that refuses our credentials: refused, never accepted uncounted;
 #: with the Retry-After of any other storage outage, so that clients keep
 #: their events and come back once the URI is fixed.
 _MISCONFIGURED = RateLimitDecision(
-    refusal=IngestError(503, "Service Unavailable", headers=[(RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))])
+    refusal=IngestError(503, "Service Unavailable", headers=[(RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))]),
+    unavailable=True,
 )
 
 

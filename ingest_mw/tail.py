@@ -45,9 +45,11 @@ def add_parser(subparsers: Any, *, default_sink: str) -> argparse.ArgumentParser
     )
     tail.add_argument(
         "--sink",
-        default=default_sink,
+        # None here: the command line reads it from INGEST_MW_SINK, as serve does, else this default.
+        default=None,
         metavar="URL",
-        help="what to read: sqlite:///PATH or jsonl:///PATH, as given to serve (default: %(default)s)",
+        help="what to read: sqlite:///PATH, jsonl:///PATH or postgresql://..., as given to serve"
+        f" (env INGEST_MW_SINK; default: {default_sink})",
     )
     tail.add_argument("-f", "--follow", action="store_true", help="print new events as they are stored, until Ctrl-C")
     tail.add_argument("--since", metavar="TIME", help="events from this time on: 10m, 2h, 7d ago, or an ISO time")

@@ -16,7 +16,8 @@ from .batch import Batch
 from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
 from .headers import content_length as parse_content_length
-from .http import normalize_prefix, not_found, status_line, strip_prefix
+from .http import exact_paths, normalize_prefix, not_found, status_line, strip_prefix
+from .observe import Observer
 from .sinks.base import Sink, as_sync, close_sync
 
 __all__ = [
@@ -137,12 +138,13 @@ def respond(
     route: Mapping[str, str] | IngestError,
     body: InputReader,
     store: Callable[[Batch], Any],
+    observer: Observer | None = None,
 ) -> Response:
     """Serve ``request`` in this thread, its body read from ``body``: the one
     sync path, for :class:`WSGIApp` and the Django view (:data:`DISCONNECTED`
     when the client left mid-body)."""
     try:
-        return run_sync(api.handle(request, route, SyncIO(body.read_into, store)))
+        return run_sync(api.handle(request, route, SyncIO(body.read_into, store), observer))
     except ClientDisconnected:
         return DISCONNECTED
 
@@ -174,22 +176,40 @@ class WSGIApp:
     ``apis`` is one API app or several (tried in order, as in ``ingest-mw
     serve``: Better Stack at ``/``, Baselime at ``/v1/<dataset>``). ``sink``
     may be sync or async; an async one runs through asgiref's ``async_to_sync``.
+    ``observer`` is told the facts of every ingest request
+    (:mod:`ingest_mw.observe`; metrics, access log). ``endpoints`` answer
+    their exact paths before any ingest route is tried (``/healthz``,
+    ``/readyz``, ``/metrics``: see :mod:`ingest_mw.endpoints`).
     """
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], *, sink: Sink) -> None:
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        *,
+        sink: Sink,
+        # None: no observation at all (the flow then pays next to nothing for it).
+        observer: Observer | None = None,
+        endpoints: Mapping[str, WSGIApplication] | None = None,
+    ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
+        self.observer = observer
+        self.endpoints = exact_paths(endpoints or {})
         self._store = as_sync(sink)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if self.endpoints:
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                return endpoint(environ, start_response)
         found = self.routes.find(path)
         if found is None:
             response = not_found(self.routes, environ.get("SCRIPT_NAME", ""), path)
         else:
             api, route = found
             request = request_from_environ(environ, path)
-            response = respond(api, request, route, InputReader.from_environ(environ), self._store)
+            response = respond(api, request, route, InputReader.from_environ(environ), self._store, self.observer)
             if response.close:
                 return write_response(response, start_response, close=closes_on_request(environ))
         return write_response(response, start_response)
@@ -214,9 +234,10 @@ class WSGIMiddleware:
         *,
         sink: Sink,
         prefix: str = "/ingest",
+        observer: Observer | None = None,
     ) -> None:
         self.app = app
-        self.ingest = WSGIApp(apis, sink=sink)
+        self.ingest = WSGIApp(apis, sink=sink, observer=observer)
         self.prefix = normalize_prefix(prefix)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

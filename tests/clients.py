@@ -13,6 +13,8 @@ import httpx
 import webtest
 
 from ingest_mw import ASGIMiddleware, IngestAPI, WSGIMiddleware
+from ingest_mw.endpoints import EndpointsASGIMiddleware, EndpointsWSGIMiddleware
+from ingest_mw.observe import Observer
 
 PREFIX = "/ingest"
 HOST_BODY = b"host app"
@@ -38,8 +40,22 @@ async def asgi_host(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class WSGIClient:
     kind = "wsgi"
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], sink: Any) -> None:
-        self.app = WSGIMiddleware(wsgi_host, apis, sink=sink, prefix=PREFIX)
+    def keep_loop(self) -> None:
+        """Nothing to keep: the WSGI app runs no event loop."""
+
+    def close(self) -> None:
+        pass
+
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        sink: Any,
+        observer: Observer | None = None,
+        endpoints: dict[str, Any] | None = None,
+    ) -> None:
+        self.app: Any = WSGIMiddleware(wsgi_host, apis, sink=sink, prefix=PREFIX, observer=observer)
+        if endpoints:
+            self.app = EndpointsWSGIMiddleware(self.app, endpoints)
         self._test = webtest.TestApp(self.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
 
     def request(
@@ -55,10 +71,30 @@ class WSGIClient:
 class ASGIClient:
     kind = "asgi"
 
-    def __init__(self, apis: IngestAPI | Sequence[IngestAPI], sink: Any) -> None:
-        self.app = ASGIMiddleware(asgi_host, apis, sink=sink, prefix=PREFIX)
+    def __init__(
+        self,
+        apis: IngestAPI | Sequence[IngestAPI],
+        sink: Any,
+        observer: Observer | None = None,
+        endpoints: dict[str, Any] | None = None,
+    ) -> None:
+        self.app: Any = ASGIMiddleware(asgi_host, apis, sink=sink, prefix=PREFIX, observer=observer)
+        if endpoints:
+            self.app = EndpointsASGIMiddleware(self.app, endpoints)
+        self._runner: asyncio.Runner | None = None
 
-    async def _request(self, method: str, path: str, body: bytes, headers: dict[str, str], peer: str) -> Reply:
+    def keep_loop(self) -> None:
+        """Serve every request from now on in one event loop, as a server does
+        (by default each runs in a loop of its own)."""
+        self._runner = asyncio.Runner()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], peer: str = "127.0.0.1"
+    ) -> Reply:
         transport = httpx.ASGITransport(app=self.app, client=(peer, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.request(method, path, content=body, headers=headers)
@@ -68,8 +104,17 @@ class ASGIClient:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, peer: str | None = None
     ) -> Reply:
         """``peer``: the client address the server reports (127.0.0.1 unless given)."""
-        return asyncio.run(self._request(method, path, body, headers or {}, peer or "127.0.0.1"))
+        request = self._request(method, path, body, headers or {}, peer or "127.0.0.1")
+        return self._runner.run(request) if self._runner is not None else asyncio.run(request)
 
 
-def make_client(kind: str, apis: IngestAPI | Sequence[IngestAPI], sink: Any) -> WSGIClient | ASGIClient:
-    return {"wsgi": WSGIClient, "asgi": ASGIClient}[kind](apis, sink)
+def make_client(
+    kind: str,
+    apis: IngestAPI | Sequence[IngestAPI],
+    sink: Any,
+    observer: Observer | None = None,
+    endpoints: dict[str, Any] | None = None,
+) -> WSGIClient | ASGIClient:
+    """A host app of ``kind`` with the APIs under :data:`PREFIX`, told to ``observer``,
+    with ``endpoints`` (``{"/metrics": app}``, WSGI or ASGI apps to match) in front."""
+    return {"wsgi": WSGIClient, "asgi": ASGIClient}[kind](apis, sink, observer, endpoints)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from ingest_mw import Batch, MemorySink, SQLiteSink
 
@@ -38,3 +39,18 @@ class FailingSink:
 
 
 SINK_KINDS = {"sync": MemorySink, "async": AsyncMemorySink, "sqlite": SQLiteBackedSink}
+
+
+class CheckedSQLiteSink(SQLiteSink):
+    """The SQLite sink with a readiness check of its own: a fresh connection
+    begins a write transaction and rolls it back, so a file or directory made
+    read-only, or a database another process holds locked, fails the check
+    (the open connection's descriptors would still be writable)."""
+
+    def check(self) -> None:
+        probe = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+        finally:
+            probe.close()

@@ -1,4 +1,5 @@
-"""What ``ingest-mw`` prints for a mistake: one clear line, with the usage of the command at fault."""
+"""What ``ingest-mw`` prints for a mistake: one clear line naming the command at fault (issue 13, item 7:
+one line and status 2, no usage block; ``--help`` has the usage)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_a_name_that_is_not_a_name_is_refused_in_one_line_without_the_secret(val
     name = value.partition("=")[0]
     assert result.returncode == 2
     assert result.stderr == (
-        f"ingest-mw: {name!r} (before the '=' of a NAME=SECRET credential) is not a name:"
+        f"ingest-mw serve: error: --token: {name!r} (before the '=' of a NAME=SECRET credential) is not a name:"
         " use letters, digits, '_', '.' and '-'\n"
     )
     assert "s3cr3t" not in result.stderr
@@ -38,23 +39,26 @@ def test_names_are_letters_digits_and_dot_dash_underscore():
 def test_help_is_plain_text():
     out = ingest_mw("--help").stdout
     assert "``" not in out and ":func:" not in out
-    assert "ingest-mw serve: both ingest APIs on an ASGI server" in out
+    assert "ingest-mw serve: the Better Stack, Baselime and OTLP ingest APIs over HTTP" in out
 
 
 def test_serve_help_lists_the_log_levels():
     out = " ".join(ingest_mw("serve", "--help").stdout.split())
-    assert "--log-level LEVEL uvicorn's log level: critical, error, warning, info, debug, trace (default: info)" in out
+    assert "--log-level LEVEL one of critical, error, warning, info, debug, trace (env INGEST_MW_LOG_LEVEL;" in out
 
 
-def test_an_unknown_serve_flag_shows_serves_usage():
+def test_an_unknown_serve_flag_is_refused_by_serve():
     result = ingest_mw("serve", "--prot", "9000")
     assert result.returncode == 2
-    assert result.stderr.startswith("usage: ingest-mw serve ")
-    assert result.stderr.endswith("ingest-mw serve: error: unrecognized arguments: --prot 9000\n")
+    assert result.stderr == (
+        "ingest-mw serve: error: unrecognized arguments: --prot 9000 (see ingest-mw serve --help)\n"
+    )
 
 
 def test_a_bad_log_level_is_refused_with_the_choices():
     result = ingest_mw("serve", "--log-level", "loud")
     assert result.returncode == 2
-    assert "invalid choice: 'loud'" in result.stderr
-    assert result.stderr.startswith("usage: ingest-mw serve ")
+    assert result.stderr == (
+        "ingest-mw serve: error: argument --log-level: 'loud' is not one of critical, error, warning, info, debug,"
+        " trace (see ingest-mw serve --help)\n"
+    )

@@ -17,10 +17,12 @@ from django.test import Client, modify_settings, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, reverse
 from eventlog.models import LogEvent
+from prometheus_client import CollectorRegistry
 
 from ingest_mw import Batch, Event
 from ingest_mw.contrib.django import conf
 from ingest_mw.contrib.django.sink import ModelSink
+from ingest_mw.metrics import PrometheusObserver
 
 Post = Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]  # the post fixture
 BETTERSTACK = {"Authorization": "Bearer example-token", "Content-Type": "application/json"}
@@ -222,6 +224,20 @@ def test_a_body_cut_short_by_the_client_stores_nothing(db: None) -> None:
     application(environ, lambda status, headers, exc_info=None: statuses.append(status))
     assert statuses[0].startswith("400")
     assert not LogEvent.objects.exists()
+
+
+def test_the_observer_setting_reaches_the_flow(post: Post) -> None:
+    registry = CollectorRegistry()
+    observed = {**settings.INGEST_MW, "OBSERVER": PrometheusObserver(registry=registry)}
+    with override_settings(INGEST_MW=observed):
+        assert post("/ingest/", b'[{"message": "A"}, {"message": "B"}]', BETTERSTACK)[0] == 202
+        assert post("/ingest/v1/web", b'[{"message": "C"}]', {**BASELIME, "x-api-key": "no"})[0] == 401
+    accepted = registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"})
+    refused = registry.get_sample_value("ingest_mw_requests_total", {"api": "baselime", "status": "401"})
+    assert (accepted, refused) == (2, 1)
+    with pytest.raises(ImproperlyConfigured, match=r"INGEST_MW\['OBSERVER'\] = 'x.y:z' cannot be loaded"):
+        with override_settings(INGEST_MW={**settings.INGEST_MW, "OBSERVER": "x.y:z"}):
+            conf.endpoint()
 
 
 def test_otlp_named_in_apis_is_served_at_otlp_v1_logs_into_the_model(post: Post) -> None:

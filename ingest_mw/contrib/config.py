@@ -22,6 +22,7 @@ from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
+from ..observe import Observer, Observers
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.base import Sink, SinkUnavailable
@@ -35,6 +36,7 @@ __all__ = [
     "UNSET",
     "build_apis",
     "load",
+    "resolve_observer",
     "resolve_storage",
 ]
 
@@ -105,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "BODY_IDLE_TIMEOUT": UNSET,
     "RETRY_AFTER": UNSET,
     "STORAGE": None,
+    # An ingest_mw.observe.Observer (metrics, access log), a list of them, or
+    # the dotted path of one; None: nothing observed, at no cost per request.
+    "OBSERVER": None,
 }
 
 #: The options of the one Admission every API shares, as its keywords.
@@ -315,3 +320,35 @@ def resolve_storage(value: Any, where: str) -> Sink:
             " with each Batch (a sink class must be instantiated first), or its dotted path"
         )
     return hook  # type: ignore[no-any-return]
+
+
+def _one_observer(value: Any, where: str) -> Observer:
+    hook = value
+    if isinstance(value, str):
+        try:
+            hook = pkgutil.resolve_name(value)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(
+                f"{where} = {value!r} cannot be loaded ({exc}): give the dotted path of an observer"
+                " ('ingest_mw.metrics:PrometheusObserver', 'myapp.observe:observer')"
+            ) from exc
+    if isinstance(hook, type):
+        hook = hook()  # a class named by its path: one instance, made with its defaults
+    if not all(callable(getattr(hook, name, None)) for name in ("started", "received", "finished")):
+        raise ConfigError(
+            f"{where} = {value!r} is not an observer: give an ingest_mw.observe.Observer (with started,"
+            " received and finished), a list of them, or a dotted path ('ingest_mw.logs:AccessLogObserver')"
+        )
+    return hook  # type: ignore[no-any-return]
+
+
+def resolve_observer(value: Any, where: str) -> Observer | None:
+    """The adapters' ``observer`` from an :class:`~ingest_mw.observe.Observer`, a dotted
+    path (of an instance, or of a class made with its defaults), or a list of either;
+    ``None`` for none."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        observers = [_one_observer(each, where) for each in value]
+        return observers[0] if len(observers) == 1 else Observers(*observers)
+    return _one_observer(value, where)

@@ -97,6 +97,7 @@ class IngestMW:
             )
         sink = config.resolve_storage(values["STORAGE"], self._setting("STORAGE"))
         apis = config.build_apis(values, self._setting)
-        middleware = WSGIMiddleware(app.wsgi_app, apis, sink=_InAppContext(app, sink), prefix=prefix)
+        observer = config.resolve_observer(values["OBSERVER"], self._setting("OBSERVER"))
+        middleware = WSGIMiddleware(app.wsgi_app, apis, sink=_InAppContext(app, sink), prefix=prefix, observer=observer)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION] = middleware

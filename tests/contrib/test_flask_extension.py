@@ -1,5 +1,7 @@
 """ingest_mw.contrib.flask: the IngestMW extension on real Flask apps, through webtest."""
 
+import re
+
 import pytest
 import webtest
 from flask import Flask, current_app
@@ -7,6 +9,8 @@ from flask import Flask, current_app
 from ingest_mw import Batch, MemorySink, WSGIMiddleware
 from ingest_mw.contrib.config import ConfigError
 from ingest_mw.contrib.flask import IngestMW
+from ingest_mw.logs import AccessLogObserver
+from ingest_mw.observe import Observation
 
 BETTERSTACK = {"Authorization": "Bearer t", "Content-Type": "application/json"}
 BASELIME = {"x-api-key": "k", "Content-Type": "application/json"}
@@ -151,6 +155,44 @@ def test_a_sink_url_in_an_error_never_shows_its_password() -> None:
     with pytest.raises(ConfigError) as raised:
         IngestMW(app)
     assert "app.config['INGEST_MW_STORAGE']" in str(raised.value) and "pw-s3cret" not in str(raised.value)
+
+
+#: What ``Kept``, the observer named by its dotted path below, was told.
+OBSERVED: list[tuple[str, int, int]] = []
+
+
+class Kept:
+    """An observer (duck-typed: no base class needed)."""
+
+    def started(self, seen: object) -> None: ...
+
+    def received(self, seen: object, token: object) -> None: ...
+
+    def finished(self, seen: Observation, token: object) -> None:
+        OBSERVED.append((seen.api, seen.status, seen.events_accepted))
+
+
+def test_the_observer_setting_reaches_the_flow() -> None:
+    OBSERVED.clear()
+    app = make_app(INGEST_MW_STORAGE=MemorySink(), INGEST_MW_OBSERVER=[f"{__name__}:Kept", AccessLogObserver()])
+    IngestMW(app)
+    client = webtest.TestApp(app)
+    client.post("/ingest/", b'[{"message": "A"}, {"message": "B"}]', headers=BETTERSTACK, status=202)
+    client.post("/ingest/v1/logs", b"[{}]", headers={**BASELIME, "x-api-key": "no"}, status=401)
+    assert OBSERVED == [("betterstack", 202, 2), ("baselime", 401, 0)]
+
+
+@pytest.mark.parametrize(
+    ("observer", "message"),
+    [
+        ("no.such.module:Observer", "INGEST_MW_OBSERVER'] = 'no.such.module:Observer' cannot be loaded"),
+        (print, "is not an observer: give an ingest_mw.observe.Observer"),
+    ],
+)
+def test_a_wrong_observer_setting_says_what_to_fix(observer: object, message: str) -> None:
+    app = make_app(INGEST_MW_STORAGE=MemorySink(), INGEST_MW_OBSERVER=observer)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        IngestMW(app)
 
 
 def test_otlp_is_served_beside_baselime_when_named_in_apis() -> None:

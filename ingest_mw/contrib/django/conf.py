@@ -22,6 +22,7 @@ from django.db import models
 
 from ...api import Routes
 from ...batch import Batch
+from ...observe import Observer
 from ...sinks.base import Sink, as_sync
 from .. import config
 from .sink import ModelSink
@@ -49,6 +50,7 @@ class Endpoint:
     routes: Routes
     sink: Sink
     store: Callable[[Batch], Any]  # the sink, callable from the sync view
+    observer: Observer | None = None
 
 
 def _model(value: Any) -> type[models.Model]:
@@ -94,9 +96,10 @@ def endpoint() -> Endpoint:
         values = config.load(given, _setting, DJANGO_DEFAULTS)
         apis = config.build_apis(values, _setting)
         sink = _storage(values)
+        observer = config.resolve_observer(values["OBSERVER"], _setting("OBSERVER"))
     except config.ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
-    return Endpoint(Routes(apis), sink, as_sync(sink))
+    return Endpoint(Routes(apis), sink, as_sync(sink), observer)
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:

@@ -50,7 +50,7 @@ def ingest(request: HttpRequest, path: str) -> HttpResponse:
     api, route = found
     meta = request.META  # a WSGI-style environ under both handlers
     body = InputReader(request.read, meta.get("CONTENT_LENGTH"))
-    response = respond(api, request_from_environ(meta, mount_path), route, body, endpoint.store)
+    response = respond(api, request_from_environ(meta, mount_path), route, body, endpoint.store, endpoint.observer)
     reply = HttpResponse(response.body, status=response.status, headers=response.headers)
     if not any(name.lower() == "content-type" for name, _ in response.headers):
         del reply["Content-Type"]  # not Django's text/html default: Better Stack's 202 has none

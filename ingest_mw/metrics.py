@@ -1,0 +1,538 @@
+"""Prometheus metrics of the ingest APIs: an observer that counts, and a ``/metrics`` app.
+
+Needs the ``metrics`` extra (``pip install 'ingest-mw[metrics]'``, which is
+:pypi:`prometheus-client`). Wiring, for a host or for ``serve``::
+
+    from ingest_mw.metrics import PrometheusObserver, metrics_asgi_app
+
+    observer = PrometheusObserver()           # metrics in prometheus_client's default registry
+    ingest = ASGIApp(apis, sink=sink, observer=observer)
+    app = EndpointsASGIMiddleware(ingest, {"/metrics": metrics_asgi_app()})
+
+(:class:`~ingest_mw.endpoints.EndpointsASGIMiddleware` answers those exact
+paths and passes every other request on; ``metrics_wsgi_app`` and
+:class:`~ingest_mw.endpoints.EndpointsWSGIMiddleware` are the WSGI twins.)
+A host that already exposes ``prometheus_client``'s default registry (its
+own ``/metrics``, ``django-prometheus``, ``prometheus-flask-exporter``) needs
+only the observer: the ``ingest_mw_*`` metrics appear there.
+
+Several processes (``serve --workers N``, gunicorn, uvicorn ``--workers``):
+set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory in the environment of
+the process that starts the workers, before any of them imports
+``prometheus_client``, as prometheus-client documents
+(:func:`prepare_multiprocess` does it, in the supervisor before it starts the
+workers). Every worker then writes its values to files there and whichever
+worker answers ``/metrics`` sums them all. When a worker exits, the
+supervisor calls :func:`forget_process` (prometheus-client's
+``mark_process_dead``), so the in-flight gauges (``livesum``) forget it.
+
+Every metric has the label ``api`` (``betterstack``, ``baselime``); see
+``docs/observability.md`` for the list. A request costs the observer a few
+additions to plain numbers that only its own thread writes (no lock, no
+label lookup); the metric families are built from them when scraped, or,
+in multiprocess mode, written to the directory every :data:`FLUSH_SECONDS`
+(and at each scrape and at exit).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from .api import Response
+from .asgi import send_response
+from .http import PLAIN_TEXT
+from .observe import Observation, Observer
+from .wsgi import write_response
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "FLUSH_SECONDS",
+    "METRICS_PATH",
+    "MULTIPROC_DIR_ENV",
+    "PrometheusObserver",
+    "metrics_asgi_app",
+    "metrics_wsgi_app",
+    "forget_process",
+    "prepare_multiprocess",
+    "render_metrics",
+]
+
+#: Where a server exposes the metrics, by convention.
+METRICS_PATH = "/metrics"
+#: The environment variable that puts prometheus-client in multiprocess mode.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Buckets (seconds) of the storage and request duration histograms: an
+#: SQLite commit takes a fraction of a millisecond, a remote database a few
+#: milliseconds, a storage in trouble seconds; Prometheus' default buckets
+#: start at 5 ms and would put every healthy store in the first one.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+#: Every metric once: its name (a counter's without ``_total``, which
+#: prometheus-client adds), kind, help, its label beside ``api``, and the
+#: attribute of :class:`_Tally` that holds it.
+_FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("ingest_mw_requests", "counter", "Requests answered, by API and status.", "status", "requests"),
+    ("ingest_mw_events_accepted", "counter", "Events stored and acknowledged.", None, "events_accepted"),
+    (
+        "ingest_mw_events_refused",
+        "counter",
+        "Events refused while their request was served, by reason (not those of requests refused whole).",
+        "reason",
+        "refused",
+    ),
+    ("ingest_mw_request_body_bytes", "counter", "Request body bytes read, as sent on the wire.", None, "wire_bytes"),
+    (
+        "ingest_mw_request_body_decoded_bytes",
+        "counter",
+        "Request body bytes read, after Content-Encoding is undone.",
+        None,
+        "body_bytes",
+    ),
+    ("ingest_mw_storage_duration_seconds", "histogram", "Time in the storage hook, per batch.", None, "storage"),
+    ("ingest_mw_request_duration_seconds", "histogram", "Time to decide a request's answer.", None, "duration"),
+    ("ingest_mw_requests_in_flight", "gauge", "Requests being served.", None, "in_flight"),
+    (
+        "ingest_mw_request_body_bytes_in_flight",
+        "gauge",
+        "Decoded body bytes of requests read and not yet answered (being decoded and stored).",
+        None,
+        "body_in_flight",
+    ),
+    ("ingest_mw_rate_limited", "counter", "Requests refused by the rate limit.", None, "rate_limited"),
+    ("ingest_mw_storage_errors", "counter", "Batches the storage hook failed to store.", None, "storage_errors"),
+    (
+        "ingest_mw_rate_limit_storage_errors",
+        "counter",
+        "Requests whose rate-limit storage could not be reached.",
+        None,
+        "rate_limit_storage_errors",
+    ),
+)
+
+_BOUNDS = DURATION_BUCKETS
+_BUCKET_LABELS = [*(floatToGoString(b) for b in _BOUNDS), "+Inf"]  # type: ignore[no-untyped-call]
+
+
+class _Histogram:
+    """Observations per bucket (the last one past every bound) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS) + 1)
+        self.sum = 0.0
+
+    def add(self, other: _Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        self.sum += other.sum
+
+
+_FIRST_BOUND = _BOUNDS[0]
+
+
+def _bucket(value: float) -> int:
+    """The bucket of a ``value`` past the first bound (the hooks test that one inline)."""
+    return bisect_left(_BOUNDS, value)
+
+
+class _Tally:
+    """One API's numbers as seen by one thread: plain numbers that only that
+    thread writes, so counting takes no lock (a read from another thread sees
+    a whole number, at most one request old)."""
+
+    __slots__ = tuple(family[4] for family in _FAMILIES)
+
+    def __init__(self) -> None:
+        self.requests: dict[int, int] = {}
+        self.refused: dict[str, int] = {}
+        self.events_accepted = 0
+        self.wire_bytes = 0
+        self.body_bytes = 0
+        self.storage = _Histogram()
+        self.duration = _Histogram()
+        self.in_flight = 0
+        self.body_in_flight = 0
+        self.rate_limited = 0
+        self.storage_errors = 0
+        self.rate_limit_storage_errors = 0
+
+    def add(self, other: _Tally) -> None:
+        for name in self.__slots__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                for key, count in theirs.copy().items():  # copy(): the other thread may be adding a key
+                    mine[key] = mine.get(key, 0) + count
+            elif isinstance(mine, _Histogram):
+                mine.add(theirs)
+            else:
+                setattr(self, name, mine + theirs)
+
+
+class _Tallies:
+    """Every thread's tallies for one registry, per API, and their totals.
+
+    A server that starts a thread per request (wsgiref's, Django's
+    runserver) would leave a tally per thread ever seen: those of threads
+    that have ended are folded into one per API whenever a thread makes its
+    first tally and at each reading, so their number stays that of live
+    threads.
+    """
+
+    def __init__(self) -> None:
+        #: ``local.by_api``: this thread's tallies by API.
+        self.local = threading.local()
+        self._lock = threading.Lock()
+        self._live: list[tuple[str, _Tally, threading.Thread]] = []
+        self._ended: dict[str, _Tally] = {}
+
+    def get(self, api: str) -> _Tally:
+        """This thread's tally of ``api`` (made on first use)."""
+        by_api = self.local.__dict__.setdefault("by_api", {})
+        tally = by_api.get(api)
+        if tally is not None:
+            return tally  # type: ignore[no-any-return]
+        tally = by_api[api] = _Tally()
+        with self._lock:
+            self._fold_ended()
+            self._live.append((api, tally, threading.current_thread()))
+        return tally
+
+    def forked(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
+    def _fold_ended(self) -> None:
+        """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
+        live = []
+        for api, tally, thread in self._live:
+            if thread.is_alive():
+                live.append((api, tally, thread))
+            else:
+                self._ended.setdefault(api, _Tally()).add(tally)
+        self._live = live
+
+    def totals(self) -> dict[str, _Tally]:
+        with self._lock:
+            self._fold_ended()
+            every = [(api, tally) for api, tally, _ in self._live] + list(self._ended.items())
+        totals: dict[str, _Tally] = {}
+        for api, tally in every:
+            totals.setdefault(api, _Tally()).add(tally)
+        return totals
+
+
+class _Collector(Collector):
+    """The tallies as Prometheus metric families, read at each scrape (one process)."""
+
+    def __init__(self, tallies: _Tallies) -> None:
+        self.tallies = tallies
+
+    def describe(self) -> list[Metric]:
+        return [self._family(name, kind, doc, label) for name, kind, doc, label, _ in _FAMILIES]
+
+    @staticmethod
+    def _family(name: str, kind: str, doc: str, label: str | None) -> Metric:
+        labels = ["api"] if label is None else ["api", label]
+        if kind == "counter":
+            return CounterMetricFamily(name, doc, labels=labels)
+        if kind == "gauge":
+            return GaugeMetricFamily(name, doc, labels=labels)
+        return HistogramMetricFamily(name, doc, labels=labels)
+
+    def collect(self) -> list[Metric]:
+        totals = self.tallies.totals()
+        families = []
+        for name, kind, doc, label, attribute in _FAMILIES:
+            family = self._family(name, kind, doc, label)
+            for api, tally in totals.items():
+                value = getattr(tally, attribute)
+                if isinstance(value, dict):
+                    for key, count in sorted(value.items()):
+                        family.add_metric([api, str(key)], count)  # type: ignore[attr-defined]
+                elif isinstance(value, _Histogram):
+                    cumulative = list(itertools.accumulate(value.counts))
+                    buckets = list(zip(_BUCKET_LABELS, cumulative))
+                    family.add_metric([api], buckets, value.sum)  # type: ignore[attr-defined]
+                else:
+                    family.add_metric([api], value)  # type: ignore[attr-defined]
+            families.append(family)
+        return families
+
+
+class _Flusher:
+    """Multiprocess mode: the tallies' growth written to prometheus-client's
+    per-process files (``PROMETHEUS_MULTIPROC_DIR``), every :data:`FLUSH_SECONDS`
+    from a daemon thread, at each scrape this process answers and at exit.
+    A process killed outright loses at most that last interval's counts."""
+
+    def __init__(self, tallies: _Tallies) -> None:
+        self.tallies = tallies
+        self._lock = threading.Lock()
+        self._flushed: dict[str, _Tally] = {}
+        self._metrics: dict[str, Any] = {}
+        for name, kind, doc, label, attribute in _FAMILIES:
+            labels = ["api"] if label is None else ["api", label]
+            if kind == "counter":
+                self._metrics[attribute] = Counter(name, doc, labels, registry=None)
+            elif kind == "gauge":
+                # livesum: the processes' values added up, those of exited ones left out.
+                self._metrics[attribute] = Gauge(name, doc, labels, registry=None, multiprocess_mode="livesum")
+            else:
+                self._metrics[attribute] = Histogram(name, doc, labels, registry=None, buckets=_BOUNDS)
+        self._pid: int | None = None
+        atexit.register(self.flush)
+        os.register_at_fork(after_in_child=self._forked)
+
+    def ensure_running(self) -> None:
+        """Start the flushing thread in this process."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="ingest_mw-metrics-flush", daemon=True).start()
+
+    def _forked(self) -> None:
+        """In a forked child: the counts it inherited are the parent's to write,
+        so only what this process counts from now on is flushed, by a thread of
+        its own (the parent's did not survive the fork)."""
+        self._lock = threading.Lock()
+        self.tallies.forked()
+        self._flushed = self.tallies.totals()
+        if self._pid is not None:
+            self._pid = None
+            self.ensure_running()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            for api, total in self.tallies.totals().items():
+                before = self._flushed.get(api) or _Tally()
+                for _, kind, _, label, attribute in _FAMILIES:
+                    metric, now, then = self._metrics[attribute], getattr(total, attribute), getattr(before, attribute)
+                    if kind == "gauge":
+                        metric.labels(api).set(now)
+                    elif kind == "histogram":
+                        child = metric.labels(api)
+                        # prometheus-client has no call to add n observations at once: its
+                        # per-bucket values (non-cumulative, +Inf last, as ours) take them.
+                        for index, (a, b) in enumerate(zip(now.counts, then.counts)):
+                            if a != b:
+                                child._buckets[index].inc(a - b)
+                        if now.sum != then.sum:
+                            child._sum.inc(now.sum - then.sum)
+                    elif label is not None:
+                        for key, count in now.items():
+                            if count != then.get(key, 0):
+                                metric.labels(api, str(key)).inc(count - then.get(key, 0))
+                    elif now != then:
+                        metric.labels(api).inc(now - then)
+                self._flushed[api] = total
+
+
+#: How often multiprocess mode writes the counts of a process to its files.
+FLUSH_SECONDS = 1.0
+
+_TALLIES: dict[int, tuple[CollectorRegistry | None, _Tallies]] = {}
+_FLUSHERS: list[_Flusher] = []
+
+
+def _tallies_for(registry: CollectorRegistry | None) -> _Tallies:
+    """The tallies of ``registry``, made and registered once (prometheus-client
+    refuses a metric name registered twice, and two observers in one process
+    should count into the same series); ``None``: multiprocess mode."""
+    made = _TALLIES.get(id(registry))
+    if made is None or made[0] is not registry:
+        tallies = _Tallies()
+        if registry is None:
+            _FLUSHERS.append(_Flusher(tallies))
+        else:
+            registry.register(_Collector(tallies))
+        made = _TALLIES[id(registry)] = (registry, tallies)
+    return made[1]
+
+
+def _multiprocess() -> bool:
+    """Whether prometheus-client chose its multiprocess values at import (``PROMETHEUS_MULTIPROC_DIR`` set)."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+class PrometheusObserver(Observer):
+    """Count every request of the adapters it is given to, as Prometheus metrics.
+
+    ``registry``: where the metrics are exposed; by default
+    prometheus-client's global ``REGISTRY`` (what ``/metrics`` apps and
+    framework exporters expose). In multiprocess mode the counts go to
+    ``PROMETHEUS_MULTIPROC_DIR`` instead, within :data:`FLUSH_SECONDS`, and
+    a scrape reads them all from there. Observers on the same registry share
+    their counts, so several adapters in a process add up.
+
+    A request costs a few additions to plain numbers of this thread's own
+    tally: no lock and no label lookup; the metric families are built from
+    the tallies when scraped.
+    """
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        if registry is None and not _multiprocess():
+            registry = REGISTRY
+        self.registry = registry
+        self._tallies = _tallies_for(registry)
+        self._local = self._tallies.local
+        self._flusher = _FLUSHERS[-1] if registry is None else None
+
+    def started(self, seen: Observation) -> _Tally:
+        """In flight; the token is this thread's tally of the API, so the other
+        hooks need not look it up again."""
+        try:
+            tally: _Tally = self._local.by_api[seen.api]
+        except (AttributeError, KeyError):
+            if self._flusher is not None:
+                self._flusher.ensure_running()
+            tally = self._tallies.get(seen.api)
+        tally.in_flight += 1
+        return tally
+
+    def received(self, seen: Observation, token: _Tally) -> None:
+        token.body_in_flight += seen.body_bytes
+
+    def finished(self, seen: Observation, token: _Tally) -> None:
+        tally = token
+        tally.in_flight -= 1
+        requests = tally.requests
+        status = seen.status
+        requests[status] = requests.get(status, 0) + 1
+        # Nearly every healthy request and store lands in the first bucket:
+        # tested inline, a call fewer on each.
+        duration = seen.duration_seconds
+        histogram = tally.duration
+        histogram.counts[0 if duration <= _FIRST_BOUND else _bucket(duration)] += 1
+        histogram.sum += duration
+        body_bytes = seen.body_bytes
+        if body_bytes:
+            tally.body_in_flight -= body_bytes
+            tally.body_bytes += body_bytes
+            tally.wire_bytes += seen.wire_bytes
+        storage = seen.storage_seconds
+        if storage is not None:
+            tally.events_accepted += seen.events_accepted
+            histogram = tally.storage
+            histogram.counts[0 if storage <= _FIRST_BOUND else _bucket(storage)] += 1
+            histogram.sum += storage
+        if seen.unusual:
+            refused = tally.refused
+            for reason, events in seen.refused.items():
+                refused[reason] = refused.get(reason, 0) + events
+            if seen.storage_failed:
+                tally.storage_errors += 1
+            if seen.rate_limited:
+                tally.rate_limited += 1
+            if seen.rate_limit_unavailable:
+                tally.rate_limit_storage_errors += 1
+
+    def __repr__(self) -> str:
+        return f"PrometheusObserver(registry={self.registry!r})"
+
+
+# --- several processes ------------------------------------------------------------------
+def prepare_multiprocess(directory: str | os.PathLike[str] | None = None) -> str:
+    """Put the workers a supervisor is about to start in multiprocess mode: the
+    directory of ``PROMETHEUS_MULTIPROC_DIR`` (or ``directory``, or a new
+    temporary one, removed at exit) emptied of earlier runs' files, and the
+    variable set in this process's environment, which the workers inherit.
+
+    Call it in the supervisor before the workers start, as ``serve --workers N``
+    does; each worker must import prometheus-client itself, after this (a
+    worker that is *spawned*, as uvicorn's are, does; one forked from a
+    parent that imported it would keep single-process values).
+    """
+    given = directory if directory is not None else os.environ.get(MULTIPROC_DIR_ENV)
+    if given:
+        path = os.fspath(given)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):  # prometheus-client's per-process files, nothing else
+                os.remove(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="ingest-mw-metrics-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[MULTIPROC_DIR_ENV] = path
+    return path
+
+
+def forget_process(pid: int) -> None:
+    """Tell the metrics that worker ``pid`` has exited (its in-flight gauges no
+    longer count): for the supervisor, when it reaps a worker."""
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# --- exposition ------------------------------------------------------------------------
+def render_metrics(registry: CollectorRegistry | None = None, accept: str | None = None) -> Response:
+    """The metrics in the text format the scraper asked for in ``accept``
+    (Prometheus' by default, OpenMetrics if asked). In multiprocess mode
+    every process's values are read from ``PROMETHEUS_MULTIPROC_DIR`` and
+    summed, as prometheus-client documents; else ``registry`` (the global one
+    by default) is read."""
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
+        for flusher in _FLUSHERS:  # this process's own counts, up to now
+            flusher.flush()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    elif registry is None:
+        registry = REGISTRY
+    encode, content_type = choose_encoder(accept or "")
+    return Response(200, (("Content-Type", content_type),), encode(registry))
+
+
+_METHOD_NOT_ALLOWED = Response(405, (PLAIN_TEXT, ("Allow", "GET, HEAD")), b"Method Not Allowed")
+
+
+def _answer(method: str, accept: str | None, registry: CollectorRegistry | None) -> Response:
+    if method not in ("GET", "HEAD"):
+        return _METHOD_NOT_ALLOWED
+    response = render_metrics(registry, accept)
+    return Response(200, response.headers, b"" if method == "HEAD" else response.body)
+
+
+def metrics_asgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+    """An ASGI app answering ``GET`` with the metrics (see :func:`render_metrics`),
+    at whatever path it is mounted. Rendering runs in a worker thread: in
+    multiprocess mode it reads a file per process."""
+    render = sync_to_async(_answer, thread_sensitive=False)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
+        await send_response(await render(scope["method"], accept, registry), send)
+
+    return app
+
+
+def metrics_wsgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+    """A WSGI app answering ``GET`` with the metrics (see :func:`render_metrics`)."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return write_response(_answer(environ["REQUEST_METHOD"], environ.get("HTTP_ACCEPT"), registry), start_response)
+
+    return app

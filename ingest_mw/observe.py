@@ -1,0 +1,292 @@
+"""What one request did, told to whoever observes the adapters: the observer hook.
+
+:meth:`~ingest_mw.api.IngestAPI.handle`, the one request flow, fills an
+:class:`Observation` as it goes and hands it to the :class:`Observer` the
+adapter was given (``observer=`` on :class:`~ingest_mw.ASGIApp`,
+:class:`~ingest_mw.ASGIMiddleware`, :class:`~ingest_mw.WSGIApp`,
+:class:`~ingest_mw.WSGIMiddleware`, the ``OBSERVER`` setting of the Django
+and Flask glue). Three calls per request: :meth:`Observer.started` when
+the flow begins, :meth:`Observer.received` once the body is read, and
+:meth:`Observer.finished` once the answer is decided (or the client gone).
+Metrics (:class:`ingest_mw.metrics.PrometheusObserver`) and the access log
+(:class:`ingest_mw.logs.AccessLogObserver`) are observers; a host writes its
+own by subclassing :class:`Observer` and overriding what it needs::
+
+    class Shipped(Observer):
+        def finished(self, seen: Observation, token: object) -> None:
+            statsd.incr(f"ingest.{seen.api}.{seen.status}")
+
+    app = ASGIApp(apis, sink=sink, observer=Observers(PrometheusObserver(), Shipped()))
+
+An observation never holds a credential, a body or a query string: the
+source *name* the credential stands for, sizes and counts. Observers run in
+the request's own thread or event loop, between the answer being decided
+and it being sent: they must be quick and must not raise (an exception
+from one is logged and the request is answered all the same).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Request
+    from .ratelimit import RateLimitDecision
+
+__all__ = [
+    "CLIENT_GONE",
+    "EVENT_REFUSAL_REASONS",
+    "Observation",
+    "Observer",
+    "Observers",
+    "observe",
+    "refusal_reason",
+]
+
+logger = logging.getLogger("ingest_mw")
+
+#: The status an observation records for a client that left before its
+#: answer (nginx's 499 "client closed request": no response was sent).
+CLIENT_GONE = 499
+
+#: Why events were refused, as metric labels: a fixed set, whatever clients send.
+#: ``too_large``, ``invalid_json``, ``not_an_object`` and ``invalid`` are
+#: elements a codec refused while it kept their neighbours (Baselime's
+#: partial acceptance); ``storage_error`` is every event of a batch the
+#: storage hook failed to store.
+EVENT_REFUSAL_REASONS = ("too_large", "invalid_json", "not_an_object", "invalid", "storage_error")
+
+#: The codecs' words for a refused element, by the start of their wording.
+_REASON_PREFIXES = (
+    ("larger than", "too_large"),
+    ("not valid JSON", "invalid_json"),
+    ("not a JSON object", "not_an_object"),
+)
+
+
+def _failed(hook: Callable[..., Any]) -> None:
+    """Log what an observer hook raised (from its ``except``): never the request's problem."""
+    logger.exception("ingest_mw: observer hook %r failed", hook)
+
+
+def refusal_reason(reason: str) -> str:
+    """The label (one of :data:`EVENT_REFUSAL_REASONS`) of a codec's reason for refusing an element."""
+    for prefix, label in _REASON_PREFIXES:
+        if reason.startswith(prefix):
+            return label
+    return "invalid"
+
+
+_NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
+
+
+class Observation:
+    """The facts of one request to an ingest API, as the flow learns them
+    (made by the flow with :func:`observe`).
+
+    ``api`` is the API's name; ``method``, ``path`` (relative to the mount,
+    never a query string) and ``client`` (the peer address) are the
+    request's; ``source`` is the name of the credential that authenticated
+    it (``None`` when refused). ``status`` is the answer's
+    (:data:`CLIENT_GONE` when the client left first). ``events_accepted``
+    counts the events stored, ``events_refused`` the ones refused while the
+    request was served (an element a codec refused, a batch the storage
+    hook failed to store), by reason in ``refused``; a request refused as a
+    whole (403, 413, a body that does not parse) refuses no counted event:
+    its status says why. ``wire_bytes`` is the body as sent, ``body_bytes``
+    after Content-Encoding (both 0 until the whole body is read);
+    ``storage_seconds`` the time in the storage hook (``None`` if it was not
+    called), ``duration_seconds`` the whole flow's. ``rate_limited`` says
+    the rate limit refused the request; ``rate_limit_unavailable`` that its
+    storage could not be reached; ``storage_failed`` that the hook raised;
+    ``unusual`` that any of these three or a refused event happened (one
+    test for an observer's common case). ``token`` is what the observer's
+    :meth:`~Observer.started` returned.
+    """
+
+    # Set by observe() on every request:
+    api: str
+    request: Request
+    observer: Observer
+    token: Any
+    started_at: float
+    # Class attributes until the flow learns otherwise: a request writes only
+    # what it learns (no slots: setting them all, or a Python __init__, cost
+    # a request more than reading these defaults from the class does).
+    status = 0
+    events_accepted = 0
+    events_refused = 0
+    refused: Mapping[str, int] = _NOTHING_REFUSED
+    wire_bytes = 0
+    body_bytes = 0
+    storing_at = 0.0
+    storage_seconds: float | None = None
+    duration_seconds = 0.0
+    rate_limited = False
+    rate_limit_unavailable = False
+    storage_failed = False
+    unusual = False
+
+    # --- the request's own facts ---------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def path(self) -> str:
+        return self.request.path.partition("?")[0]  # a server that left a query in: never kept
+
+    @property
+    def client(self) -> str | None:
+        return self.request.client
+
+    @property
+    def source(self) -> str | None:
+        return self.request.source
+
+    # --- what the flow reports, in its order (it also sets storing_at,
+    # storage_seconds and events_accepted itself: two calls fewer per request) ---------
+    def rate_limit(self, decision: RateLimitDecision) -> None:
+        """The rate limit refused the request, or its storage was unavailable."""
+        if decision.unavailable:
+            self.rate_limit_unavailable = True
+        else:
+            self.rate_limited = decision.refusal is not None
+        self.unusual = True
+
+    def body_read(self, wire_bytes: int, body_bytes: int) -> None:
+        self.wire_bytes = wire_bytes
+        self.body_bytes = body_bytes
+        try:
+            self.observer.received(self, self.token)
+        except Exception:
+            _failed(self.observer.received)
+
+    def store_failed(self, events: int) -> None:
+        self.storage_seconds = perf_counter() - self.storing_at
+        self.storage_failed = True
+        self._refuse("storage_error", events)
+
+    def finish(self, status: int, decoded: Any = None) -> None:
+        """The answer is decided (``status``); ``decoded``, if the body was decoded,
+        gives the elements the codec refused."""
+        self.duration_seconds = perf_counter() - self.started_at
+        self.status = status
+        invalid = getattr(decoded, "invalid", None)  # a Decoded, or None / a Rescan never run
+        if invalid:
+            for element in invalid:
+                self._refuse(refusal_reason(element.reason), 1)
+        try:
+            self.observer.finished(self, self.token)
+        except Exception:
+            _failed(self.observer.finished)
+
+    def _refuse(self, reason: str, events: int) -> None:
+        refused = dict(self.refused)  # only when something is refused: no dict otherwise
+        refused[reason] = refused.get(reason, 0) + events
+        self.refused = refused
+        self.events_refused += events
+        self.unusual = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The facts as plain values (what a test or a host's own log reads)."""
+        return {
+            "api": self.api,
+            "method": self.method,
+            "path": self.path,
+            "client": self.client,
+            "source": self.source,
+            "status": self.status,
+            "events_accepted": self.events_accepted,
+            "events_refused": self.events_refused,
+            "refused": dict(self.refused),
+            "wire_bytes": self.wire_bytes,
+            "body_bytes": self.body_bytes,
+            "storage_seconds": self.storage_seconds,
+            "duration_seconds": self.duration_seconds,
+            "rate_limited": self.rate_limited,
+            "rate_limit_unavailable": self.rate_limit_unavailable,
+            "storage_failed": self.storage_failed,
+        }
+
+    def __repr__(self) -> str:
+        return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
+
+
+def observe(api: str, request: Request, observer: Observer) -> Observation:
+    """Start observing ``request`` to ``api``: its :class:`Observation`, told to ``observer``."""
+    seen = Observation()
+    seen.api = api
+    seen.request = request
+    seen.observer = observer
+    seen.token = None
+    seen.started_at = perf_counter()
+    try:
+        seen.token = observer.started(seen)
+    except Exception:
+        _failed(observer.started)
+    return seen
+
+
+class Observer:
+    """Told about every request of the adapter it is given to; every hook does
+    nothing here, so a subclass overrides only what it needs.
+
+    ``started`` runs as the flow begins (nothing known yet but the API and
+    the request line); what it returns is handed back to the other two as
+    ``token`` (per-request state of the observer's own: the Prometheus
+    observer's counters of this thread), and is ``seen.token``.
+    ``received`` runs once the body is read (``wire_bytes``,
+    ``body_bytes``); ``finished`` once the answer is decided, with every fact
+    filled in. ``finished`` is called exactly once for every ``started``,
+    also for a client that left (status :data:`CLIENT_GONE`).
+    """
+
+    def started(self, seen: Observation) -> Any:
+        """A request has begun; the value returned comes back as ``token``."""
+        return None
+
+    def received(self, seen: Observation, token: Any) -> None:
+        """Its body has been read."""
+
+    def finished(self, seen: Observation, token: Any) -> None:
+        """Its answer is decided."""
+
+
+class Observers(Observer):
+    """Several observers as one, told in the order given (one that raises
+    is logged and the others are told all the same)."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def started(self, seen: Observation) -> list[Any]:
+        tokens = []
+        for observer in self.observers:
+            try:
+                tokens.append(observer.started(seen))
+            except Exception:
+                tokens.append(None)
+                _failed(observer.started)
+        return tokens
+
+    def received(self, seen: Observation, token: list[Any]) -> None:
+        for observer, own in zip(self.observers, token):
+            try:
+                observer.received(seen, own)
+            except Exception:
+                _failed(observer.received)
+
+    def finished(self, seen: Observation, token: list[Any]) -> None:
+        for observer, own in zip(self.observers, token):
+            try:
+                observer.finished(seen, own)
+            except Exception:
+                _failed(observer.finished)
+
+    def __repr__(self) -> str:
+        return f"Observers{self.observers!r}"

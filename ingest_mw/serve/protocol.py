@@ -1,0 +1,158 @@
+"""uvicorn's httptools protocol with the connection protections it lacks.
+
+uvicorn times out idle keep-alive connections, but nothing times out a
+connection whose request headers never complete (nor one that sends nothing at
+all), and it accepts connections until the process runs out of file
+descriptors. :class:`GuardedHttpToolsProtocol` adds, per connection:
+
+- a header timeout: the request line and headers must be complete within
+  ``header_timeout`` seconds of the connection opening or of the first byte of
+  the next request on a kept-alive connection, else the client gets a 408 and
+  the connection is closed;
+- a cap on open connections per worker: one more is answered 503 with
+  ``Retry-After`` and closed at once, before anything is read.
+
+Both refusals are logged through ``ingest_mw.serve.refusals``, whose lines are
+rate-limited (see :mod:`ingest_mw.serve.logs`).
+
+A host running its own app on uvicorn gets the same guards with
+``uvicorn app:app --http ingest_mw.serve.protocol:GuardedHttpToolsProtocol``;
+the limits then come from ``INGEST_MW_HEADER_TIMEOUT`` and
+``INGEST_MW_MAX_CONNECTIONS``, else ``serve``'s defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+__all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol", "ServeConfig"]
+
+refusals = logging.getLogger("ingest_mw.serve.refusals")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float
+    max_connections: int
+
+    @staticmethod
+    @functools.cache
+    def from_environment() -> ConnectionLimits:
+        """The limits of ``INGEST_MW_HEADER_TIMEOUT`` / ``INGEST_MW_MAX_CONNECTIONS``,
+        else ``serve``'s defaults: for a protocol made by uvicorn's own command line."""
+        from .options import OPTIONS
+
+        values = {}
+        for option in OPTIONS:
+            if option.name in ("header_timeout", "max_connections"):
+                found = option.from_env(os.environ)
+                values[option.name] = option.default if found is None else found[1]
+        return ConnectionLimits(**values)
+
+
+class ServeConfig(Config):
+    """uvicorn's config with the :class:`ConnectionLimits` the protocol reads."""
+
+    def __init__(self, app: Any, *, connection_limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.connection_limits = connection_limits
+
+
+def _plain_response(status: bytes, body: bytes, *headers: bytes) -> bytes:
+    lines = [b"HTTP/1.1 " + status, *headers, b"content-type: text/plain; charset=utf-8"]
+    lines += [b"content-length: %d" % len(body), b"connection: close", b"", body]
+    return b"\r\n".join(lines)
+
+
+TIMED_OUT = _plain_response(b"408 Request Timeout", b"request headers not complete in time")
+#: Retry-After: a second is long enough for most connections of a burst to finish.
+TOO_MANY = _plain_response(b"503 Service Unavailable", b"too many open connections", b"retry-after: 1")
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` with a header timeout and a connection cap.
+
+    A request costs two attribute writes, not a timer: one timer per
+    connection wakes every ``header_timeout`` seconds and closes the
+    connection if a request's headers have been awaited that long.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits: ConnectionLimits = getattr(config, "connection_limits", None) or ConnectionLimits.from_environment()
+        self.header_timeout = limits.header_timeout
+        self.max_connections = limits.max_connections
+        self.header_timer: asyncio.TimerHandle | None = None
+        # When the headers being awaited started (loop time); None while none are.
+        self.awaiting_since: float | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            self.transport = transport
+            transport.write(TOO_MANY)
+            transport.close()
+            refusals.warning(
+                "connection refused: %d connections open, the limit of this worker (--max-connections)",
+                len(self.connections),
+            )
+            return
+        super().connection_made(transport)
+        self.awaiting_since = self.loop.time()
+        self.header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        self.awaiting_since = self.loop.time()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.awaiting_since = None
+        super().on_headers_complete()
+
+    def _check_headers(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        since = self.awaiting_since
+        idle = self.cycle is None or self.cycle.response_complete
+        if since is None and idle and self.timeout_keep_alive_task is None:
+            # Bytes came that start no request (bare CRLFs, which cancel the
+            # keep-alive timer): the headers' clock starts now.
+            since = self.awaiting_since = now
+        if since is not None and now - since >= self.header_timeout:
+            self._headers_timed_out(answer=idle)
+            return
+        wait = self.header_timeout if since is None else since + self.header_timeout - now
+        self.header_timer = self.loop.call_later(wait, self._check_headers)
+
+    def _headers_timed_out(self, *, answer: bool) -> None:
+        if answer:  # no answer of ours under way on this connection
+            self.transport.write(TIMED_OUT)
+        self.transport.close()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        refusals.warning(
+            "connection closed: %s did not complete its request headers within %gs (--header-timeout)",
+            client,
+            self.header_timeout,
+        )

@@ -1,0 +1,123 @@
+"""Start-up checks of ``ingest-mw serve``: each failure is one line and status 2.
+
+The sink is opened and proved writable, the rate-limit storage is reached with
+its credentials and the port is bound before any worker starts, so that a
+mistake shows as ``ingest-mw serve: error: <what> (<what to do>)`` instead of a
+traceback after "startup complete".
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from ..ratelimit import RateLimit
+from ..sinks.base import SinkUnavailable, close_sync
+from ..sinks.url import masked, sink_from_url
+
+__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink"]
+
+
+class StartupError(Exception):
+    """A configuration that cannot serve: its message is the one line the operator sees."""
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def open_sink(url: str) -> Any:
+    """The sink of ``--sink URL``, opened and, when it has a ``check()``, proved
+    writable; the caller closes it."""
+    try:
+        sink = sink_from_url(url)
+    except (ValueError, ImportError) as error:  # a wrong URL; a sink whose extra is missing says which
+        raise StartupError(f"--sink {masked(url)}: {error}") from None
+    except SinkUnavailable as error:  # its one line names the place and the reason
+        raise StartupError(
+            f"--sink {masked(url)}: cannot open it: {error} (does the directory exist, and may this user write there?)"
+        ) from None
+    except Exception as error:  # OSError, sqlite3.Error, a database driver's own: never a traceback
+        raise StartupError(
+            f"--sink {masked(url)}: cannot open it: {_reason(error)}"
+            " (does the directory exist, and may this user write there?)"
+        ) from None
+    check = getattr(sink, "check", None)
+    if check is not None:
+        try:
+            check()
+        except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
+            close_sync(sink)
+            raise StartupError(
+                f"--sink {masked(url)}: not writable: {_reason(error)} (fix its permissions or path)"
+            ) from None
+    return sink
+
+
+def check_rate_limit_storage(rate_limit: RateLimit | None, timeout: float = 3.0) -> None:
+    """Reach the rate-limit storage once, with its credentials, so that a wrong
+    password or an unreachable host fails now rather than being failed open on
+    every request."""
+    if rate_limit is None or rate_limit.storage_uri.startswith("memory://"):
+        return
+    uri = rate_limit.storage_uri
+    shown = masked(uri)
+    if uri.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+
+        client = redis.Redis.from_url(uri, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            client.ping()
+        except redis.AuthenticationError as error:
+            raise StartupError(
+                f"--rate-limit-storage {shown}: authentication failed: {error} (check the password)"
+            ) from None
+        except redis.RedisError as error:
+            raise StartupError(
+                f"--rate-limit-storage {shown}: unreachable: {error} (is the server running there?)"
+            ) from None
+        finally:
+            client.close()
+        return
+    from limits.storage import storage_from_string
+
+    try:
+        reachable = storage_from_string(uri).check()
+    except Exception as error:
+        raise StartupError(f"--rate-limit-storage {shown}: {_reason(error)}") from None
+    if not reachable:
+        raise StartupError(f"--rate-limit-storage {shown}: unreachable (is the server running there?)")
+
+
+_BIND_HINTS = {
+    errno.EADDRINUSE: "another server listens there: stop it or choose another --port",
+    errno.EACCES: "ports below 1024 need privileges: choose --port 1024 or above, or serve behind a proxy",
+    errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own",
+}
+
+
+def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port``, inheritable by the worker processes."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise StartupError(
+            f"--host {host}: {error.strerror} (use an IP address or a name this machine resolves)"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        hint = _BIND_HINTS.get(error.errno or 0, "check --host and --port")
+        raise StartupError(f"cannot listen on {where}: {_reason(error)} ({hint})") from None
+    sock.set_inheritable(True)
+    return sock
