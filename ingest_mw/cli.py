@@ -1,4 +1,4 @@
-"""ingest-mw serve: the Better Stack, Baselime and OTLP ingest APIs over HTTP, SQLite by default."""
+"""ingest-mw: serve the Better Stack, Baselime and OTLP ingest APIs over HTTP, and tail what arrived."""
 
 from __future__ import annotations
 
