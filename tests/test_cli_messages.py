@@ -39,7 +39,7 @@ def test_names_are_letters_digits_and_dot_dash_underscore():
 def test_help_is_plain_text():
     out = ingest_mw("--help").stdout
     assert "``" not in out and ":func:" not in out
-    assert "ingest-mw: serve the Better Stack, Baselime and OTLP ingest APIs over HTTP, and tail what" in out
+    assert "ingest-mw: serve the Better Stack, Baselime and OTLP ingest APIs" in " ".join(out.split())
 
 
 def test_serve_help_lists_the_log_levels():
