@@ -138,7 +138,7 @@ def test_refusals_in_the_chart_in_a_browser(tmp_path, browser_page):  # noqa: F8
         assert page.locator("#refusals-title").inner_text().startswith("Refused per minute · 0 in range")
         refuse_some(server)
         page.click("button[type=submit]")  # Apply: the charts are read again
-        page.wait_for_function("document.getElementById('refusals-legend').innerText.includes('401')", timeout=10_000)
+        page.wait_for_function("document.getElementById('refusals-legend').innerText.includes('403')", timeout=10_000)
         legend = page.locator("#refusals-legend").inner_text()
         assert all(name in legend for name in EXPECTED)
         assert page.locator("#refusals rect").count() >= 2
