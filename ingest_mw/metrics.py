@@ -509,7 +509,7 @@ def refusal_totals(registry: CollectorRegistry | None = None) -> dict[str, dict[
         for flusher in _FLUSHERS:
             flusher.flush()
         collector = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
-        for family in collector.collect():
+        for family in collector.collect():  # type: ignore[no-untyped-call]
             for sample in family.samples:
                 if sample.name == "ingest_mw_requests_total" and int(sample.labels["status"]) >= 400:
                     key = sample.labels["status"]

@@ -4,7 +4,7 @@
   const BASE = document.body.dataset.base;
   const MAX_ROWS = 1000;
   const RANGES = { live: 3600, "15m": 900, "6h": 21600, "24h": 86400, "7d": 604800 };
-  const REFUSAL_COLOURS = ["#ff6b6b", "#f5b83d", "#ff9f43", "#d46bff", "#e05780", "#c9a227", "#ff8fa3", "#b07cff"];
+  const REFUSAL_COLOURS = ["#ff6b6b", "#f5b83d", "#d46bff", "#ff9f43", "#e05780", "#c9a227", "#ff8fa3", "#b07cff"];
   const COLOURS = ["#5b8cff", "#4cc38a", "#f5b83d", "#ff6b6b", "#d46bff", "#3fc1c9", "#ff9f43", "#a0a8b8"];
   const $ = (id) => document.getElementById(id);
   const form = $("filters");
@@ -188,16 +188,22 @@
     if (isLive()) p.delete("until");
     const byParams = new URLSearchParams(p);
     byParams.set("by", $("chart-by").value);
-    const [rate, refused] = await Promise.all([getJSON("/api/rate", byParams), getJSON("/api/refusals", p)]);
+    const [rate] = await Promise.all([getJSON("/api/rate", byParams), refusalsChart()]);
     state.chartDirty = false;
     const drawn = drawBars($("chart"), rate, COLOURS);
     $("chart-title").textContent = `Events per ${per(rate.bucket)} · ${drawn.total} in range`;
     legend($("legend"), drawn.names, COLOURS);
+  }
+  // Refusals per bucket of the range, from the server's metrics (not from the stored rows).
+  async function refusalsChart() {
+    const p = filterParams();
+    if (isLive()) p.delete("until");
+    const refused = await getJSON("/api/refusals", p);
     const svg = $("refusals");
     if (!refused.available) {
       svg.replaceChildren();
       svg.classList.add("off");
-      $("refusals-title").textContent = "Refusals not available: the server counts them only with its metrics on (ingest-mw serve without --no-metrics)";
+      $("refusals-title").textContent = "Refusals not available: nothing counts them in this server (metrics off: serve --no-metrics, or a host app without PrometheusObserver)";
       $("refusals-scope").textContent = "";
       legend($("refusals-legend"), [], REFUSAL_COLOURS);
       return;
@@ -205,9 +211,11 @@
     svg.classList.remove("off");
     const shown = drawBars(svg, refused, REFUSAL_COLOURS);
     $("refusals-title").textContent = `Refused per ${per(refused.bucket)} · ${shown.total} in range`;
-    const since = refused.since ? ` since ${fmtTime(new Date(refused.since * 1000)).slice(0, 16)}` : "";
-    $("refusals-scope").textContent = (refused.scope === "server" ? "every worker's" : "this server process's") + since +
-      " · requests refused whole by status, events refused inside accepted requests by reason";
+    const since = refused.since ? `, counted since ${fmtTime(new Date(refused.since * 1000)).slice(0, 16)}` : "";
+    const scope = $("refusals-scope");
+    scope.textContent = (refused.scope === "server" ? "all workers" : "this process") + since;
+    scope.title = "Requests refused whole, by status; events refused inside accepted requests, by reason. " +
+      (refused.scope === "server" ? "Summed over every worker of the server." : "Counted by the process that serves this page.");
     legend($("refusals-legend"), shown.names, REFUSAL_COLOURS);
   }
   function per(bucket) {
@@ -346,6 +354,8 @@
   // The chart follows the live tail at most every 5 seconds, and once a minute regardless.
   setInterval(() => { if (isLive() && !state.paused && state.chartDirty) chart(); }, 5000);
   setInterval(() => { if (isLive() && !state.paused) chart(); }, 60000);
+  // Refusals come with no event to tell the page: read every 10 seconds.
+  setInterval(() => { if (isLive() && !state.paused) refusalsChart().catch(() => {}); }, 10000);
 
   facets().catch(() => {});
   reload();
