@@ -15,6 +15,7 @@ from serve_process import Server
 from test_ui import UI_TOKEN, bearer, browser_page, get  # noqa: F401  (browser_page: a fixture)
 
 TOKEN = "refusals-token"
+KEY = "refusals-key"
 
 
 def post_status(url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -33,6 +34,8 @@ def serve(tmp_path, *extra: str) -> Server:
             f"sqlite:///{tmp_path / 'ingest.db'}",
             "--token",
             f"web={TOKEN}",
+            "--api-key",
+            f"team={KEY}",
             "--ui-token",
             UI_TOKEN,
             *extra,
@@ -54,16 +57,23 @@ def post_too_large(port: int) -> int:
 
 
 def refuse_some(server: Server) -> None:
-    """No token, a wrong token, a body too large, an invalid body, and one stored event."""
+    """No token, a wrong token, too large, invalid, one stored event, and one refused beside a stored one."""
     event = b'{"message": "fine"}'
     assert post_status(server.url, event, {}) == 403  # Better Stack's answer to both
     assert post_status(server.url, event, bearer("wrong")) == 403
     assert post_too_large(server.port) == 413
     assert post_status(server.url, b'[{"message": "kept"}, 42]', bearer(TOKEN)) == 400
     assert post_status(server.url, event, bearer(TOKEN)) == 202  # stored: not a refusal
+    # Baselime keeps the objects beside a refused element: a 400, one event stored, one refused.
+    assert post_status(server.url + "/v1/payments", b'[{"message": "kept"}, 7]', {"x-api-key": KEY}) == 400
 
 
-EXPECTED = {"requests 403 credentials": 2, "requests 413 too large": 1, "requests 400 invalid": 1}
+EXPECTED = {
+    "requests 403 credentials": 2,
+    "requests 413 too large": 1,
+    "requests 400 invalid": 2,
+    "events not_an_object": 1,
+}
 
 
 def refusals(server: Server, query: str = "") -> dict:
@@ -142,7 +152,7 @@ def test_refusals_in_the_chart_in_a_browser(tmp_path, browser_page):  # noqa: F8
         legend = page.locator("#refusals-legend").inner_text()
         assert all(name in legend for name in EXPECTED)
         assert page.locator("#refusals rect").count() >= 2
-        assert "4 in range" in page.locator("#refusals-title").inner_text()
+        assert "6 in range" in page.locator("#refusals-title").inner_text()
         page.locator(".chart-panel").screenshot(path=str(shots / "refusals-panel.png"))
         page.screenshot(path=str(shots / "refusals-page.png"))
     finally:
