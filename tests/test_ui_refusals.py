@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 from serve_process import Server
 from test_ui import UI_TOKEN, bearer, browser_page, get  # noqa: F401  (browser_page: a fixture)
 
@@ -171,4 +170,32 @@ def test_the_page_says_when_refusals_are_not_available(tmp_path, browser_page): 
         server.stop()
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_history_keeps_what_the_counters_grew_by_per_minute():
+    """RefusalHistory over a counter read of its own (the metrics' stand-in is a dict the test grows)."""
+    from ingest_mw.ui.refusals import RefusalHistory
+
+    counters: dict[str, dict[str, int]] | None = {"requests": {"429": 5}, "events": {}}
+    history = RefusalHistory(lambda: counters, minutes=2)
+    history.sample(now=600.0)  # the baseline: the 5 were counted before, when is unknown
+    assert history.describe()["available"] is True and history.describe()["since"] == 600.0
+    counters = {"requests": {"429": 7, "503": 1}, "events": {"invalid_json": 3}}
+    history.sample(now=610.0)
+    history.sample(now=650.0)  # nothing new
+    counters = {"requests": {"429": 8, "503": 1}, "events": {"invalid_json": 3}}
+    history.sample(now=665.0)
+    assert sorted(history.counts(0, 10_000)) == [
+        (600, "events invalid_json", 3),
+        (600, "requests 429 rate limit", 2),
+        (600, "requests 503 overload or storage", 1),
+        (660, "requests 429 rate limit", 1),
+    ]
+    assert history.counts(660, 720) == [(660, "requests 429 rate limit", 1)]
+    counters = {"requests": {"429": 1}, "events": {}}  # counters reset (a new metrics directory): no negatives
+    history.sample(now=730.0)
+    counters = {"requests": {"429": 2}, "events": {}}
+    history.sample(now=790.0)
+    assert history.counts(0, 10_000)[-1] == (780, "requests 429 rate limit", 1)
+    assert {minute for minute, _, _ in history.counts(0, 10_000)} == {660, 780}  # two minutes kept at most
+    counters = None
+    history.sample(now=800.0)
+    assert history.describe()["available"] is False

@@ -4,7 +4,8 @@
 this package, no CDN) and its data endpoints at its mount point (``/ui``
 under ``serve``). It reads through a :class:`~ingest_mw.read.Reader` of the
 sink, never in the ingest path; new events reach open pages as server-sent
-events. Every request needs a UI token: a Bearer header, the cookie the page
+events. The refusals chart samples the metrics' counters
+(:mod:`.refusals`), also beside the ingest path. Every request needs a UI token: a Bearer header, the cookie the page
 sets, or ``?token=`` on the page's URL (exchanged for the cookie at once).
 :class:`UIMount` puts the page beside an ingest app.
 """
