@@ -70,6 +70,7 @@ __all__ = [
     "metrics_wsgi_app",
     "forget_process",
     "prepare_multiprocess",
+    "refusal_totals",
     "render_metrics",
 ]
 
@@ -483,6 +484,51 @@ def forget_process(pid: int) -> None:
     longer count): for the supervisor, when it reaps a worker."""
     if os.environ.get(MULTIPROC_DIR_ENV):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# --- reading back -----------------------------------------------------------------------
+def refusal_totals(registry: CollectorRegistry | None = None) -> dict[str, dict[str, int]] | None:
+    """What the observers have refused so far, summed over the APIs, or ``None``
+    when no :class:`PrometheusObserver` counts in this process (metrics off):
+    ``{"requests": {status: requests}, "events": {reason: events}}``, the
+    requests answered 4xx/5xx (refused whole) and the events refused inside
+    accepted requests, both counters since the start.
+
+    In multiprocess mode every process's counts are read from
+    ``PROMETHEUS_MULTIPROC_DIR`` (the whole server's, at most
+    :data:`FLUSH_SECONDS` old), else this process's tallies of ``registry``
+    (the global one by default). For readers beside the ingest path (the Live
+    Tail page samples it): it costs a request nothing.
+    """
+    requests: dict[str, int] = {}
+    events: dict[str, int] = {}
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory and _multiprocess():
+        if not _FLUSHERS:
+            return None
+        for flusher in _FLUSHERS:
+            flusher.flush()
+        collector = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        for family in collector.collect():  # type: ignore[no-untyped-call]
+            for sample in family.samples:
+                if sample.name == "ingest_mw_requests_total" and int(sample.labels["status"]) >= 400:
+                    key = sample.labels["status"]
+                    requests[key] = requests.get(key, 0) + int(sample.value)
+                elif sample.name == "ingest_mw_events_refused_total":
+                    key = sample.labels["reason"]
+                    events[key] = events.get(key, 0) + int(sample.value)
+        return {"requests": requests, "events": events}
+    registry = REGISTRY if registry is None else registry
+    made = _TALLIES.get(id(registry))
+    if made is None or made[0] is not registry:
+        return None
+    for tally in made[1].totals().values():
+        for status, count in tally.requests.items():
+            if status >= 400:
+                requests[str(status)] = requests.get(str(status), 0) + count
+        for reason, count in tally.refused.items():
+            events[reason] = events.get(reason, 0) + count
+    return {"requests": requests, "events": events}
 
 
 # --- exposition ------------------------------------------------------------------------

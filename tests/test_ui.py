@@ -77,6 +77,7 @@ DATA_PATHS = [
     "/ui/api/events",
     "/ui/api/events/1",
     "/ui/api/rate",
+    "/ui/api/refusals",
     "/ui/api/facets",
     "/ui/api/stream",
     "/ui/static/app.js",

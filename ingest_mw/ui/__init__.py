@@ -4,7 +4,8 @@
 this package, no CDN) and its data endpoints at its mount point (``/ui``
 under ``serve``). It reads through a :class:`~ingest_mw.read.Reader` of the
 sink, never in the ingest path; new events reach open pages as server-sent
-events. Every request needs a UI token: a Bearer header, the cookie the page
+events. The refusals chart samples the metrics' counters
+(:mod:`.refusals`), also beside the ingest path. Every request needs a UI token: a Bearer header, the cookie the page
 sets, or ``?token=`` on the page's URL (exchanged for the cookie at once).
 :class:`UIMount` puts the page beside an ingest app.
 """
@@ -19,7 +20,7 @@ import signal
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -33,7 +34,8 @@ from ..http import normalize_prefix
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
 from ..read.follow import Watch
 from ..read.query import LEVEL_FIELDS, first_text, level_message_rest
-from ..read.rate import RATE_SERIES, RateCache
+from ..read.rate import DEFAULT_RANGE, RATE_SERIES, RateCache, bucket_seconds, rate_series
+from .refusals import SAMPLE_SECONDS, RefusalHistory
 
 __all__ = ["LiveTailApp", "UIMount", "view"]
 
@@ -186,6 +188,8 @@ class LiveTailApp:
         self.auth = CredentialAuth(tokens, status=401)
         self._changes = _Changes(reader)
         self._rates = RateCache(reader)
+        self._refusals = RefusalHistory()
+        self._sampling: asyncio.Task[None] | None = None
         self._streams_end: asyncio.Event | None = None
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -212,7 +216,22 @@ class LiveTailApp:
             return candidate.partition(" ")[2].strip()
         return None
 
+    def start_sampling(self) -> None:
+        """Start sampling the metrics' refusals on this event loop (once): at
+        start-up under :class:`UIMount`, else at the page's first request."""
+        if self._sampling is None:
+            self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
+
+    async def _sample_forever(self) -> None:
+        while True:
+            try:
+                await self._run(self._refusals.sample)
+            except Exception:  # a metrics directory gone for a moment: the next sample goes on
+                logger.warning("Live Tail: cannot read the metrics", exc_info=True)
+            await asyncio.sleep(SAMPLE_SECONDS)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.start_sampling()
         if scope["type"] != "http":
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1000})
@@ -277,6 +296,8 @@ class LiveTailApp:
             query = query_from_params(params)
             rate = await self._run(lambda: self._rates.rate(query, by=by))
             await _send(send, 200, orjson.dumps(rate), [_JSON, _NO_STORE])
+        elif path == "/api/refusals":
+            await _send(send, 200, orjson.dumps(await self._refusals_chart(params)), [_JSON, _NO_STORE])
         elif path == "/api/facets":
             events = await self._run(self.reader.search, Query(limit=FACET_EVENTS))
             facets = {
@@ -359,6 +380,19 @@ class LiveTailApp:
             gone.cancel()
             ending.cancel()
 
+    async def _refusals_chart(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
+        """Refusals per bucket (the rate chart's buckets) of ``since`` .. ``until``, sampled now."""
+        query = query_from_params(params)
+        until = query.until or datetime.now(UTC)
+        since = query.since or until - DEFAULT_RANGE
+        history = self._refusals
+        await self._run(history.sample)
+        chart = history.describe()
+        if not chart["available"]:
+            return chart
+        counts = history.counts(since.timestamp(), until.timestamp())
+        return {**chart, **rate_series(counts, since=since, until=until, bucket=bucket_seconds(since, until))}
+
     def _ending(self) -> asyncio.Event:
         if self._streams_end is None:
             self._streams_end = asyncio.Event()
@@ -370,6 +404,12 @@ class LiveTailApp:
         :class:`UIMount` calls it when the process gets SIGTERM or SIGINT."""
         if self._streams_end is not None:
             self._streams_end.set()
+
+    def stop_sampling(self) -> None:
+        """Stop sampling the refusals (on the event loop the sampling runs on)."""
+        if self._sampling is not None:
+            self._sampling.cancel()
+            self._sampling = None
 
     def close(self) -> None:
         self.reader.close()
@@ -432,10 +472,12 @@ class UIMount:
         """Called on the event loop once the server has started (done on the
         lifespan start-up passing through): SIGTERM and SIGINT end the page's
         streams first, then do what the server's handlers do."""
+        self.ui.start_sampling()
         _before_exit_signals(self.ui.end_streams)
 
     async def aclose(self) -> None:
-        """Close the page's reader (done on the lifespan shutdown passing through)."""
+        """Stop sampling, close the page's reader (done on the lifespan shutdown passing through)."""
+        self.ui.stop_sampling()
         await sync_to_async(self.ui.close, thread_sensitive=False)()
 
     def __getattr__(self, name: str) -> Any:

@@ -1,9 +1,10 @@
-// The Live Tail page: filters -> /api/events (search), /api/stream (server-sent events), /api/rate (chart).
+// The Live Tail page: filters -> /api/events (search), /api/stream (server-sent events), /api/rate and /api/refusals (charts).
 "use strict";
 (function () {
   const BASE = document.body.dataset.base;
   const MAX_ROWS = 1000;
   const RANGES = { live: 3600, "15m": 900, "6h": 21600, "24h": 86400, "7d": 604800 };
+  const REFUSAL_COLOURS = ["#ff6b6b", "#f5b83d", "#d46bff", "#ff9f43", "#e05780", "#c9a227", "#ff8fa3", "#b07cff"];
   const COLOURS = ["#5b8cff", "#4cc38a", "#f5b83d", "#ff6b6b", "#d46bff", "#3fc1c9", "#ff9f43", "#a0a8b8"];
   const $ = (id) => document.getElementById(id);
   const form = $("filters");
@@ -184,11 +185,54 @@
 
   async function chart() {
     const p = filterParams();
-    p.set("by", $("chart-by").value);
     if (isLive()) p.delete("until");
-    const rate = await getJSON("/api/rate", p);
+    const byParams = new URLSearchParams(p);
+    byParams.set("by", $("chart-by").value);
+    const [rate] = await Promise.all([getJSON("/api/rate", byParams), refusalsChart()]);
     state.chartDirty = false;
-    const svg = $("chart");
+    const drawn = drawBars($("chart"), rate, COLOURS);
+    $("chart-title").textContent = `Events per ${per(rate.bucket)} · ${drawn.total} in range`;
+    legend($("legend"), drawn.names, COLOURS);
+  }
+  // Refusals per bucket of the range, from the server's metrics (not from the stored rows).
+  async function refusalsChart() {
+    const p = filterParams();
+    if (isLive()) p.delete("until");
+    const refused = await getJSON("/api/refusals", p);
+    const svg = $("refusals");
+    if (!refused.available) {
+      svg.replaceChildren();
+      svg.classList.add("off");
+      $("refusals-title").textContent = "Refusals not available: nothing counts them in this server (metrics off: serve --no-metrics, or a host app without PrometheusObserver)";
+      $("refusals-scope").textContent = "";
+      legend($("refusals-legend"), [], REFUSAL_COLOURS);
+      return;
+    }
+    svg.classList.remove("off");
+    const shown = drawBars(svg, refused, REFUSAL_COLOURS);
+    $("refusals-title").textContent = `Refused per ${per(refused.bucket)} · ${shown.total} in range`;
+    const since = refused.since ? `, counted since ${fmtTime(new Date(refused.since * 1000)).slice(0, 16)}` : "";
+    const scope = $("refusals-scope");
+    scope.textContent = (refused.scope === "server" ? "all workers" : "this process") + since;
+    scope.title = "Requests refused whole, by status; events refused inside accepted requests, by reason. " +
+      (refused.scope === "server" ? "Summed over every worker of the server." : "Counted by the process that serves this page.");
+    legend($("refusals-legend"), shown.names, REFUSAL_COLOURS);
+  }
+  function per(bucket) {
+    return { 60: "minute", 300: "5 minutes", 900: "15 minutes", 1800: "30 minutes", 3600: "hour", 10800: "3 hours", 21600: "6 hours", 86400: "day", 604800: "week" }[bucket] || `${bucket} s`;
+  }
+  function legend(node, names, colours) {
+    node.replaceChildren(...names.map((name, index) => {
+      const span = document.createElement("span");
+      const swatch = document.createElement("i");
+      swatch.style.background = colours[index % colours.length];
+      span.append(swatch, name || "(none)");
+      return span;
+    }));
+  }
+
+  // Stacked bars of {start, bucket, buckets, series} into svg: the names drawn and the total.
+  function drawBars(svg, rate, colours) {
     const width = svg.clientWidth || 800, height = svg.clientHeight || 130;
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const left = 40, bottom = 18, top = 6, plotW = width - left - 6, plotH = height - top - bottom;
@@ -207,7 +251,7 @@
     const barW = plotW / rate.buckets;
     const stacked = new Array(rate.buckets).fill(0);
     names.forEach((name, index) => {
-      const colour = COLOURS[index % COLOURS.length];
+      const colour = colours[index % colours.length];
       rate.series[name].forEach((n, i) => {
         if (!n) return;
         const h = (n / yMax) * plotH;
@@ -231,15 +275,7 @@
       nodes.push(el("text", { class: "axis", x, y: height - 4, "text-anchor": x < left + 20 ? "start" : x > width - 30 ? "end" : "middle" }, label));
     }
     svg.replaceChildren(...nodes);
-    const per = { 60: "minute", 300: "5 minutes", 900: "15 minutes", 1800: "30 minutes", 3600: "hour", 10800: "3 hours", 21600: "6 hours", 86400: "day", 604800: "week" }[rate.bucket] || `${rate.bucket} s`;
-    $("chart-title").textContent = `Events per ${per} · ${totals.reduce((a, b) => a + b, 0)} in range`;
-    $("legend").replaceChildren(...names.map((name, index) => {
-      const span = document.createElement("span");
-      const swatch = document.createElement("i");
-      swatch.style.background = COLOURS[index % COLOURS.length];
-      span.append(swatch, name || "(none)");
-      return span;
-    }));
+    return { names, total: totals.reduce((a, b) => a + b, 0) };
   }
   function niceStep(max) {
     const raw = max / 4, mag = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -318,6 +354,8 @@
   // The chart follows the live tail at most every 5 seconds, and once a minute regardless.
   setInterval(() => { if (isLive() && !state.paused && state.chartDirty) chart(); }, 5000);
   setInterval(() => { if (isLive() && !state.paused) chart(); }, 60000);
+  // Refusals come with no event to tell the page: read every 10 seconds.
+  setInterval(() => { if (isLive() && !state.paused) refusalsChart().catch(() => {}); }, 10000);
 
   facets().catch(() => {});
   reload();
