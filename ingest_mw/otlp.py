@@ -130,9 +130,7 @@ class OTLPLogsAPI(IngestAPI):
                 status=401,
                 detail="missing or invalid token: send Authorization: Bearer <token>",
             ),
-            body_limit=BodyLimit(
-                max_body_bytes, detail=f"the request body is over {max_body_bytes} bytes (decompressed too)"
-            ),
+            body_limit=BodyLimit(max_body_bytes, detail="the request body is over {limit} (decompressed too)"),
             codecs=CodecNegotiation([self._protobuf, json]),
             times=EventTimes(fields=classes.TIME_FIELDS, max_past=max_past, units_per_second=10**9),
             rate_limit=as_rate_limit(rate_limit),

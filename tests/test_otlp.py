@@ -463,7 +463,7 @@ def test_413_for_a_body_over_the_limit(adapter, sink, content_type):
     reply = client.request("POST", URL, encode(big, content_type), headers(content_type))
     assert reply.status == 413
     assert reply.headers["content-type"] == content_type
-    assert "over 4096 bytes" in answer(reply, Status).message
+    assert "over 4 KiB (decompressed too)" in answer(reply, Status).message
     assert sink.batches == []
 
 
@@ -480,7 +480,7 @@ def test_413_for_a_body_over_the_limit_without_a_content_length_stops_reading():
     sent = call_asgi(app, headers(), receive)  # no Content-Length: the body is counted as it comes
     assert sent[0]["status"] == 413
     assert sum(received) <= 11 * 1024  # it stopped reading at the limit, not at the end of the body
-    assert "over 10240 bytes" in Status.FromString(sent[1]["body"]).message
+    assert "over 10 KiB (decompressed too)" in Status.FromString(sent[1]["body"]).message
     assert sink.batches == []
 
 

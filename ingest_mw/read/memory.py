@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterator
 
-from ..sinks.memory import _COUNT, JSONMemorySink, _Kept, kept_batch
+from ..sinks.memory import KEPT_COUNT, JSONMemorySink, Kept, kept_batch
 from ..sinks.record import rows
 from .base import RateCounts, ScanReader
 from .query import Query, StoredEvent
@@ -30,11 +30,11 @@ class MemoryReader(ScanReader):
 
     def __init__(self, sink: JSONMemorySink) -> None:
         self.sink = sink
-        self._newest: _Kept | None = None  # the newest batch seen kept
+        self._newest: Kept | None = None  # the newest batch seen kept
         self._next = 1  # the id after the newest batch's last event
         self._lock = threading.Lock()
 
-    def _kept(self) -> tuple[list[_Kept], int]:
+    def _kept(self) -> tuple[list[Kept], int]:
         """The kept batches, oldest first, and the id after the newest one's last event."""
         kept = self.sink.kept()
         with self._lock:
@@ -42,35 +42,35 @@ class MemoryReader(ScanReader):
             for batch in reversed(kept):
                 if batch is self._newest:
                     break
-                new += batch[_COUNT]
+                new += batch[KEPT_COUNT]
             self._next += new
             self._newest = kept[-1] if kept else None
             return kept, self._next
 
-    def _numbered_backwards(self) -> Iterator[tuple[_Kept, int]]:
+    def _numbered_backwards(self) -> Iterator[tuple[Kept, int]]:
         """(kept batch, id of its first event), newest first."""
         kept, end = self._kept()
         for batch in reversed(kept):
-            end -= batch[_COUNT]
+            end -= batch[KEPT_COUNT]
             yield batch, end
 
-    def _numbered(self) -> list[tuple[_Kept, int]]:
+    def _numbered(self) -> list[tuple[Kept, int]]:
         """(kept batch, id of its first event), oldest first."""
         numbered = list(self._numbered_backwards())
         numbered.reverse()
         return numbered
 
-    def _events(self, kept: _Kept, first: int) -> list[StoredEvent]:
+    def _events(self, kept: Kept, first: int) -> list[StoredEvent]:
         return [StoredEvent.from_row(first + offset, row) for offset, row in enumerate(rows(kept_batch(kept)))]
 
     def scan(self, after: int = 0) -> Iterator[StoredEvent]:
         for kept, first in self._numbered():
-            if first + kept[_COUNT] - 1 > after:
+            if first + kept[KEPT_COUNT] - 1 > after:
                 yield from (event for event in self._events(kept, first) if event.id > after)
 
     def backwards(self, before: int | None = None, after: int = 0) -> Iterator[StoredEvent]:
         for kept, first in self._numbered_backwards():
-            if first + kept[_COUNT] - 1 <= after:
+            if first + kept[KEPT_COUNT] - 1 <= after:
                 return
             if before is not None and first >= before:
                 continue
@@ -89,7 +89,7 @@ class MemoryReader(ScanReader):
         after, before = query.after or 0, query.before
         counts: dict[tuple[int, str], int] = {}
         for kept, first in self._numbered_backwards():
-            last = first + kept[_COUNT] - 1
+            last = first + kept[KEPT_COUNT] - 1
             if last <= after:
                 break
             api, source, at, _, dataset, service = kept[:6]

@@ -22,13 +22,14 @@ from ..api import IngestAPI
 from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
+from ..clientip import TrustedProxies
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..health import HEALTH_PATH, READY_PATH, Health, health_asgi_endpoints
 from ..observe import Observer, Observers
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
-from ..ratelimit import RateLimit
+from ..ratelimit import UNKNOWN_CLIENT, RateLimit
 from ..sinks.url import sink_from_url
-from ..ui import UIMount
+from ..ui import UI_RATE_LIMIT, UIMount
 from .options import default_of
 
 __all__ = ["ADMISSION_OPTIONS", "GC_THRESHOLD", "AppSpec", "ServeApp", "build_rate_limit", "routes"]
@@ -177,7 +178,19 @@ class AppSpec:
 
             endpoints[METRICS_PATH] = metrics_asgi_app()
         app = ASGIApp(apis, sink=sink, observer=self.observer(), endpoints=endpoints)
-        ui = UIMount.for_sink(app, sink=sink, tokens=self.ui_tokens, prefix=UI_PATH) if self.ui_tokens else None
+        ui = None
+        if self.ui_tokens:
+            # Counted where the ingest requests are (--rate-limit-storage, the
+            # client behind the same proxies), under keys of its own.
+            proxies = TrustedProxies(self.trusted_proxies)
+            ui_limit = RateLimit(
+                limit=UI_RATE_LIMIT,
+                storage_uri=self.rate_limit_storage,
+                key=lambda request: "ui/" + (proxies.client_ip(request.client, request.headers) or UNKNOWN_CLIENT),
+                storage_timeout=self.rate_limit_storage_timeout,
+                fail_open=self.rate_limit_fail_open,
+            )
+            ui = UIMount.for_sink(app, sink=sink, tokens=self.ui_tokens, prefix=UI_PATH, rate_limit=ui_limit)
         return app, health, ui
 
 

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 from ..batch import Batch, Event, Events, TimesRule, events_json, load_events_json
 
-__all__ = ["JSONEvents", "JSONMemorySink", "MemorySink", "ON_LOOP_EVENTS"]
+__all__ = ["JSONEvents", "JSONMemorySink", "KEPT_COUNT", "Kept", "MemorySink", "ON_LOOP_EVENTS", "kept_batch"]
 
 
 class MemorySink:
@@ -140,11 +140,11 @@ ON_LOOP_EVENTS = 4096
 #: One plain tuple per batch beside the text and the reception time: every
 #: object kept per batch is one more to free, cache-cold, when the batch is
 #: dropped, and one more for the cyclic GC to walk until then.
-_Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule, bool]
-_COUNT: Final = 8  # the index of the number of events in a _Kept
+Kept = tuple[str, str, datetime, str | None, str | None, str | None, str | None, bytes, int, TimesRule, bool]
+KEPT_COUNT: Final = 8  # the index of the number of events in a Kept
 
 
-def kept_batch(kept: _Kept) -> Batch:
+def kept_batch(kept: Kept) -> Batch:
     """The :class:`~ingest_mw.batch.Batch` a kept tuple stands for (its events :class:`JSONEvents`)."""
     api, source, at, client, dataset, service, namespace, text, count, rule, labels = kept
     return Batch(api, source, at, JSONEvents(text, count, rule, at), client, dataset, service, namespace, labels)
@@ -172,7 +172,7 @@ class JSONMemorySink:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.max_events = max_events
-        self._batches: deque[_Kept] = deque()
+        self._batches: deque[Kept] = deque()
         self._kept = 0  # events in _batches
         self._lock = threading.Lock()
 
@@ -218,7 +218,7 @@ class JSONMemorySink:
             batches.append(kept)
             total = self._kept + count
             while total > self.max_events and len(batches) > 1:
-                total -= batches.popleft()[_COUNT]
+                total -= batches.popleft()[KEPT_COUNT]
             self._kept = total
 
     async def acall(self, batch: Batch) -> None:
@@ -229,14 +229,14 @@ class JSONMemorySink:
         else:
             await sync_to_async(self.__call__, thread_sensitive=False)(batch)
 
-    def kept(self) -> list[_Kept]:
+    def kept(self) -> list[Kept]:
         """A copy of the kept tuples, oldest first (:func:`kept_batch` makes each a
         :class:`~ingest_mw.batch.Batch`): what a reader looks at, without
         decoding a batch it does not need."""
         with self._lock:
             return list(self._batches)
 
-    def newest(self) -> tuple[int, _Kept | None]:
+    def newest(self) -> tuple[int, Kept | None]:
         """How many batches are kept, and the newest one: enough for a reader to
         tell that something was kept since it last looked, without a copy."""
         with self._lock:

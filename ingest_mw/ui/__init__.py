@@ -27,17 +27,28 @@ from typing import Any, TypeVar
 import orjson
 from asgiref.sync import sync_to_async
 
-from ..asgi import ASGIApplication, Receive, Scope, Send, mounted_scope, route_path, scope_headers
+from ..asgi import (
+    ASGIApplication,
+    Receive,
+    Scope,
+    Send,
+    mounted_scope,
+    raw_headers,
+    request_from_scope,
+    route_path,
+    scope_headers,
+)
 from ..auth import CredentialAuth
 from ..errors import IngestError
 from ..http import normalize_prefix
+from ..ratelimit import RateLimit, as_rate_limit
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
 from ..read.follow import Watch
 from ..read.query import LEVEL_FIELDS, first_text, level_message_rest
 from ..read.rate import DEFAULT_RANGE, RATE_SERIES, RateCache, bucket_seconds, rate_series
 from .refusals import SAMPLE_SECONDS, RefusalHistory
 
-__all__ = ["LiveTailApp", "UIMount", "view"]
+__all__ = ["UI_RATE_LIMIT", "LiveTailApp", "UIMount", "view"]
 
 logger = logging.getLogger("ingest_mw.ui")
 
@@ -179,13 +190,30 @@ class _Changes:
             return self.generation
 
 
+#: Requests a minute per client IP to the page and its data, as ingest
+#: requests are counted: every request, before its token is looked at, so a
+#: guesser is slowed down whatever it guesses. An open page makes a dozen a
+#: minute (its stream reopens every 10 s, its charts refresh as often).
+UI_RATE_LIMIT = "120/minute"
+
+
 class LiveTailApp:
     """The page and its data for ``reader``, open to holders of one of ``tokens``
-    (``{name: secret}`` or a list of secrets, as the ingest credentials)."""
+    (``{name: secret}`` or a list of secrets, as the ingest credentials).
+    ``rate_limit`` counts every request per client IP (a limits string or a
+    :class:`~ingest_mw.ratelimit.RateLimit`, with trusted proxies for one
+    behind a proxy; ``None``: no limit), so token guesses are throttled."""
 
-    def __init__(self, reader: Reader, *, tokens: Mapping[str, str] | list[str]) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        *,
+        tokens: Mapping[str, str] | list[str],
+        rate_limit: RateLimit | str | None = UI_RATE_LIMIT,
+    ) -> None:
         self.reader = reader
         self.auth = CredentialAuth(tokens, status=401)
+        self.rate_limit = as_rate_limit(rate_limit)
         self._changes = _Changes(reader)
         self._rates = RateCache(reader)
         self._refusals = RefusalHistory()
@@ -242,6 +270,13 @@ class LiveTailApp:
         if scope["method"] not in ("GET", "HEAD"):
             await _send(send, 405, b'{"message":"Method Not Allowed"}', [_JSON, (b"allow", b"GET, HEAD")])
             return
+        if self.rate_limit is not None:
+            decision = await self.rate_limit.ahit(request_from_scope(scope, path))
+            if decision.refusal is not None:
+                headers = raw_headers((*decision.headers, *decision.refusal.headers))
+                message = orjson.dumps({"message": decision.refusal.detail})
+                await _send(send, decision.refusal.status, message, [_JSON, *headers])
+                return
         token = self._authorized(scope, params)
         page = path in ("", "/")
         if token is None:
@@ -444,9 +479,17 @@ class UIMount:
             raise ValueError("prefix must not be the root: the ingest APIs are served there")
 
     @classmethod
-    def for_sink(cls, app: ASGIApplication, *, sink: object, tokens: Mapping[str, str], prefix: str = "/ui") -> UIMount:
+    def for_sink(
+        cls,
+        app: ASGIApplication,
+        *,
+        sink: object,
+        tokens: Mapping[str, str],
+        prefix: str = "/ui",
+        rate_limit: RateLimit | str | None = UI_RATE_LIMIT,
+    ) -> UIMount:
         """The page for ``sink`` (a built-in sink) beside ``app``."""
-        return cls(app, LiveTailApp(reader_for(sink), tokens=tokens), prefix=prefix)
+        return cls(app, LiveTailApp(reader_for(sink), tokens=tokens, rate_limit=rate_limit), prefix=prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mounted = mounted_scope(scope, self.prefix)
