@@ -340,22 +340,17 @@ class IngestAPI:
                 except Exception as failure:
                     if seen is not None:
                         seen.store_failed(len(batch.events))
-                    if isinstance(failure, SinkUnavailable):
-                        # The sink's own one line says where and why (no secret in it); no traceback.
-                        logger.error(
-                            "ingest_mw: %s; %d %s events from source %r not acknowledged",
-                            failure,
-                            len(batch.events),
-                            self.name,
-                            batch.source,
-                        )
-                    else:
-                        logger.exception(
-                            "ingest_mw: storage hook failed; %d %s events from source %r not acknowledged",
-                            len(batch.events),
-                            self.name,
-                            batch.source,
-                        )
+                    # A SinkUnavailable's own one line says where and why (no secret
+                    # in it): no traceback for it; any other failure gets one.
+                    unavailable = isinstance(failure, SinkUnavailable)
+                    logger.error(
+                        "ingest_mw: %s; %d %s events from source %r not acknowledged",
+                        failure if unavailable else "storage hook failed",
+                        len(batch.events),
+                        self.name,
+                        batch.source,
+                        exc_info=not unavailable,
+                    )
                     failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
                     raise IngestError(500, "Internal Server Error") from None
                 finally:

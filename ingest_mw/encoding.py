@@ -194,6 +194,15 @@ _DECODERS = _build_registry()
 _EXTRAS = {"zstd": "zstd", "br": "br"}
 
 
+def _layers(content_encoding: str | None) -> list[str]:
+    """The encodings a Content-Encoding header names, in the order applied,
+    lower-case (``identity`` and empty items left out: they change nothing)."""
+    if not content_encoding:
+        return []
+    tokens = (t.strip().lower() for t in content_encoding.split(","))
+    return [token for token in tokens if token not in ("", "identity")]
+
+
 def supported_encodings() -> tuple[str, ...]:
     """The Content-Encoding tokens this installation decodes (``identity`` included)."""
     return ("identity", *_DECODERS)
@@ -206,13 +215,8 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
     are undone from the last to the first; a repeated header is such a list
     too (``gzip, gzip`` is a body compressed twice). An unknown token gets 415.
     """
-    if not content_encoding:
-        return []
-    tokens = [t.strip().lower() for t in content_encoding.split(",")]
     decoders = []
-    for token in reversed(tokens):
-        if token in ("", "identity"):
-            continue
+    for token in reversed(_layers(content_encoding)):
         factory = _DECODERS.get(token)
         if factory is None:
             accepted = ", ".join(supported_encodings())
@@ -227,8 +231,8 @@ def twice_note(content_encoding: str | None) -> str:
     """A note for the 400 of a body that does not decode, when its header names
     one encoding twice in a row (``gzip, gzip``): that means compressed twice,
     which a client that sent the header twice by mistake did not mean."""
-    tokens = [t.strip().lower() for t in (content_encoding or "").split(",")]
-    doubled = next((a for a, b in zip(tokens, tokens[1:]) if a == b and a not in ("", "identity")), None)
+    layers = _layers(content_encoding)
+    doubled = next((a for a, b in zip(layers, layers[1:]) if a == b), None)
     if doubled is None:
         return ""
     return (
