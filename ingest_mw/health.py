@@ -54,6 +54,8 @@ logger = logging.getLogger("ingest_mw.health")
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+#: Where ``/metrics`` is served (:mod:`ingest_mw.metrics`): named here, which needs no prometheus-client.
+METRICS_PATH = "/metrics"
 
 # Checks that block (a sync sink's check, the sync rate-limit storage) run
 # here, so that a frozen one can be given up on. Few threads: at most one

@@ -56,6 +56,7 @@ from prometheus_client.utils import floatToGoString
 
 from .api import Response
 from .asgi import send_response
+from .health import METRICS_PATH
 from .http import PLAIN_TEXT
 from .observe import Observation, Observer
 from .wsgi import write_response
@@ -75,7 +76,6 @@ __all__ = [
 ]
 
 #: Where a server exposes the metrics, by convention.
-METRICS_PATH = "/metrics"
 #: The environment variable that puts prometheus-client in multiprocess mode.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

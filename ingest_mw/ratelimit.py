@@ -173,6 +173,9 @@ class RateLimit:
         storage_uri: str = "memory://",
         # What to count by; default: the client IP (see trusted_proxies).
         key: KeyFunction | None = None,
+        # Before the default key: a limit sharing its storage with another one
+        # counts under keys of its own ("ui/" for the Live Tail page's).
+        key_prefix: str = "",
         # CIDRs of the proxies whose X-Forwarded-For is believed (or a
         # TrustedProxies to read Forwarded instead); for the default key only.
         trusted_proxies: TrustedProxies | Iterable[str] = (),
@@ -202,6 +205,9 @@ class RateLimit:
         if not isinstance(trusted_proxies, TrustedProxies):
             trusted_proxies = TrustedProxies(trusted_proxies)
         self.proxies = trusted_proxies
+        if key is not None and key_prefix:
+            raise ValueError("key_prefix applies to the default key only; put it in your key function")
+        self.key_prefix = key_prefix
         self.key: KeyFunction = key or self._client_ip
         self.fail_open = fail_open
         self.warn_interval = warn_interval
@@ -216,7 +222,7 @@ class RateLimit:
         self._quiet_until = -math.inf
 
     def _client_ip(self, request: Request) -> str:
-        return self.proxies.client_ip(request.client, request.headers) or UNKNOWN_CLIENT
+        return self.key_prefix + (self.proxies.client_ip(request.client, request.headers) or UNKNOWN_CLIENT)
 
     # --- the two I/O faces ---------------------------------------------------------
     def hit(self, request: Request) -> RateLimitDecision:

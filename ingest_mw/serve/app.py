@@ -18,16 +18,16 @@ from types import FrameType
 from typing import Any
 
 from ..admission import Admission
-from ..api import IngestAPI
-from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send
+from ..api import IngestAPI, Response
+from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send, send_response
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
-from ..clientip import TrustedProxies
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
-from ..health import HEALTH_PATH, READY_PATH, Health, health_asgi_endpoints
+from ..health import HEALTH_PATH, METRICS_PATH, READY_PATH, Health, health_asgi_endpoints
+from ..http import PLAIN_TEXT
 from ..observe import Observer, Observers
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
-from ..ratelimit import UNKNOWN_CLIENT, RateLimit
+from ..ratelimit import RateLimit
 from ..sinks.url import sink_from_url
 from ..ui import UI_RATE_LIMIT, UIMount
 from .options import default_of
@@ -50,7 +50,6 @@ ADMISSION_OPTIONS = (
     "retry_after",
 )
 
-METRICS_PATH = "/metrics"  # as ingest_mw.metrics has it; not imported here, the extra may be missing
 UI_PATH = "/ui"  # the Live Tail page, served only when a UI token is given
 
 
@@ -182,11 +181,11 @@ class AppSpec:
         if self.ui_tokens:
             # Counted where the ingest requests are (--rate-limit-storage, the
             # client behind the same proxies), under keys of its own.
-            proxies = TrustedProxies(self.trusted_proxies)
             ui_limit = RateLimit(
                 limit=UI_RATE_LIMIT,
                 storage_uri=self.rate_limit_storage,
-                key=lambda request: "ui/" + (proxies.client_ip(request.client, request.headers) or UNKNOWN_CLIENT),
+                trusted_proxies=self.trusted_proxies,
+                key_prefix="ui/",
                 storage_timeout=self.rate_limit_storage_timeout,
                 fail_open=self.rate_limit_fail_open,
             )
@@ -194,12 +193,13 @@ class AppSpec:
         return app, health, ui
 
 
+#: The answer of a request still unfinished when the graceful timeout is over.
+_DROPPED = Response(503, (PLAIN_TEXT, ("Retry-After", "1")), b"server shutting down: send it again", close=True)
+
+
 async def _answer_dropped(send: Send) -> None:
-    headers = [(b"content-type", b"text/plain"), (b"retry-after", b"1"), (b"connection", b"close")]
-    body = b"server shutting down: send it again"
     try:
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(_DROPPED, send)
     except Exception:  # the response had started already, or the client is gone: nothing to tell
         pass
 
@@ -220,10 +220,6 @@ class ServeApp:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["spec"])  # type: ignore[misc]
-
-    @property
-    def draining(self) -> bool:
-        return self._health is not None and self._health.draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from ..ratelimit import RateLimit
-from ..sinks.base import SinkUnavailable, close_sync
+from ..sinks.base import close_sync
 from ..sinks.url import masked, sink_from_url
 
 __all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink"]
@@ -34,11 +34,7 @@ def open_sink(url: str) -> Any:
         sink = sink_from_url(url)
     except (ValueError, ImportError) as error:  # a wrong URL; a sink whose extra is missing says which
         raise StartupError(f"--sink {masked(url)}: {error}") from None
-    except SinkUnavailable as error:  # its one line names the place and the reason
-        raise StartupError(
-            f"--sink {masked(url)}: cannot open it: {error} (does the directory exist, and may this user write there?)"
-        ) from None
-    except Exception as error:  # OSError, sqlite3.Error, a database driver's own: never a traceback
+    except Exception as error:  # SinkUnavailable, OSError, a database driver's own: never a traceback
         raise StartupError(
             f"--sink {masked(url)}: cannot open it: {_reason(error)}"
             " (does the directory exist, and may this user write there?)"
