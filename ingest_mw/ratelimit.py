@@ -47,6 +47,7 @@ from .clientip import TrustedProxies
 from .errors import IngestError
 
 __all__ = [
+    "refused_credentials",
     "LIMIT_HEADER",
     "REMAINING_HEADER",
     "RESET_HEADER",
@@ -117,6 +118,11 @@ def _without_credentials(uri: str) -> str:
 
 #: The storage schemes whose client calls ``storage_timeout`` bounds.
 _TIMED_SCHEMES = ("redis", "rediss", "redis+unix")
+
+
+def refused_credentials(error: StorageError) -> bool:
+    """Whether a storage's error is its server refusing our credentials."""
+    return _is_auth_error(error.storage_error)
 
 
 def _is_auth_error(error: Exception) -> bool:
@@ -294,23 +300,29 @@ class RateLimit:
                     self._limiter = STRATEGIES[self.strategy](storage)
         return self._limiter
 
-    def verify(self) -> None:
-        """Reach the storage once, with the credentials of its URI, for a
-        start-up check: ``ValueError`` naming the URI (password masked) and
-        the reason when it refuses them or cannot be reached. (The storage
-        of requests is opened apart, on first use.)"""
+    def probe(self) -> None:
+        """Reach the storage once, with the credentials of its URI (the storage
+        of requests is opened apart, on first use): limits' ``StorageError``
+        when it cannot (:func:`refused_credentials` tells a wrong password)."""
         storage = storage_from_string(self.storage_uri, wrap_exceptions=True, **self._storage_options("sync"))
         try:
             STRATEGIES[self.strategy](storage).get_window_stats(self.items[0], "ingest_mw:verify")
-        except StorageError as error:
-            what = "refused the credentials" if _is_auth_error(error.storage_error) else "cannot be reached"
-            raise ValueError(
-                f"rate-limit storage {_without_credentials(self.storage_uri)} {what}: {error.storage_error!r}"
-            ) from None
         finally:
             close = getattr(getattr(storage, "storage", None), "close", None)
             if close is not None:
                 close()
+
+    def verify(self) -> None:
+        """:meth:`probe` for a start-up check: ``ValueError`` naming the URI
+        (password masked) and the reason when the storage refuses the
+        credentials or cannot be reached."""
+        try:
+            self.probe()
+        except StorageError as error:
+            what = "refused the credentials" if refused_credentials(error) else "cannot be reached"
+            raise ValueError(
+                f"rate-limit storage {_without_credentials(self.storage_uri)} {what}: {error.storage_error!r}"
+            ) from None
 
     def _running_loop_limiter(self) -> AsyncRateLimiter:
         """The async storage of the running event loop, opened in it.

@@ -12,7 +12,9 @@ import errno
 import socket
 from typing import Any
 
-from ..ratelimit import RateLimit
+from limits.errors import StorageError
+
+from ..ratelimit import RateLimit, refused_credentials
 from ..sinks.base import close_sync
 from ..sinks.url import masked, sink_from_url
 
@@ -51,39 +53,25 @@ def open_sink(url: str) -> Any:
     return sink
 
 
-def check_rate_limit_storage(rate_limit: RateLimit | None, timeout: float = 3.0) -> None:
-    """Reach the rate-limit storage once, with its credentials, so that a wrong
-    password or an unreachable host fails now rather than being failed open on
-    every request."""
+def check_rate_limit_storage(rate_limit: RateLimit | None) -> None:
+    """Reach the rate-limit storage once, with its credentials and its own
+    timeouts, so that a wrong password or an unreachable host fails now rather
+    than being failed open on every request."""
     if rate_limit is None or rate_limit.storage_uri.startswith("memory://"):
         return
-    uri = rate_limit.storage_uri
-    shown = masked(uri)
-    if uri.startswith(("redis://", "rediss://", "unix://")):
-        import redis
-
-        client = redis.Redis.from_url(uri, socket_timeout=timeout, socket_connect_timeout=timeout)
-        try:
-            client.ping()
-        except redis.AuthenticationError as error:
-            raise StartupError(
-                f"--rate-limit-storage {shown}: authentication failed: {error} (check the password)"
-            ) from None
-        except redis.RedisError as error:
-            raise StartupError(
-                f"--rate-limit-storage {shown}: unreachable: {error} (is the server running there?)"
-            ) from None
-        finally:
-            client.close()
-        return
-    from limits.storage import storage_from_string
-
+    shown = masked(rate_limit.storage_uri)
     try:
-        reachable = storage_from_string(uri).check()
-    except Exception as error:
+        rate_limit.probe()
+    except StorageError as error:
+        if refused_credentials(error):
+            raise StartupError(
+                f"--rate-limit-storage {shown}: authentication failed: {error.storage_error} (check the password)"
+            ) from None
+        raise StartupError(
+            f"--rate-limit-storage {shown}: unreachable: {error.storage_error} (is the server running there?)"
+        ) from None
+    except Exception as error:  # a client library missing, a URI the library refuses: never a traceback
         raise StartupError(f"--rate-limit-storage {shown}: {_reason(error)}") from None
-    if not reachable:
-        raise StartupError(f"--rate-limit-storage {shown}: unreachable (is the server running there?)")
 
 
 _BIND_HINTS = {
