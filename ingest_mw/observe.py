@@ -63,6 +63,7 @@ EVENT_REFUSAL_REASONS = ("too_large", "invalid_json", "not_an_object", "invalid"
 #: The codecs' words for a refused element, by the start of their wording.
 _REASON_PREFIXES = (
     ("larger than", "too_large"),
+    ("the log record is", "too_large"),  # OTLP's, over max_record_bytes
     ("not valid JSON", "invalid_json"),
     ("not a JSON object", "not_an_object"),
 )

@@ -234,3 +234,23 @@ def test_a_thread_per_request_leaves_one_tally_per_live_thread() -> None:
     assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 100
     assert registry.get_sample_value("ingest_mw_requests_in_flight", {"api": "betterstack"}) == 0
     assert len(observer._tallies._live) <= 1  # the ended threads' counts were folded into one tally
+
+
+def test_an_otlp_record_over_its_size_limit_is_counted_as_too_large(adapter: str) -> None:
+    pb = pytest.importorskip("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    from ingest_mw import OTLPLogsAPI
+
+    client = observed_client(adapter, OTLPLogsAPI([TOKEN], max_record_bytes=200), MemorySink())
+    records = [LogRecord(body=AnyValue(string_value="kept")), LogRecord(body=AnyValue(string_value="x" * 500))]
+    body = pb.ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])]
+    ).SerializeToString()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    assert client.request("POST", f"{PREFIX}/v1/logs", body, headers).status == 200
+    samples = scrape(client)
+    assert value(samples, "ingest_mw_events_accepted_total", api="otlp") == 1
+    assert value(samples, "ingest_mw_events_refused_total", api="otlp", reason="too_large") == 1
+    assert value(samples, "ingest_mw_events_refused_total", api="otlp", reason="invalid") == 0
