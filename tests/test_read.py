@@ -268,3 +268,24 @@ def test_rate_series_has_every_bucket():
     assert bucket_seconds(since, since + timedelta(hours=1)) == 60
     assert bucket_seconds(since, since + timedelta(days=1)) == 900
     assert bucket_seconds(since, since + timedelta(days=7)) == 3600
+
+
+def test_counts_by_service_follow_the_events_own_services(sink_and_reader):
+    """A Baselime batch's events may each name their service (over the header's):
+    every reader counts and filters them by the event's own, as it stores it."""
+    sink, make_reader = sink_and_reader
+    events = [{"message": "a", "service": "a"}, {"message": "b", "service": "b"}, {"message": "c"}]
+    sink(batch(events, api="baselime", dataset="logs", service="hdr", labels_in_events=True))
+    reader = make_reader()
+    counts = sorted((name, count) for _, name, count in reader.rate_counts(Query(limit=0), 60, "service"))
+    assert counts == [("a", 1), ("b", 1), ("hdr", 1)]
+    only_a = reader.rate_counts(Query(limit=0, service="a"), 60, "source")
+    assert [(name, count) for _, name, count in only_a] == [("web", 1)]
+
+
+def test_an_unknown_or_unreadable_sink_url_is_refused_without_its_password():
+    with pytest.raises(ValueError, match=r"unknown sink URL 'mysql://u:\*\*\*@h/db'") as unknown:
+        reader_from_url("mysql://u:s3cret@h/db")
+    with pytest.raises(ValueError, match="read by its consumers") as stream:
+        reader_from_url("redis://:s3cret@127.0.0.1:6379/0?stream=s")
+    assert "s3cret" not in str(unknown.value) + str(stream.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..sinks.url import _path as sink_path
+from ..sinks.url import masked
 from .base import Reader, ScanReader
 from .query import Query, StoredEvent, parse_since
 
@@ -58,4 +59,7 @@ def reader_from_url(url: str) -> Reader:
         return reader_for(sink_of(url))  # the sink's own reading of the URL; it connects on first use only
     if scheme == "memory":
         raise ValueError("memory:// lives inside the serve process: browse it on the /ui page (serve --ui-token)")
-    raise ValueError(f"unknown sink URL {url!r}: use sqlite:///PATH, jsonl:///PATH or postgresql://...")
+    if scheme in ("redis", "rediss"):
+        raise ValueError(f"{masked(url)}: a Redis stream is read by its consumers (see docs/sinks.md), not by tail")
+    # Masked: an unknown URL may still carry a password.
+    raise ValueError(f"unknown sink URL {masked(url)!r}: use sqlite:///PATH, jsonl:///PATH or postgresql://...")

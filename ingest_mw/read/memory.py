@@ -81,7 +81,7 @@ class MemoryReader(ScanReader):
                     yield event
 
     def rate_counts(self, query: Query, bucket: int, by: str) -> RateCounts:
-        if query.filters_events:
+        if query.filters_events or self._labels_matter(query, by):
             return super().rate_counts(query, bucket, by)
         # Where a batch came from, when it arrived and how many events it holds
         # are the kept tuple's: no event is decoded, and only batches after
@@ -100,6 +100,12 @@ class MemoryReader(ScanReader):
             key = (int(at.timestamp()) // bucket * bucket, name)
             counts[key] = counts.get(key, 0) + high - low + 1
         return [(at, name, count) for (at, name), count in counts.items()]
+
+    def _labels_matter(self, query: Query, by: str) -> bool:
+        """Whether counting by or filtering on the service needs the events: a
+        batch whose events name their own (Baselime's) holds more than one."""
+        by_service = by == "service" or query.service is not None
+        return by_service and any(kept[-1] for kept in self._kept()[0])  # its last field: labels_in_events
 
     def cursor(self) -> int:
         return self._kept()[1] - 1
