@@ -398,7 +398,7 @@ class RateLimit:
                     error.storage_error,
                     self.warn_interval,
                 )
-            return _MISCONFIGURED
+            return _REFUSED_UNAVAILABLE
         if warn:
             logger.warning(
                 "ingest_mw: rate-limit storage %s unavailable (%r); %s (next warning in %gs at the earliest)",
@@ -407,18 +407,13 @@ class RateLimit:
                 "accepting requests uncounted" if self.fail_open else "refusing requests with 503",
                 self.warn_interval,
             )
-        if self.fail_open:
-            return _UNCOUNTED
-        retry_after = (RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))
-        return RateLimitDecision(
-            refusal=IngestError(503, "Service Unavailable", headers=[retry_after]), unavailable=True
-        )
+        return _UNCOUNTED if self.fail_open else _REFUSED_UNAVAILABLE
 
 
-#: A storage that refuses our credentials: refused, never accepted uncounted;
-#: with the Retry-After of any other storage outage, so that clients keep
-#: their events and come back once the URI is fixed.
-_MISCONFIGURED = RateLimitDecision(
+#: A storage that cannot count: refused, with a Retry-After, under fail-closed,
+#: and always when it refuses our credentials (never accepted uncounted), so
+#: that clients keep their events and come back once it is up or the URI fixed.
+_REFUSED_UNAVAILABLE = RateLimitDecision(
     refusal=IngestError(503, "Service Unavailable", headers=[(RETRY_AFTER_HEADER, str(UNAVAILABLE_RETRY_AFTER))]),
     unavailable=True,
 )

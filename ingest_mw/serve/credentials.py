@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .startup import StartupError
+from .startup import StartupError, reason
 
 __all__ = [
     "Credentials",
@@ -79,8 +79,7 @@ def read_secrets_file(path: str, flag: str) -> dict[str, str]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise StartupError(f"{flag} {path}: cannot read it: {reason}") from None
+        raise StartupError(f"{flag} {path}: cannot read it: {reason(error)}") from None
     lines = [line.strip() for line in text.splitlines()]
     try:
         found = parse_credentials([line for line in lines if line and not line.startswith("#")])
@@ -126,7 +125,7 @@ def _read_state(path: Path) -> dict[str, dict[str, str]]:
     except FileNotFoundError:
         return {}
     except OSError as error:
-        raise StartupError(f"{path}: cannot read the kept credentials: {error.strerror}") from None
+        raise StartupError(f"{path}: cannot read the kept credentials: {reason(error)}") from None
     try:
         state = json.loads(text)
         if not isinstance(state, dict) or not all(
@@ -152,7 +151,7 @@ def _write_state(path: Path, state: dict[str, dict[str, str]]) -> None:
         os.replace(temporary, path)
     except OSError as error:
         raise StartupError(
-            f"{path}: cannot keep the generated credentials: {error.strerror}"
+            f"{path}: cannot keep the generated credentials: {reason(error)}"
             " (use --state-dir DIR, or give --token-file and --api-key-file)"
         ) from None
 

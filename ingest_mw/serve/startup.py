@@ -18,14 +18,15 @@ from ..ratelimit import RateLimit, refused_credentials
 from ..sinks.base import close_sync
 from ..sinks.url import masked, sink_from_url
 
-__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink"]
+__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink", "reason"]
 
 
 class StartupError(Exception):
     """A configuration that cannot serve: its message is the one line the operator sees."""
 
 
-def _reason(error: BaseException) -> str:
+def reason(error: BaseException) -> str:
+    """What went wrong, in words: an OSError's own (``Permission denied``), else the message."""
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
@@ -38,7 +39,7 @@ def open_sink(url: str) -> Any:
         raise StartupError(f"--sink {masked(url)}: {error}") from None
     except Exception as error:  # SinkUnavailable, OSError, a database driver's own: never a traceback
         raise StartupError(
-            f"--sink {masked(url)}: cannot open it: {_reason(error)}"
+            f"--sink {masked(url)}: cannot open it: {reason(error)}"
             " (does the directory exist, and may this user write there?)"
         ) from None
     check = getattr(sink, "check", None)
@@ -48,7 +49,7 @@ def open_sink(url: str) -> Any:
         except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
             close_sync(sink)
             raise StartupError(
-                f"--sink {masked(url)}: not writable: {_reason(error)} (fix its permissions or path)"
+                f"--sink {masked(url)}: not writable: {reason(error)} (fix its permissions or path)"
             ) from None
     return sink
 
@@ -71,7 +72,7 @@ def check_rate_limit_storage(rate_limit: RateLimit | None) -> None:
             f"--rate-limit-storage {shown}: unreachable: {error.storage_error} (is the server running there?)"
         ) from None
     except Exception as error:  # a client library missing, a URI the library refuses: never a traceback
-        raise StartupError(f"--rate-limit-storage {shown}: {_reason(error)}") from None
+        raise StartupError(f"--rate-limit-storage {shown}: {reason(error)}") from None
 
 
 _BIND_HINTS = {
@@ -102,6 +103,6 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     except OSError as error:
         sock.close()
         hint = _BIND_HINTS.get(error.errno or 0, "check --host and --port")
-        raise StartupError(f"cannot listen on {where}: {_reason(error)} ({hint})") from None
+        raise StartupError(f"cannot listen on {where}: {reason(error)} ({hint})") from None
     sock.set_inheritable(True)
     return sock
