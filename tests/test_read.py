@@ -289,3 +289,15 @@ def test_an_unknown_or_unreadable_sink_url_is_refused_without_its_password():
     with pytest.raises(ValueError, match="read by its consumers") as stream:
         reader_from_url("redis://:s3cret@127.0.0.1:6379/0?stream=s")
     assert "s3cret" not in str(unknown.value) + str(stream.value)
+
+
+def test_a_json_lines_cursor_stands_at_the_last_whole_line_behind_a_long_unfinished_one(tmp_path):
+    sink = JSONLinesSink(tmp_path / "e.jsonl")
+    sink(batch([{"message": "one"}, {"message": "two"}]))
+    sink.close()
+    whole = (tmp_path / "e.jsonl").stat().st_size
+    with open(tmp_path / "e.jsonl", "ab") as file:  # a writer halfway through a line longer than 64 KiB
+        file.write(b'{"message": "' + b"x" * 100_000)
+    reader = reader_from_url(f"jsonl:///{tmp_path / 'e.jsonl'}")
+    assert reader.cursor() == whole  # not 0: a follower would print the whole file again
+    assert [event.data["message"] for event in reader.scan()] == ["one", "two"]

@@ -98,15 +98,7 @@ class JSONLinesReader(ScanReader):
         if event_id < 1:
             return None
         with open(self.path, "rb") as file:
-            start = event_id - 1
-            while start > 0:
-                step = min(start, 64 * 1024)
-                file.seek(start - step)
-                found = file.read(step).rfind(b"\n")
-                if found >= 0:
-                    start = start - step + found + 1
-                    break
-                start -= step
+            start = self._last_line_end(file, event_id - 1)
             file.seek(start)
             line = file.read(event_id - start)
         if not line.endswith(b"\n") or not line.strip():
@@ -115,12 +107,8 @@ class JSONLinesReader(ScanReader):
 
     def cursor(self) -> int:
         with open(self.path, "rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            # Stand at the last complete line.
-            step = min(size, 64 * 1024)
-            file.seek(size - step)
-            tail = file.read(step)
-        return size - step + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+            # Stand at the end of the last complete line, however long the unfinished one after it.
+            return self._last_line_end(file, file.seek(0, os.SEEK_END))
 
     def fingerprint(self) -> Hashable:
         try:
