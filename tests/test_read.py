@@ -201,7 +201,9 @@ def test_the_text_index_agrees_with_a_scan_and_stays_complete(tmp_path):
 
 def test_an_sqlite_reader_never_writes_unless_it_keeps_the_index(tmp_path):
     path = tmp_path / "e.db"
-    SQLiteSink(path)(batch([{"message": "x"}]))
+    sink = SQLiteSink(path)
+    sink(batch([{"message": "x"}]))
+    sink.close()  # its checkpoints (a thread of their own) done: the file changes no more
     before = path.read_bytes()
     reader = SQLiteReader(path)
     assert [e.data for e in reader.search(Query(text="x"))] == [{"message": "x"}]

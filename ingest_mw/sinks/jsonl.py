@@ -11,7 +11,7 @@ import orjson
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
-from .record import iso_utc, iso_utc_each, label_runs
+from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
 
@@ -39,7 +39,7 @@ def _lines(batch: Batch) -> bytes:
         before_dt, _, rest = shared.partition(b'"dt":""')
         before_dt += b'"dt":"'
         before_data = b'"' + rest[: -len(b'"data":null}')] + b'"data":'
-        dts = map(str.encode, iso_utc_each(times))  # ISO text never needs JSON escapes
+        dts = iso_utc_each_bytes(times)  # ISO text never needs JSON escapes
         lines = zip(repeat(before_dt), dts, repeat(before_data), each_event_json(data), repeat(b"}\n"))
         parts.append(b"".join(map(b"".join, lines)))
     return b"".join(parts)

@@ -15,7 +15,6 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from datetime import datetime
 from operator import methodcaller
 from typing import Any
 
@@ -27,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, _fast_event_json, event_json
 from .base import Outage, SinkUnavailable
-from .record import iso_utc, label_runs
+from .record import iso_utc, iso_utc_each_bytes, label_runs
 from .url import masked
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
@@ -121,12 +120,6 @@ def _jsonb_texts(data: Sequence[dict[str, Any]]) -> list[bytes]:
     return texts
 
 
-def _times_text(times: Sequence[datetime]) -> list[bytes]:
-    """Each time as RFC 3339 text, by one orjson call for the whole batch."""
-    text = orjson.dumps(times)  # '["2024-05-01T12:00:00+00:00",...]': no quote or comma inside a time
-    return text[2:-2].split(b'","')
-
-
 def copy_text(batch: Batch) -> bytes:
     """The batch as the data of ``COPY table (received_at, api, source, dataset,
     service, namespace, dt, data) FROM STDIN``, in its text format: one line per
@@ -138,7 +131,7 @@ def copy_text(batch: Batch) -> bytes:
             continue
         shared = (received, batch.api, batch.source, batch.dataset, service, namespace)
         prefix = b"\t".join(map(_copy_field, shared)) + b"\t"
-        lines = map(b"\t".join, zip(_times_text(times), map(_escape_backslashes, _jsonb_texts(data))))
+        lines = map(b"\t".join, zip(iso_utc_each_bytes(times), map(_escape_backslashes, _jsonb_texts(data))))
         parts.append(prefix + (b"\n" + prefix).join(lines) + b"\n")
     return b"".join(parts)
 

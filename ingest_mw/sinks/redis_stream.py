@@ -18,7 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
 from .base import Outage
-from .record import iso_utc, iso_utc_each, label_runs
+from .record import iso_utc, iso_utc_each_bytes, label_runs
 from .url import masked
 
 __all__ = ["RedisStreamSink", "xadd_commands"]
@@ -56,7 +56,7 @@ def xadd_commands(batch: Batch, stream: bytes, maxlen: int | None) -> tuple[byte
         words.append(b"dt")
         head = b"*%d\r\n" % (len(words) + 3) + b"".join(map(_bulk, words))
         texts = each_event_json(data)
-        dts = list(map(str.encode, iso_utc_each(times)))
+        dts = iso_utc_each_bytes(times)
         entries = zip(
             repeat(head),
             map(_bulk_header, map(len, dts)),
