@@ -414,12 +414,12 @@ class IngestAPI:
         """Decode ``body`` and check what it holds against the caps."""
         decoded = codec.decode(body)
         if not isinstance(decoded, Rescan):
-            self.caps.check(decoded.events, len(body))
+            self.caps.check(decoded.events, len(body), plain=decoded.plain)
         return decoded
 
     def _rescan(self, rescan: Rescan, body_size: int) -> Decoded:
         decoded = rescan.work()
-        self.caps.check(decoded.events, body_size)
+        self.caps.check(decoded.events, body_size, plain=decoded.plain)
         return decoded
 
     def _body_timeout(self) -> IngestError:

@@ -14,7 +14,9 @@ that had to be decoded to know it, right after the decode.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from gc import get_referents
 from typing import Any, TypeVar
 
 from .checks import whole_number
@@ -41,6 +43,9 @@ CONTAINERS_PER_EVENT = 16
 
 #: What nests: JSON's objects and arrays as decoded (MessagePack's too).
 _CONTAINERS = frozenset((dict, list))
+#: Whether ``gc.get_referents`` gives every value of a dict and every item of
+#: a list (CPython's ``tp_traverse`` does; other interpreters may not).
+_REFERENTS_ARE_VALUES = sys.implementation.name == "cpython"
 
 
 class EventCaps:
@@ -113,14 +118,44 @@ class EventCaps:
 
         return count
 
-    def check(self, events: list[dict[str, Any]], body_size: int) -> None:
+    def check(self, events: list[dict[str, Any]], body_size: int, *, plain: bool = False) -> None:
         """After the decode: the count, then the depth of each event. A body
         of ``body_size`` bytes cannot nest deeper than it is long (a level
-        costs at least one byte), so a short one is not walked."""
+        costs at least one byte), so a short one is not walked. ``plain``:
+        the events hold nothing but dicts, lists and scalars (see
+        :attr:`~ingest_mw.codecs.Decoded.plain`), so the depth is measured
+        at C speed."""
         if len(events) > self.max_events:
             raise self.too_many(len(events))
         if body_size > self.max_depth:
-            self._check_depth(events)
+            if plain and _REFERENTS_ARE_VALUES:
+                self._check_plain_depth(events)
+            else:
+                self._check_depth(events)
+
+    def too_deep(self) -> IngestError:
+        return IngestError(400, f"an event nests deeper than {self.max_depth} levels (max_depth): flatten it")
+
+    def _check_plain_depth(self, events: list[dict[str, Any]]) -> None:
+        # Level by level, each in one C call: gc.get_referents gives what the
+        # dicts and lists of a level hold (their values and items) and skips
+        # the scalars, which hold nothing; so ``level`` is every object at
+        # level ``depth``, containers and scalars alike. Only past the cap
+        # does it matter which of them are containers. Any other object that
+        # holds references (an instance would lead to its class, and from
+        # there anywhere) must not be in the events: hence ``plain``.
+        level: list[Any] = events
+        depth = 1
+        while True:
+            held = get_referents(*level)
+            if not held:
+                return
+            if depth >= self.max_depth:
+                if not _CONTAINERS.isdisjoint(map(type, held)):
+                    raise self.too_deep()
+                return
+            level = held
+            depth += 1
 
     def _check_depth(self, events: list[dict[str, Any]]) -> None:
         # Level by level, one comprehension per level (no Python frame per
@@ -131,7 +166,7 @@ class EventCaps:
         depth = 2
         while level:
             if depth > self.max_depth:
-                raise IngestError(400, f"an event nests deeper than {self.max_depth} levels (max_depth): flatten it")
+                raise self.too_deep()
             level = [
                 value
                 for container in level

@@ -203,11 +203,11 @@ class JSONArrayCodec:
             # no per-event measuring at all; past the limit, the separators
             # between the objects give each one's length.
             if len(body) <= self.max_event_bytes:
-                return Decoded(value)
+                return Decoded(value, (), True)
             sizes = object_sizes(body, len(value))
             if sizes is not None:
                 if max(sizes, default=0) <= self.max_event_bytes:
-                    return Decoded(value)
+                    return Decoded(value, (), True)
                 return self._judge(value, sizes)
         if len(body) <= self.max_event_bytes:
             return self._judge(value, None)  # some non-objects: one cheap pass
@@ -236,7 +236,7 @@ class JSONArrayCodec:
                 invalid.append(InvalidEvent(index, "not valid JSON"))
             else:
                 invalid.append(InvalidEvent(index, "not a JSON object"))
-        return Decoded(events, invalid)
+        return Decoded(events, invalid, True)
 
 
 #: Stands for an element that is not valid JSON.

@@ -482,7 +482,7 @@ class OTLPCodec:
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
                     index += 1
-        return OTLPDecoded(events, invalid or (), services.service, services.namespace)
+        return OTLPDecoded(events, invalid or (), True, services.service, services.namespace)
 
     def encode(self, message: Message) -> bytes:
         raise NotImplementedError

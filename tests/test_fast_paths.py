@@ -225,3 +225,60 @@ def test_a_codecs_media_type_matches_in_any_case():
     negotiation = CodecNegotiation([codec])
     for value in ("application/vnd.example+json", "Application/Vnd.Example+JSON", "APPLICATION/VND.EXAMPLE+JSON"):
         assert negotiation.negotiate(value) is codec
+
+
+def _depth(value) -> int:
+    """How deeply ``value`` nests, as the depth cap counts (an event object is level 1)."""
+    if type(value) is dict:
+        return 1 + max(map(_depth, value.values()), default=0)
+    if type(value) is list:
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _random_nested(rng: random.Random, depth: int):
+    """A JSON value nesting up to ``depth`` more levels, empty containers at the bottom too."""
+    r = rng.random()
+    if depth == 0 or r < 0.2:
+        return rng.choice([1, 2.5, "s", None, True, "", {}, []])
+    if r < 0.6:
+        return {f"k{i}": _random_nested(rng, depth - 1) for i in range(rng.randrange(1, 4))}
+    return [_random_nested(rng, depth - 1) for _ in range(rng.randrange(1, 4))]
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_the_depth_cap_refuses_exactly_the_events_deeper_than_it(plain):
+    from ingest_mw.eventcaps import EventCaps
+
+    rng = random.Random(11)
+    refused = accepted = 0
+    for _ in range(3000):
+        events = [{"v": _random_nested(rng, rng.randrange(0, 9))} for _ in range(rng.randrange(1, 4))]
+        cap = rng.randrange(1, 9)
+        deepest = max(map(_depth, events))
+        try:
+            EventCaps(max_depth=cap).check(events, 10_000, plain=plain)
+        except IngestError as error:
+            assert error.status == 400 and f"deeper than {cap} levels" in error.detail
+            assert deepest > cap, (events, cap)
+            refused += 1
+        else:
+            assert deepest <= cap, (events, cap)
+            accepted += 1
+    assert refused > 500 and accepted > 500
+
+
+def test_a_msgpack_extension_type_is_measured_by_the_general_walk():
+    import msgpack
+
+    from ingest_mw.codecs import MsgPackCodec
+    from ingest_mw.eventcaps import EventCaps
+
+    codec = MsgPackCodec(caps=EventCaps(max_depth=3))
+    plain = codec.decode(msgpack.packb([{"a": {"b": datetime(2024, 5, 1, tzinfo=UTC)}}], datetime=True))
+    assert plain.plain  # a timestamp decodes to a datetime, which holds nothing
+    extended = codec.decode(msgpack.packb([{"a": {"b": msgpack.ExtType(5, b"xy")}}]))
+    assert not extended.plain  # an ExtType leads to its class: never walked by referents
+    EventCaps(max_depth=2).check(extended.events, 100, plain=extended.plain)
+    with pytest.raises(IngestError, match="deeper than 1 levels"):
+        EventCaps(max_depth=1).check(extended.events, 100, plain=extended.plain)
