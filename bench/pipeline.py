@@ -3,7 +3,7 @@
 Each case sends a batch through the whole request flow, as an adapter does:
 ``Routes.find`` -> ``Request`` -> ``api.handle`` run by ``run_sync`` with a
 ``SyncIO`` (the body fed in 64 KiB chunks) -> a ``MemorySink`` that first
-reads every event with its time, as a sink that stores times does (cleared
+reads every event's time and object, as the built-in sinks do (cleared
 between samples), and times it beside the bare decode a minimal app would do
 on the same bytes (``orjson.loads``, one ``orjson.loads`` per line for NDJSON,
 ``msgpack.unpackb``).
@@ -56,15 +56,18 @@ from ingest_mw.betterstack import BetterStackAPI  # noqa: E402
 from ingest_mw.drive import SyncIO, run_sync  # noqa: E402
 from ingest_mw.otlp import OTLPLogsAPI  # noqa: E402
 from ingest_mw.sinks.memory import MemorySink  # noqa: E402
+from ingest_mw.sinks.record import times_and_data  # noqa: E402
 
 
 class StoringSink(MemorySink):
-    """Reads every :class:`~ingest_mw.Event` before keeping the batch: a batch
-    decides its events' times only when asked, and a sink that stores them
-    (SQLite, JSON Lines) asks, so the pipeline is timed with that work in."""
+    """Reads every event's time and object before keeping the batch, as the
+    built-in sinks that store them (SQLite, JSON Lines, PostgreSQL, Redis) do,
+    through ``times_and_data``: a batch decides its events' times only when
+    asked, so the pipeline is timed with that work in."""
 
     def __call__(self, batch: Any) -> None:
-        collections.deque(batch.events, maxlen=0)
+        times, data = times_and_data(batch.events)
+        collections.deque(zip(times, data), maxlen=0)
         super().__call__(batch)
 
 
