@@ -314,13 +314,17 @@ class IngestAPI:
             declared = self.body_limit.check_length(content_length)
             if declared and declared > FREE_BODY_BYTES:
                 taken = admission.reserve(declared)  # 503 before a byte of it is read
-            reader = self.body_limit.reader(headers.get("content-encoding"), admission, taken)
+            encoding = headers.get("content-encoding")
+            reader = self.body_limit.reader(encoding, admission, taken)
             reading = True
             await io.read_body(reader.feed)
             reading = body_unread = False
             body = reader.finish()
             if seen is not None:
-                seen.body_read(reader.wire_bytes, len(body))
+                seen.body_bytes = len(body)
+                seen.wire_bytes = reader.wire_bytes if encoding else seen.body_bytes
+                if observer.tells_received:  # type: ignore[union-attr]  # (seen is made with one)
+                    seen.tell_received()
             if len(body) > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))
             else:

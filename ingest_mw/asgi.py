@@ -17,7 +17,7 @@ from .api import BodyTimeout, ClientDisconnected, Feed, IngestAPI, Request, Resp
 from .batch import Batch
 from .drive import AsyncIO
 from .http import exact_paths, normalize_prefix, not_found, strip_prefix
-from .observe import Observer
+from .observe import Observer, as_observer
 from .sinks.base import Sink, as_async, close_async
 
 __all__ = [
@@ -216,7 +216,7 @@ class ASGIApp:
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
-        self.observer = observer
+        self.observer = as_observer(observer)
         self.endpoints = exact_paths(endpoints or {})
         self._store = as_async(sink)
 

@@ -26,12 +26,14 @@ worker answers ``/metrics`` sums them all. When a worker exits, the
 supervisor calls :func:`forget_process` (prometheus-client's
 ``mark_process_dead``), so the in-flight gauges (``livesum``) forget it.
 
-Every metric has the label ``api`` (``betterstack``, ``baselime``); see
-``docs/observability.md`` for the list. A request costs the observer a few
-additions to plain numbers that only its own thread writes (no lock, no
-label lookup); the metric families are built from them when scraped, or,
-in multiprocess mode, written to the directory every :data:`FLUSH_SECONDS`
-(and at each scrape and at exit).
+Every counter and histogram has the label ``api`` (``betterstack``,
+``baselime``, ``otlp``); the in-flight gauges are read from the APIs'
+:class:`~ingest_mw.admission.Admission`, shared by all of them, when
+scraped. See ``docs/observability.md`` for the list. A request costs the
+observer a few additions to plain numbers that only its own thread writes
+(no lock, no label lookup); the metric families are built from them when
+scraped, or, in multiprocess mode, written to the directory every
+:data:`FLUSH_SECONDS` (and at each scrape and at exit).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .admission import Admission, shared
 from .api import Response
 from .asgi import send_response
 from .health import METRICS_PATH
@@ -86,7 +89,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-#: Every metric once: its name (a counter's without ``_total``, which
+#: Every counted metric once: its name (a counter's without ``_total``, which
 #: prometheus-client adds), kind, help, its label beside ``api``, and the
 #: attribute of :class:`_Tally` that holds it.
 _FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
@@ -109,14 +112,6 @@ _FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
     ),
     ("ingest_mw_storage_duration_seconds", "histogram", "Time in the storage hook, per batch.", None, "storage"),
     ("ingest_mw_request_duration_seconds", "histogram", "Time to decide a request's answer.", None, "duration"),
-    ("ingest_mw_requests_in_flight", "gauge", "Requests being served.", None, "in_flight"),
-    (
-        "ingest_mw_request_body_bytes_in_flight",
-        "gauge",
-        "Decoded body bytes of requests read and not yet answered (being decoded and stored).",
-        None,
-        "body_in_flight",
-    ),
     ("ingest_mw_rate_limited", "counter", "Requests refused by the rate limit.", None, "rate_limited"),
     ("ingest_mw_storage_errors", "counter", "Batches the storage hook failed to store.", None, "storage_errors"),
     (
@@ -125,6 +120,28 @@ _FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
         "Requests whose rate-limit storage could not be reached.",
         None,
         "rate_limit_storage_errors",
+    ),
+)
+
+#: What is in flight, read from the admission (:mod:`ingest_mw.admission`)
+#: when scraped: it counts every request of the APIs that share it, so these
+#: gauges have no ``api`` label. Name, help, and how to read it.
+_ADMISSION_GAUGES: tuple[tuple[str, str, Callable[[Admission], int]], ...] = (
+    ("ingest_mw_requests_in_flight", "Requests being served (max_requests).", lambda a: a.requests.in_use),
+    (
+        "ingest_mw_request_body_bytes_in_flight",
+        "Body bytes held against max_body_bytes_in_flight (what bodies hold past their first 64 KiB).",
+        lambda a: a.body_bytes.used,
+    ),
+    (
+        "ingest_mw_batches_in_storage",
+        "Batches inside the storage hook (max_concurrent_stores).",
+        lambda a: a.stores.in_use,
+    ),
+    (
+        "ingest_mw_batches_waiting_for_storage",
+        "Batches waiting for a place in the storage hook (max_storage_waiting).",
+        lambda a: a.storage_waiting.in_use,
     ),
 )
 
@@ -150,7 +167,7 @@ _FIRST_BOUND = _BOUNDS[0]
 
 
 def _bucket(value: float) -> int:
-    """The bucket of a ``value`` past the first bound (the hooks test that one inline)."""
+    """The bucket of a ``value`` past the first bound (the hook tests that one inline)."""
     return bisect_left(_BOUNDS, value)
 
 
@@ -169,8 +186,6 @@ class _Tally:
         self.body_bytes = 0
         self.storage = _Histogram()
         self.duration = _Histogram()
-        self.in_flight = 0
-        self.body_in_flight = 0
         self.rate_limited = 0
         self.storage_errors = 0
         self.rate_limit_storage_errors = 0
@@ -188,7 +203,8 @@ class _Tally:
 
 
 class _Tallies:
-    """Every thread's tallies for one registry, per API, and their totals.
+    """Every thread's tallies for one registry, per API, and their totals,
+    with the admissions whose figures are the in-flight gauges.
 
     A server that starts a thread per request (wsgiref's, Django's
     runserver) would leave a tally per thread ever seen: those of threads
@@ -200,9 +216,15 @@ class _Tallies:
     def __init__(self) -> None:
         #: ``local.by_api``: this thread's tallies by API.
         self.local = threading.local()
+        self.admissions: list[Admission] = []
         self._lock = threading.Lock()
         self._live: list[tuple[str, _Tally, threading.Thread]] = []
         self._ended: dict[str, _Tally] = {}
+
+    def watch(self, admission: Admission) -> None:
+        """Read the in-flight gauges from ``admission`` too."""
+        if all(admission is not known for known in self.admissions):
+            self.admissions.append(admission)
 
     def get(self, api: str) -> _Tally:
         """This thread's tally of ``api`` (made on first use)."""
@@ -239,6 +261,10 @@ class _Tallies:
             totals.setdefault(api, _Tally()).add(tally)
         return totals
 
+    def in_flight(self) -> list[tuple[str, str, int]]:
+        """Each admission gauge: name, help, value (summed over the admissions watched)."""
+        return [(name, doc, sum(map(read, self.admissions))) for name, doc, read in _ADMISSION_GAUGES]
+
 
 class _Collector(Collector):
     """The tallies as Prometheus metric families, read at each scrape (one process)."""
@@ -247,15 +273,14 @@ class _Collector(Collector):
         self.tallies = tallies
 
     def describe(self) -> list[Metric]:
-        return [self._family(name, kind, doc, label) for name, kind, doc, label, _ in _FAMILIES]
+        families = [self._family(name, kind, doc, label) for name, kind, doc, label, _ in _FAMILIES]
+        return families + [GaugeMetricFamily(name, doc) for name, doc, _ in _ADMISSION_GAUGES]
 
     @staticmethod
     def _family(name: str, kind: str, doc: str, label: str | None) -> Metric:
         labels = ["api"] if label is None else ["api", label]
         if kind == "counter":
             return CounterMetricFamily(name, doc, labels=labels)
-        if kind == "gauge":
-            return GaugeMetricFamily(name, doc, labels=labels)
         return HistogramMetricFamily(name, doc, labels=labels)
 
     def collect(self) -> list[Metric]:
@@ -275,6 +300,7 @@ class _Collector(Collector):
                 else:
                     family.add_metric([api], value)  # type: ignore[attr-defined]
             families.append(family)
+        families += [GaugeMetricFamily(name, doc, value=value) for name, doc, value in self.tallies.in_flight()]
         return families
 
 
@@ -293,11 +319,12 @@ class _Flusher:
             labels = ["api"] if label is None else ["api", label]
             if kind == "counter":
                 self._metrics[attribute] = Counter(name, doc, labels, registry=None)
-            elif kind == "gauge":
-                # livesum: the processes' values added up, those of exited ones left out.
-                self._metrics[attribute] = Gauge(name, doc, labels, registry=None, multiprocess_mode="livesum")
             else:
                 self._metrics[attribute] = Histogram(name, doc, labels, registry=None, buckets=_BOUNDS)
+        # livesum: the processes' values added up, those of exited ones left out.
+        self._gauges = {
+            name: Gauge(name, doc, registry=None, multiprocess_mode="livesum") for name, doc, _ in _ADMISSION_GAUGES
+        }
         self._pid: int | None = None
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._forked)
@@ -326,13 +353,13 @@ class _Flusher:
 
     def flush(self) -> None:
         with self._lock:
+            for name, _, value in self.tallies.in_flight():
+                self._gauges[name].set(value)
             for api, total in self.tallies.totals().items():
                 before = self._flushed.get(api) or _Tally()
                 for _, kind, _, label, attribute in _FAMILIES:
                     metric, now, then = self._metrics[attribute], getattr(total, attribute), getattr(before, attribute)
-                    if kind == "gauge":
-                        metric.labels(api).set(now)
-                    elif kind == "histogram":
+                    if kind == "histogram":
                         child = metric.labels(api)
                         # prometheus-client has no call to add n observations at once: its
                         # per-bucket values (non-cumulative, +Inf last, as ours) take them.
@@ -387,37 +414,29 @@ class PrometheusObserver(Observer):
     a scrape reads them all from there. Observers on the same registry share
     their counts, so several adapters in a process add up.
 
+    ``admission``: the one the APIs use (:func:`ingest_mw.admission.shared`,
+    their default, unless given), whose figures are the in-flight gauges.
+
     A request costs a few additions to plain numbers of this thread's own
     tally: no lock and no label lookup; the metric families are built from
     the tallies when scraped.
     """
 
-    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, *, registry: CollectorRegistry | None = None, admission: Admission | None = None) -> None:
         if registry is None and not _multiprocess():
             registry = REGISTRY
         self.registry = registry
         self._tallies = _tallies_for(registry)
+        self._tallies.watch(admission or shared())
         self._local = self._tallies.local
-        self._flusher = _FLUSHERS[-1] if registry is None else None
+        if registry is None:
+            _FLUSHERS[-1].ensure_running()
 
-    def started(self, seen: Observation) -> _Tally:
-        """In flight; the token is this thread's tally of the API, so the other
-        hooks need not look it up again."""
+    def finished(self, seen: Observation, token: object) -> None:
         try:
             tally: _Tally = self._local.by_api[seen.api]
         except (AttributeError, KeyError):
-            if self._flusher is not None:
-                self._flusher.ensure_running()
             tally = self._tallies.get(seen.api)
-        tally.in_flight += 1
-        return tally
-
-    def received(self, seen: Observation, token: _Tally) -> None:
-        token.body_in_flight += seen.body_bytes
-
-    def finished(self, seen: Observation, token: _Tally) -> None:
-        tally = token
-        tally.in_flight -= 1
         requests = tally.requests
         status = seen.status
         requests[status] = requests.get(status, 0) + 1
@@ -429,7 +448,6 @@ class PrometheusObserver(Observer):
         histogram.sum += duration
         body_bytes = seen.body_bytes
         if body_bytes:
-            tally.body_in_flight -= body_bytes
             tally.body_bytes += body_bytes
             tally.wire_bytes += seen.wire_bytes
         storage = seen.storage_seconds

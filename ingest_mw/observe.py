@@ -5,9 +5,11 @@
 adapter was given (``observer=`` on :class:`~ingest_mw.ASGIApp`,
 :class:`~ingest_mw.ASGIMiddleware`, :class:`~ingest_mw.WSGIApp`,
 :class:`~ingest_mw.WSGIMiddleware`, the ``OBSERVER`` setting of the Django
-and Flask glue). Three calls per request: :meth:`Observer.started` when
+and Flask glue). Three hooks per request: :meth:`Observer.started` when
 the flow begins, :meth:`Observer.received` once the body is read, and
-:meth:`Observer.finished` once the answer is decided (or the client gone).
+:meth:`Observer.finished` once the answer is decided (or the client gone);
+the flow calls only the ones the observer's class overrides (most need only
+``finished``).
 Metrics (:class:`ingest_mw.metrics.PrometheusObserver`) and the access log
 (:class:`ingest_mw.logs.AccessLogObserver`) are observers; a host writes its
 own by subclassing :class:`Observer` and overriding what it needs::
@@ -28,7 +30,8 @@ from one is logged and the request is answered all the same).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
 from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -43,6 +46,7 @@ __all__ = [
     "Observation",
     "Observer",
     "Observers",
+    "as_observer",
     "observe",
     "refusal_reason",
 ]
@@ -113,11 +117,11 @@ class Observation:
     api: str
     request: Request
     observer: Observer
-    token: Any
     started_at: float
     # Class attributes until the flow learns otherwise: a request writes only
     # what it learns (no slots: setting them all, or a Python __init__, cost
     # a request more than reading these defaults from the class does).
+    token: Any = None
     status = 0
     events_accepted = 0
     events_refused = 0
@@ -149,8 +153,9 @@ class Observation:
     def source(self) -> str | None:
         return self.request.source
 
-    # --- what the flow reports, in its order (it also sets storing_at,
-    # storage_seconds and events_accepted itself: two calls fewer per request) ---------
+    # --- what the flow reports, in its order (it also sets wire_bytes,
+    # body_bytes, storing_at, storage_seconds and events_accepted itself: a
+    # call fewer for each, on every request) ------------------------------------------
     def rate_limit(self, decision: RateLimitDecision) -> None:
         """The rate limit refused the request, or its storage was unavailable."""
         if decision.unavailable:
@@ -159,9 +164,8 @@ class Observation:
             self.rate_limited = decision.refusal is not None
         self.unusual = True
 
-    def body_read(self, wire_bytes: int, body_bytes: int) -> None:
-        self.wire_bytes = wire_bytes
-        self.body_bytes = body_bytes
+    def tell_received(self) -> None:
+        """The body is read (``wire_bytes`` and ``body_bytes`` set): tell the observer."""
         try:
             self.observer.received(self, self.token)
         except Exception:
@@ -218,18 +222,28 @@ class Observation:
         return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
 
 
+def as_observer(observer: Observer | None) -> Observer | None:
+    """``observer`` as the flow takes it: an :class:`Observer`, or one that is
+    duck-typed (``started``, ``received`` and ``finished``, no base class)
+    inside :class:`Observers`, which tells it every hook. For the adapters,
+    once, when they are given one."""
+    if observer is None or isinstance(observer, Observer):
+        return observer
+    return Observers(observer)
+
+
 def observe(api: str, request: Request, observer: Observer) -> Observation:
     """Start observing ``request`` to ``api``: its :class:`Observation`, told to ``observer``."""
     seen = Observation()
     seen.api = api
     seen.request = request
     seen.observer = observer
-    seen.token = None
     seen.started_at = perf_counter()
-    try:
-        seen.token = observer.started(seen)
-    except Exception:
-        _failed(observer.started)
+    if observer.tells_started:
+        try:
+            seen.token = observer.started(seen)
+        except Exception:
+            _failed(observer.started)
     return seen
 
 
@@ -243,9 +257,21 @@ class Observer:
     observer's counters of this thread), and is ``seen.token``.
     ``received`` runs once the body is read (``wire_bytes``,
     ``body_bytes``); ``finished`` once the answer is decided, with every fact
-    filled in. ``finished`` is called exactly once for every ``started``,
-    also for a client that left (status :data:`CLIENT_GONE`).
+    filled in. ``finished`` is called exactly once for every request
+    (``started`` or not), also for a client that left (status
+    :data:`CLIENT_GONE`). A hook this class's is not overridden by a
+    subclass is not called at all (``tells_started``, ``tells_received``).
     """
+
+    #: Whether the flow calls :meth:`started` / :meth:`received`: whether a
+    #: subclass overrides them (set for each subclass as it is defined).
+    tells_started: bool = False
+    tells_received: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.tells_started = cls.started is not Observer.started
+        cls.tells_received = cls.received is not Observer.received
 
     def started(self, seen: Observation) -> Any:
         """A request has begun; the value returned comes back as ``token``."""
@@ -260,30 +286,42 @@ class Observer:
 
 class Observers(Observer):
     """Several observers as one, told in the order given (one that raises
-    is logged and the others are told all the same)."""
+    is logged and the others are told all the same); each is told only
+    the hooks it overrides."""
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        # An observer of no Observer subclass (duck-typed: the three methods) is told everything.
+        self._starts = [getattr(observer, "tells_started", True) for observer in observers]
+        self._receives = [getattr(observer, "tells_received", True) for observer in observers]
+        self.tells_started = any(self._starts)
+        self.tells_received = any(self._receives)
+
+    def _tokens(self, token: list[Any] | None) -> Iterable[Any]:
+        return repeat(None) if token is None else token  # None: no observer's started was called
 
     def started(self, seen: Observation) -> list[Any]:
-        tokens = []
-        for observer in self.observers:
-            try:
-                tokens.append(observer.started(seen))
-            except Exception:
-                tokens.append(None)
-                _failed(observer.started)
+        tokens: list[Any] = []
+        for observer, starts in zip(self.observers, self._starts):
+            own = None
+            if starts:
+                try:
+                    own = observer.started(seen)
+                except Exception:
+                    _failed(observer.started)
+            tokens.append(own)
         return tokens
 
-    def received(self, seen: Observation, token: list[Any]) -> None:
-        for observer, own in zip(self.observers, token):
-            try:
-                observer.received(seen, own)
-            except Exception:
-                _failed(observer.received)
+    def received(self, seen: Observation, token: list[Any] | None) -> None:
+        for observer, receives, own in zip(self.observers, self._receives, self._tokens(token)):
+            if receives:
+                try:
+                    observer.received(seen, own)
+                except Exception:
+                    _failed(observer.received)
 
-    def finished(self, seen: Observation, token: list[Any]) -> None:
-        for observer, own in zip(self.observers, token):
+    def finished(self, seen: Observation, token: list[Any] | None) -> None:
+        for observer, own in zip(self.observers, self._tokens(token)):
             try:
                 observer.finished(seen, own)
             except Exception:

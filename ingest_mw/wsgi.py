@@ -17,7 +17,7 @@ from .drive import ClientDisconnected, Feed, SyncIO, run_sync
 from .errors import IngestError
 from .headers import content_length as parse_content_length
 from .http import exact_paths, normalize_prefix, not_found, status_line, strip_prefix
-from .observe import Observer
+from .observe import Observer, as_observer
 from .sinks.base import Sink, as_sync, close_sync
 
 __all__ = [
@@ -193,7 +193,7 @@ class WSGIApp:
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
-        self.observer = observer
+        self.observer = as_observer(observer)
         self.endpoints = exact_paths(endpoints or {})
         self._store = as_sync(sink)
 

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sinks_for_tests import FailingSink
 
 from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, RateLimit
+from ingest_mw.admission import FREE_BODY_BYTES, Admission
 from ingest_mw.metrics import PrometheusObserver, metrics_asgi_app, metrics_wsgi_app
 from ingest_mw.observe import CLIENT_GONE, Observation, Observer, Observers
 
@@ -79,8 +80,10 @@ def test_counters_move_by_exactly_the_events_sent(adapter: str) -> None:
     assert value(samples, "ingest_mw_storage_duration_seconds_count", api="betterstack") == 3
     assert value(samples, "ingest_mw_storage_duration_seconds_count", api="baselime") == 1
     assert value(samples, "ingest_mw_request_duration_seconds_count", api="betterstack") == 4
-    assert value(samples, "ingest_mw_requests_in_flight", api="betterstack") == 0
-    assert value(samples, "ingest_mw_request_body_bytes_in_flight", api="betterstack") == 0
+    # Read from the admission when scraped: present, and nothing left in flight.
+    assert samples[("ingest_mw_requests_in_flight", ())] == 0
+    assert samples[("ingest_mw_request_body_bytes_in_flight", ())] == 0
+    assert samples[("ingest_mw_batches_in_storage", ())] == 0
     assert value(samples, "ingest_mw_storage_errors_total", api="betterstack") == 0
     assert len(sink.batches) == 4
 
@@ -183,7 +186,7 @@ def test_a_client_gone_mid_body_leaves_nothing_in_flight() -> None:
     assert sent == []  # nobody to answer
     assert [s.status for s in seen] == [CLIENT_GONE]
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in registry.collect() for s in f.samples}
-    assert value(samples, "ingest_mw_requests_in_flight", api="betterstack") == 0
+    assert samples[("ingest_mw_requests_in_flight", ())] == 0
     assert value(samples, "ingest_mw_requests_total", api="betterstack", status=str(CLIENT_GONE)) == 1
 
 
@@ -232,8 +235,61 @@ def test_a_thread_per_request_leaves_one_tally_per_live_thread() -> None:
         thread.join(timeout=10)
     assert statuses == [202] * 50
     assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 100
-    assert registry.get_sample_value("ingest_mw_requests_in_flight", {"api": "betterstack"}) == 0
+    assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 50
+    assert registry.get_sample_value("ingest_mw_requests_in_flight") == 0
     assert len(observer._tallies._live) <= 1  # the ended threads' counts were folded into one tally
+
+
+def test_the_in_flight_gauges_show_a_request_being_served() -> None:
+    # A body that declares 1 MiB and stalls after its first chunk: one request in
+    # flight, holding its body's bytes past the first 64 KiB in the admission's budget.
+    registry = CollectorRegistry()
+    admission = Admission()
+    api = BetterStackAPI([TOKEN], admission=admission)
+    app = ASGIApp(api, sink=MemorySink(), observer=PrometheusObserver(registry=registry, admission=admission))
+    body = events(1).ljust(1024 * 1024)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def scenario() -> tuple[float | None, float | None]:
+        rest = asyncio.Event()
+        chunks = [{"type": "http.request", "body": body[:1000], "more_body": True}]
+
+        async def receive() -> dict[str, Any]:
+            if chunks:
+                return chunks.pop()
+            await rest.wait()
+            return {"type": "http.request", "body": body[1000:], "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        served = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(0.05)
+        during = (
+            registry.get_sample_value("ingest_mw_requests_in_flight"),
+            registry.get_sample_value("ingest_mw_request_body_bytes_in_flight"),
+        )
+        rest.set()
+        await served
+        return during
+
+    requests, body_bytes = asyncio.run(scenario())
+    assert (requests, body_bytes) == (1, len(body) - FREE_BODY_BYTES)
+    assert sent[0]["status"] == 202
+    assert registry.get_sample_value("ingest_mw_requests_in_flight") == 0
+    assert registry.get_sample_value("ingest_mw_request_body_bytes_in_flight") == 0
 
 
 def test_an_otlp_record_over_its_size_limit_is_counted_as_too_large(adapter: str) -> None:
@@ -254,3 +310,54 @@ def test_an_otlp_record_over_its_size_limit_is_counted_as_too_large(adapter: str
     assert value(samples, "ingest_mw_events_accepted_total", api="otlp") == 1
     assert value(samples, "ingest_mw_events_refused_total", api="otlp", reason="too_large") == 1
     assert value(samples, "ingest_mw_events_refused_total", api="otlp", reason="invalid") == 0
+
+
+def test_each_hook_an_observer_overrides_is_called_with_its_token(adapter: str) -> None:
+    calls: list[tuple[str, Any]] = []
+
+    class Started(Observer):
+        def started(self, seen: Observation) -> str:
+            calls.append(("started", seen.body_bytes))
+            return "token"
+
+        def received(self, seen: Observation, token: object) -> None:
+            calls.append(("received", (seen.wire_bytes, seen.body_bytes, token)))
+
+        def finished(self, seen: Observation, token: object) -> None:
+            calls.append(("finished", (seen.status, token)))
+
+    class FinishedOnly(Observer):
+        def finished(self, seen: Observation, token: object) -> None:
+            calls.append(("finished only", token))
+
+    class DuckTyped:  # no base class: told every hook
+        def started(self, seen: Observation) -> str:
+            calls.append(("duck started", None))
+            return "duck"
+
+        def received(self, seen: Observation, token: object) -> None:
+            calls.append(("duck received", token))
+
+        def finished(self, seen: Observation, token: object) -> None:
+            calls.append(("duck finished", token))
+
+    body = gzip.compress(events(3))
+    headers = {**BETTERSTACK, "Content-Encoding": "gzip"}
+    for observer in (Started(), FinishedOnly(), DuckTyped(), Observers(FinishedOnly(), Started())):
+        client = make_client(adapter, BetterStackAPI([TOKEN]), MemorySink(), observer)  # type: ignore[arg-type]
+        assert client.request("POST", f"{PREFIX}/", body, headers).status == 202
+    sizes = (len(body), len(events(3)))
+    assert calls == [
+        ("started", 0),
+        ("received", (*sizes, "token")),
+        ("finished", (202, "token")),
+        ("finished only", None),
+        ("duck started", None),
+        ("duck received", "duck"),
+        ("duck finished", "duck"),
+        ("started", 0),
+        ("received", (*sizes, "token")),
+        ("finished only", None),
+        ("finished", (202, "token")),
+    ]
+    assert (FinishedOnly.tells_started, FinishedOnly.tells_received) == (False, False)

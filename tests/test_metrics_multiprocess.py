@@ -45,7 +45,7 @@ print(orjson.dumps(values).decode())
 
 ACCEPTED = "ingest_mw_events_accepted_total[('api', 'betterstack')]"
 ANSWERED = "ingest_mw_requests_total[('api', 'betterstack'), ('status', '202')]"
-IN_FLIGHT = "ingest_mw_requests_in_flight[('api', 'betterstack')]"
+IN_FLIGHT = "ingest_mw_requests_in_flight[]"
 
 
 def run_worker(directory: Path, requests: int, per_request: int) -> dict[str, float]:
