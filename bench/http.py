@@ -406,18 +406,11 @@ def build_cases() -> list[Case]:
     ]
 
 
-def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
-    """The app ``ingest-mw serve`` builds from the same flags, with a hook that keeps nothing.
-
-    Not part of the target: it tells the pipeline's own cost apart from what
-    the memory sink costs by holding every event it is given.
-    """
-    import gc
-
+def dropping_app(rate_limit: str):  # type: ignore[no-untyped-def]
+    """The app ``ingest-mw serve`` builds from the same flags (its APIs, its
+    observer and its operator endpoints), with a hook that keeps nothing."""
     from ingest_mw.asgi import ASGIApp
-    from ingest_mw.serve import GC_THRESHOLD, AppSpec
-
-    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest-mw serve does
+    from ingest_mw.serve import AppSpec
 
     spec = AppSpec(
         sink_url="memory://",
@@ -430,8 +423,22 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
     async def drop(batch: object) -> None:
         return None
 
-    app = ASGIApp(list(spec.build().routes.apis), sink=drop)
-    run_on_serve_stack(app, port, log_level)
+    served, _, _ = spec.build()
+    return ASGIApp(list(served.routes.apis), sink=drop, observer=served.observer, endpoints=served.endpoints)
+
+
+def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
+    """:func:`dropping_app` on the serve stack.
+
+    Not part of the target: it tells the pipeline's own cost apart from what
+    the memory sink costs by holding every event it is given.
+    """
+    import gc
+
+    from ingest_mw.serve import GC_THRESHOLD
+
+    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest-mw serve does
+    run_on_serve_stack(dropping_app(rate_limit), port, log_level)
 
 
 class Servers:
