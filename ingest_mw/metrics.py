@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -77,6 +78,8 @@ __all__ = [
     "refusal_totals",
     "render_metrics",
 ]
+
+logger = logging.getLogger("ingest_mw")
 
 #: Where a server exposes the metrics, by convention.
 #: The environment variable that puts prometheus-client in multiprocess mode.
@@ -424,6 +427,15 @@ class PrometheusObserver(Observer):
 
     def __init__(self, *, registry: CollectorRegistry | None = None, admission: Admission | None = None) -> None:
         if registry is None and not _multiprocess():
+            if os.environ.get(MULTIPROC_DIR_ENV):
+                # render_metrics() reads the directory, where these counts would never be.
+                logger.warning(
+                    "ingest_mw: %s is set, but prometheus_client was imported before it was: this process"
+                    " counts in its own memory and /metrics, which reads the directory, will not show its"
+                    " counts; set %s before anything imports prometheus_client",
+                    MULTIPROC_DIR_ENV,
+                    MULTIPROC_DIR_ENV,
+                )
             registry = REGISTRY
         self.registry = registry
         self._tallies = _tallies_for(registry)

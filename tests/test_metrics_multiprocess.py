@@ -3,6 +3,7 @@ scrape from either (or from a third) shows the sum, as under ``serve --workers 2
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,13 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest_mw.metrics import MULTIPROC_DIR_ENV, forget_process, prepare_multiprocess, render_metrics
+from ingest_mw.metrics import (
+    MULTIPROC_DIR_ENV,
+    PrometheusObserver,
+    forget_process,
+    prepare_multiprocess,
+    render_metrics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,3 +159,13 @@ def render_metrics_in(directory: Path) -> str:
             del os.environ[MULTIPROC_DIR_ENV]
         else:
             os.environ[MULTIPROC_DIR_ENV] = previous
+
+
+def test_a_directory_set_after_prometheus_client_was_imported_is_told(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    # This test process imported prometheus_client long ago, without the variable:
+    # its values are single-process, so the observer would count where /metrics never reads.
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
+    with caplog.at_level(logging.WARNING, "ingest_mw"):
+        PrometheusObserver()
+    assert "PROMETHEUS_MULTIPROC_DIR is set, but prometheus_client was imported before it was" in caplog.text
+    assert "set PROMETHEUS_MULTIPROC_DIR before anything imports prometheus_client" in caplog.text
