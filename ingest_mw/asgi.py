@@ -218,7 +218,8 @@ class ASGIApp:
         self.sink = sink
         self.observer = as_observer(observer)
         self.endpoints = exact_paths(endpoints or {})
-        self._store = as_async(sink)
+        # Threads for a sync hook: as many as the APIs let into it at once.
+        self._store = as_async(sink, threads=max(api.admission.stores.size for api in self.routes.apis))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

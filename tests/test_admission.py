@@ -453,3 +453,46 @@ def test_otlp_records_past_the_cap_are_refused_before_they_are_all_mapped(adapte
     refused = client.request("POST", f"{PREFIX}/v1/logs", export.SerializeToString(), headers)
     assert refused.status == 413
     assert sink.batches == []
+
+
+def test_a_sync_hook_takes_as_many_batches_at_once_as_the_admission_lets_in():
+    # 100 stores allowed at once, past the 64 threads sync hooks get by default:
+    # all 100 are inside the hook together (each waits for the others at a barrier).
+    stores = 100
+    inside = threading.Barrier(stores, timeout=20)
+
+    class Together(MemorySink):
+        def __call__(self, batch):
+            inside.wait()
+            super().__call__(batch)
+
+    sink = Together()
+    admission = Admission(max_concurrent_stores=stores, max_requests_per_client=0)
+    app = ASGIMiddleware(lambda s, r, w: None, BetterStackAPI([TOKEN], admission=admission, rate_limit=None), sink=sink)
+    body = b'{"message": "together"}'
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/ingest/",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+    }
+
+    async def one() -> int:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(dict(scope), receive, send)
+        return sent[0]["status"]
+
+    async def all_at_once():
+        return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(stores))), 30)
+
+    assert asyncio.run(all_at_once()) == [202] * stores
+    assert len(sink.events) == stores

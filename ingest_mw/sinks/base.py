@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -108,17 +109,31 @@ def as_sync(sink: Sink) -> Callable[[Batch], Any]:
 #: what else needs a thread there (limits' in-memory storage expires its
 #: windows in one, while holding the lock of the client's key; large decodes).
 #: How many run at once is the admission's ``max_concurrent_stores``; threads
-#: are made as needed, up to this many.
+#: are made as needed, up to this many, or up to ``max_concurrent_stores`` where
+#: it is larger (a pool of that size, shared by the apps that ask for it).
 STORE_THREADS = 64
-_STORE_THREADS = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="ingest_mw-store")
+_STORE_POOLS: dict[int, ThreadPoolExecutor] = {}
+_STORE_POOLS_LOCK = threading.Lock()
 
 
-def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
+def _store_pool(threads: int) -> ThreadPoolExecutor:
+    """The pool of at least ``threads`` (and :data:`STORE_THREADS`) threads for sync hooks."""
+    size = max(threads, STORE_THREADS)
+    with _STORE_POOLS_LOCK:
+        pool = _STORE_POOLS.get(size)
+        if pool is None:
+            pool = _STORE_POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ingest_mw-store")
+        return pool
+
+
+def as_async(sink: Sink, *, threads: int = STORE_THREADS) -> Callable[[Batch], Awaitable[Any]]:
     """The hook as a coroutine function, for the ASGI adapter.
 
     A sync hook runs in a worker thread so it never blocks the event loop.
-    It gets a thread of its own from the pool (``thread_sensitive=False``)
-    unless it says ``thread_sensitive = True``, as the Django ORM hook does.
+    It gets a thread of its own from a pool of at least ``threads``
+    (``thread_sensitive=False``: as many batches at once as the admission
+    lets into the hook) unless it says ``thread_sensitive = True``, as the
+    Django ORM hook does.
     A sync hook that can also be called from async code without blocking
     offers ``async def acall(batch)``, which is awaited instead, on the loop
     (:class:`~ingest_mw.sinks.MemorySink` does: the hop to a thread and back
@@ -133,7 +148,7 @@ def as_async(sink: Sink) -> Callable[[Batch], Awaitable[Any]]:
     if thread_sensitive:
         in_thread = sync_to_async(sink, thread_sensitive=True)
     else:
-        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_STORE_THREADS)
+        in_thread = sync_to_async(sink, thread_sensitive=False, executor=_store_pool(threads))
 
     async def store(batch: Batch) -> None:
         result = await in_thread(batch)
