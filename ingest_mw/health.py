@@ -37,7 +37,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction
 
 from .api import Response
 from .asgi import send_response
-from .http import PLAIN_TEXT
+from .http import PLAIN_TEXT, for_method, read_only_refusal
 from .ratelimit import RateLimit
 from .wsgi import write_response
 
@@ -77,7 +77,6 @@ class Readiness(NamedTuple):
 
 _HEADERS = (PLAIN_TEXT, ("Cache-Control", "no-store"))
 _OK = Response(200, _HEADERS, b"ok\n")
-_METHOD_NOT_ALLOWED = Response(405, (PLAIN_TEXT, ("Allow", "GET, HEAD")), b"Method Not Allowed\n")
 
 
 def _passed(result: object) -> bool:
@@ -215,28 +214,18 @@ class Health:
 
 
 # --- the endpoints -------------------------------------------------------------------------
-def _method_allowed(method: str) -> bool:
-    return method in ("GET", "HEAD")
-
-
-def _head(method: str, response: Response) -> Response:
-    return Response(response.status, response.headers, b"") if method == "HEAD" else response
-
-
 def health_asgi_endpoints(health: Health) -> dict[str, Callable[..., Any]]:
     """``{"/healthz": app, "/readyz": app}``: the two probes as ASGI apps, for
     :class:`~ingest_mw.endpoints.EndpointsASGIMiddleware` (or to mount yourself)."""
 
     async def live(scope: Any, receive: Any, send: Any) -> None:
         method = scope["method"]
-        await send_response(_head(method, _OK) if _method_allowed(method) else _METHOD_NOT_ALLOWED, send)
+        await send_response(read_only_refusal(method) or for_method(method, _OK), send)
 
     async def ready(scope: Any, receive: Any, send: Any) -> None:
         method = scope["method"]
-        if not _method_allowed(method):
-            await send_response(_METHOD_NOT_ALLOWED, send)
-            return
-        await send_response(_head(method, (await health.acheck()).response()), send)
+        refusal = read_only_refusal(method)
+        await send_response(refusal or for_method(method, (await health.acheck()).response()), send)
 
     return {HEALTH_PATH: live, READY_PATH: ready}
 
@@ -247,12 +236,11 @@ def health_wsgi_endpoints(health: Health) -> dict[str, Callable[..., Any]]:
 
     def live(environ: dict[str, Any], start_response: Any) -> Any:
         method = environ["REQUEST_METHOD"]
-        return write_response(_head(method, _OK) if _method_allowed(method) else _METHOD_NOT_ALLOWED, start_response)
+        return write_response(read_only_refusal(method) or for_method(method, _OK), start_response)
 
     def ready(environ: dict[str, Any], start_response: Any) -> Any:
         method = environ["REQUEST_METHOD"]
-        if not _method_allowed(method):
-            return write_response(_METHOD_NOT_ALLOWED, start_response)
-        return write_response(_head(method, health.check().response()), start_response)
+        refusal = read_only_refusal(method)
+        return write_response(refusal or for_method(method, health.check().response()), start_response)
 
     return {HEALTH_PATH: live, READY_PATH: ready}

@@ -8,10 +8,35 @@ from typing import TypeVar
 
 from .api import Response, Routes
 
-__all__ = ["PLAIN_TEXT", "exact_paths", "normalize_prefix", "not_found", "status_line", "strip_prefix"]
+__all__ = [
+    "PLAIN_TEXT",
+    "exact_paths",
+    "for_method",
+    "normalize_prefix",
+    "not_found",
+    "read_only_refusal",
+    "status_line",
+    "strip_prefix",
+]
 
 #: The Content-Type of every plain-text answer (Better Stack's, the middleware's).
 PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+#: What the operator endpoints (health, readiness, metrics) answer a method
+#: other than the two they take.
+_READ_ONLY_METHODS = ("GET", "HEAD")
+_METHOD_NOT_ALLOWED = Response(405, (PLAIN_TEXT, ("Allow", "GET, HEAD")), b"Method Not Allowed\n")
+
+
+def read_only_refusal(method: str) -> Response | None:
+    """The 405 of an endpoint that takes ``GET`` and ``HEAD`` only, for ``method``
+    (``None``: one of those two)."""
+    return None if method in _READ_ONLY_METHODS else _METHOD_NOT_ALLOWED
+
+
+def for_method(method: str, response: Response) -> Response:
+    """``response`` as the answer to ``method``: without its body for ``HEAD``."""
+    return Response(response.status, response.headers, b"", response.close) if method == "HEAD" else response
 
 
 def not_found(routes: Routes, mount: str, path: str) -> Response:

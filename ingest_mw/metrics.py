@@ -61,7 +61,7 @@ from .admission import Admission, shared
 from .api import Response
 from .asgi import send_response
 from .health import METRICS_PATH
-from .http import PLAIN_TEXT
+from .http import for_method, read_only_refusal
 from .observe import Observation, Observer
 from .wsgi import write_response
 
@@ -580,14 +580,8 @@ def render_metrics(registry: CollectorRegistry | None = None, accept: str | None
     return Response(200, (("Content-Type", content_type),), encode(registry))
 
 
-_METHOD_NOT_ALLOWED = Response(405, (PLAIN_TEXT, ("Allow", "GET, HEAD")), b"Method Not Allowed")
-
-
 def _answer(method: str, accept: str | None, registry: CollectorRegistry | None) -> Response:
-    if method not in ("GET", "HEAD"):
-        return _METHOD_NOT_ALLOWED
-    response = render_metrics(registry, accept)
-    return Response(200, response.headers, b"" if method == "HEAD" else response.body)
+    return read_only_refusal(method) or for_method(method, render_metrics(registry, accept))
 
 
 def metrics_asgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
