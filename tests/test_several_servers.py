@@ -88,11 +88,14 @@ def test_two_servers_one_redis_limit_one_postgres_one_killed(postgres_server, pg
     acknowledged = [event_id for _, status, ids in answers if status == 202 for event_id in ids]
     assert acknowledged and set(acknowledged) <= set(stored)  # every acknowledged event is there
     assert all(count == 1 for count in stored.values())  # and nothing twice
-    refused = [ids for _, status, ids in answers if status == 429]
-    assert not set(stored) & {event_id for ids in refused for event_id in ids}  # a 429 stored nothing
-    assert {status for _, status, _ in answers} <= {202, 429}
+    # A 429 (the shared limit), or a 503 of an overloaded machine (the storage
+    # wait's bound: the hook never saw the batch), stored nothing.
+    refused = [ids for _, status, ids in answers if status in (429, 503)]
+    assert not set(stored) & {event_id for ids in refused for event_id in ids}
+    assert {status for _, status, _ in answers} <= {202, 429, 503}
     # The limit held across both: each server alone got fewer requests than the limit.
     accepted = sum(1 for _, status, _ in answers if status == 202)
-    assert accepted <= LIMIT < len(answers) + len(unanswered) and refused
+    assert accepted <= LIMIT < len(answers) + len(unanswered)
+    assert any(status == 429 for _, status, _ in answers)
     assert {index for index, status, _ in answers if status == 202} == {0, 1}
     assert {api for _, api, _ in rows} == {"betterstack", "baselime"}
