@@ -45,6 +45,7 @@ from limits.util import WindowStats
 from .api import Request
 from .clientip import TrustedProxies
 from .errors import IngestError
+from .redact import masked
 
 __all__ = [
     "refused_credentials",
@@ -107,13 +108,6 @@ class _Call:
 
 
 _Decide = Generator[_Call, Any, RateLimitDecision]
-
-
-def _without_credentials(uri: str) -> str:
-    """``redis://:secret@host:6379/0?password=x`` -> ``redis://host:6379/0``, fit for a log line."""
-    scheme, sep, rest = uri.partition("://")
-    netloc, slash, path = rest.partition("?")[0].partition("/")
-    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 #: The storage schemes whose client calls ``storage_timeout`` bounds.
@@ -320,9 +314,7 @@ class RateLimit:
             self.probe()
         except StorageError as error:
             what = "refused the credentials" if refused_credentials(error) else "cannot be reached"
-            raise ValueError(
-                f"rate-limit storage {_without_credentials(self.storage_uri)} {what}: {error.storage_error!r}"
-            ) from None
+            raise ValueError(f"rate-limit storage {masked(self.storage_uri)} {what}: {error.storage_error!r}") from None
 
     def _running_loop_limiter(self) -> AsyncRateLimiter:
         """The async storage of the running event loop, opened in it.
@@ -394,7 +386,7 @@ class RateLimit:
                 logger.error(
                     "ingest_mw: rate-limit storage %s refused the credentials (%r): fix the URI; refusing"
                     " requests with 503 meanwhile (next line in %gs at the earliest)",
-                    _without_credentials(self.storage_uri),
+                    masked(self.storage_uri),
                     error.storage_error,
                     self.warn_interval,
                 )
@@ -402,7 +394,7 @@ class RateLimit:
         if warn:
             logger.warning(
                 "ingest_mw: rate-limit storage %s unavailable (%r); %s (next warning in %gs at the earliest)",
-                _without_credentials(self.storage_uri),
+                masked(self.storage_uri),
                 error.storage_error,
                 "accepting requests uncounted" if self.fail_open else "refusing requests with 503",
                 self.warn_interval,

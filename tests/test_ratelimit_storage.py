@@ -57,7 +57,9 @@ def test_wrong_redis_credentials_are_refused_not_silently_uncounted(adapter, red
 
 def test_verify_names_the_storage_and_the_reason_without_the_password(redis_with_password):
     wrong = redis_with_password.url.replace(":right@", ":wrong@")
-    with pytest.raises(ValueError, match=r"rate-limit storage redis://127\.0\.0\.1:\d+/0 refused the credentials"):
+    with pytest.raises(
+        ValueError, match=r"rate-limit storage redis://:\*\*\*@127\.0\.0\.1:\d+/0 refused the credentials"
+    ):
         RateLimit(limit="1/second", storage_uri=wrong).verify()
     RateLimit(limit="1/second", storage_uri=redis_with_password.url).verify()  # the right one passes
     redis_with_password.stop()

@@ -201,6 +201,10 @@ def test_urls_never_show_a_password():
     assert masked("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert masked("postgresql://db/logs?user=u&password=s3cret") == "postgresql://db/logs?user=u&password=***"
     assert masked("sqlite:///events.db") == "sqlite:///events.db"
+    # A libpq key=value conninfo, bare or quoted, and a password of any case.
+    assert masked("host=db dbname=logs password=s3cret") == "host=db dbname=logs password=***"
+    assert masked("host=db PASSWORD = 's3 cr\\'et' user=u") == "host=db PASSWORD = *** user=u"
+    assert masked("host=db sslpassword=k3y") == "host=db sslpassword=***"
     with pytest.raises(ValueError) as raised:
         sink_from_url("mysql://user:s3cret@db/logs")
     assert "s3cret" not in str(raised.value) and "postgresql://" in str(raised.value)

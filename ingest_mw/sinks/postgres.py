@@ -25,9 +25,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, _fast_event_json, event_json
+from ..redact import masked
 from .base import Outage, SinkUnavailable
 from .record import iso_utc, iso_utc_each_bytes, label_runs
-from .url import masked
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
 
@@ -171,7 +171,7 @@ class PostgresSink:
         timeout: float = 5.0,
         create_table: bool = True,
     ) -> None:
-        self.shown = masked(conninfo) if "://" in conninfo else re.sub(r"password=\S+", "password=***", conninfo)
+        self.shown = masked(conninfo)
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:

@@ -6,10 +6,11 @@ never reaches an error or a log line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..redact import masked
 
 __all__ = ["SCHEMES", "masked", "sink_from_url"]
 
@@ -21,27 +22,6 @@ SCHEMES = (
     "postgresql://USER:PASSWORD@HOST:PORT/DB?table=events",
     "redis://HOST:PORT/DB?stream=ingest_mw:events",
 )
-
-_USERINFO_PASSWORD = re.compile(r"^([^:@/]*):[^@/]*@")
-#: Query keys that hold a secret, in libpq's and redis-py's spellings.
-_SECRET_KEYS = frozenset({"password", "sslpassword"})
-
-
-def masked(url: str) -> str:
-    """``url`` with its password (in the user information or the query) shown as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<a malformed URL>"
-    shown = url
-    netloc = _USERINFO_PASSWORD.sub(r"\1:***@", parts.netloc)
-    if netloc != parts.netloc:
-        shown = shown.replace(parts.netloc, netloc, 1)  # the first: right after "scheme://"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
-        hidden = [(key, "***" if key.lower() in _SECRET_KEYS else value) for key, value in pairs]
-        shown = shown.replace("?" + parts.query, "?" + urlencode(hidden, safe="*"), 1)
-    return shown
 
 
 def _path(url: str, scheme: str) -> str:
