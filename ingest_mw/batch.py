@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -19,6 +19,7 @@ __all__ = [
     "TimesRule",
     "each_event_json",
     "event_json",
+    "plain_event_json",
     "events_json",
     "load_events_json",
 ]
@@ -204,17 +205,24 @@ def event_json(data: dict[str, Any]) -> bytes:
         return _event_json_fallback(data)
 
 
-_fast_event_json = partial(orjson.dumps, option=_JSON_OPTIONS)
+#: An event's JSON text as orjson writes it, with no fallback: it raises
+#: ``orjson.JSONEncodeError`` for what :func:`event_json` writes another way.
+plain_event_json = partial(orjson.dumps, option=_JSON_OPTIONS)
 
 
-def each_event_json(data: Sequence[dict[str, Any]]) -> list[bytes]:
+def each_event_json(
+    data: Sequence[dict[str, Any]], one: Callable[[dict[str, Any]], bytes] | None = None
+) -> list[bytes]:
     """:func:`event_json` of each event, in order: orjson called from C over the
     whole list (no Python call per event), one by one only when some event
-    needs the fallback (MessagePack binary, deep nesting)."""
+    needs the fallback (MessagePack binary, deep nesting). ``one``: how a
+    sink with a form of its own writes each event then (default
+    :func:`event_json`); it must give plain orjson's text for any event
+    orjson writes."""
     try:
-        return list(map(_fast_event_json, data))
+        return list(map(plain_event_json, data))
     except orjson.JSONEncodeError:
-        return list(map(event_json, data))
+        return list(map(one or event_json, data))
 
 
 def events_json(data: list[dict[str, Any]]) -> tuple[bytes, bool]:

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from ..batch import Batch, _fast_event_json, event_json
+from ..batch import Batch, each_event_json, event_json, plain_event_json
 from ..redact import masked
 from .base import Outage, SinkUnavailable
 from .record import iso_utc, iso_utc_each_bytes, label_runs
@@ -103,17 +103,17 @@ def _exact_json(event: dict[str, Any]) -> bytes:
     return orjson.dumps({MSGPACK_KEY: base64.b64encode(packed).decode()})
 
 
+def _jsonb_text(event: dict[str, Any]) -> bytes:
+    """One event's JSON text: orjson's, or the exact wrapper of an event orjson cannot write."""
+    try:
+        return plain_event_json(event)
+    except orjson.JSONEncodeError:
+        return _exact_json(event)
+
+
 def _jsonb_texts(data: Sequence[dict[str, Any]]) -> list[bytes]:
     """Each event's JSON text, in a form ``jsonb`` takes whole (see :data:`ESCAPED_JSON_KEY`, :data:`MSGPACK_KEY`)."""
-    try:
-        texts = list(map(_fast_event_json, data))
-    except orjson.JSONEncodeError:
-        texts = []
-        for event in data:
-            try:
-                texts.append(_fast_event_json(event))
-            except orjson.JSONEncodeError:
-                texts.append(_exact_json(event))
+    texts = each_event_json(data, _jsonb_text)
     for index, text in enumerate(texts):
         if _NUL_ESCAPE in text:  # seldom: a search in C per event, and only these are rewritten
             texts[index] = orjson.dumps({ESCAPED_JSON_KEY: text.decode()})
