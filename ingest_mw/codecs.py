@@ -24,6 +24,7 @@ __all__ = [
     "CodecNegotiation",
     "Decoded",
     "Rescan",
+    "INVALID_KINDS",
     "InvalidEvent",
     "all_objects",
     "JSONCodec",
@@ -42,11 +43,28 @@ JSON_PARSE_ERROR = "Couldn't parse JSON content."
 PARSE_ERROR_HEADER = "X-Parse-Error"
 
 
-class InvalidEvent(NamedTuple):
-    """An element of the request that was refused while its neighbours were kept."""
+#: Why a codec refused an element while it kept its neighbours
+#: (:attr:`InvalidEvent.kind`): a fixed set, whatever clients send, that the
+#: metrics use as labels. ``invalid`` is any other reason.
+INVALID_KINDS = ("too_large", "invalid_json", "not_an_object", "invalid")
 
+
+class _IndexAndReason(NamedTuple):
     index: int  # type: ignore[assignment]  # (NamedTuple's field shadows tuple.index)
     reason: str
+
+
+class InvalidEvent(_IndexAndReason):
+    """An element of the request that was refused while its neighbours were kept:
+    ``(index, reason)``, as a pair (``reason`` is what the client is told), and
+    its ``kind``, one of :data:`INVALID_KINDS`."""
+
+    kind: str
+
+    def __new__(cls, index: int, reason: str, kind: str = "invalid") -> InvalidEvent:
+        element = super().__new__(cls, index, reason)
+        element.kind = kind
+        return element
 
 
 @dataclass(slots=True)

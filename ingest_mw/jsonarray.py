@@ -229,13 +229,13 @@ class JSONArrayCodec:
         events, invalid = [], []
         for index, item in enumerate(items):
             if sizes is not None and sizes[index] > limit:
-                invalid.append(InvalidEvent(index, f"larger than {byte_size(limit)} of JSON"))
+                invalid.append(InvalidEvent(index, f"larger than {byte_size(limit)} of JSON", "too_large"))
             elif type(item) is dict:
                 events.append(item)
             elif item is _NOT_JSON:
-                invalid.append(InvalidEvent(index, "not valid JSON"))
+                invalid.append(InvalidEvent(index, "not valid JSON", "invalid_json"))
             else:
-                invalid.append(InvalidEvent(index, "not a JSON object"))
+                invalid.append(InvalidEvent(index, "not a JSON object", "not_an_object"))
         return Decoded(events, invalid, True)
 
 

@@ -36,6 +36,8 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .codecs import INVALID_KINDS
+
 if TYPE_CHECKING:
     from .api import Request
     from .ratelimit import RateLimitDecision
@@ -58,19 +60,12 @@ logger = logging.getLogger("ingest_mw")
 CLIENT_GONE = 499
 
 #: Why events were refused, as metric labels: a fixed set, whatever clients send.
-#: ``too_large``, ``invalid_json``, ``not_an_object`` and ``invalid`` are
-#: elements a codec refused while it kept their neighbours (Baselime's
-#: partial acceptance); ``storage_error`` is every event of a batch the
+#: The codecs' kinds (:data:`~ingest_mw.codecs.INVALID_KINDS`: ``too_large``,
+#: ``invalid_json``, ``not_an_object``, ``invalid``) are elements a codec
+#: refused while it kept their neighbours (Baselime's partial acceptance,
+#: OTLP's partial success); ``storage_error`` is every event of a batch the
 #: storage hook failed to store.
-EVENT_REFUSAL_REASONS = ("too_large", "invalid_json", "not_an_object", "invalid", "storage_error")
-
-#: The codecs' words for a refused element, by the start of their wording.
-_REASON_PREFIXES = (
-    ("larger than", "too_large"),
-    ("the log record is", "too_large"),  # OTLP's, over max_record_bytes
-    ("not valid JSON", "invalid_json"),
-    ("not a JSON object", "not_an_object"),
-)
+EVENT_REFUSAL_REASONS = (*INVALID_KINDS, "storage_error")
 
 
 def _failed(hook: Callable[..., Any]) -> None:
@@ -78,12 +73,12 @@ def _failed(hook: Callable[..., Any]) -> None:
     logger.exception("ingest_mw: observer hook %r failed", hook)
 
 
-def refusal_reason(reason: str) -> str:
-    """The label (one of :data:`EVENT_REFUSAL_REASONS`) of a codec's reason for refusing an element."""
-    for prefix, label in _REASON_PREFIXES:
-        if reason.startswith(prefix):
-            return label
-    return "invalid"
+def refusal_reason(element: Any) -> str:
+    """The label (one of :data:`EVENT_REFUSAL_REASONS`) of an element a codec
+    refused: its :attr:`~ingest_mw.codecs.InvalidEvent.kind` (``invalid`` for
+    a host's codec that gives plain pairs)."""
+    kind = getattr(element, "kind", "invalid")
+    return kind if kind in INVALID_KINDS else "invalid"
 
 
 _NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
@@ -184,7 +179,7 @@ class Observation:
         invalid = getattr(decoded, "invalid", None)  # a Decoded, or None / a Rescan never run
         if invalid:
             for element in invalid:
-                self._refuse(refusal_reason(element.reason), 1)
+                self._refuse(refusal_reason(element), 1)
         try:
             self.observer.finished(self, self.token)
         except Exception:

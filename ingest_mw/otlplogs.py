@@ -475,7 +475,7 @@ class OTLPCodec:
                         raise self.caps.too_many()
                     if limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
-                        invalid.append(InvalidEvent(index, reason))
+                        invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
                         try:
                             append(to_event(record, scope, resource))

@@ -361,3 +361,18 @@ def test_each_hook_an_observer_overrides_is_called_with_its_token(adapter: str) 
         ("finished", (202, "token")),
     ]
     assert (FinishedOnly.tells_started, FinishedOnly.tells_received) == (False, False)
+
+
+def test_each_kind_of_refused_baselime_element_has_its_label(adapter: str) -> None:
+    client = observed_client(adapter, BaselimeAPI({"team": KEY}, max_event_bytes=64), MemorySink())
+    big = orjson.dumps({"message": "x" * 100})
+    body = b'[{"a": 1}, ' + big + b', 7, {"b": 2}, {"c": nope}]'  # kept, too large, not an object, kept, not JSON
+    reply = client.request("POST", f"{PREFIX}/v1/web", body, BASELIME)
+    assert reply.status == 400
+    samples = scrape(client)
+    refused = {
+        reason: value(samples, "ingest_mw_events_refused_total", api="baselime", reason=reason)
+        for reason in ("too_large", "not_an_object", "invalid_json", "invalid")
+    }
+    assert refused == {"too_large": 1, "not_an_object": 1, "invalid_json": 1, "invalid": 0}
+    assert value(samples, "ingest_mw_events_accepted_total", api="baselime") == 2
