@@ -5,7 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from clients import PREFIX, make_client
 
+import ingest_mw.clientip as clientip
+from ingest_mw import BetterStackAPI, MemorySink, RateLimit
 from ingest_mw.clientip import FORWARDED, TrustedProxies, forwarded_chain, parse_address
 
 PROXY = "10.0.0.7"
@@ -135,3 +138,26 @@ def test_networks_may_be_strings_network_objects_or_one_string():
 def test_mistakes_in_the_trust_list_fail_loudly(networks, header):
     with pytest.raises(ValueError):
         TrustedProxies(networks, header=header)
+
+
+def test_a_requests_forwarded_chain_is_walked_once_however_often_it_is_asked(monkeypatch):
+    # The flow asks twice per request (its admission, then the rate limit): one walk.
+    walks = []
+    real = clientip.forwarded_chain
+
+    def counted(headers, header):
+        walks.append(headers.get(header))
+        return real(headers, header)
+
+    monkeypatch.setattr(clientip, "forwarded_chain", counted)
+    limit = RateLimit(limit="100/minute", trusted_proxies=["127.0.0.0/8"])
+    client = make_client("wsgi", BetterStackAPI(["tok"], rate_limit=limit), MemorySink())
+    for forwarded in ("203.0.113.7", "203.0.113.8"):
+        headers = {"Authorization": "Bearer tok", "Content-Type": "application/json", "X-Forwarded-For": forwarded}
+        assert client.request("POST", f"{PREFIX}/", b"{}", headers).status == 202
+    assert walks == ["203.0.113.7", "203.0.113.8"]
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    same = {"x-forwarded-for": "198.51.100.1"}
+    assert proxies.client_ip("10.0.0.1", same) == proxies.client_ip("10.0.0.1", same) == "198.51.100.1"
+    assert proxies.client_ip("10.0.0.1", {"x-forwarded-for": "198.51.100.2"}) == "198.51.100.2"  # other headers
+    assert proxies.client_ip("192.0.2.1", same) == "192.0.2.1"  # another peer, untrusted
