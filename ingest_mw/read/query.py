@@ -145,6 +145,10 @@ class Query:
     before: int | None = None
     after: int | None = None
     limit: int = 100
+    # Derived once, in __post_init__ (matches() runs for every event a reader scans):
+    _since_text: str | None = field(default=None, init=False, repr=False, compare=False)
+    _until_text: str | None = field(default=None, init=False, repr=False, compare=False)
+    _text_lower: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.limit < 0:
@@ -154,17 +158,21 @@ class Query:
         object.__setattr__(self, "levels", levels)
         if self.text is not None and not self.text:
             object.__setattr__(self, "text", None)
+        object.__setattr__(self, "_since_text", iso_utc(self.since.astimezone(UTC)) if self.since else None)
+        object.__setattr__(self, "_until_text", iso_utc(self.until.astimezone(UTC)) if self.until else None)
+        object.__setattr__(self, "_text_lower", None if self.text is None else self.text.encode().lower())
 
     def but(self, **changes: Any) -> Query:
         return replace(self, **changes)
 
     @property
     def since_text(self) -> str | None:
-        return iso_utc(self.since.astimezone(UTC)) if self.since else None
+        """``since`` as the stored ``dt`` text (fixed-width ISO UTC), which compares as the time does."""
+        return self._since_text
 
     @property
     def until_text(self) -> str | None:
-        return iso_utc(self.until.astimezone(UTC)) if self.until else None
+        return self._until_text
 
     @property
     def filters_events(self) -> bool:
@@ -183,14 +191,15 @@ class Query:
 
     def matches(self, event: StoredEvent) -> bool:
         """Whether ``event`` passes every filter but the paging ones."""
-        since, until = self.since_text, self.until_text
+        since, until = self._since_text, self._until_text
         if since is not None and event.dt < since:
             return False
         if until is not None and event.dt >= until:
             return False
         if not self.matches_origin(event.api, event.source, event.dataset, event.service):
             return False
-        if self.text is not None and self.text.encode().lower() not in event.data_json.lower():
+        text = self._text_lower
+        if text is not None and text not in event.data_json.lower():
             return False
         if self.levels:
             level = first_text(event.data, LEVEL_FIELDS)
