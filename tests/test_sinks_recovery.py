@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -227,4 +228,44 @@ def test_a_forked_process_opens_its_own_sqlite_connection(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     sink(batch(3))
     assert sorted(stored(path)) == [1, 2, 3]
+    sink.close()
+
+
+def _checkpointed(path: Path) -> list[int]:
+    """The events in the database file itself, ignoring its WAL (``immutable``):
+    what a checkpoint has copied there."""
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return [n for (n,) in db.execute("SELECT json_extract(data, '$.n') FROM events ORDER BY id")]
+    except sqlite3.OperationalError:  # not even the table is in the file yet
+        return []
+    finally:
+        db.close()
+
+
+def _eventually(check, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_the_sqlite_checkpointer_copies_the_wal_into_the_file_also_after_it_is_replaced(tmp_path):
+    directory = tmp_path / "data"
+    directory.mkdir()
+    path = directory / "events.db"
+    sink = SQLiteSink(path)
+    client = make_client("wsgi", BetterStackAPI({"web": "tok"}), sink)
+    post = lambda n: client.request("POST", PREFIX + "/", json.dumps({"n": n}).encode(), HEADERS).status  # noqa: E731
+    assert [post(1), post(2)] == [202, 202]
+    assert _eventually(lambda: _checkpointed(path) == [1, 2])  # in the file, not only in the WAL
+    shutil.rmtree(directory)
+    assert post(3) == 500
+    directory.mkdir()
+    sink.check()
+    assert [post(4), post(5)] == [202, 202]
+    # The checkpointer's connection was on the old file: it follows the new one.
+    assert _eventually(lambda: path.exists() and _checkpointed(path) == [4, 5])
     sink.close()

@@ -80,7 +80,8 @@ class _Checkpointer:
     """
 
     def __init__(self, path: str, busy_timeout: float) -> None:
-        self.uri = f"file:{quote(os.path.abspath(path))}?mode=rw"  # never makes a file that is not there
+        self.path = os.path.abspath(path)
+        self.uri = f"file:{quote(self.path)}?mode=rw"  # never makes a file that is not there
         self.busy_timeout = busy_timeout
         self._wake = threading.Event()
         self._stopping = False
@@ -99,20 +100,34 @@ class _Checkpointer:
 
     def _run(self) -> None:
         wake = self._wake
-        while True:
-            wake.wait()
-            if self._stopping:
-                return
-            wake.clear()
-            try:
-                db = sqlite3.connect(self.uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
+        # One connection for as long as it is on the same file: a file replaced
+        # (or removed) since is opened anew, and one that fails is too.
+        db: sqlite3.Connection | None = None
+        opened_on: tuple[int, int] | None = None
+        try:
+            while True:
+                wake.wait()
+                if self._stopping:
+                    return
+                wake.clear()
                 try:
+                    stat = os.stat(self.path)
+                    if db is None or opened_on != (stat.st_dev, stat.st_ino):
+                        if db is not None:
+                            db.close()
+                            db = None
+                        db = sqlite3.connect(self.uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
+                        opened_on = (stat.st_dev, stat.st_ino)
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                finally:
-                    db.close()
-            except sqlite3.Error:
-                pass  # a file that fails shows in the next batch; the writer checkpoints if need be
-            time.sleep(CHECKPOINT_INTERVAL)
+                except (OSError, sqlite3.Error):
+                    # A file that fails shows in the next batch; the writer checkpoints if need be.
+                    if db is not None:
+                        db.close()
+                        db = None
+                time.sleep(CHECKPOINT_INTERVAL)
+        finally:
+            if db is not None:
+                db.close()
 
     def stop(self) -> None:
         thread = self._thread
