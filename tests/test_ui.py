@@ -141,6 +141,8 @@ def test_data_endpoints_filter_on_the_server(served):
         "betterstack": 2,
         "baselime": 1,
     }
+    status, body, _ = get(f"{served.url}/ui/api/rate?by=colour", bearer(UI_TOKEN))
+    assert status == 400 and b"by must be one of source, api, dataset, service, not 'colour'" in body
 
 
 def read_sse_events(port: int, path: str, count: int, timeout: float, after_open) -> list[dict]:

@@ -17,7 +17,7 @@ from typing import Any
 from .base import RateCounts, Reader
 from .query import Query
 
-__all__ = ["MAX_BUCKETS", "RATE_SERIES", "RateCache", "bucket_seconds", "rate_series"]
+__all__ = ["MAX_BUCKETS", "RATE_SERIES", "RateCache", "bucket_seconds", "chart_range", "check_series", "rate_series"]
 
 #: Chart buckets from a minute up: the smallest that keeps a range within
 #: :data:`MAX_BUCKETS` bars (an hour is 60 one-minute bars).
@@ -27,6 +27,20 @@ MAX_BUCKETS = 180
 RATE_SERIES = ("source", "api", "dataset", "service")
 #: The chart's range when none is given.
 DEFAULT_RANGE = timedelta(hours=1)
+
+
+def chart_range(query: Query) -> tuple[datetime, datetime]:
+    """The ``since`` .. ``until`` a chart of ``query`` covers: its own, or the
+    last :data:`DEFAULT_RANGE` up to now."""
+    until = query.until or datetime.now(UTC)
+    return query.since or until - DEFAULT_RANGE, until
+
+
+def check_series(by: str) -> str:
+    """``by``, one of :data:`RATE_SERIES`, or the ``ValueError`` that names them."""
+    if by not in RATE_SERIES:
+        raise ValueError(f"by must be one of {', '.join(RATE_SERIES)}, not {by!r}")
+    return by
 
 
 def bucket_seconds(since: datetime, until: datetime) -> int:
@@ -91,10 +105,8 @@ class RateCache:
         """Events per bucket received in ``query.since`` .. ``query.until``
         (default: the last hour up to now) matching its other filters, by the
         column ``by``: a :func:`rate_series` and ``"by"``."""
-        if by not in RATE_SERIES:
-            raise ValueError(f"by must be one of {', '.join(RATE_SERIES)}, not {by!r}")
-        until = query.until or datetime.now(UTC)
-        since = query.since or until - DEFAULT_RANGE
+        check_series(by)
+        since, until = chart_range(query)
         bucket = bucket_seconds(since, until)
         filters = query.but(since=None, until=None, before=None, after=None, limit=0)
         key = (filters, by, bucket)

@@ -20,7 +20,7 @@ import signal
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ from ..ratelimit import RateLimit, as_rate_limit
 from ..read import Query, Reader, StoredEvent, parse_since, reader_for
 from ..read.follow import Watch
 from ..read.query import LEVEL_FIELDS, first_text, level_message_rest
-from ..read.rate import DEFAULT_RANGE, RATE_SERIES, RateCache, bucket_seconds, rate_series
+from ..read.rate import RateCache, bucket_seconds, chart_range, check_series, rate_series
 from .refusals import SAMPLE_SECONDS, RefusalHistory
 
 __all__ = ["UI_RATE_LIMIT", "LiveTailApp", "UIMount", "view"]
@@ -325,9 +325,10 @@ class LiveTailApp:
                 raise _Answer(404, "no such event (gone, or never stored)")
             await _send(send, 200, orjson.dumps(view(found)), [_JSON, _NO_STORE])
         elif path == "/api/rate":
-            by = _one(params, "by") or "source"
-            if by not in RATE_SERIES:
-                raise _Answer(400, f"by must be one of {', '.join(RATE_SERIES)}")
+            try:
+                by = check_series(_one(params, "by") or "source")
+            except ValueError as error:
+                raise _Answer(400, str(error)) from None
             query = query_from_params(params)
             rate = await self._run(lambda: self._rates.rate(query, by=by))
             await _send(send, 200, orjson.dumps(rate), [_JSON, _NO_STORE])
@@ -417,9 +418,7 @@ class LiveTailApp:
 
     async def _refusals_chart(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
         """Refusals per bucket (the rate chart's buckets) of ``since`` .. ``until``, sampled now."""
-        query = query_from_params(params)
-        until = query.until or datetime.now(UTC)
-        since = query.since or until - DEFAULT_RANGE
+        since, until = chart_range(query_from_params(params))
         history = self._refusals
         await self._run(history.sample)
         chart = history.describe()
