@@ -137,19 +137,12 @@ class TrustedProxies:
         return client
 
     def _walk(self, peer: str, headers: Mapping[str, str]) -> str:
+        """The client by the chain (what :meth:`client_ip` answers, worked out)."""
         address = parse_address(peer)
         if address is None:
             return peer
         if not self.trusts(address):
             return str(address)
-        for entry in reversed(forwarded_chain(headers, self.header)):
-            hop = parse_address(entry)
-            if hop is None:
-                break
-            address = hop
-            if not self.trusts(address):
-                break
-        return str(address)
         for entry in reversed(forwarded_chain(headers, self.header)):
             hop = parse_address(entry)
             if hop is None:

@@ -108,6 +108,20 @@ class ASGIClient:
         return self._runner.run(request) if self._runner is not None else asyncio.run(request)
 
 
+def mounted_post_scope(headers: dict[str, str], path: str = "/", client: str = "127.0.0.1") -> dict[str, Any]:
+    """An ASGI scope of a POST to ``path`` of an app mounted at :data:`PREFIX`
+    (``root_path`` set, as a server or a router hands it over), for tests that
+    drive an ASGI app message by message."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": PREFIX + path,
+        "root_path": PREFIX,
+        "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()],
+        "client": (client, 5000),
+    }
+
+
 def make_client(
     kind: str,
     apis: IngestAPI | Sequence[IngestAPI],

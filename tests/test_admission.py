@@ -16,11 +16,11 @@ import time
 import msgpack
 import orjson
 import pytest
-from clients import PREFIX, make_client
+from clients import PREFIX, make_client, mounted_post_scope
 
 from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink
 from ingest_mw.admission import Admission
-from ingest_mw.asgi import ASGIMiddleware
+from ingest_mw.asgi import ASGIApp, ASGIMiddleware
 from ingest_mw.wsgi import WSGIMiddleware
 
 TOKEN = "tok"
@@ -468,16 +468,9 @@ def test_a_sync_hook_takes_as_many_batches_at_once_as_the_admission_lets_in():
 
     sink = Together()
     admission = Admission(max_concurrent_stores=stores, max_requests_per_client=0)
-    app = ASGIMiddleware(lambda s, r, w: None, BetterStackAPI([TOKEN], admission=admission, rate_limit=None), sink=sink)
+    app = ASGIApp(BetterStackAPI([TOKEN], admission=admission, rate_limit=None), sink=sink)
     body = b'{"message": "together"}'
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/ingest/",
-        "root_path": "",
-        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-    }
+    scope = mounted_post_scope({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
 
     async def one() -> int:
         sent = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from clients import PREFIX, make_client
+from clients import PREFIX, make_client, mounted_post_scope
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sinks_for_tests import FailingSink
@@ -165,14 +165,7 @@ def test_a_client_gone_mid_body_leaves_nothing_in_flight() -> None:
     app = ASGIApp(
         BetterStackAPI([TOKEN]), sink=MemorySink(), observer=Observers(PrometheusObserver(registry=registry), Keep())
     )
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "root_path": "",
-        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-    }
+    scope = mounted_post_scope(BETTERSTACK)
     messages = iter([{"type": "http.request", "body": b"[{", "more_body": True}, {"type": "http.disconnect"}])
     sent: list[dict[str, Any]] = []
 
@@ -248,18 +241,7 @@ def test_the_in_flight_gauges_show_a_request_being_served() -> None:
     api = BetterStackAPI([TOKEN], admission=admission)
     app = ASGIApp(api, sink=MemorySink(), observer=PrometheusObserver(registry=registry, admission=admission))
     body = events(1).ljust(1024 * 1024)
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "root_path": "",
-        "headers": [
-            (b"authorization", f"Bearer {TOKEN}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 5000),
-    }
+    scope = mounted_post_scope({**BETTERSTACK, "Content-Length": str(len(body))})
     sent: list[dict[str, Any]] = []
 
     async def scenario() -> tuple[float | None, float | None]:
