@@ -9,7 +9,8 @@ import webtest
 from flask import Flask, request
 
 from ingest_mw import BodyLimit, CodecNegotiation, CredentialAuth, EventTimes, IngestError, parse_dt
-from ingest_mw.codecs import JSONCodec, NDJSONCodec
+from ingest_mw.codecs import Decoded, InvalidEvent, JSONCodec, NDJSONCodec
+from ingest_mw.eventcaps import EventCaps
 from ingest_mw.ratelimit_middleware import RateLimitWSGIMiddleware
 
 UTC = UTC
@@ -98,3 +99,29 @@ def test_credential_auth_alone() -> None:
     with pytest.raises(IngestError) as refused:
         auth.authenticate({"x-deploy-token": "guess"})
     assert (refused.value.status, refused.value.detail) == (401, "Unauthorized")
+
+
+class CSVCodec:
+    """docs/reuse.md's codec of a host's own."""
+
+    media_types = ("text/csv",)
+
+    def decode(self, body: bytes) -> Decoded:
+        events, invalid = [], []
+        for index, line in enumerate(body.decode().splitlines()):
+            level, _, message = line.partition(",")
+            if message:
+                events.append({"level": level, "message": message})
+            else:
+                invalid.append(InvalidEvent(index, "no message after the level", "invalid"))
+        return Decoded(events, invalid, plain=True)
+
+
+def test_a_codec_of_ones_own_beside_the_built_in_ones() -> None:
+    codecs = CodecNegotiation([JSONCodec(), CSVCodec()])
+    decoded = codecs.negotiate("text/csv; charset=utf-8").decode(b"info,started\nwarn\nerror,disk full")
+    assert decoded.events == [{"level": "info", "message": "started"}, {"level": "error", "message": "disk full"}]
+    assert decoded.invalid == [(1, "no message after the level")]  # the pair a client is told about
+    assert [element.kind for element in decoded.invalid] == ["invalid"]
+    assert decoded.plain
+    EventCaps(max_depth=1).check(decoded.events, 100, plain=decoded.plain)  # flat events: within one level
