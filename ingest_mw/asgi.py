@@ -216,7 +216,7 @@ class ASGIApp:
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
-        self.observer = as_observer(observer)
+        self.observer = as_observer(observer, self.routes.apis)
         self.endpoints = exact_paths(endpoints or {})
         # Threads for a sync hook: as many as the APIs let into it at once.
         self._store = as_async(sink, threads=max(api.admission.stores.size for api in self.routes.apis))

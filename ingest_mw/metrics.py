@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -57,8 +57,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .admission import Admission, shared
-from .api import Response
+from .admission import Admission
+from .api import IngestAPI, Response
 from .asgi import send_response
 from .health import METRICS_PATH
 from .http import for_method, read_only_refusal
@@ -417,8 +417,9 @@ class PrometheusObserver(Observer):
     a scrape reads them all from there. Observers on the same registry share
     their counts, so several adapters in a process add up.
 
-    ``admission``: the one the APIs use (:func:`ingest_mw.admission.shared`,
-    their default, unless given), whose figures are the in-flight gauges.
+    The in-flight gauges are the figures of the admission of every API the
+    observer is told it ``observes`` (each adapter it is given to tells it),
+    and of ``admission`` if given (for a flow of a host's own).
 
     A request costs a few additions to plain numbers of this thread's own
     tally: no lock and no label lookup; the metric families are built from
@@ -439,10 +440,15 @@ class PrometheusObserver(Observer):
             registry = REGISTRY
         self.registry = registry
         self._tallies = _tallies_for(registry)
-        self._tallies.watch(admission or shared())
+        if admission is not None:
+            self._tallies.watch(admission)
         self._local = self._tallies.local
         if registry is None:
             _FLUSHERS[-1].ensure_running()
+
+    def observes(self, apis: Sequence[IngestAPI]) -> None:
+        for api in apis:
+            self._tallies.watch(api.admission)
 
     def finished(self, seen: Observation, token: object) -> None:
         try:

@@ -30,7 +30,7 @@ from one is logged and the request is answered all the same).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from time import perf_counter
 from types import MappingProxyType
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from .codecs import INVALID_KINDS
 
 if TYPE_CHECKING:
-    from .api import Request
+    from .api import IngestAPI, Request
     from .ratelimit import RateLimitDecision
 
 __all__ = [
@@ -217,14 +217,17 @@ class Observation:
         return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
 
 
-def as_observer(observer: Observer | None) -> Observer | None:
-    """``observer`` as the flow takes it: an :class:`Observer`, or one that is
-    duck-typed (``started``, ``received`` and ``finished``, no base class)
-    inside :class:`Observers`, which tells it every hook. For the adapters,
-    once, when they are given one."""
-    if observer is None or isinstance(observer, Observer):
-        return observer
-    return Observers(observer)
+def as_observer(observer: Observer | None, apis: Sequence[IngestAPI] = ()) -> Observer | None:
+    """``observer`` as the flow takes it, told that it ``observes`` ``apis``: an
+    :class:`Observer`, or one that is duck-typed (``started``, ``received``
+    and ``finished``, no base class) inside :class:`Observers`, which tells
+    it every hook. For the adapters, once, when they are given one."""
+    if observer is None:
+        return None
+    if not isinstance(observer, Observer):
+        observer = Observers(observer)
+    observer.observes(apis)
+    return observer
 
 
 def observe(api: str, request: Request, observer: Observer) -> Observation:
@@ -268,6 +271,11 @@ class Observer:
         cls.tells_started = cls.started is not Observer.started
         cls.tells_received = cls.received is not Observer.received
 
+    def observes(self, apis: Sequence[IngestAPI]) -> None:
+        """Told once by each adapter this observer is given to: the APIs whose
+        requests it will be told about (the Prometheus observer reads their
+        admission's in-flight figures)."""
+
     def started(self, seen: Observation) -> Any:
         """A request has begun; the value returned comes back as ``token``."""
         return None
@@ -291,6 +299,12 @@ class Observers(Observer):
         self._receives = [getattr(observer, "tells_received", True) for observer in observers]
         self.tells_started = any(self._starts)
         self.tells_received = any(self._receives)
+
+    def observes(self, apis: Sequence[IngestAPI]) -> None:
+        for observer in self.observers:
+            observes = getattr(observer, "observes", None)  # a duck-typed one may not have it
+            if observes is not None:
+                observes(apis)
 
     def _tokens(self, token: list[Any] | None) -> Iterable[Any]:
         return repeat(None) if token is None else token  # None: no observer's started was called

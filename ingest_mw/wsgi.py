@@ -193,7 +193,7 @@ class WSGIApp:
     ) -> None:
         self.routes = Routes(apis)
         self.sink = sink
-        self.observer = as_observer(observer)
+        self.observer = as_observer(observer, self.routes.apis)
         self.endpoints = exact_paths(endpoints or {})
         self._store = as_sync(sink)
 

@@ -28,7 +28,10 @@ def json_lines() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JSONFormatter())
     logger = logging.getLogger("ingest_mw")
-    level, logger.level = logger.level, logging.INFO
+    # setLevel, not an assignment: logging caches isEnabledFor per logger, and
+    # only setLevel clears that cache (an earlier test's WARNING would stick).
+    level = logger.level
+    logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield stream

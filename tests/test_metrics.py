@@ -239,7 +239,8 @@ def test_the_in_flight_gauges_show_a_request_being_served() -> None:
     registry = CollectorRegistry()
     admission = Admission()
     api = BetterStackAPI([TOKEN], admission=admission)
-    app = ASGIApp(api, sink=MemorySink(), observer=PrometheusObserver(registry=registry, admission=admission))
+    # The observer is told the API's admission by the adapter: nothing to pass it.
+    app = ASGIApp(api, sink=MemorySink(), observer=PrometheusObserver(registry=registry))
     body = events(1).ljust(1024 * 1024)
     scope = mounted_post_scope({**BETTERSTACK, "Content-Length": str(len(body))})
     sent: list[dict[str, Any]] = []

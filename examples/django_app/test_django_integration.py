@@ -235,6 +235,11 @@ def test_the_observer_setting_reaches_the_flow(post: Post) -> None:
     accepted = registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"})
     refused = registry.get_sample_value("ingest_mw_requests_total", {"api": "baselime", "status": "401"})
     assert (accepted, refused) == (2, 1)
+    # The in-flight gauges read the admission of the APIs the settings built (told by the glue).
+    assert registry.get_sample_value("ingest_mw_requests_in_flight") == 0
+    with override_settings(INGEST_MW=observed):
+        admission = conf.endpoint().routes.apis[0].admission
+    assert any(watched is admission for watched in observed["OBSERVER"]._tallies.admissions)  # type: ignore[attr-defined]
     with pytest.raises(ImproperlyConfigured, match=r"INGEST_MW\['OBSERVER'\] = 'x.y:z' cannot be loaded"):
         with override_settings(INGEST_MW={**settings.INGEST_MW, "OBSERVER": "x.y:z"}):
             conf.endpoint()

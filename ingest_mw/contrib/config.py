@@ -22,7 +22,7 @@ from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
-from ..observe import Observer, Observers, as_observer
+from ..observe import Observer, Observers
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.base import Sink, SinkUnavailable
@@ -350,5 +350,5 @@ def resolve_observer(value: Any, where: str) -> Observer | None:
         return None
     if isinstance(value, (list, tuple)):
         observers = [_one_observer(each, where) for each in value]
-        return as_observer(observers[0]) if len(observers) == 1 else Observers(*observers)
-    return as_observer(_one_observer(value, where))
+        return observers[0] if len(observers) == 1 else Observers(*observers)
+    return _one_observer(value, where)

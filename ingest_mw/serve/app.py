@@ -153,13 +153,12 @@ class AppSpec:
             BaselimeAPI(self.api_keys, **limits),
         ]
 
-    def observer(self, admission: Admission) -> Observer | None:
-        """What observes the APIs, whose in-flight figures ``admission`` holds."""
+    def observer(self) -> Observer | None:
         observers: list[Observer] = []
         if self.metrics:
             from ..metrics import PrometheusObserver
 
-            observers.append(PrometheusObserver(admission=admission))
+            observers.append(PrometheusObserver())
         if self.access_log:
             from ..logs import AccessLogObserver
 
@@ -177,7 +176,7 @@ class AppSpec:
             from ..metrics import metrics_asgi_app
 
             endpoints[METRICS_PATH] = metrics_asgi_app()
-        app = ASGIApp(apis, sink=sink, observer=self.observer(apis[0].admission), endpoints=endpoints)
+        app = ASGIApp(apis, sink=sink, observer=self.observer(), endpoints=endpoints)
         ui = None
         if self.ui_tokens:
             # Counted where the ingest requests are (--rate-limit-storage, the

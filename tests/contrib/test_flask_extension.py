@@ -10,7 +10,7 @@ from ingest_mw import Batch, MemorySink, WSGIMiddleware
 from ingest_mw.contrib.config import ConfigError
 from ingest_mw.contrib.flask import IngestMW
 from ingest_mw.logs import AccessLogObserver
-from ingest_mw.observe import Observation
+from ingest_mw.observe import Observation, Observer
 
 BETTERSTACK = {"Authorization": "Bearer t", "Content-Type": "application/json"}
 BASELIME = {"x-api-key": "k", "Content-Type": "application/json"}
@@ -216,3 +216,22 @@ def test_otlp_is_served_beside_baselime_when_named_in_apis() -> None:
         ("otlp", "web", "from OTLP"),
         ("baselime", "team", None),
     ]
+
+
+class Watching(Observer):
+    """Records what the glue tells it it observes."""
+
+    told: list[object] = []
+
+    def observes(self, apis) -> None:  # type: ignore[no-untyped-def]
+        Watching.told.extend(apis)
+
+
+def test_the_observer_is_told_the_apis_the_settings_built() -> None:
+    # So that the Prometheus observer's in-flight gauges read the admission
+    # the settings made (MAX_REQUESTS), not the process's default one.
+    Watching.told = []
+    app = make_app(INGEST_MW_STORAGE=MemorySink(), INGEST_MW_MAX_REQUESTS=5, INGEST_MW_OBSERVER=f"{__name__}:Watching")
+    IngestMW(app)
+    assert {api.name for api in Watching.told} == {"betterstack", "baselime"}  # type: ignore[attr-defined]
+    assert {api.admission.requests.size for api in Watching.told} == {5}  # type: ignore[attr-defined]

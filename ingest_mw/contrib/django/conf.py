@@ -22,7 +22,7 @@ from django.db import models
 
 from ...api import Routes
 from ...batch import Batch
-from ...observe import Observer
+from ...observe import Observer, as_observer
 from ...sinks.base import Sink, as_sync
 from .. import config
 from .sink import ModelSink
@@ -99,7 +99,7 @@ def endpoint() -> Endpoint:
         observer = config.resolve_observer(values["OBSERVER"], _setting("OBSERVER"))
     except config.ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
-    return Endpoint(Routes(apis), sink, as_sync(sink), observer)
+    return Endpoint(Routes(apis), sink, as_sync(sink), as_observer(observer, apis))
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:
