@@ -74,7 +74,7 @@ def _from_string(value: str) -> datetime | None:
     return _as_utc(parsed)
 
 
-def _as_utc(value: datetime) -> datetime:
+def _as_utc(value: datetime) -> datetime | None:
     # A time without an offset is taken as UTC, the only reading that does not
     # depend on the server's own time zone.
     tz = value.tzinfo
@@ -82,7 +82,10 @@ def _as_utc(value: datetime) -> datetime:
         return value
     if tz is None:
         return value.replace(tzinfo=_UTC)
-    return value.astimezone(_UTC)
+    try:
+        return value.astimezone(_UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC: no time
+        return None
 
 
 def parse_dt(value: Any) -> datetime | None:
@@ -163,6 +166,9 @@ class EventTimes:
                     continue
                 if parsed.tzinfo is not _UTC:
                     parsed = _as_utc(parsed)
+                    if parsed is None:
+                        append(received_at)
+                        continue
             elif units is not None and type(value) is int:
                 # A whole number in a fixed unit (OTLP's nanoseconds), inline: every OTLP record has one.
                 try:

@@ -1,8 +1,9 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from clients import PREFIX, make_client
 
-from ingest_mw import EventTimes, parse_dt
+from ingest_mw import BaselimeAPI, BetterStackAPI, EventTimes, MemorySink, parse_dt
 
 UTC = UTC
 T = datetime(2022, 12, 31, 12, 45, 59, tzinfo=UTC)  # 1672490759
@@ -80,3 +81,31 @@ def test_a_fixed_unit_reads_every_number_in_it_whatever_its_size():
 def test_a_fixed_unit_must_be_a_positive_int(units):
     with pytest.raises(ValueError, match="units_per_second must be a positive int or None"):
         EventTimes(units_per_second=units)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_no_time(value):
+    # Valid ISO text whose UTC instant is before year 1 or after 9999: unusable,
+    # so the event is stored under its reception time, as any unparsable dt.
+    received = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert parse_dt(value) is None
+    times = EventTimes(max_past=None)
+    assert times.event_times([{"dt": value}, {"dt": "2024-05-01T11:59:00Z"}], received) == [
+        received,
+        datetime(2024, 5, 1, 11, 59, tzinfo=UTC),
+    ]
+
+
+def test_a_batch_with_such_a_time_is_stored_whole(adapter):
+    sink = MemorySink()
+    client = make_client(adapter, [BetterStackAPI(["tok"]), BaselimeAPI(["key"])], sink)
+    body = b'[{"id": "ok"}, {"dt": "0001-01-01T00:00:00+01:00"}]'
+    headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+    assert client.request("POST", f"{PREFIX}/", body, headers).status == 202
+    baselime = {"x-api-key": "key", "Content-Type": "application/json"}
+    assert (
+        client.request("POST", f"{PREFIX}/v1/ds", b'[{"timestamp": "9999-12-31T23:59:59-01:00"}]', baselime).status
+        == 202
+    )
+    assert len(sink.events) == 3
+    assert sink.events[1].data == {"dt": "0001-01-01T00:00:00+01:00"}  # kept as sent
