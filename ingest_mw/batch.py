@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -177,14 +178,19 @@ def _dumps(value: Any) -> bytes:
 _FALLBACK_RECURSION_LIMIT = 5000
 
 
-def _str_keys(value: Any) -> Any:
+def _as_json(value: Any) -> Any:
+    """``value`` as the standard library's ``json`` may write it and orjson would:
+    keys as strings, and a NaN or an infinity as ``null`` (``json`` would write
+    ``NaN``, which is not JSON, and no JSON reader could read the event back)."""
     if isinstance(value, dict):
         return {
-            key if isinstance(key, str) else str(_json_default(key) if isinstance(key, bytes) else key): _str_keys(item)
+            key if isinstance(key, str) else str(_json_default(key) if isinstance(key, bytes) else key): _as_json(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_str_keys(item) for item in value]
+        return [_as_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -193,7 +199,7 @@ def _event_json_fallback(data: dict[str, Any]) -> bytes:
     more than 254 levels (orjson.loads takes 1024) and MessagePack binary keys."""
     if sys.getrecursionlimit() < _FALLBACK_RECURSION_LIMIT:
         sys.setrecursionlimit(_FALLBACK_RECURSION_LIMIT)
-    text = json.dumps(_str_keys(data), default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(_as_json(data), default=_json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.encode()
 
 

@@ -356,6 +356,24 @@ def test_event_json_falls_back_for_what_orjson_refuses(tmp_path):
     assert json.loads(event_json({b"bin": b"\xff", 2: T0})) == {"bin": "\\xff", "2": "2024-05-01T12:00:00+00:00"}
 
 
+def test_what_the_fallback_writes_is_json_every_reader_reads(tmp_path):
+    # An integer past 64 bits (OTLP JSON) or a binary key (MessagePack) sends an
+    # event to the fallback: a NaN or an infinity beside it is null there too, as
+    # orjson writes it, never NaN, which SQLite's JSON functions (and tail) refuse.
+    import orjson
+
+    odd = {"id": "x", "big": 10**20, "d": float("nan"), "f": [float("inf"), -float("inf")]}
+    path = tmp_path / "e.db"
+    sink = SQLiteSink(path)
+    sink(Batch("otlp", "s", T0, [Event(T0, odd), Event(T0, {b"k": float("nan")})]))
+    sink.close()
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT json_valid(data), json_extract(data, '$.id'), data FROM events ORDER BY id").fetchall()
+    assert [row[:2] for row in rows] == [(1, "x"), (1, None)]
+    assert orjson.loads(rows[0][2]) == {"id": "x", "big": 10**20, "d": None, "f": [None, None]}
+    assert orjson.loads(rows[1][2]) == {"k": None}
+
+
 def test_jsonl_lines_hold_the_columns_in_order_and_odd_values(tmp_path):
     from ingest_mw.sinks.record import COLUMNS
 
