@@ -323,7 +323,7 @@ class IngestAPI:
             if seen is not None:
                 seen.body_bytes = len(body)
                 seen.wire_bytes = reader.wire_bytes if encoding else seen.body_bytes
-                if observer.tells_received:  # type: ignore[union-attr]  # (seen is made with one)
+                if seen.tells_received:
                     seen.tell_received()
             if len(body) > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))

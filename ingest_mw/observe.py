@@ -130,6 +130,8 @@ class Observation:
     rate_limit_unavailable = False
     storage_failed = False
     unusual = False
+    #: Whether the flow tells the observer's ``received`` (see :attr:`Observer.tells_received`).
+    tells_received = False
 
     # --- the request's own facts ---------------------------------------------------------
     @property
@@ -237,7 +239,10 @@ def observe(api: str, request: Request, observer: Observer) -> Observation:
     seen.request = request
     seen.observer = observer
     seen.started_at = perf_counter()
-    if observer.tells_started:
+    # An observer of no Observer subclass has every hook: it is told them all.
+    if getattr(observer, "tells_received", True):
+        seen.tells_received = True
+    if getattr(observer, "tells_started", True):
         try:
             seen.token = observer.started(seen)
         except Exception:
@@ -268,8 +273,12 @@ class Observer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.tells_started = cls.started is not Observer.started
-        cls.tells_received = cls.received is not Observer.received
+        # Unless the class says so itself (an observer that sets its hooks per
+        # instance, say): told what it overrides.
+        if "tells_started" not in vars(cls):
+            cls.tells_started = cls.started is not Observer.started
+        if "tells_received" not in vars(cls):
+            cls.tells_received = cls.received is not Observer.received
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:
         """Told once by each adapter this observer is given to: the APIs whose

@@ -310,3 +310,48 @@ def test_run_sync_refuses_io_that_waits():
     with pytest.raises(RuntimeError, match="SyncIO"):
         run_sync(flow)
     assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED
+
+
+def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
+    # Given to handle() directly (no adapter to wrap it): duck-typed, or an
+    # Observer subclass whose hooks are set per instance and that says so.
+    from ingest_mw.observe import Observer
+
+    calls: list[object] = []
+
+    class Duck:
+        def started(self, seen):
+            calls.append("started")
+            return "token"
+
+        def received(self, seen, token):
+            calls.append(("received", seen.body_bytes, token))
+
+        def finished(self, seen, token):
+            calls.append(("finished", seen.status, token))
+
+    class PerInstance(Observer):
+        tells_started = tells_received = True
+
+        def __init__(self) -> None:
+            self.started = lambda seen: "own"  # type: ignore[method-assign]
+            self.received = lambda seen, token: calls.append(("own received", token))  # type: ignore[method-assign]
+
+        def finished(self, seen, token):
+            calls.append(("own finished", token))
+
+    body = b'{"message": "hi"}'
+    headers = {"authorization": "Bearer tok", "content-type": "application/json", "content-length": str(len(body))}
+    api = BetterStackAPI(["tok"], rate_limit=None)
+    for observer in (Duck(), PerInstance()):
+        flow = api.handle(
+            Request("POST", "/", headers, "127.0.0.1"), {}, SyncIO(lambda feed: feed(body), [].append), observer
+        )
+        assert run_sync(flow).status == 202
+    assert calls == [
+        "started",
+        ("received", len(body), "token"),
+        ("finished", 202, "token"),
+        ("own received", "own"),
+        ("own finished", "own"),
+    ]
