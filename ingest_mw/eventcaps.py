@@ -15,7 +15,9 @@ that had to be decoded to know it, right after the decode.
 from __future__ import annotations
 
 import sys
+import sysconfig
 from collections.abc import Callable
+from datetime import datetime
 from gc import get_referents
 from typing import Any, TypeVar
 
@@ -44,8 +46,11 @@ CONTAINERS_PER_EVENT = 16
 #: What nests: JSON's objects and arrays as decoded (MessagePack's too).
 _CONTAINERS = frozenset((dict, list))
 #: Whether ``gc.get_referents`` gives every value of a dict and every item of
-#: a list (CPython's ``tp_traverse`` does; other interpreters may not).
-_REFERENTS_ARE_VALUES = sys.implementation.name == "cpython"
+#: a list (CPython's ``tp_traverse`` does; other interpreters may not), and
+#: is cheap (a free-threaded build stops every thread for it).
+_REFERENTS_ARE_VALUES = sys.implementation.name == "cpython" and not sysconfig.get_config_var("Py_GIL_DISABLED")
+#: The exact types of plain decoded values (what orjson and msgpack make).
+_PLAIN_TYPES = frozenset((dict, list, str, int, float, bool, type(None), bytes, datetime))
 
 
 class EventCaps:
@@ -129,29 +134,38 @@ class EventCaps:
             raise self.too_many(len(events))
         if body_size > self.max_depth:
             if plain and _REFERENTS_ARE_VALUES:
-                self._check_plain_depth(events)
+                self._check_plain_depth(events, body_size)
             else:
                 self._check_depth(events)
 
     def too_deep(self) -> IngestError:
         return IngestError(400, f"an event nests deeper than {self.max_depth} levels (max_depth): flatten it")
 
-    def _check_plain_depth(self, events: list[dict[str, Any]]) -> None:
+    def _check_plain_depth(self, events: list[dict[str, Any]], body_size: int) -> None:
         # Level by level, each in one C call: gc.get_referents gives what the
         # dicts and lists of a level hold (their values and items) and skips
         # the scalars, which hold nothing; so ``level`` is every object at
-        # level ``depth``, containers and scalars alike. Only past the cap
-        # does it matter which of them are containers. Any other object that
-        # holds references (an instance would lead to its class, and from
-        # there anywhere) must not be in the events: hence ``plain``.
+        # level ``depth``, containers and scalars alike. Only at the cap does
+        # it matter which of them are containers. An object of another kind
+        # that holds references would lead elsewhere (an instance to its
+        # class, and from there anywhere): plain values never number more
+        # than the body has bytes, so more than that, or any other type at
+        # the cap, hands the events to the general walk.
         level: list[Any] = events
         depth = 1
+        seen = 0
         while True:
             held = get_referents(*level)
             if not held:
                 return
+            seen += len(held)
+            if seen > body_size:
+                return self._check_depth(events)
             if depth >= self.max_depth:
-                if not _CONTAINERS.isdisjoint(map(type, held)):
+                kinds = set(map(type, held))
+                if not kinds <= _PLAIN_TYPES:
+                    return self._check_depth(events)
+                if not kinds.isdisjoint(_CONTAINERS):
                     raise self.too_deep()
                 return
             level = held

@@ -282,3 +282,29 @@ def test_a_msgpack_extension_type_is_measured_by_the_general_walk():
     EventCaps(max_depth=2).check(extended.events, 100, plain=extended.plain)
     with pytest.raises(IngestError, match="deeper than 1 levels"):
         EventCaps(max_depth=1).check(extended.events, 100, plain=extended.plain)
+
+
+def test_a_wrong_plain_promise_costs_the_general_walk_not_a_wrong_answer():
+    # A host's codec that says plain=True while its events hold objects of other
+    # classes (an IntEnum, a UUID): each leads to its class and from there to the
+    # whole interpreter; the walk notices and measures them the general way.
+    import enum
+    import uuid
+
+    from ingest_mw.eventcaps import EventCaps
+
+    class Level(enum.IntEnum):
+        INFO = 9
+
+    flat = [{"level": Level.INFO, "id": uuid.uuid4(), "tags": ["a"]}]
+    for cap in (1, 2, 12, 64):
+        if cap == 1:
+            with pytest.raises(IngestError, match="deeper than 1 levels"):
+                EventCaps(max_depth=cap).check(flat, 100, plain=True)  # the list is level 2
+        else:
+            EventCaps(max_depth=cap).check(flat, 100, plain=True)
+    deep: dict = {"leaf": Level.INFO}
+    for _ in range(70):
+        deep = {"a": deep}
+    with pytest.raises(IngestError, match="deeper than 64 levels"):
+        EventCaps().check([deep], 10_000, plain=True)
