@@ -13,28 +13,38 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["masked"]
 
-_USERINFO_PASSWORD = re.compile(r"^([^:@/]*):[^@/]*@")
-#: Query keys (and conninfo keywords) that hold a secret, in libpq's and redis-py's spellings.
-_SECRET_KEYS = frozenset({"password", "sslpassword"})
-#: A secret in a libpq ``key=value`` conninfo: its value bare or single-quoted.
-_CONNINFO_SECRET = re.compile(r"\b(password|sslpassword)(\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+#: A URL: a scheme, then "://" (a conninfo's values may hold "://" too).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: Query keys and conninfo keywords that hold a secret, by what their names hold
+#: (libpq's password and sslpassword, redis-py's password and ssl_password, tokens).
+_SECRET_NAME = re.compile(r"password|passwd|secret|token", re.IGNORECASE)
+#: A conninfo ``keyword = value``: the value bare (backslash escapes) or single-quoted (to its end if unclosed).
+_CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+)")
 
 
 def masked(url: str) -> str:
-    """``url`` with its password (in the user information or the query, or
-    the ``password=`` of a libpq ``key=value`` conninfo) shown as ``***``."""
-    if "://" not in url:
-        return _CONNINFO_SECRET.sub(r"\1\2***", url)
+    """``url`` with its password shown as ``***``: in the user information (all
+    of it when it is a single value), in any query key or libpq keyword that
+    names a password, a secret or a token."""
+    if not _URL.match(url):
+        return _CONNINFO_PAIR.sub(_masked_pair, url)
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<a malformed URL>"
     shown = url
-    netloc = _USERINFO_PASSWORD.sub(r"\1:***@", parts.netloc)
-    if netloc != parts.netloc:
+    userinfo, at, host = parts.netloc.rpartition("@")  # a password may hold "@": the host follows the last
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
         shown = shown.replace(parts.netloc, netloc, 1)  # the first: right after "scheme://"
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() in _SECRET_KEYS for key, _ in pairs):
-        hidden = [(key, "***" if key.lower() in _SECRET_KEYS else value) for key, value in pairs]
+    if any(_SECRET_NAME.search(key) for key, _ in pairs):
+        hidden = [(key, "***" if _SECRET_NAME.search(key) else value) for key, value in pairs]
         shown = shown.replace("?" + parts.query, "?" + urlencode(hidden, safe="*"), 1)
     return shown
+
+
+def _masked_pair(match: re.Match[str]) -> str:
+    keyword, equals, _ = match.groups()
+    return f"{keyword}{equals}***" if _SECRET_NAME.search(keyword) else match.group(0)

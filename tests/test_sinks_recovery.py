@@ -206,6 +206,16 @@ def test_urls_never_show_a_password():
     assert masked("host=db dbname=logs password=s3cret") == "host=db dbname=logs password=***"
     assert masked("host=db PASSWORD = 's3 cr\\'et' user=u") == "host=db PASSWORD = *** user=u"
     assert masked("host=db sslpassword=k3y") == "host=db sslpassword=***"
+    assert masked("host=h password=abc\\ def user=u") == "host=h password=*** user=u"  # an escaped space
+    assert masked("host=h password='a b") == "host=h password=***"  # a quote never closed
+    assert masked("host=h password=s3cret application_name=http://app") == (
+        "host=h password=*** application_name=http://app"  # "://" in a value does not make a URL
+    )
+    # A password holding "@", a password alone as the user information, a TLS key's password.
+    assert masked("redis://:p@ss@host:6379/0") == "redis://:***@host:6379/0"
+    assert masked("redis://s3cret@host") == "redis://***@host"
+    assert masked("rediss://host?ssl_password=k3y&db=0") == "rediss://host?ssl_password=***&db=0"
+    assert masked("redis://host:6379/0?stream=ingest_mw:events") == "redis://host:6379/0?stream=ingest_mw:events"
     with pytest.raises(ValueError) as raised:
         sink_from_url("mysql://user:s3cret@db/logs")
     assert "s3cret" not in str(raised.value) and "postgresql://" in str(raised.value)
