@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import msgpack
 import orjson
@@ -57,14 +57,46 @@ class _IndexAndReason(NamedTuple):
 class InvalidEvent(_IndexAndReason):
     """An element of the request that was refused while its neighbours were kept:
     ``(index, reason)``, as a pair (``reason`` is what the client is told), and
-    its ``kind``, one of :data:`INVALID_KINDS`."""
+    its ``kind``, one of :data:`INVALID_KINDS` (``invalid`` unless given).
 
-    kind: str
+    The kind is the element's class (one per kind, each a subclass of this
+    one), so that it survives whatever a tuple goes through: ``_replace``,
+    ``_make``, pickling, copying."""
 
-    def __new__(cls, index: int, reason: str, kind: str = "invalid") -> InvalidEvent:
-        element = super().__new__(cls, index, reason)
-        element.kind = kind
-        return element
+    __slots__ = ()
+    kind: ClassVar[str] = "invalid"
+
+    def __new__(cls, index: int, reason: str, kind: str | None = None) -> InvalidEvent:
+        if kind is not None and kind != cls.kind:
+            try:
+                cls = _INVALID_OF_KIND[kind]
+            except KeyError:
+                raise ValueError(f"kind = {kind!r}: give one of {', '.join(INVALID_KINDS)}") from None
+        return tuple.__new__(cls, (index, reason))
+
+    def __repr__(self) -> str:
+        return f"InvalidEvent(index={self.index!r}, reason={self.reason!r}, kind={self.kind!r})"
+
+
+class _TooLarge(InvalidEvent):
+    __slots__ = ()
+    kind = "too_large"
+
+
+class _InvalidJSON(InvalidEvent):
+    __slots__ = ()
+    kind = "invalid_json"
+
+
+class _NotAnObject(InvalidEvent):
+    __slots__ = ()
+    kind = "not_an_object"
+
+
+_INVALID_OF_KIND: dict[str, type[InvalidEvent]] = {
+    element.kind: element for element in (_TooLarge, _InvalidJSON, _NotAnObject, InvalidEvent)
+}
+assert set(_INVALID_OF_KIND) == set(INVALID_KINDS)
 
 
 @dataclass(slots=True)

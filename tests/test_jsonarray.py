@@ -36,3 +36,25 @@ def test_broken_arrays_raise_400(body):
 def test_codec_fast_path_returns_orjson_result_unchanged():
     decoded = JSONArrayCodec(max_event_bytes=1000).decode(b'[{"a":1},{"b":2}]')
     assert decoded.events == [{"a": 1}, {"b": 2}] and not decoded.invalid
+
+
+def test_a_refused_elements_kind_survives_what_a_tuple_goes_through():
+    import copy
+    import pickle
+
+    from ingest_mw.codecs import InvalidEvent
+
+    element = InvalidEvent(3, "larger than 256 KiB of JSON", "too_large")
+    index, reason = element  # still the pair callers unpack
+    assert (index, reason) == (3, "larger than 256 KiB of JSON") == element
+    for again in (
+        element._replace(index=4),
+        type(element)._make((3, "x")),
+        pickle.loads(pickle.dumps(element)),
+        copy.deepcopy(element),
+    ):
+        assert again.kind == "too_large"
+    assert InvalidEvent(1, "x").kind == "invalid"
+    assert repr(element) == "InvalidEvent(index=3, reason='larger than 256 KiB of JSON', kind='too_large')"
+    with pytest.raises(ValueError, match="give one of too_large, invalid_json, not_an_object, invalid"):
+        InvalidEvent(1, "x", "odd")
