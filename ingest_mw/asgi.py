@@ -218,8 +218,10 @@ class ASGIApp:
         self.sink = sink
         self.observer = as_observer(observer, self.routes.apis)
         self.endpoints = exact_paths(endpoints or {})
-        # Threads for a sync hook: as many as the APIs let into it at once.
-        self._store = as_async(sink, threads=max(api.admission.stores.size for api in self.routes.apis))
+        # Threads for a sync hook: as many as the APIs let into it at once (each
+        # distinct admission lets its own max_concurrent_stores in).
+        admissions = {id(api.admission): api.admission for api in self.routes.apis}.values()
+        self._store = as_async(sink, threads=sum(admission.stores.size for admission in admissions))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -59,6 +59,9 @@ Event = dict[str, Any]
 SERVICE_NAME = "service.name"
 SERVICE_NAMESPACE = "service.namespace"
 
+#: How deep the official protobuf decoder (upb) nests messages before it refuses a body.
+PROTOBUF_MAX_DEPTH = 100
+
 #: The lengths the OTLP specification gives the ids (an empty id means none).
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
@@ -499,6 +502,14 @@ class OTLPProtobufCodec(OTLPCodec):
         try:
             return ExportLogsServiceRequest.FromString(body)
         except DecodeError as error:
+            if "MaxDepth" in str(error):
+                # The official decoder's own guard (100 messages deep, as in C++ and
+                # Java): a kvlist value is three messages, an array value two.
+                raise IngestError(
+                    400,
+                    f"the body nests deeper than the protobuf decoder takes ({PROTOBUF_MAX_DEPTH} messages deep:"
+                    " about 32 levels of kvlist values, or 48 of arrays, in a record): flatten the record",
+                ) from None
             raise IngestError(400, f"the body is not a protobuf ExportLogsServiceRequest: {error}") from None
 
     def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:

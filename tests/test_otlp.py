@@ -585,3 +585,23 @@ except ImportError as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'ingest-mw[otlp]'" in done.stdout
+
+
+def _nested_body(levels: int) -> bytes:
+    """A record whose body is ``levels`` kvlist values deep."""
+    request = ExportLogsServiceRequest()
+    value = request.resource_logs.add().scope_logs.add().log_records.add().body
+    for _ in range(levels):
+        value = value.kvlist_value.values.add().value
+    value.string_value = "deep"
+    return request.SerializeToString()
+
+
+def test_a_protobuf_body_past_the_decoders_own_depth_says_so(client, sink):
+    assert client.request("POST", URL, _nested_body(30), headers()).status == 200  # within both limits
+    reply = client.request("POST", URL, _nested_body(40), headers())
+    assert reply.status == 400
+    message = Status.FromString(reply.body).message
+    assert "nests deeper than the protobuf decoder takes (100 messages deep" in message
+    assert "flatten the record" in message
+    assert len(sink.events) == 1
