@@ -279,8 +279,12 @@ class MsgPackCodec:
             raise
         except msgpack.ExtraData:
             raise IngestError(406, "Couldn't parse MessagePack content: extra bytes after the first value.") from None
-        except Exception:  # msgpack raises ValueError, TypeError and its own kinds
-            raise IngestError(406, "Couldn't parse MessagePack content.") from None
+        except Exception as error:  # msgpack raises ValueError, TypeError and its own kinds
+            # The body stays the contract's words; what msgpack found goes in the header, as for JSON.
+            found = str(error)[:200].encode("ascii", "replace").decode() or type(error).__name__
+            raise IngestError(
+                406, "Couldn't parse MessagePack content.", headers=((PARSE_ERROR_HEADER, found),)
+            ) from None
         # An extension type (timestamps aside) decodes to an ExtType, an object of a class.
         return Decoded(require_objects(value), (), not extensions)
 

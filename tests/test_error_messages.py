@@ -95,6 +95,19 @@ def test_betterstack_invalid_ndjson_names_the_line(client):
     assert reply.headers["x-parse-error"].startswith("line 3, column ")
 
 
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b"\x81\x01\x01", "int is not allowed for map key when strict_map_key=True"),
+        (b"\x92\x01", "Unpack failed: incomplete input"),
+    ],
+)
+def test_betterstack_invalid_msgpack_keeps_the_contract_body_and_says_what_in_a_header(client, body, found):
+    reply = client.request("POST", PREFIX + "/", body, {**BS, "Content-Type": "application/msgpack"})
+    assert (reply.status, reply.body) == (406, b"Couldn't parse MessagePack content.")
+    assert reply.headers["x-parse-error"] == found
+
+
 def test_a_path_no_api_claims_names_the_routes(client):
     reply = client.request("POST", PREFIX + "/v2/logs", b"{}", BS)
     assert (reply.status, reply.body.decode()) == (
