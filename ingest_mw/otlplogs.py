@@ -211,19 +211,42 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
 # --- the OTLP JSON mapping ------------------------------------------------------
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT32 = (0, 2**32 - 1)
+#: The range of each integer field of the mapping, as its protobuf type gives it
+#: (a JSON number or string can say more than the protocol can carry).
+_INT_RANGES = {
+    "intValue": _INT64,  # int64
+    "timeUnixNano": (0, 2**64 - 1),  # fixed64
+    "observedTimeUnixNano": (0, 2**64 - 1),
+    "severityNumber": (-(2**31), 2**31 - 1),  # an enum: int32
+    "droppedAttributesCount": _UINT32,  # uint32
+    "flags": _UINT32,  # fixed32
+}
+_INT64_MIN, _INT64_MAX = _INT64
+_UINT32_MAX = _UINT32[1]
+
+
 def _json_int(value: Any, name: str) -> int:
-    """A protobuf integer in JSON: a number, or a decimal string (64-bit ones)."""
+    """A protobuf integer in JSON: a number, or a decimal string (64-bit ones),
+    within the range of the field's protobuf type."""
     kind = type(value)
+    number: int | None = None
     if kind is str:
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             pass
     elif kind is int:
-        return value  # type: ignore[no-any-return]
+        number = value
     elif kind is float and value.is_integer():
-        return int(value)
-    raise _Refused(f"{name} is {value!r}, not an integer")
+        number = int(value)
+    if number is None:
+        raise _Refused(f"{name} is {value!r}, not an integer")
+    low, high = _INT_RANGES[name]
+    if not low <= number <= high:
+        raise _Refused(f"{name} is {number}, out of the range of its protobuf type ({low} to {high})")
+    return number
 
 
 def _json_str(value: Any, name: str) -> str:
@@ -317,7 +340,8 @@ def _json_attributes(attributes: Any) -> Event:
                     continue
             elif "intValue" in value and type(key) is str:
                 number = value["intValue"]
-                found[key] = number if type(number) is int else _json_int(number, "intValue")
+                in_range = type(number) is int and _INT64_MIN <= number <= _INT64_MAX
+                found[key] = number if in_range else _json_int(number, "intValue")
                 continue
         except (KeyError, TypeError):
             pass
@@ -372,13 +396,15 @@ def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     get = record.get
     # Each field written out, its common form first: this runs for every record.
     value = get("timeUnixNano")
-    if value is not None and (value := value if type(value) is int else _json_int(value, "timeUnixNano")):
+    if value is not None and (value := _json_int(value, "timeUnixNano")):
         event["time_unix_nano"] = value
     value = get("observedTimeUnixNano")
-    if value is not None and (value := value if type(value) is int else _json_int(value, "observedTimeUnixNano")):
+    if value is not None and (value := _json_int(value, "observedTimeUnixNano")):
         event["observed_time_unix_nano"] = value
-    value = get("severityNumber")  # an enum: its integer (OTLP JSON allows no names)
-    if value is not None and (value := value if type(value) is int else _json_int(value, "severityNumber")):
+    value = get("severityNumber")  # an enum: its integer (OTLP JSON allows no names); 0-24 the named ones
+    if value is not None and (
+        value := value if type(value) is int and 0 <= value <= 24 else _json_int(value, "severityNumber")
+    ):
         event["severity_number"] = value
     value = get("severityText")
     if value:
@@ -394,7 +420,9 @@ def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     if value is not None and (value := _json_int(value, "droppedAttributesCount")):
         event["dropped_attributes_count"] = value
     value = get("flags")
-    if value is not None and (value := value if type(value) is int else _json_int(value, "flags")):
+    if value is not None and (
+        value := value if type(value) is int and 0 <= value <= _UINT32_MAX else _json_int(value, "flags")
+    ):
         event["flags"] = value
     value = get("traceId")
     if value:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import json
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -605,3 +606,37 @@ def test_a_protobuf_body_past_the_decoders_own_depth_says_so(client, sink):
     assert "nests deeper than the protobuf decoder takes (100 messages deep" in message
     assert "flatten the record" in message
     assert len(sink.events) == 1
+
+
+def test_otlp_json_integers_the_protocol_cannot_carry_refuse_their_record(adapter, sink):
+    # JSON numbers and strings can say more than an int64, a fixed64 or a fixed32
+    # holds: such a record is refused by partial success, as protobuf could not send it.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+
+    def record(**fields):
+        return {"body": {"stringValue": "r"}, **fields}
+
+    def attribute(value):
+        return record(attributes=[{"key": "n", "value": {"intValue": value}}])
+
+    records = [
+        record(timeUnixNano="1714564800000000000"),  # kept
+        attribute("99999999999999999999999"),
+        attribute(1e300),
+        attribute(2**63),
+        record(timeUnixNano="-1"),
+        record(flags=2**70),
+        record(flags=-1),
+        record(severityNumber=2**40),
+        attribute(-(2**63)),  # kept: the smallest int64
+    ]
+    body = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}).encode()  # (orjson: 64 bits)
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 7
+    assert (
+        "record 1: intValue is 99999999999999999999999, out of the range of its protobuf type" in partial.error_message
+    )
+    assert "record 4: timeUnixNano is -1, out of the range" in partial.error_message
+    assert [e.get("attributes") for e in events(sink)] == [None, {"n": -(2**63)}]
