@@ -62,9 +62,11 @@ _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 class Request:
     """A request as plain values. ``path`` is relative to the mount point and
     ``headers`` has lower-case names. ``received_at`` is now (aware, UTC)
-    unless given. ``source`` and ``params`` are filled in by the flow as it
-    learns them (a rate-limit key function may use them; ``source`` stays
-    ``None`` when the credential was refused)."""
+    unless given. ``source``, ``params`` and ``forwarded_client`` are filled
+    in by the flow as it learns them (a rate-limit key function may use
+    them; ``source`` stays ``None`` when the credential was refused;
+    ``forwarded_client`` is the client the trusted proxies name, when there
+    are any)."""
 
     method: str
     path: str
@@ -73,6 +75,7 @@ class Request:
     received_at: datetime
     source: str | None
     params: Mapping[str, str]
+    forwarded_client: str | None
 
     # Written out, not generated with a default_factory: one Python call fewer
     # on every request. ``datetime.now`` is looked up in this module when
@@ -94,6 +97,7 @@ class Request:
         self.received_at = datetime.now(UTC) if received_at is None else received_at
         self.source = source
         self.params = params
+        self.forwarded_client = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +289,10 @@ class IngestAPI:
             if not admitted:
                 raise admission.overloaded()
             proxies = self._proxies
-            client = (request.client if proxies is None else proxies.client_ip(request.client, headers)) or "unknown"
+            if proxies is None:
+                client = request.client or "unknown"
+            else:  # read once: the rate limit's key reads it from the request too
+                client = request.forwarded_client = proxies.client_ip(request.client, headers) or "unknown"
             client_slots = admission.enter_client(client)
             # --- end of admission's part -----------------------------------------
             if chunked and content_length is not None:

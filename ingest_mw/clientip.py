@@ -99,7 +99,7 @@ class TrustedProxies:
     wrote it would be believed.
     """
 
-    __slots__ = ("header", "networks", "_last")
+    __slots__ = ("header", "networks")
 
     def __init__(self, networks: Iterable[str | IPNetwork] = (), *, header: str = X_FORWARDED_FOR) -> None:
         if isinstance(networks, str):
@@ -109,10 +109,6 @@ class TrustedProxies:
         if header not in (X_FORWARDED_FOR, FORWARDED):
             raise ValueError(f"header must be {X_FORWARDED_FOR!r} or {FORWARDED!r}, got {header!r}")
         self.header = header
-        # The last answer, with the peer and the very headers it was for: the flow
-        # asks for a request's client twice (its admission, then the rate limit).
-        # One tuple, written and read whole, so threads never mix two requests' parts.
-        self._last: tuple[str | None, Mapping[str, str] | None, str | None] = (None, None, None)
 
     def trusts(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
@@ -129,15 +125,6 @@ class TrustedProxies:
         """
         if not peer:
             return None
-        last_peer, last_headers, last_client = self._last
-        if last_headers is headers and last_peer == peer:
-            return last_client
-        client = self._walk(peer, headers)
-        self._last = (peer, headers, client)
-        return client
-
-    def _walk(self, peer: str, headers: Mapping[str, str]) -> str:
-        """The client by the chain (what :meth:`client_ip` answers, worked out)."""
         address = parse_address(peer)
         if address is None:
             return peer

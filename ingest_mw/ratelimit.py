@@ -222,7 +222,9 @@ class RateLimit:
         self._quiet_until = -math.inf
 
     def _client_ip(self, request: Request) -> str:
-        return self.key_prefix + (self.proxies.client_ip(request.client, request.headers) or UNKNOWN_CLIENT)
+        # The flow has read the forwarded chain for its admission already, with these proxies.
+        client = request.forwarded_client or self.proxies.client_ip(request.client, request.headers)
+        return self.key_prefix + (client or UNKNOWN_CLIENT)
 
     # --- the two I/O faces ---------------------------------------------------------
     def hit(self, request: Request) -> RateLimitDecision:
