@@ -106,11 +106,12 @@ class Decoded:
     events: list[Event]
     # A tuple, not a list from a default factory: no call on every request.
     invalid: Sequence[InvalidEvent] = ()
-    #: Whether the events hold nothing but dicts, lists and scalars that hold
-    #: no other object (str, int, float, bool, None, bytes, datetime): what
-    #: orjson makes, and msgpack without extension types. The depth cap then
-    #: measures them at C speed (:meth:`~ingest_mw.eventcaps.EventCaps.check`);
-    #: a codec that cannot promise it leaves it ``False``.
+    #: Whether the events are trees of nothing but dicts, lists and scalars
+    #: of exactly the plain types (str, int, float, bool, None, bytes,
+    #: datetime), no object shared between them: what orjson makes, and
+    #: msgpack without extension types. The depth cap then measures them at
+    #: C speed (:meth:`~ingest_mw.eventcaps.EventCaps.check`); a codec that
+    #: cannot promise it leaves it ``False``.
     plain: bool = False
 
 

@@ -175,12 +175,16 @@ class EventCaps:
         # Level by level, one comprehension per level (no Python frame per
         # container, no recursion): a shallow event costs one pass over its
         # values. The events themselves are dicts (the codecs refused any
-        # other), so the first level reads their values without asking.
+        # other), so the first level reads their values without asking. A
+        # container that several events share (OTLP's resource and scope)
+        # is walked once per level, not once per event that holds it.
         level: list[Any] = [value for event in events for value in event.values() if type(value) in _CONTAINERS]
         depth = 2
         while level:
             if depth > self.max_depth:
                 raise self.too_deep()
+            if len(level) > 1:
+                level = list(dict(zip(map(id, level), level)).values())
             level = [
                 value
                 for container in level

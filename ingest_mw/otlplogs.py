@@ -81,10 +81,16 @@ class OTLPDecoded(Decoded):
 
 
 class _Refused(Exception):
-    """One record cannot be stored: ``reason`` says why (caught per record)."""
+    """One record cannot be stored: ``reason`` says why (caught per record).
+    A resource or scope whose attributes cannot be read is this too, and
+    refuses each of its records (partial success, as for a record's own)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+    def of(self, what: str) -> _Refused:
+        """This refusal as one of ``what`` (a resource's, a scope's)."""
+        return _Refused(f"{what}: {self.reason}")
 
 
 class _Services:
@@ -148,14 +154,14 @@ def _pb_attributes(attributes: Sequence[KeyValue]) -> Event:
     return found
 
 
-def _pb_resource_attributes(resource_logs: Any) -> Event:
+def _pb_resource_attributes(resource_logs: Any) -> Event | _Refused:
     try:
         return _pb_attributes(resource_logs.resource.attributes)
-    except _Refused:
-        return {}
+    except _Refused as refused:
+        return refused.of("the resource's attributes")
 
 
-def _pb_scope(scope: Any) -> Event:
+def _pb_scope(scope: Any) -> Event | _Refused:
     found: Event = {}
     if scope.name:
         found["name"] = scope.name
@@ -164,8 +170,8 @@ def _pb_scope(scope: Any) -> Event:
     if scope.attributes:
         try:
             found["attributes"] = _pb_attributes(scope.attributes)
-        except _Refused:
-            pass
+        except _Refused as refused:
+            return refused.of("the scope's attributes")
     return found
 
 
@@ -363,15 +369,15 @@ def _json_id(value: Any, name: str, size: int) -> str:
     raise _Refused(f"{name} must be {2 * size} hex digits ({size} bytes)")
 
 
-def _json_resource_attributes(resource_logs: Event) -> Event:
+def _json_resource_attributes(resource_logs: Event) -> Event | _Refused:
     try:
         resource = _json_object(resource_logs.get("resource", {}), "resource")
         return _json_attributes(resource.get("attributes", []))
-    except _Refused:
-        return {}
+    except _Refused as refused:
+        return refused.of("the resource's attributes")
 
 
-def _json_scope(scope_logs: Event) -> Event:
+def _json_scope(scope_logs: Event) -> Event | _Refused:
     found: Event = {}
     scope = scope_logs.get("scope")
     if type(scope) is not dict:
@@ -384,8 +390,8 @@ def _json_scope(scope_logs: Event) -> Event:
     if scope.get("attributes"):
         try:
             found["attributes"] = _json_attributes(scope["attributes"])
-        except _Refused:
-            pass
+        except _Refused as refused:
+            return refused.of("the scope's attributes")
     return found
 
 
@@ -474,7 +480,9 @@ class OTLPCodec:
         """The whole request, decoded; 400 for a body that does not decode."""
         raise NotImplementedError
 
-    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+    def resources(
+        self, request: Any
+    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         """Each resource's attributes, with its scopes: each scope as an event
         holds it, with its records. 400 for an envelope of the wrong shape."""
         raise NotImplementedError
@@ -499,21 +507,26 @@ class OTLPCodec:
         append = events.append
         max_events = self.caps.max_events
         for resource, scopes in self.resources(request):
-            services.add(resource)
+            if not isinstance(resource, _Refused):
+                services.add(resource)
             for scope, records in scopes:
+                refused_with = resource if type(resource) is _Refused else scope if type(scope) is _Refused else None
                 for record in records:
                     if index >= max_events:  # before mapping the rest: what mapping costs is the attack
                         raise self.caps.too_many()
-                    if limit and (size := record_size(record)) > limit:
+                    if refused_with is not None:
+                        invalid.append(InvalidEvent(index, refused_with.reason))
+                    elif limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
                         try:
-                            append(to_event(record, scope, resource))
+                            append(to_event(record, scope, resource))  # type: ignore[arg-type]  # (not refused)
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
                     index += 1
-        return OTLPDecoded(events, invalid or (), True, services.service, services.namespace)
+        # Not plain: every record of a scope holds the same scope and resource objects.
+        return OTLPDecoded(events, invalid or (), False, services.service, services.namespace)
 
     def encode(self, message: Message) -> bytes:
         raise NotImplementedError
@@ -540,7 +553,9 @@ class OTLPProtobufCodec(OTLPCodec):
                 ) from None
             raise IngestError(400, f"the body is not a protobuf ExportLogsServiceRequest: {error}") from None
 
-    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+    def resources(
+        self, request: Any
+    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         for resource_logs in request.resource_logs:
             scopes = ((_pb_scope(scope_logs.scope), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
             yield _pb_resource_attributes(resource_logs), scopes
@@ -572,14 +587,16 @@ class OTLPJSONCodec(OTLPCodec):
             raise IngestError(400, "the body must be a JSON object (an ExportLogsServiceRequest)")
         return request
 
-    def resources(self, request: Any) -> Iterator[tuple[Event, Iterator[tuple[Event, Iterable[Any]]]]]:
+    def resources(
+        self, request: Any
+    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         for resource_logs in _json_envelope(request.get("resourceLogs"), "resourceLogs"):
             if type(resource_logs) is not dict:
                 raise IngestError(400, "every element of resourceLogs must be an object")
             yield _json_resource_attributes(resource_logs), self._scopes(resource_logs)
 
     @staticmethod
-    def _scopes(resource_logs: Event) -> Iterator[tuple[Event, Iterable[Any]]]:
+    def _scopes(resource_logs: Event) -> Iterator[tuple[Event | _Refused, Iterable[Any]]]:
         for scope_logs in _json_envelope(resource_logs.get("scopeLogs"), "scopeLogs"):
             if type(scope_logs) is not dict:
                 raise IngestError(400, "every element of scopeLogs must be an object")

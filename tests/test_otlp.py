@@ -640,3 +640,38 @@ def test_otlp_json_integers_the_protocol_cannot_carry_refuse_their_record(adapte
     )
     assert "record 4: timeUnixNano is -1, out of the range" in partial.error_message
     assert [e.get("attributes") for e in events(sink)] == [None, {"n": -(2**63)}]
+
+
+def test_a_resource_or_scope_whose_attributes_cannot_be_read_refuses_its_records(adapter, sink):
+    # Neither silently dropped attributes (service.name lost for every record)
+    # nor a request refused whole: its records are refused by partial success, saying why.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+    big = {"key": "n", "value": {"intValue": str(2**63)}}
+    service = {"key": "service.name", "value": {"stringValue": "svc"}}
+    body = json.dumps(
+        {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": [service, big]},
+                    "scopeLogs": [{"logRecords": [{"body": {"stringValue": "a"}}]}],
+                },
+                {
+                    "resource": {"attributes": [service]},
+                    "scopeLogs": [
+                        {"scope": {"name": "s", "attributes": [big]}, "logRecords": [{"body": {"stringValue": "b"}}]},
+                        {"logRecords": [{"body": {"stringValue": "kept"}}]},
+                    ],
+                },
+            ]
+        }
+    ).encode()
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 2
+    assert (
+        "record 0: the resource's attributes: intValue is 9223372036854775808, out of the range"
+        in partial.error_message
+    )
+    assert "record 1: the scope's attributes: intValue is" in partial.error_message
+    assert [(e["body"], e["resource"]) for e in events(sink)] == [("kept", {"service.name": "svc"})]
