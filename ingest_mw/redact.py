@@ -13,13 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["masked"]
 
-#: A URL: a scheme, then "://" (a conninfo's values may hold "://" too).
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: A URL: a scheme (white space before it aside), then "://" (a conninfo's
+#: values may hold "://" too, after its first "=").
+_URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+._-]*://")
 #: Query keys and conninfo keywords that hold a secret, by what their names hold
 #: (libpq's password and sslpassword, redis-py's password and ssl_password, tokens).
 _SECRET_NAME = re.compile(r"password|passwd|secret|token", re.IGNORECASE)
 #: A conninfo ``keyword = value``: the value bare (backslash escapes) or single-quoted (to its end if unclosed).
-_CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+)")
+_CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)")
 
 
 def masked(url: str) -> str:
@@ -33,11 +34,13 @@ def masked(url: str) -> str:
     except ValueError:
         return "<a malformed URL>"
     shown = url
-    userinfo, at, host = parts.netloc.rpartition("@")  # a password may hold "@": the host follows the last
+    # The user information ends at the last "@" of the URL, not of urlsplit's
+    # netloc: a password may hold "@", "/", "?" or "#" unencoded.
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
     if at:
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
-        shown = shown.replace(parts.netloc, netloc, 1)  # the first: right after "scheme://"
+        shown = f"{scheme}{sep}{user}:***@{after}" if colon and "/" not in user else f"{scheme}{sep}***@{after}"
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if any(_SECRET_NAME.search(key) for key, _ in pairs):
         hidden = [(key, "***" if _SECRET_NAME.search(key) else value) for key, value in pairs]

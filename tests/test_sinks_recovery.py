@@ -216,6 +216,12 @@ def test_urls_never_show_a_password():
     assert masked("redis://s3cret@host") == "redis://***@host"
     assert masked("rediss://host?ssl_password=k3y&db=0") == "rediss://host?ssl_password=***&db=0"
     assert masked("redis://host:6379/0?stream=ingest_mw:events") == "redis://host:6379/0?stream=ingest_mw:events"
+    # A quote inside a bare conninfo value is part of it (libpq); white space before
+    # a URL, a scheme with "_", a password holding "/" unencoded.
+    assert masked("password=ab'cd host=h") == "password=*** host=h"
+    assert masked(" postgresql://user:s3cret@host/db") == " postgresql://user:***@host/db"
+    assert masked("my_db://user:s3cret@host/db") == "my_db://user:***@host/db"
+    assert masked("redis://:abc/def@host:6379/0") == "redis://:***@host:6379/0"
     with pytest.raises(ValueError) as raised:
         sink_from_url("mysql://user:s3cret@db/logs")
     assert "s3cret" not in str(raised.value) and "postgresql://" in str(raised.value)
