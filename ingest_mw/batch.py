@@ -187,7 +187,7 @@ def _as_json(value: Any) -> Any:
             key if isinstance(key, str) else str(_json_default(key) if isinstance(key, bytes) else key): _as_json(item)
             for key, item in value.items()
         }
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # a tuple: a host's own codec may make one
         return [_as_json(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None

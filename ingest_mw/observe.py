@@ -271,13 +271,18 @@ class Observer:
     tells_started: bool = False
     tells_received: bool = False
 
+    #: The ``tells_*`` flags a class, or a class it derives from, set itself.
+    _declared_tells: frozenset[str] = frozenset()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # Unless the class says so itself (an observer that sets its hooks per
-        # instance, say): told what it overrides.
-        if "tells_started" not in vars(cls):
+        # Unless a class says so itself (an observer that sets its hooks per
+        # instance, say), for its subclasses too: told what it overrides.
+        declared = cls._declared_tells | {flag for flag in ("tells_started", "tells_received") if flag in vars(cls)}
+        cls._declared_tells = frozenset(declared)
+        if "tells_started" not in declared:
             cls.tells_started = cls.started is not Observer.started
-        if "tells_received" not in vars(cls):
+        if "tells_received" not in declared:
             cls.tells_received = cls.received is not Observer.received
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:

@@ -340,10 +340,13 @@ def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
         def finished(self, seen, token):
             calls.append(("own finished", token))
 
+    class Derived(PerInstance):  # inherits the declaration
+        pass
+
     body = b'{"message": "hi"}'
     headers = {"authorization": "Bearer tok", "content-type": "application/json", "content-length": str(len(body))}
     api = BetterStackAPI(["tok"], rate_limit=None)
-    for observer in (Duck(), PerInstance()):
+    for observer in (Duck(), PerInstance(), Derived()):
         flow = api.handle(
             Request("POST", "/", headers, "127.0.0.1"), {}, SyncIO(lambda feed: feed(body), [].append), observer
         )
@@ -352,6 +355,8 @@ def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
         "started",
         ("received", len(body), "token"),
         ("finished", 202, "token"),
+        ("own received", "own"),
+        ("own finished", "own"),
         ("own received", "own"),
         ("own finished", "own"),
     ]

@@ -372,6 +372,9 @@ def test_what_the_fallback_writes_is_json_every_reader_reads(tmp_path):
     assert [row[:2] for row in rows] == [(1, "x"), (1, None)]
     assert orjson.loads(rows[0][2]) == {"id": "x", "big": 10**20, "d": None, "f": [None, None]}
     assert orjson.loads(rows[1][2]) == {"k": None}
+    from ingest_mw.batch import event_json
+
+    assert event_json({b"bin": 1, "t": (float("nan"), 1)}) == b'{"bin":1,"t":[null,1]}'  # a host codec's tuple
 
 
 def test_jsonl_lines_hold_the_columns_in_order_and_odd_values(tmp_path):
