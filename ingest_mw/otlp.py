@@ -120,8 +120,11 @@ class OTLPLogsAPI(IngestAPI):
         self.path = self.path_pattern = path.rstrip("/")
         classes = self._classes = _otlp_classes()
         caps = EventCaps(max_events=max_events, max_depth=max_depth)
-        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(max_record_bytes=max_record_bytes, caps=caps)
-        json = classes.OTLPJSONCodec(max_record_bytes=max_record_bytes, caps=caps)
+        body_limit = BodyLimit(max_body_bytes, detail="the request body is over {limit} (decompressed too)")
+        # The copies of resources and scopes may add to what is stored what a body may hold.
+        limits = {"max_record_bytes": max_record_bytes, "caps": caps, "max_shared_bytes": body_limit.max_bytes}
+        self._protobuf: OTLPCodec = classes.OTLPProtobufCodec(**limits)
+        json = classes.OTLPJSONCodec(**limits)
         super().__init__(
             auth=CredentialAuth(
                 tokens,
@@ -130,7 +133,7 @@ class OTLPLogsAPI(IngestAPI):
                 status=401,
                 detail="missing or invalid token: send Authorization: Bearer <token>",
             ),
-            body_limit=BodyLimit(max_body_bytes, detail="the request body is over {limit} (decompressed too)"),
+            body_limit=body_limit,
             codecs=CodecNegotiation([self._protobuf, json]),
             times=EventTimes(fields=classes.TIME_FIELDS, max_past=max_past, units_per_second=10**9),
             rate_limit=as_rate_limit(rate_limit),

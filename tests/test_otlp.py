@@ -675,3 +675,29 @@ def test_a_resource_or_scope_whose_attributes_cannot_be_read_refuses_its_records
     )
     assert "record 1: the scope's attributes: intValue is" in partial.error_message
     assert [(e["body"], e["resource"]) for e in events(sink)] == [("kept", {"service.name": "svc"})]
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_copies_of_a_resource_may_not_store_more_than_the_body_limit(adapter, sink, content_type):
+    # Each record is stored with its own copy of its resource and scope: 20,000
+    # tiny records under a resource of 1,000 attributes are a 162 KB body that
+    # would store 400 MB. The copies may add at most max_body_bytes.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=100_000), sink)
+
+    def request_of(records: int) -> bytes:
+        request = ExportLogsServiceRequest()
+        resource_logs = request.resource_logs.add()
+        for i in range(50):
+            attribute = resource_logs.resource.attributes.add()
+            attribute.key, attribute.value.string_value = f"attribute.{i}", "v" * 10
+        scope_logs = resource_logs.scope_logs.add()
+        for _ in range(records):
+            scope_logs.log_records.add().body.string_value = "x"
+        return encode(request, content_type)
+
+    assert client.request("POST", URL, request_of(50), headers(content_type)).status == 200  # 50 copies of 1.4 KB
+    reply = client.request("POST", URL, request_of(200), headers(content_type))
+    assert reply.status == 413
+    message = answer(reply, Status).message
+    assert "would store more than 100000 bytes of resource and scope attributes, a copy with each record" in message
+    assert len(sink.events) == 50
