@@ -372,29 +372,34 @@ def _json_id(value: Any, name: str, size: int) -> str:
 
 
 def _json_resource_attributes(resource_logs: Event) -> Event | _Refused:
+    # A null is a field not set, as the proto3 JSON mapping reads it.
     try:
-        resource = _json_object(resource_logs.get("resource", {}), "resource")
-        return _json_attributes(resource.get("attributes", []))
+        resource = _json_object(_unset_as(resource_logs.get("resource"), {}), "resource")
+        return _json_attributes(_unset_as(resource.get("attributes"), []))
     except _Refused as refused:
         return refused.of("the resource's attributes")
 
 
 def _json_scope(scope_logs: Event) -> Event | _Refused:
     found: Event = {}
-    scope = scope_logs.get("scope")
-    if type(scope) is not dict:
-        return found
-    name, version = scope.get("name"), scope.get("version")
-    if type(name) is str and name:
-        found["name"] = name
-    if type(version) is str and version:
-        found["version"] = version
-    if scope.get("attributes"):
-        try:
-            found["attributes"] = _json_attributes(scope["attributes"])
-        except _Refused as refused:
-            return refused.of("the scope's attributes")
+    try:
+        scope = _json_object(_unset_as(scope_logs.get("scope"), {}), "scope")
+        name, version = scope.get("name"), scope.get("version")
+        if name:  # "" is not set
+            found["name"] = _json_str(name, "scope.name")
+        if version:
+            found["version"] = _json_str(version, "scope.version")
+        attributes = scope.get("attributes")
+        if attributes is not None and attributes != []:
+            found["attributes"] = _json_attributes(attributes)
+    except _Refused as refused:
+        return refused.of("the scope")
     return found
+
+
+def _unset_as(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` for a field not set (absent or null)."""
+    return default if value is None else value
 
 
 def _json_record(record: Any, scope: Event, resource: Event) -> Event:

@@ -673,7 +673,7 @@ def test_a_resource_or_scope_whose_attributes_cannot_be_read_refuses_its_records
         "record 0: the resource's attributes: intValue is 9223372036854775808, out of the range"
         in partial.error_message
     )
-    assert "record 1: the scope's attributes: intValue is" in partial.error_message
+    assert "record 1: the scope: intValue is" in partial.error_message
     assert [(e["body"], e["resource"]) for e in events(sink)] == [("kept", {"service.name": "svc"})]
 
 
@@ -701,3 +701,34 @@ def test_copies_of_a_resource_may_not_store_more_than_the_body_limit(adapter, si
     message = answer(reply, Status).message
     assert "would store more than 100000 bytes of resource and scope attributes, a copy with each record" in message
     assert len(sink.events) == 50
+
+
+def test_a_null_is_a_field_not_set_and_a_wrong_scope_refuses_its_records(adapter, sink):
+    # The proto3 JSON mapping reads null as "not set" (protobuf's own parser does):
+    # a null resource, attributes or scope is none; a scope of the wrong shape is
+    # refused as a resource's would be, never dropped silently.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+    record = {"body": {"stringValue": "r"}}
+
+    def resource_logs(**fields):
+        return {"scopeLogs": [{"logRecords": [record]}], **fields}
+
+    body = json.dumps(
+        {
+            "resourceLogs": [
+                resource_logs(resource=None),
+                resource_logs(resource={"attributes": None}),
+                {"scopeLogs": [{"scope": None, "logRecords": [record]}]},
+                {"scopeLogs": [{"scope": {"attributes": None, "name": None}, "logRecords": [record]}]},
+                {"scopeLogs": [{"scope": 5, "logRecords": [record]}]},
+                {"scopeLogs": [{"scope": {"name": 5}, "logRecords": [record]}]},
+            ]
+        }
+    ).encode()
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 2
+    assert "record 4: the scope: scope is not an object" in partial.error_message
+    assert "record 5: the scope: scope.name is not a string" in partial.error_message
+    assert len(events(sink)) == 4
