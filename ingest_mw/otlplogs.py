@@ -19,6 +19,7 @@ neighbours kept, and counted in the answer's ``partial_success``.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +220,13 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
 # --- the OTLP JSON mapping ------------------------------------------------------
 
 
+#: An integer as a decimal string (ASCII digits, a minus sign at most).
+_DECIMAL = re.compile(r"-?[0-9]+")
+#: A number as JSON writes it, for a double sent as a string.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+#: Floats are exact integers below this: a JSON number past it may have been rounded.
+_EXACT_FLOAT = 2.0**53
+
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT32 = (0, 2**32 - 1)
 #: The range of each integer field of the mapping, as its protobuf type gives it
@@ -241,13 +249,13 @@ def _json_int(value: Any, name: str) -> int:
     kind = type(value)
     number: int | None = None
     if kind is str:
-        try:
+        if _DECIMAL.fullmatch(value):  # int() would take " 12", "1_000" and other scripts' digits too
             number = int(value)
-        except ValueError:
-            pass
     elif kind is int:
         number = value
     elif kind is float and value.is_integer():
+        if abs(value) >= _EXACT_FLOAT:  # the JSON number was rounded on the way: which one was sent?
+            raise _Refused(f"{name} is {value!r}, a number too large to be exact in JSON: send it as a string")
         number = int(value)
     if number is None:
         raise _Refused(f"{name} is {value!r}, not an integer")
@@ -285,10 +293,8 @@ def _json_double(value: Any) -> float:
     if type(value) is str:
         if value in _JSON_DOUBLES:
             return _JSON_DOUBLES[value]
-        try:
+        if _JSON_NUMBER.fullmatch(value):  # float() would take "nan", "inf", " 1.5" and "1_0.5" too
             return float(value)
-        except ValueError:
-            pass
     raise _Refused(f"doubleValue is {value!r}, not a number")
 
 

@@ -732,3 +732,35 @@ def test_a_null_is_a_field_not_set_and_a_wrong_scope_refuses_its_records(adapter
     assert "record 4: the scope: scope is not an object" in partial.error_message
     assert "record 5: the scope: scope.name is not a string" in partial.error_message
     assert len(events(sink)) == 4
+
+
+def test_otlp_json_numbers_as_strings_are_read_as_json_writes_them(adapter, sink):
+    # int() and float() take more than JSON writes (" 12", "1_000", other scripts'
+    # digits, "nan", "inf"); a bare number past 2**53 was rounded by the time it is
+    # read (-9223372036854775809 reads as -2**63): each refuses its record.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+
+    def record(value):
+        return {"attributes": [{"key": "v", "value": value}]}
+
+    sent = [
+        ({"intValue": "12"}, 12),
+        ({"intValue": "-12"}, -12),
+        ({"doubleValue": "1.5e3"}, 1500.0),
+        ({"doubleValue": "NaN"}, "nan"),
+        ({"intValue": " 12"}, "refused"),
+        ({"intValue": "1_000"}, "refused"),
+        ({"intValue": "１２"}, "refused"),
+        ({"intValue": "1e3"}, "refused"),
+        ({"doubleValue": "nan"}, "refused"),
+        ({"doubleValue": " 1.5"}, "refused"),
+    ]
+    records = [record(value) for value, _ in sent]
+    body = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}).encode()
+    rounded = body.replace(b'"v", "value": {"intValue": "12"}', b'"v", "value": {"intValue": -9223372036854775809}', 1)
+    assert b"-9223372036854775809" in rounded
+    for payload in (body, rounded):
+        assert client.request("POST", URL, payload, headers(JSON)).status == 200
+    stored = [str(e["attributes"]["v"]) for e in events(sink)]
+    kept = [str(expected) for _, expected in sent if expected != "refused"]
+    assert stored == kept + kept[1:]  # the second time, the rounded number refused its record
