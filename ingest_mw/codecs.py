@@ -278,16 +278,33 @@ class MsgPackCodec:
                 value = msgpack.unpackb(body, timestamp=3, ext_hook=_kept_in(extensions))
         except IngestError:
             raise
-        except msgpack.ExtraData:
-            raise IngestError(406, "Couldn't parse MessagePack content: extra bytes after the first value.") from None
-        except Exception as error:  # msgpack raises ValueError, TypeError and its own kinds
+        except Exception as error:  # msgpack raises ValueError, TypeError, OverflowError and its own kinds
             # The body stays the contract's words; what msgpack found goes in the header, as for JSON.
-            found = str(error)[:200].encode("ascii", "replace").decode() or type(error).__name__
             raise IngestError(
-                406, "Couldn't parse MessagePack content.", headers=((PARSE_ERROR_HEADER, found),)
+                406, "Couldn't parse MessagePack content.", headers=((PARSE_ERROR_HEADER, _msgpack_error(error)),)
             ) from None
         # An extension type (timestamps aside) decodes to an ExtType, an object of a class.
         return Decoded(require_objects(value), (), not extensions)
+
+
+#: What msgpack's errors without words of their own mean.
+_MSGPACK_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (msgpack.ExtraData, "extra bytes after the first value: send one value (an array of events)"),
+    (msgpack.FormatError, "a byte that starts no MessagePack value (0xc1, say)"),
+    (msgpack.StackError, "nested deeper than the MessagePack decoder takes"),
+    (OverflowError, "a timestamp outside the years 1 to 9999"),
+)
+
+
+def _msgpack_error(error: Exception) -> str:
+    """What msgpack found wrong, as a header value (printable ASCII, at most 200 characters)."""
+    for kind, words in _MSGPACK_ERRORS:
+        if isinstance(error, kind):
+            return words
+    found = str(error)
+    if "date value out of range" in found or "year" in found and "out of range" in found:
+        return "a timestamp outside the years 1 to 9999"
+    return found[:200].encode("ascii", "replace").decode() or type(error).__name__
 
 
 def _kept_in(extensions: list[msgpack.ExtType]) -> Callable[[int, bytes], msgpack.ExtType]:

@@ -100,6 +100,13 @@ def test_betterstack_invalid_ndjson_names_the_line(client):
     [
         (b"\x81\x01\x01", "int is not allowed for map key when strict_map_key=True"),
         (b"\x92\x01", "Unpack failed: incomplete input"),
+        (b"\xc1", "a byte that starts no MessagePack value (0xc1, say)"),
+        (b"\x91" * 200_000, "nested deeper than the MessagePack decoder takes"),
+        (b"\x81\xa1a\x01\x01", "extra bytes after the first value: send one value (an array of events)"),
+        (
+            b"\x81\xa1t\xc7\x0c\xff" + bytes(4) + (2**63 - 1).to_bytes(8, "big"),
+            "a timestamp outside the years 1 to 9999",
+        ),
     ],
 )
 def test_betterstack_invalid_msgpack_keeps_the_contract_body_and_says_what_in_a_header(client, body, found):
