@@ -548,8 +548,8 @@ class OTLPCodec:
         max_events = self.caps.max_events
         shared_left = self.max_shared_bytes  # what copies of resources and scopes may still add
         for resource, scopes in self.resources(request):
-            if not isinstance(resource, _Refused):
-                services.add(resource)
+            # The batch's service is that of the resources whose records are stored.
+            named = isinstance(resource, _Refused)
             resource_size = _stored_size(resource)
             for scope, records in scopes:
                 refused_with = resource if type(resource) is _Refused else scope if type(scope) is _Refused else None
@@ -572,6 +572,10 @@ class OTLPCodec:
                             append(to_event(record, scope, resource))  # type: ignore[arg-type]  # (not refused)
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
+                        else:
+                            if not named:
+                                services.add(resource)  # type: ignore[arg-type]  # (not refused)
+                                named = True
                     index += 1
         # Not plain: every record of a scope holds the same scope and resource objects.
         return OTLPDecoded(events, invalid or (), False, services.service, services.namespace)

@@ -269,6 +269,18 @@ def test_resources_of_different_services_share_a_batch_without_a_service(client,
     assert [e.data["resource"]["service.name"] for e in batch.events] == ["a", "b"]
 
 
+def test_a_resource_whose_records_are_all_refused_names_no_service(client, sink):
+    # Its records are not in the batch: the batch's service is the stored records' one.
+    refused = LogRecord(body=value("bad"), trace_id=b"short")
+    request = export(
+        ({"service.name": "gone"}, [("s", "", [refused])]),
+        ({"service.name": "kept"}, [("s", "", [LogRecord(body=value("good"))])]),
+    )
+    assert client.request("POST", URL, request.SerializeToString(), headers()).status == 200
+    (batch,) = sink.batches
+    assert batch.service == "kept"
+
+
 def test_an_empty_request_is_a_success_that_stores_nothing(client, sink):
     reply = client.request("POST", URL, b"", headers())
     assert reply.status == 200
