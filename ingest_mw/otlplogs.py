@@ -220,8 +220,6 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
 # --- the OTLP JSON mapping ------------------------------------------------------
 
 
-#: An integer as a decimal string (ASCII digits, a minus sign at most).
-_DECIMAL = re.compile(r"-?[0-9]+")
 #: A number as JSON writes it, for a double sent as a string.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 #: Floats are exact integers below this: a JSON number past it may have been rounded.
@@ -249,7 +247,11 @@ def _json_int(value: Any, name: str) -> int:
     kind = type(value)
     number: int | None = None
     if kind is str:
-        if _DECIMAL.fullmatch(value):  # int() would take " 12", "1_000" and other scripts' digits too
+        # ASCII digits after a minus sign at most: int() would take " 12", "1_000"
+        # and other scripts' digits too (str methods: a regex costs a record 4 times as much).
+        if value.isdigit() and value.isascii():
+            number = int(value)
+        elif value[:1] == "-" and value[1:].isdigit() and value.isascii():
             number = int(value)
     elif kind is int:
         number = value
