@@ -278,12 +278,24 @@ class Observer:
         super().__init_subclass__(**kwargs)
         # Unless a class says so itself (an observer that sets its hooks per
         # instance, say), for its subclasses too: told what it overrides.
-        declared = cls._declared_tells | {flag for flag in ("tells_started", "tells_received") if flag in vars(cls)}
+        inherited = frozenset().union(*(getattr(base, "_declared_tells", ()) for base in cls.__bases__))
+        declared = inherited | {flag for flag in ("tells_started", "tells_received") if flag in vars(cls)}
         cls._declared_tells = frozenset(declared)
-        if "tells_started" not in declared:
-            cls.tells_started = cls.started is not Observer.started
-        if "tells_received" not in declared:
-            cls.tells_received = cls.received is not Observer.received
+        for flag, hook in (("tells_started", "started"), ("tells_received", "received")):
+            if flag in vars(cls):
+                continue
+            if flag in declared:  # from the base that said so, not a nearer one's computed value
+                setattr(
+                    cls,
+                    flag,
+                    next(
+                        vars(base)[flag]
+                        for base in cls.__mro__[1:]
+                        if flag in getattr(base, "_declared_tells", ()) and flag in vars(base)
+                    ),
+                )
+            else:
+                setattr(cls, flag, getattr(cls, hook) is not getattr(Observer, hook))
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:
         """Told once by each adapter this observer is given to: the APIs whose

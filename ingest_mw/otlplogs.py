@@ -40,6 +40,7 @@ from .codecs import Decoded, InvalidEvent
 from .errors import IngestError
 from .eventcaps import EventCaps
 from .headers import byte_size
+from .otlp import MAX_SHARED_BYTES
 
 __all__ = [
     "ExportLogsPartialSuccess",
@@ -222,6 +223,8 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
 
 #: A number as JSON writes it, for a double sent as a string.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+#: The most digits of any integer field's range (2**64 - 1 has 20).
+_MOST_DIGITS = 20
 #: Floats are exact integers below this: a JSON number past it may have been rounded.
 _EXACT_FLOAT = 2.0**53
 
@@ -249,6 +252,10 @@ def _json_int(value: Any, name: str) -> int:
     if kind is str:
         # ASCII digits after a minus sign at most: int() would take " 12", "1_000"
         # and other scripts' digits too (str methods: a regex costs a record 4 times as much).
+        digits = len(value) - (value[:1] == "-")
+        if digits > _MOST_DIGITS and value.isascii() and value.lstrip("-").isdigit():
+            # (int() refuses past 4,300 digits; every range here fits in 20)
+            raise _Refused(f"{name} is a number of {digits} digits, out of the range of its protobuf type")
         if value.isdigit() and value.isascii():
             number = int(value)
         elif value[:1] == "-" and value[1:].isdigit() and value.isascii():
@@ -393,9 +400,9 @@ def _json_scope(scope_logs: Event) -> Event | _Refused:
     try:
         scope = _json_object(_unset_as(scope_logs.get("scope"), {}), "scope")
         name, version = scope.get("name"), scope.get("version")
-        if name:  # "" is not set
+        if name is not None and name != "":  # unset (a 0 or a false is a wrong type, refused)
             found["name"] = _json_str(name, "scope.name")
-        if version:
+        if version is not None and version != "":
             found["version"] = _json_str(version, "scope.version")
         attributes = scope.get("attributes")
         if attributes is not None and attributes != []:
@@ -497,11 +504,8 @@ class OTLPCodec:
         *,
         max_record_bytes: int,
         caps: EventCaps | None = None,
-        # What the copies of resources and scopes may add to one request's
-        # stored events: each record is stored with its own copy, so a small
-        # body (20,000 tiny records under one resource of 1,000 attributes,
-        # 162 KB) would otherwise store 400 MB. The API passes its body limit.
-        max_shared_bytes: int = 20 * 1024 * 1024,
+        # What copies of resources and scopes may add to a request's stored events.
+        max_shared_bytes: int = MAX_SHARED_BYTES,
     ) -> None:
         for name, value in (("max_record_bytes", max_record_bytes), ("max_shared_bytes", max_shared_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -563,9 +567,6 @@ class OTLPCodec:
                         invalid.append(InvalidEvent(index, refused_with.reason))
                         index += 1
                         continue
-                    shared_left -= shared
-                    if shared_left < 0:
-                        raise self._too_much_shared()
                     if limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason, "too_large"))
@@ -575,6 +576,9 @@ class OTLPCodec:
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
                         else:
+                            shared_left -= shared  # a stored record holds its copies
+                            if shared_left < 0:
+                                raise self._too_much_shared()
                             if not named:
                                 services.add(resource)  # type: ignore[arg-type]  # (not refused)
                                 named = True

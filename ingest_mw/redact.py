@@ -9,7 +9,6 @@ of them.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["masked"]
 
@@ -19,6 +18,8 @@ _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+._-]*://")
 #: Query keys and conninfo keywords that hold a secret, by what their names hold
 #: (libpq's password and sslpassword, redis-py's password and ssl_password, tokens).
 _SECRET_NAME = re.compile(r"password|passwd|secret|token", re.IGNORECASE)
+#: A secret query value: its key names a password, a secret or a token.
+_QUERY_SECRET = re.compile(r"([?&;][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
 #: A conninfo ``keyword = value``: the value bare (backslash escapes) or single-quoted (to its end if unclosed).
 _CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)")
 
@@ -29,23 +30,21 @@ def masked(url: str) -> str:
     names a password, a secret or a token."""
     if not _URL.match(url):
         return _CONNINFO_PAIR.sub(_masked_pair, url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<a malformed URL>"
-    shown = url
-    # The user information ends at the last "@" of the URL, not of urlsplit's
-    # netloc: a password may hold "@", "/", "?" or "#" unencoded.
     scheme, sep, rest = url.partition("://")
-    userinfo, at, after = rest.rpartition("@")
+    # The user information ends at the last "@" before the query and the
+    # fragment (a password may hold "@" and "/" unencoded; an "@" after "?" is
+    # the query's). Then every secret query value, wherever the query starts.
+    authority_and_path = re.split(r"[?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = authority_and_path.rpartition("@")
+    if not at:  # a "?" or "#" in the password itself, unless what comes before the "@" is a query
+        before, at, _ = rest.rpartition("@")
+        userinfo = before if at and "=" not in before else ""
+        at = at if userinfo else ""
     if at:
         user, colon, _ = userinfo.partition(":")
-        shown = f"{scheme}{sep}{user}:***@{after}" if colon and "/" not in user else f"{scheme}{sep}***@{after}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(_SECRET_NAME.search(key) for key, _ in pairs):
-        hidden = [(key, "***" if _SECRET_NAME.search(key) else value) for key, value in pairs]
-        shown = shown.replace("?" + parts.query, "?" + urlencode(hidden, safe="*"), 1)
-    return shown
+        hidden = f"{user}:***" if colon and "/" not in user else "***"
+        rest = hidden + rest[len(userinfo) :]
+    return scheme + sep + _QUERY_SECRET.sub(r"\1***", rest)
 
 
 def _masked_pair(match: re.Match[str]) -> str:

@@ -343,6 +343,15 @@ def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
     class Derived(PerInstance):  # inherits the declaration
         pass
 
+    class Other(Observer):
+        def finished(self, seen, token):
+            calls.append(("other finished", token))
+
+    class Mixed(Other, PerInstance):  # inherits it from any base
+        pass
+
+    assert (Mixed.tells_started, Mixed.tells_received) == (True, True)
+
     body = b'{"message": "hi"}'
     headers = {"authorization": "Bearer tok", "content-type": "application/json", "content-length": str(len(body))}
     api = BetterStackAPI(["tok"], rate_limit=None)

@@ -647,9 +647,7 @@ def test_otlp_json_integers_the_protocol_cannot_carry_refuse_their_record(adapte
     assert reply.status == 200
     partial = answer(reply, ExportLogsServiceResponse).partial_success
     assert partial.rejected_log_records == 7
-    assert (
-        "record 1: intValue is 99999999999999999999999, out of the range of its protobuf type" in partial.error_message
-    )
+    assert "record 1: intValue is a number of 23 digits, out of the range of its protobuf type" in partial.error_message
     assert "record 4: timeUnixNano is -1, out of the range" in partial.error_message
     assert [e.get("attributes") for e in events(sink)] == [None, {"n": -(2**63)}]
 
@@ -690,11 +688,11 @@ def test_a_resource_or_scope_whose_attributes_cannot_be_read_refuses_its_records
 
 
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
-def test_copies_of_a_resource_may_not_store_more_than_the_body_limit(adapter, sink, content_type):
+def test_copies_of_a_resource_may_not_store_more_than_max_shared_bytes(adapter, sink, content_type):
     # Each record is stored with its own copy of its resource and scope: 20,000
     # tiny records under a resource of 1,000 attributes are a 162 KB body that
-    # would store 400 MB. The copies may add at most max_body_bytes.
-    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=100_000), sink)
+    # would store 400 MB. The copies may add at most max_shared_bytes.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_shared_bytes=100_000), sink)
 
     def request_of(records: int) -> bytes:
         request = ExportLogsServiceRequest()
@@ -776,3 +774,24 @@ def test_otlp_json_numbers_as_strings_are_read_as_json_writes_them(adapter, sink
     stored = [str(e["attributes"]["v"]) for e in events(sink)]
     kept = [str(expected) for _, expected in sent if expected != "refused"]
     assert stored == kept + kept[1:]  # the second time, the rounded number refused its record
+
+
+def test_refused_records_spend_no_copies_and_a_huge_number_is_out_of_range(adapter, sink):
+    # 200 records refused for their trace id hold no copy of their resource; a
+    # number of 5,000 digits (int() refuses past 4,300) is out of range, not a 500.
+    client = make_client(adapter, OTLPLogsAPI([TOKEN], max_shared_bytes=10_000), sink)
+    resource = {"attributes": [{"key": f"k{i}", "value": {"stringValue": "v" * 20}} for i in range(20)]}
+    records = [{"body": {"stringValue": "r"}, "traceId": "00"} for _ in range(200)]
+    records += [{"timeUnixNano": "1" * 5000, "body": {"stringValue": "h"}}, {"body": {"stringValue": "ok"}}]
+    body = json.dumps({"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]}).encode()
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 201
+    assert [e["body"] for e in events(sink)] == ["ok"]
+    from ingest_mw.otlplogs import OTLPJSONCodec  # the reason itself, past the rejections listed
+
+    one = OTLPJSONCodec(max_record_bytes=1 << 20).decode(
+        json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [records[200]]}]}]}).encode()
+    )
+    assert one.invalid[0].reason == "timeUnixNano is a number of 5000 digits, out of the range of its protobuf type"

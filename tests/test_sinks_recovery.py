@@ -222,6 +222,13 @@ def test_urls_never_show_a_password():
     assert masked(" postgresql://user:s3cret@host/db") == " postgresql://user:***@host/db"
     assert masked("my_db://user:s3cret@host/db") == "my_db://user:***@host/db"
     assert masked("redis://:abc/def@host:6379/0") == "redis://:***@host:6379/0"
+    assert masked("redis://:ab?c@host:6379/0") == "redis://:***@host:6379/0"  # "?" in the password
+    # An "@" in the query is the query's: the host stays, a secret key's value does not.
+    assert masked("postgresql://host/db?user=a@b&password=s3cret") == "postgresql://host/db?user=a@b&password=***"
+    assert (
+        masked("redis://h:6379/0?username=me@corp&password=s3cret") == "redis://h:6379/0?username=me@corp&password=***"
+    )
+    assert masked("https://h/v1?source=me@x.com") == "https://h/v1?source=me@x.com"
     with pytest.raises(ValueError) as raised:
         sink_from_url("mysql://user:s3cret@db/logs")
     assert "s3cret" not in str(raised.value) and "postgresql://" in str(raised.value)

@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "OTLP_PATH": PATH_BESIDE_BASELIME,
     "OTLP_MAX_BODY_BYTES": UNSET,
     "OTLP_MAX_RECORD_BYTES": UNSET,
+    "OTLP_MAX_SHARED_BYTES": UNSET,
     "OTLP_MAX_PAST": UNSET,
     "OTLP_RATE_LIMIT": UNSET,
     "OTLP_MAX_EVENTS": UNSET,
@@ -199,6 +200,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "OTLP_TOKENS": _credentials,
     "OTLP_MAX_BODY_BYTES": _size,
     "OTLP_MAX_RECORD_BYTES": _size,
+    "OTLP_MAX_SHARED_BYTES": _size,
     "OTLP_MAX_PAST": _max_past,
 }  # a rate limit is checked by its API, STORAGE by resolve_storage
 

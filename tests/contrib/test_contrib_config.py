@@ -185,10 +185,12 @@ def test_otlp_is_opt_in_and_takes_the_better_stack_tokens_unless_given_its_own()
         OTLP_PATH="/v1/logs",
         OTLP_MAX_BODY_BYTES=1000,
         OTLP_MAX_RECORD_BYTES=100,
+        OTLP_MAX_SHARED_BYTES=5000,
         OTLP_MAX_PAST=60,
         OTLP_RATE_LIMIT="5/second",
     )
     assert own.auth.authenticate({"authorization": "Bearer c"}) == "collector"
+    assert own.codecs.negotiate("application/json").max_shared_bytes == 5000
     assert own.match("/v1/logs") == {}
     assert own.body_limit.max_bytes == 1000
     assert own.times.max_past == timedelta(seconds=60)
