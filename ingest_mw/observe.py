@@ -250,6 +250,10 @@ def observe(api: str, request: Request, observer: Observer) -> Observation:
     return seen
 
 
+#: Each ``tells_*`` flag with the hook it says the flow calls.
+_TELLS = (("tells_started", "started"), ("tells_received", "received"))
+
+
 class Observer:
     """Told about every request of the adapter it is given to; every hook does
     nothing here, so a subclass overrides only what it needs.
@@ -270,32 +274,26 @@ class Observer:
     #: subclass overrides them (set for each subclass as it is defined).
     tells_started: bool = False
     tells_received: bool = False
-
-    #: The ``tells_*`` flags a class, or a class it derives from, set itself.
-    _declared_tells: frozenset[str] = frozenset()
+    _own_tells: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # Unless a class says so itself (an observer that sets its hooks per
-        # instance, say), for its subclasses too: told what it overrides.
-        inherited = frozenset().union(*(getattr(base, "_declared_tells", ()) for base in cls.__bases__))
-        declared = inherited | {flag for flag in ("tells_started", "tells_received") if flag in vars(cls)}
-        cls._declared_tells = frozenset(declared)
-        for flag, hook in (("tells_started", "started"), ("tells_received", "received")):
-            if flag in vars(cls):
-                continue
-            if flag in declared:  # from the base that said so, not a nearer one's computed value
-                setattr(
-                    cls,
-                    flag,
-                    next(
-                        vars(base)[flag]
-                        for base in cls.__mro__[1:]
-                        if flag in getattr(base, "_declared_tells", ()) and flag in vars(base)
-                    ),
-                )
-            else:
-                setattr(cls, flag, getattr(cls, hook) is not getattr(Observer, hook))
+        # The nearest class (in the method resolution order) that either says
+        # so itself (an observer that sets its hooks per instance) or defines
+        # the hook decides; none: not told.
+        cls._own_tells = frozenset(flag for flag, _ in _TELLS if flag in vars(cls))
+        for flag, hook in _TELLS:
+            told = False
+            for klass in cls.__mro__:
+                if klass is Observer:
+                    break
+                if flag in vars(klass).get("_own_tells", ()):
+                    told = bool(vars(klass)[flag])
+                    break
+                if hook in vars(klass):
+                    told = True
+                    break
+            setattr(cls, flag, told)
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:
         """Told once by each adapter this observer is given to: the APIs whose

@@ -252,13 +252,13 @@ def _json_int(value: Any, name: str) -> int:
     if kind is str:
         # ASCII digits after a minus sign at most: int() would take " 12", "1_000"
         # and other scripts' digits too (str methods: a regex costs a record 4 times as much).
-        digits = len(value) - (value[:1] == "-")
-        if digits > _MOST_DIGITS and value.isascii() and value.lstrip("-").isdigit():
-            # (int() refuses past 4,300 digits; every range here fits in 20)
-            raise _Refused(f"{name} is a number of {digits} digits, out of the range of its protobuf type")
-        if value.isdigit() and value.isascii():
-            number = int(value)
-        elif value[:1] == "-" and value[1:].isdigit() and value.isascii():
+        digits = value[1:] if value[:1] == "-" else value
+        if digits.isdigit() and digits.isascii():
+            if len(digits) > _MOST_DIGITS and len(significant := digits.lstrip("0")) > _MOST_DIGITS:
+                # (int() refuses past 4,300 digits; every range here fits in 20)
+                raise _Refused(
+                    f"{name} is a number of {len(significant)} digits, out of the range of its protobuf type"
+                )
             number = int(value)
     elif kind is int:
         number = value

@@ -36,9 +36,9 @@ def masked(url: str) -> str:
     # the query's). Then every secret query value, wherever the query starts.
     authority_and_path = re.split(r"[?#]", rest, maxsplit=1)[0]
     userinfo, at, _ = authority_and_path.rpartition("@")
-    if not at:  # a "?" or "#" in the password itself, unless what comes before the "@" is a query
+    if not at:  # a "?" or "#" in the password itself, unless a path comes before it (then it is a query)
         before, at, _ = rest.rpartition("@")
-        userinfo = before if at and "=" not in before else ""
+        userinfo = before if at and "/" not in re.split(r"[?#]", before, maxsplit=1)[0] else ""
         at = at if userinfo else ""
     if at:
         user, colon, _ = userinfo.partition(":")

@@ -352,6 +352,22 @@ def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
 
     assert (Mixed.tells_started, Mixed.tells_received) == (True, True)
 
+    class NoStart(Observer):  # says it needs no started
+        tells_started = False
+
+    class Tracer(Observer):
+        def started(self, seen):
+            return "t"
+
+    class Combined(Tracer, NoStart):  # the nearer class, which defines started, decides
+        pass
+
+    class StartsAfterAll(NoStart):  # overrides it again below the declaration
+        def started(self, seen):
+            return "t"
+
+    assert (Combined.tells_started, StartsAfterAll.tells_started, NoStart.tells_started) == (True, True, False)
+
     body = b'{"message": "hi"}'
     headers = {"authorization": "Bearer tok", "content-type": "application/json", "content-length": str(len(body))}
     api = BetterStackAPI(["tok"], rate_limit=None)

@@ -795,3 +795,6 @@ def test_refused_records_spend_no_copies_and_a_huge_number_is_out_of_range(adapt
         json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [records[200]]}]}]}).encode()
     )
     assert one.invalid[0].reason == "timeUnixNano is a number of 5000 digits, out of the range of its protobuf type"
+    from ingest_mw.otlplogs import _json_int
+
+    assert _json_int("0" * 30, "intValue") == 0 and _json_int("-" + "0" * 25 + "5", "intValue") == -5  # leading zeros

@@ -223,6 +223,9 @@ def test_urls_never_show_a_password():
     assert masked("my_db://user:s3cret@host/db") == "my_db://user:***@host/db"
     assert masked("redis://:abc/def@host:6379/0") == "redis://:***@host:6379/0"
     assert masked("redis://:ab?c@host:6379/0") == "redis://:***@host:6379/0"  # "?" in the password
+    assert masked("redis://:Zk8?q2==@h:6379/0") == "redis://:***@h:6379/0"  # ... with "=" after it
+    assert masked("postgresql://u:p?x=1@h/db") == "postgresql://u:***@h/db"
+    assert masked("redis://h/0?flag@x") == "redis://h/0?flag@x"  # a path first: the "@" is the query's
     # An "@" in the query is the query's: the host stays, a secret key's value does not.
     assert masked("postgresql://host/db?user=a@b&password=s3cret") == "postgresql://host/db?user=a@b&password=***"
     assert (
