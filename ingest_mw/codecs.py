@@ -269,13 +269,16 @@ class MsgPackCodec:
         caps.check_msgpack_header(body)
         extensions: list[msgpack.ExtType] = []
         try:
-            if len(body) > MSGPACK_COUNTED_BYTES:
-                counter = caps.container_counter()
-                value = msgpack.unpackb(
-                    body, timestamp=3, object_hook=counter, list_hook=counter, ext_hook=_kept_in(extensions)
-                )
-            else:
-                value = msgpack.unpackb(body, timestamp=3, ext_hook=_kept_in(extensions))
+            try:
+                value = self._unpack(body, 3, extensions)
+            except (OverflowError, ValueError) as error:
+                if _msgpack_error(error) != _OUT_OF_CALENDAR:
+                    raise
+                # A timestamp datetime cannot hold (past year 9999): the whole body
+                # again, each timestamp a datetime where it can be, else its
+                # nanoseconds since the epoch (no time: the event's is its reception's).
+                extensions.clear()
+                value = _datetimes_where_they_fit(self._unpack(body, 0, extensions))
         except IngestError:
             raise
         except Exception as error:  # msgpack raises ValueError, TypeError, OverflowError and its own kinds
@@ -286,13 +289,48 @@ class MsgPackCodec:
         # An extension type (timestamps aside) decodes to an ExtType, an object of a class.
         return Decoded(require_objects(value), (), not extensions)
 
+    def _unpack(self, body: bytes, timestamp: int, extensions: list[msgpack.ExtType]) -> Any:
+        """``body`` decoded, timestamps as datetimes (3) or ``msgpack.Timestamp`` (0);
+        a large body with hooks that count its containers."""
+        if len(body) > MSGPACK_COUNTED_BYTES:
+            counter = self.caps.container_counter()
+            return msgpack.unpackb(
+                body, timestamp=timestamp, object_hook=counter, list_hook=counter, ext_hook=_kept_in(extensions)
+            )
+        return msgpack.unpackb(body, timestamp=timestamp, ext_hook=_kept_in(extensions))
 
+
+def _datetimes_where_they_fit(value: Any) -> Any:
+    """``value`` with each ``msgpack.Timestamp`` in it a UTC datetime, or, past what
+    a datetime holds, its nanoseconds since the epoch (an int, as JSON can store)."""
+    if isinstance(value, msgpack.Timestamp):
+        return _timestamp_value(value)
+    pending = [value]
+    while pending:  # no recursion: msgpack nests up to 1024 levels
+        container = pending.pop()
+        items = container.items() if type(container) is dict else enumerate(container)
+        for key, item in list(items):
+            if isinstance(item, msgpack.Timestamp):
+                container[key] = _timestamp_value(item)
+            elif type(item) in (dict, list):
+                pending.append(item)
+    return value
+
+
+def _timestamp_value(timestamp: msgpack.Timestamp) -> Any:
+    try:
+        return timestamp.to_datetime()
+    except (OverflowError, ValueError):
+        return timestamp.to_unix_nano()
+
+
+_OUT_OF_CALENDAR = "a timestamp outside the years 1 to 9999"
 #: What msgpack's errors without words of their own mean.
 _MSGPACK_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (msgpack.ExtraData, "extra bytes after the first value: send one value (an array of events)"),
     (msgpack.FormatError, "a byte that starts no MessagePack value (0xc1, say)"),
     (msgpack.StackError, "nested deeper than the MessagePack decoder takes"),
-    (OverflowError, "a timestamp outside the years 1 to 9999"),
+    (OverflowError, _OUT_OF_CALENDAR),
 )
 
 
@@ -303,7 +341,7 @@ def _msgpack_error(error: Exception) -> str:
             return words
     found = str(error)
     if "date value out of range" in found or "year" in found and "out of range" in found:
-        return "a timestamp outside the years 1 to 9999"
+        return _OUT_OF_CALENDAR
     return found[:200].encode("ascii", "replace").decode() or type(error).__name__
 
 

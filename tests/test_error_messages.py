@@ -103,10 +103,6 @@ def test_betterstack_invalid_ndjson_names_the_line(client):
         (b"\xc1", "a byte that starts no MessagePack value (0xc1, say)"),
         (b"\x91" * 200_000, "nested deeper than the MessagePack decoder takes"),
         (b"\x81\xa1a\x01\x01", "extra bytes after the first value: send one value (an array of events)"),
-        (
-            b"\x81\xa1t\xc7\x0c\xff" + bytes(4) + (2**63 - 1).to_bytes(8, "big"),
-            "a timestamp outside the years 1 to 9999",
-        ),
     ],
 )
 def test_betterstack_invalid_msgpack_keeps_the_contract_body_and_says_what_in_a_header(client, body, found):
@@ -145,3 +141,22 @@ def test_a_missing_optional_decoder_is_a_415_naming_its_extra(encoding, module, 
     assert status == "415"
     assert detail.startswith(f"unsupported Content-Encoding {encoding!r}; this server accepts: identity, gzip")
     assert detail.endswith(f"(its operator enables {encoding} with pip install 'ingest-mw[{extra}]')")
+
+
+def test_a_msgpack_timestamp_past_year_9999_is_kept_as_nanoseconds_and_the_batch_stored(adapter):
+    from datetime import UTC, datetime
+
+    import msgpack
+
+    sink = MemorySink()
+    client = make_client(adapter, BetterStackAPI([TOKEN], rate_limit=None), sink)
+    far = b"\xc7\x0c\xff" + bytes(4) + (2**62).to_bytes(8, "big")  # 2**62 seconds: no datetime holds it
+    body = (
+        b"\x92\x82\xa2dt" + far + b"\xa1i\x01" + msgpack.packb({"t": datetime(2024, 5, 1, tzinfo=UTC)}, datetime=True)
+    )
+    reply = client.request("POST", PREFIX + "/", body, {**BS, "Content-Type": "application/msgpack"})
+    assert reply.status == 202
+    first, second = sink.events
+    assert first.data == {"dt": 2**62 * 10**9, "i": 1}  # its nanoseconds since the epoch
+    assert first.time == sink.batches[0].received_at  # no time: stored under the reception time
+    assert second.data == {"t": datetime(2024, 5, 1, tzinfo=UTC)}  # the others as ever
