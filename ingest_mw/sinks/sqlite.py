@@ -196,11 +196,7 @@ class SQLiteSink:
         try:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self.synchronous}")
-                db.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")  # the checkpointer's job
-                db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-                db.executescript(_SCHEMA)
+                self._set_up(db)
                 self._file = None if self._in_memory else _identity(self.path)
             except BaseException:
                 db.close()
@@ -210,6 +206,26 @@ class SQLiteSink:
         self._db = db
         self._pid = os.getpid()
         return db
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        """WAL mode, the connection's pragmas and the schema. Processes that open
+        a new file at the same moment (``serve --workers N`` at start) can meet
+        "database is locked" where SQLite's busy handler does not wait (turning
+        a file to WAL): tried again until the busy timeout, a little later."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # (kept by the file, once set)
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={self.synchronous}")
+                db.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")  # the checkpointer's job
+                db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+                db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def _usable(self) -> sqlite3.Connection:
         """The open connection, reopened when the last batch failed, the file was
