@@ -396,10 +396,9 @@ class IngestAPI:
                 taken = reader.taken
             if taken:
                 admission.release(taken)
-        if body_unread:
-            response = Response(response.status, response.headers, response.body, True)
-        if headers_added:
-            response = Response(response.status, response.headers + headers_added, response.body, response.close)
+        if body_unread or headers_added:
+            close = response.close or body_unread
+            response = Response(response.status, response.headers + headers_added, response.body, close)
         if seen is not None:
             seen.finish(response.status, decoded)
         return response
