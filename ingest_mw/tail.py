@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The cursor first: what arrives during the search is printed by the follow.
         cursor = reader.cursor()
-        printer.print(event for event in reversed(reader.search(query)) if event.id <= cursor)
+        printer.print(reversed(reader.search(query.up_to(cursor))))
         if args.follow:
             _follow(reader, query, cursor, printer)
     except KeyboardInterrupt:

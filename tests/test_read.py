@@ -94,6 +94,10 @@ def test_search_pages_back_and_after_follows(sink_and_reader, monkeypatch):
     sink(batch([{"message": "new one"}]))
     assert reader.fingerprint() != fingerprint
     assert [e.data["message"] for e in reader.after(cursor, Query())] == ["new one"]
+    # A page up to a cursor taken before more arrived: still a full page, none of the new.
+    up_to = reader.search(Query(limit=5).up_to(cursor))
+    assert [e.data["message"] for e in up_to] == messages[::-1][:5]
+    assert Query(before=3).up_to(cursor) == Query(before=3)  # a tighter bound stays
 
 
 def test_filters_on_every_reader(sink_and_reader):

@@ -165,6 +165,12 @@ class Query:
     def but(self, **changes: Any) -> Query:
         return replace(self, **changes)
 
+    def up_to(self, cursor: int) -> Query:
+        """This query for the events up to ``cursor`` (a reader's :meth:`cursor`)
+        only: what a page or ``tail`` shows before it follows from there."""
+        before = cursor + 1
+        return self if self.before is not None and self.before <= before else replace(self, before=before)
+
     @property
     def since_text(self) -> str | None:
         """``since`` as the stored ``dt`` text (fixed-width ISO UTC), which compares as the time does."""

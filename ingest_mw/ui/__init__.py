@@ -157,7 +157,7 @@ class _Changes:
         self._task: asyncio.Task[None] | None = None
 
     async def _watch(self) -> None:
-        watch = Watch(self.reader)
+        watch = await sync_to_async(Watch, thread_sensitive=False)(self.reader)  # it reads the sink
         while True:
             try:
                 await watch.wait_async()
@@ -310,7 +310,7 @@ class LiveTailApp:
             query = query_from_params(params)
             # The cursor first: a stream opened from it misses nothing the search did not see.
             cursor = await self._run(self.reader.cursor)
-            events = [e for e in await self._run(self.reader.search, query) if e.id <= cursor]
+            events = await self._run(self.reader.search, query.up_to(cursor))
             more = len(events) == query.limit
             page_body = {
                 "events": [view(e) for e in events],
