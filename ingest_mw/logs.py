@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from .observe import Observation, Observer
+from .redact import masked
 
 __all__ = ["ACCESS_LOGGER", "AccessLogObserver", "JSONFormatter", "access_fields", "scrub"]
 
@@ -44,7 +45,8 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 _SECRET_PARAM = re.compile(
     r"(?i)\b([\w-]*(?:token|key|password|passwd|secret|auth)[\w-]*)([=:]\s*)(?!bearer\s|\[redacted\])[^\s\"',;&]+"
 )
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
+#: A URL in a message: its password is masked by the one rule for storage URLs.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://[^\s\"'<>]+")
 
 
 def scrub(text: str) -> str:
@@ -54,7 +56,9 @@ def scrub(text: str) -> str:
         text = _QUERY.sub("", text)
     text = _BEARER.sub(r"\1 [redacted]", text)
     text = _SECRET_PARAM.sub(r"\1\2[redacted]", text)
-    return _URL_PASSWORD.sub(r"\1:[redacted]@", text)
+    if "://" in text:
+        text = _URL.sub(lambda url: masked(url.group(0), "[redacted]"), text)
+    return text
 
 
 def access_fields(seen: Observation) -> dict[str, Any]:

@@ -24,12 +24,12 @@ _QUERY_SECRET = re.compile(r"([?&;][^=&#]*(?:password|passwd|secret|token)[^=&#]
 _CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)")
 
 
-def masked(url: str) -> str:
-    """``url`` with its password shown as ``***``: in the user information (all
+def masked(url: str, mask: str = "***") -> str:
+    """``url`` with its password shown as ``mask``: in the user information (all
     of it when it is a single value), in any query key or libpq keyword that
     names a password, a secret or a token."""
     if not _URL.match(url):
-        return _CONNINFO_PAIR.sub(_masked_pair, url)
+        return _CONNINFO_PAIR.sub(lambda pair: _masked_pair(pair, mask), url)
     scheme, sep, rest = url.partition("://")
     # The user information ends at the last "@" before the query and the
     # fragment (a password may hold "@" and "/" unencoded; an "@" after "?" is
@@ -42,11 +42,11 @@ def masked(url: str) -> str:
         at = at if userinfo else ""
     if at:
         user, colon, _ = userinfo.partition(":")
-        hidden = f"{user}:***" if colon and "/" not in user else "***"
+        hidden = f"{user}:{mask}" if colon and "/" not in user else mask
         rest = hidden + rest[len(userinfo) :]
-    return scheme + sep + _QUERY_SECRET.sub(r"\1***", rest)
+    return scheme + sep + _QUERY_SECRET.sub(lambda found: found.group(1) + mask, rest)
 
 
-def _masked_pair(match: re.Match[str]) -> str:
+def _masked_pair(match: re.Match[str], mask: str) -> str:
     keyword, equals, _ = match.groups()
-    return f"{keyword}{equals}***" if _SECRET_NAME.search(keyword) else match.group(0)
+    return f"{keyword}{equals}{mask}" if _SECRET_NAME.search(keyword) else match.group(0)

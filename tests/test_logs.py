@@ -108,6 +108,7 @@ def record(message: str, *args: Any, exc_info: Any = None, name: str = "uvicorn.
         ("sent Authorization: Bearer %s", (TOKEN,), "sent Authorization: Bearer [redacted]"),
         ("x-api-key=%s api_key: %s", (KEY, KEY), "x-api-key=[redacted] api_key: [redacted]"),
         ("storage redis://:%s@cache:6379/0 down", (TOKEN,), "storage redis://:[redacted]@cache:6379/0 down"),
+        ("storage redis://:%s/x@cache:6379/0 down", (TOKEN,), "storage redis://:[redacted]@cache:6379/0 down"),
         ("did you mean INGEST_MW['STORAGE']?", (), "did you mean INGEST_MW['STORAGE']?"),
     ],
 )
