@@ -162,7 +162,7 @@ def _pb_resource_attributes(resource_logs: Any) -> Event | _Refused:
     try:
         return _pb_attributes(resource_logs.resource.attributes)
     except _Refused as refused:
-        return refused.of("the resource's attributes")
+        return refused
 
 
 def _pb_scope(scope: Any) -> Event | _Refused:
@@ -175,7 +175,7 @@ def _pb_scope(scope: Any) -> Event | _Refused:
         try:
             found["attributes"] = _pb_attributes(scope.attributes)
         except _Refused as refused:
-            return refused.of("the scope's attributes")
+            return refused
     return found
 
 
@@ -392,7 +392,7 @@ def _json_resource_attributes(resource_logs: Event) -> Event | _Refused:
         resource = _json_object(_unset_as(resource_logs.get("resource"), {}), "resource")
         return _json_attributes(_unset_as(resource.get("attributes"), []))
     except _Refused as refused:
-        return refused.of("the resource's attributes")
+        return refused
 
 
 def _json_scope(scope_logs: Event) -> Event | _Refused:
@@ -408,7 +408,7 @@ def _json_scope(scope_logs: Event) -> Event | _Refused:
         if attributes is not None and attributes != []:
             found["attributes"] = _json_attributes(attributes)
     except _Refused as refused:
-        return refused.of("the scope")
+        return refused
     return found
 
 
@@ -558,7 +558,13 @@ class OTLPCodec:
             named = isinstance(resource, _Refused)
             resource_size = _stored_size(resource)
             for scope, records in scopes:
-                refused_with = resource if type(resource) is _Refused else scope if type(scope) is _Refused else None
+                # (what refuses a resource or a scope is said once, here, for both encodings)
+                if isinstance(resource, _Refused):
+                    refused_with: _Refused | None = resource.of("the resource's attributes")
+                elif isinstance(scope, _Refused):
+                    refused_with = scope.of("the scope")
+                else:
+                    refused_with = None
                 shared = resource_size + _stored_size(scope)
                 for record in records:
                     if index >= max_events:  # before mapping the rest: what mapping costs is the attack
