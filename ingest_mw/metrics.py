@@ -81,7 +81,6 @@ __all__ = [
 
 logger = logging.getLogger("ingest_mw")
 
-#: Where a server exposes the metrics, by convention.
 #: The environment variable that puts prometheus-client in multiprocess mode.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -407,6 +406,12 @@ def _multiprocess() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
+def counts_every_process() -> bool:
+    """Whether :func:`refusal_totals` reads every worker's counts (this process
+    counts into ``PROMETHEUS_MULTIPROC_DIR``), not this process's alone."""
+    return bool(os.environ.get(MULTIPROC_DIR_ENV)) and _multiprocess()
+
+
 class PrometheusObserver(Observer):
     """Count every request of the adapters it is given to, as Prometheus metrics.
 
@@ -538,8 +543,8 @@ def refusal_totals(registry: CollectorRegistry | None = None) -> dict[str, dict[
     """
     requests: dict[str, int] = {}
     events: dict[str, int] = {}
-    directory = os.environ.get(MULTIPROC_DIR_ENV)
-    if directory and _multiprocess():
+    if counts_every_process():
+        directory = os.environ[MULTIPROC_DIR_ENV]
         if not _FLUSHERS:
             return None
         for flusher in _FLUSHERS:

@@ -10,7 +10,6 @@ page samples nothing.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -120,7 +119,11 @@ class RefusalHistory:
     def scope(self) -> str:
         """Whose refusals these are: ``"server"`` (every worker's, in
         prometheus-client's multiprocess mode) or ``"process"`` (this one's)."""
-        return "server" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "process"
+        try:
+            from ..metrics import counts_every_process
+        except ImportError:  # no prometheus-client: nothing counted but this process's
+            return "process"
+        return "server" if counts_every_process() else "process"
 
     def describe(self) -> dict[str, Any]:
         return {"available": self.available, "since": self.since, "scope": self.scope()}
