@@ -58,7 +58,7 @@ HEADERS = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(BODY)).encode()),
 ]
-GC_THRESHOLD = 20_000  # as ingest_mw.cli sets it under serve
+from ingest_mw.serve import GC_THRESHOLD  # noqa: E402  # as serve sets it
 
 
 async def drop(batch: object) -> None:

@@ -157,6 +157,6 @@ class BaselimeAPI(IngestAPI):
             " the others were stored: resend only the refused ones, fixed"
         )
         body: dict[str, Any] = {"message": MESSAGES[400], "detail": detail, "invalid": invalid}
-        if len(decoded.invalid) > MAX_INVALID_LISTED:
-            body["invalid_count"] = len(decoded.invalid)
+        if count > MAX_INVALID_LISTED:
+            body["invalid_count"] = count
         return _json(400, body)

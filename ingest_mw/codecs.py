@@ -237,7 +237,7 @@ class NDJSONCodec:
         bad = _first_non_object(events)
         if bad is not None:
             index, item = bad
-            lines = [n for n, line in enumerate(body.splitlines(), 1) if line and not line.isspace()]
+            lines = [n for n, line in enumerate(body_lines, 1) if line and not line.isspace()]
             raise IngestError(400, f"line {lines[index]} holds {_type_name(item)}: every line must be an object")
         return Decoded(events, (), True)
 

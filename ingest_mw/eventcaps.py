@@ -105,8 +105,7 @@ class EventCaps:
             count = int.from_bytes(body[1:5], "big")
         else:
             return  # a fixarray holds at most 15, a map is one event
-        if count > self.max_events:
-            raise self.too_many(count)
+        self.check_count(count)
 
     def container_counter(self) -> Callable[[_T], _T]:
         """A MessagePack ``object_hook``/``list_hook`` that counts the
