@@ -120,7 +120,6 @@ class Option:
     env_name: str | None = None
     # Other variables read when the first is unset (WEB_CONCURRENCY, as uvicorn and gunicorn read it).
     env_fallbacks: tuple[str, ...] = ()
-    section: str = "server"
     # The default in words, where the value alone would not say it.
     default_doc: str | None = None
 
@@ -176,26 +175,22 @@ OPTIONS: tuple[Option, ...] = (
         name="sink",
         default="sqlite:///ingest.db",
         metavar="URL",
-        section="storage",
         help="where events go: " + ", ".join(SCHEMES) + " (sqlite:///relative/path, sqlite:////absolute/path)",
     ),
     Option(
         name="state_dir",
         metavar="DIR",
-        section="credentials",
         default_doc="beside the sink's file",
         help="where generated credentials are kept",
     ),
     Option(
         name="token_file",
         metavar="PATH",
-        section="credentials",
         help="Better Stack (and OTLP) source tokens, one [NAME=]TOKEN a line (the production way)",
     ),
     Option(
         name="api_key_file",
         metavar="PATH",
-        section="credentials",
         help="Baselime API keys, one [NAME=]KEY a line (the production way)",
     ),
     Option(
@@ -204,7 +199,6 @@ OPTIONS: tuple[Option, ...] = (
         default=[],
         metavar="[NAME=]TOKEN",
         env_name="INGEST_MW_TOKENS",
-        section="credentials",
         help="a Better Stack source token (OTLP's too), repeatable; visible to local users on a command line:"
         " prefer --token-file",
     ),
@@ -214,13 +208,11 @@ OPTIONS: tuple[Option, ...] = (
         default=[],
         metavar="[NAME=]KEY",
         env_name="INGEST_MW_API_KEYS",
-        section="credentials",
         help="a Baselime API key, repeatable; visible to local users on a command line: prefer --api-key-file",
     ),
     Option(
         name="ui_token_file",
         metavar="PATH",
-        section="live tail",
         help="tokens of the Live Tail page at /ui, one [NAME=]TOKEN a line; without a UI token there is no page",
     ),
     Option(
@@ -229,21 +221,18 @@ OPTIONS: tuple[Option, ...] = (
         default=[],
         metavar="[NAME=]TOKEN",
         env_name="INGEST_MW_UI_TOKENS",
-        section="live tail",
         help="a token of the Live Tail page at /ui, repeatable; prefer --ui-token-file",
     ),
     Option(
         name="rate_limit",
         default=RATE_LIMIT,  # Better Stack's own
         metavar="LIMIT",
-        section="rate limit",
         help="requests per client IP, a limits string such as 10/second;500/minute, or none",
     ),
     Option(
         name="rate_limit_storage",
         default="memory://",
         metavar="URI",
-        section="rate limit",
         help="where requests are counted: memory:// (each worker alone) or redis://[:PASSWORD@]HOST:PORT/DB (shared)",
     ),
     Option(
@@ -251,7 +240,6 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
         default=[],
         metavar="CIDR",
-        section="rate limit",
         help="a proxy whose X-Forwarded-For names the client, repeatable (none: the peer is the client)",
     ),
     Option(
@@ -259,7 +247,6 @@ OPTIONS: tuple[Option, ...] = (
         default=10.0,
         parse=seconds,
         metavar="SECONDS",
-        section="connections",
         # Real clients send their headers in one packet; a slow-headers attack holds a socket per connection.
         help="close a connection whose request headers are not complete within this time (answered 408)",
     ),
@@ -268,7 +255,6 @@ OPTIONS: tuple[Option, ...] = (
         default=5.0,
         parse=seconds,
         metavar="SECONDS",
-        section="connections",
         help="close an idle keep-alive connection after this time",
     ),
     Option(
@@ -276,7 +262,6 @@ OPTIONS: tuple[Option, ...] = (
         default=1000,
         parse=count,
         metavar="N",
-        section="connections",
         # Under the common 1024 file-descriptor limit, with room for the sink and logs.
         help="open connections per worker; one more is answered 503 and closed at once",
     ),
@@ -285,7 +270,6 @@ OPTIONS: tuple[Option, ...] = (
         default=20.0,
         parse=seconds,
         metavar="SECONDS",
-        section="connections",
         # Below the 30 s a Kubernetes pod or a systemd unit with TimeoutStopSec=30 gets before SIGKILL.
         help="on SIGTERM/SIGINT, time for in-flight requests to finish before stalled clients are dropped",
     ),
@@ -294,14 +278,12 @@ OPTIONS: tuple[Option, ...] = (
         default=0.0,
         parse=seconds_or_zero,
         metavar="SECONDS",
-        section="connections",
         help="on SIGTERM, keep serving this long with /readyz answering 503, so a load balancer stops first",
     ),
     Option(
         name="metrics",
         switch=True,
         default=True,
-        section="observability",
         help="serve GET /metrics (Prometheus text format, summed over the workers); keep it off the internet",
     ),
     # --- the core's limits (ingest_mw.admission, ingest_mw.eventcaps), per worker process ---
@@ -310,7 +292,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "max_requests"),
         parse=count,
         metavar="N",
-        section="limits",
         help="requests served at once per worker; one more is answered 503 + Retry-After, never queued",
     ),
     Option(
@@ -318,7 +299,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "max_requests_per_client"),
         parse=count_or_zero,
         metavar="N",
-        section="limits",
         help="of those, at once for one client address (0: no such cap), so that one client cannot take them all",
     ),
     Option(
@@ -327,7 +307,6 @@ OPTIONS: tuple[Option, ...] = (
         default_doc=f"{default_of(Admission, 'max_body_bytes_in_flight') // 2**20}MiB",
         parse=size,
         metavar="BYTES",
-        section="limits",
         help="body bytes all requests of a worker hold at once (e.g. 128MiB); past it, 503 before a body is read",
     ),
     Option(
@@ -335,7 +314,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "max_concurrent_stores"),
         parse=count,
         metavar="N",
-        section="limits",
         help="batches inside the sink at once per worker",
     ),
     Option(
@@ -343,7 +321,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "max_storage_waiting"),
         parse=count_or_zero,
         metavar="N",
-        section="limits",
         help="batches waiting for the sink per worker; past it, 503 at once",
     ),
     Option(
@@ -351,7 +328,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "storage_wait"),
         parse=seconds,
         metavar="SECONDS",
-        section="limits",
         help="how long a batch may wait for the sink before its 503 (nothing stored, nothing acknowledged)",
     ),
     Option(
@@ -359,7 +335,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "max_parallel_decodes"),
         parse=count,
         metavar="N",
-        section="limits",
         help="large bodies decoded at once per worker, off the event loop",
     ),
     Option(
@@ -367,7 +342,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "body_idle_timeout"),
         parse=seconds,
         metavar="SECONDS",
-        section="limits",
         help="a request body that sends nothing this long is answered 408 and its connection closed",
     ),
     Option(
@@ -375,7 +349,6 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(Admission, "retry_after"),
         parse=count_or_zero,
         metavar="SECONDS",
-        section="limits",
         help="the Retry-After of every 503 for a limit reached",
     ),
     Option(
@@ -383,7 +356,6 @@ OPTIONS: tuple[Option, ...] = (
         default=MAX_EVENTS,
         parse=count,
         metavar="N",
-        section="limits",
         help="events per request; more is answered 413 naming the cap",
     ),
     Option(
@@ -391,7 +363,6 @@ OPTIONS: tuple[Option, ...] = (
         default=MAX_DEPTH,
         parse=count,
         metavar="N",
-        section="limits",
         help="nesting depth of an event; deeper is answered 400 naming the cap",
     ),
     Option(
@@ -399,14 +370,12 @@ OPTIONS: tuple[Option, ...] = (
         default=default_of(RateLimit, "storage_timeout"),
         parse=seconds,
         metavar="SECONDS",
-        section="rate limit",
         help="the most one rate-limit storage call may take (a frozen Redis), then --rate-limit-fail-open decides",
     ),
     Option(
         name="rate_limit_fail_open",
         switch=True,
         default=default_of(RateLimit, "fail_open"),
-        section="rate limit",
         help="with the rate-limit storage down, accept requests uncounted (--no-rate-limit-fail-open: 503)",
     ),
     Option(
@@ -414,7 +383,6 @@ OPTIONS: tuple[Option, ...] = (
         default="info",
         parse=choice(*LOG_LEVELS),
         metavar="LEVEL",
-        section="logs",
         help=f"one of {', '.join(LOG_LEVELS)}",
     ),
     Option(
@@ -422,14 +390,12 @@ OPTIONS: tuple[Option, ...] = (
         default="text",
         parse=choice(*LOG_FORMATS),
         metavar="FORMAT",
-        section="logs",
         help="text, or json: one JSON object a line",
     ),
     Option(
         name="access_log",
         switch=True,
         default=False,
-        section="logs",
         help="one line per request (API, source, status, events, bytes, duration; never a query string)",
     ),
 )
