@@ -49,6 +49,7 @@ __all__ = [
     "Observer",
     "Observers",
     "as_observer",
+    "one_observer",
     "observe",
     "refusal_reason",
 ]
@@ -217,6 +218,14 @@ class Observation:
 
     def __repr__(self) -> str:
         return f"Observation({self.api!r}, {self.method} {self.path!r}, status={self.status})"
+
+
+def one_observer(observers: Sequence[Observer]) -> Observer | None:
+    """Several observers as the one an adapter takes: ``None`` for none, the
+    observer itself for one, :class:`Observers` for more."""
+    if not observers:
+        return None
+    return observers[0] if len(observers) == 1 else Observers(*observers)
 
 
 def as_observer(observer: Observer | None, apis: Sequence[IngestAPI] = ()) -> Observer | None:

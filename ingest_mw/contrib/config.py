@@ -22,7 +22,7 @@ from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
 from ..betterstack import BetterStackAPI
-from ..observe import Observer, Observers
+from ..observe import Observer, one_observer
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.base import Sink, SinkUnavailable
@@ -352,5 +352,5 @@ def resolve_observer(value: Any, where: str) -> Observer | None:
         return None
     if isinstance(value, (list, tuple)):
         observers = [_one_observer(each, where) for each in value]
-        return observers[0] if len(observers) == 1 else Observers(*observers)
+        return one_observer(observers)
     return _one_observer(value, where)

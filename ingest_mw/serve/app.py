@@ -25,7 +25,7 @@ from ..betterstack import BetterStackAPI
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..health import HEALTH_PATH, METRICS_PATH, READY_PATH, Health, health_asgi_endpoints
 from ..http import PLAIN_TEXT
-from ..observe import Observer, Observers
+from ..observe import Observer, one_observer
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
 from ..sinks.url import sink_from_url
@@ -163,7 +163,7 @@ class AppSpec:
             from ..logs import AccessLogObserver
 
             observers.append(AccessLogObserver())
-        return observers[0] if len(observers) == 1 else Observers(*observers) if observers else None
+        return one_observer(observers)
 
     def build(self) -> tuple[ASGIApp, Health, UIMount | None]:
         """The app to serve (the ingest APIs with the operator endpoints), its
