@@ -424,12 +424,12 @@ class IngestAPI:
         """Decode ``body`` and check what it holds against the caps."""
         decoded = codec.decode(body)
         if not isinstance(decoded, Rescan):
-            self.caps.check(decoded.events, len(body), plain=decoded.plain)
+            self.caps.check(decoded.events, len(body), plain=decoded.plain, nests_at_most=decoded.nests_at_most)
         return decoded
 
     def _rescan(self, rescan: Rescan, body_size: int) -> Decoded:
         decoded = rescan.work()
-        self.caps.check(decoded.events, body_size, plain=decoded.plain)
+        self.caps.check(decoded.events, body_size, plain=decoded.plain, nests_at_most=decoded.nests_at_most)
         return decoded
 
     def _body_timeout(self) -> IngestError:

@@ -113,6 +113,10 @@ class Decoded:
     #: C speed (:meth:`~ingest_mw.eventcaps.EventCaps.check`); a codec that
     #: cannot promise it leaves it ``False``.
     plain: bool = False
+    #: How deep the events can nest at most, where the decoder's own guard says
+    #: so (OTLP's protobuf decoder: 50 levels): the depth cap walks no events
+    #: this bounds within it. ``None``: no bound but the body's size.
+    nests_at_most: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,16 +122,19 @@ class EventCaps:
 
         return count
 
-    def check(self, events: list[dict[str, Any]], body_size: int, *, plain: bool = False) -> None:
+    def check(
+        self, events: list[dict[str, Any]], body_size: int, *, plain: bool = False, nests_at_most: int | None = None
+    ) -> None:
         """After the decode: the count, then the depth of each event. A body
         of ``body_size`` bytes cannot nest deeper than it is long (a level
         costs at least one byte), so a short one is not walked. ``plain``:
         the events hold nothing but dicts, lists and scalars (see
         :attr:`~ingest_mw.codecs.Decoded.plain`), so the depth is measured
-        at C speed."""
+        at C speed; ``nests_at_most``: how deep the decoder lets events nest at
+        most (:attr:`~ingest_mw.codecs.Decoded.nests_at_most`)."""
         if len(events) > self.max_events:
             raise self.too_many(len(events))
-        if body_size > self.max_depth:
+        if body_size > self.max_depth and (nests_at_most is None or nests_at_most > self.max_depth):
             if plain and _REFERENTS_ARE_VALUES:
                 self._check_plain_depth(events, body_size)
             else:

@@ -65,6 +65,10 @@ SERVICE_NAMESPACE = "service.namespace"
 
 #: How deep the official protobuf decoder (upb) nests messages before it refuses a body.
 PROTOBUF_MAX_DEPTH = 100
+#: So how deep an event can nest: three messages stand before a resource's
+#: first value (the request, its ResourceLogs, the Resource) and each level
+#: below takes two at least (an AnyValue and its ArrayValue).
+PROTOBUF_NESTS_AT_MOST = 2 + (PROTOBUF_MAX_DEPTH - 3) // 2
 
 #: The lengths the OTLP specification gives the ids (an empty id means none).
 TRACE_ID_BYTES = 16
@@ -498,6 +502,8 @@ class OTLPCodec:
     media_types: Sequence[str] = ()
     #: The Content-Type of answers in this encoding.
     response_type = ""
+    #: How deep this encoding's decoder lets an event nest (see :attr:`Decoded.nests_at_most`).
+    nests_at_most: int | None = None
 
     def __init__(
         self,
@@ -590,7 +596,7 @@ class OTLPCodec:
                                 named = True
                     index += 1
         # Not plain: every record of a scope holds the same scope and resource objects.
-        return OTLPDecoded(events, invalid or (), False, services.service, services.namespace)
+        return OTLPDecoded(events, invalid or (), False, self.nests_at_most, services.service, services.namespace)
 
     def encode(self, message: Message) -> bytes:
         raise NotImplementedError
@@ -601,6 +607,7 @@ class OTLPProtobufCodec(OTLPCodec):
 
     media_types = ("application/x-protobuf", "application/protobuf")
     response_type = "application/x-protobuf"
+    nests_at_most = PROTOBUF_NESTS_AT_MOST
     to_event = staticmethod(_pb_record)
 
     def parse(self, body: bytes) -> Any:

@@ -798,3 +798,41 @@ def test_refused_records_spend_no_copies_and_a_huge_number_is_out_of_range(adapt
     from ingest_mw.otlplogs import _json_int
 
     assert _json_int("0" * 30, "intValue") == 0 and _json_int("-" + "0" * 25 + "5", "intValue") == -5  # leading zeros
+
+
+def test_the_protobuf_decoder_bounds_how_deep_an_event_nests():
+    # What lets the depth cap skip protobuf events: none nests deeper than
+    # PROTOBUF_NESTS_AT_MOST, the decoder's own guard refusing deeper bodies.
+    from ingest_mw.errors import IngestError
+    from ingest_mw.otlplogs import PROTOBUF_NESTS_AT_MOST, OTLPProtobufCodec
+
+    def depth(value):
+        if type(value) is dict:
+            return 1 + max(map(depth, value.values()), default=0)
+        if type(value) is list:
+            return 1 + max(map(depth, value), default=0)
+        return 0
+
+    codec = OTLPProtobufCodec(max_record_bytes=1 << 20)
+    deepest = 0
+    for where in ("resource", "attribute", "body"):
+        for levels in range(40, 60):
+            request = ExportLogsServiceRequest()
+            resource_logs = request.resource_logs.add()
+            record = resource_logs.scope_logs.add().log_records.add()
+            if where == "body":
+                any_value = record.body
+            else:
+                attributes = resource_logs.resource.attributes if where == "resource" else record.attributes
+                attribute = attributes.add()
+                attribute.key, any_value = "k", attribute.value
+            for _ in range(levels):
+                any_value = any_value.array_value.values.add()
+            any_value.string_value = "x"
+            try:
+                decoded = codec.decode(request.SerializeToString())
+            except IngestError:
+                continue
+            deepest = max(deepest, *map(depth, decoded.events))
+            assert decoded.nests_at_most == PROTOBUF_NESTS_AT_MOST
+    assert deepest == PROTOBUF_NESTS_AT_MOST
