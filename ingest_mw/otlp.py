@@ -125,7 +125,7 @@ class OTLPLogsAPI(IngestAPI):
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/") or path != path.strip() or path == "/":
             raise ValueError(f"path must be a path below the mount such as {DEFAULT_PATH!r}, not {path!r}")
-        self.path = self.path_pattern = path.rstrip("/")
+        self.path_pattern = path.rstrip("/")
         classes = self._classes = _otlp_classes()
         caps = EventCaps(max_events=max_events, max_depth=max_depth)
         body_limit = BodyLimit(max_body_bytes, detail="the request body is over {limit} (decompressed too)")
@@ -155,7 +155,7 @@ class OTLPLogsAPI(IngestAPI):
         }
 
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:
-        return {} if path.rstrip("/") == self.path else None
+        return {} if path.rstrip("/") == self.path_pattern else None
 
     def _codec(self, request: Request) -> OTLPCodec:
         """The encoding to answer in: the request's, or binary protobuf (the

@@ -145,7 +145,8 @@ class AppSpec:
             "max_depth": self.max_depth,
         }
         # Better Stack claims only "/" and OTLP only /otlp/v1/logs, so Baselime
-        # serves /v1/<dataset> (and the 400 for every other path).
+        # serves /v1/<dataset> (and the 400 of a malformed one); any other path
+        # gets the mount's 404.
         return [
             BetterStackAPI(self.tokens, **limits),
             # OTLP takes the Better Stack source tokens, as Better Stack's own OTLP endpoint does.
