@@ -31,7 +31,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .checks import seconds, whole_number
@@ -43,6 +44,7 @@ __all__ = [
     "ByteBudget",
     "RefusalLog",
     "Slots",
+    "Wakeup",
     "shared",
 ]
 
@@ -53,28 +55,48 @@ logger = logging.getLogger("ingest_mw")
 #: ``max_requests`` times this is the most that small bodies can hold.
 FREE_BODY_BYTES = 64 * 1024
 
-#: How often a request waiting for a storage or decode slot looks again.
-POLL_SECONDS = 0.02
+#: How often a request waiting for a storage or decode slot looks again even
+#: if nothing woke it: a safety net only, since every slot given back wakes
+#: the first waiter at once.
+RECHECK_SECONDS = 0.25
 
 
-class Pause(Protocol):
-    """The adapter's way to wait without blocking others (``RequestIO.pause``)."""
+class Wakeup(Protocol):
+    """One waiting request's alarm, made by its adapter (``RequestIO.wakeup``).
 
-    def __call__(self, seconds: float) -> Awaitable[None]: ...
+    :meth:`wake` may be called from any thread, and before :meth:`wait`:
+    a wake is kept until a wait takes it. :meth:`wait` returns once woken or
+    after ``seconds``, without holding up other requests.
+    """
+
+    def wake(self) -> None: ...
+
+    def wait(self, seconds: float) -> Awaitable[None]: ...
 
 
 class Slots:
     """``size`` interchangeable slots, taken and given back without a lock
-    (``list.pop`` and ``list.append`` are each one atomic step)."""
+    (``list.pop``, ``list.append`` and ``deque`` operations are each one
+    atomic step).
 
-    __slots__ = ("size", "_free")
+    Those who :meth:`wait` are served first come, first served: while any
+    waits, :meth:`take` refuses newcomers, and each slot given back wakes the
+    first in line, which alone may take it. Without that, a request arriving
+    just as a slot is given back would take it every time, and one that waits
+    could wait until its deadline under a load the slots keep up with.
+    """
+
+    __slots__ = ("size", "_free", "_waiting")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._free: list[None] = [None] * size
+        self._waiting: deque[Wakeup] = deque()
 
     def take(self) -> bool:
-        """Take a slot if one is free."""
+        """Take a slot if one is free and nobody waits for one."""
+        if self._waiting:
+            return False
         try:
             self._free.pop()
         except IndexError:
@@ -83,18 +105,49 @@ class Slots:
 
     def give(self) -> None:
         self._free.append(None)
+        if self._waiting:  # (after the append: a waiter that has just lined up sees the slot or is woken)
+            self._wake_first()
+
+    def _wake_first(self) -> None:
+        try:
+            self._waiting[0].wake()
+        except IndexError:  # it left meanwhile
+            pass
 
     @property
     def in_use(self) -> int:
         return self.size - len(self._free)
 
-    async def wait(self, pause: Pause, deadline: float) -> bool:
-        """Take a slot, waiting (``pause``, polling) until the monotonic ``deadline``."""
-        while not self.take():
-            if time.monotonic() >= deadline:
-                return False
-            await pause(POLL_SECONDS)
-        return True
+    @property
+    def waiting(self) -> int:
+        """How many wait for a slot."""
+        return len(self._waiting)
+
+    async def wait(self, wakeup: Callable[[], Wakeup], deadline: float) -> bool:
+        """Take a slot, waiting in line (``wakeup`` makes this request's alarm)
+        until the monotonic ``deadline``; ``False`` if none came by then."""
+        if self.take():
+            return True
+        alarm = wakeup()
+        waiting = self._waiting
+        waiting.append(alarm)
+        try:
+            while True:
+                if waiting[0] is alarm:
+                    try:
+                        self._free.pop()
+                    except IndexError:
+                        pass
+                    else:
+                        return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                await alarm.wait(min(left, RECHECK_SECONDS))
+        finally:
+            waiting.remove(alarm)
+            if waiting and self._free:  # a slot this request did not take: the next in line's
+                self._wake_first()
 
 
 class ByteBudget:
@@ -310,7 +363,7 @@ class Admission:
             self.body_bytes.give(taken)
 
     # --- storage and decoding slots ---------------------------------------------------
-    async def enter_storage(self, pause: Pause) -> None:
+    async def enter_storage(self, wakeup: Callable[[], Wakeup]) -> None:
         """A store slot for a batch, waiting at most ``storage_wait`` behind
         at most ``max_storage_waiting`` others; otherwise the 503 (the batch
         is not handed to the hook)."""
@@ -323,7 +376,7 @@ class Admission:
                 " (max_storage_waiting): batch refused",
             )
         try:
-            entered = await self.stores.wait(pause, time.monotonic() + self.storage_wait)
+            entered = await self.stores.wait(wakeup, time.monotonic() + self.storage_wait)
         finally:
             self.storage_waiting.give()
         if not entered:
@@ -332,11 +385,11 @@ class Admission:
                 f"the storage hook took no batch for {self.storage_wait:g}s (storage_wait): batch refused",
             )
 
-    async def enter_decode(self, pause: Pause) -> None:
+    async def enter_decode(self, wakeup: Callable[[], Wakeup]) -> None:
         """A slot for a large decode, waiting at most ``storage_wait``."""
         if self.decodes.take():
             return
-        if not await self.decodes.wait(pause, time.monotonic() + self.storage_wait):
+        if not await self.decodes.wait(wakeup, time.monotonic() + self.storage_wait):
             raise self.unavailable(
                 "decode",
                 f"{self.decodes.size} large bodies already being decoded for {self.storage_wait:g}s"

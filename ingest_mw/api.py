@@ -23,7 +23,7 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from .admission import FREE_BODY_BYTES, Admission, shared
+from .admission import FREE_BODY_BYTES, Admission, Wakeup, shared
 from .auth import CredentialAuth
 from .batch import Batch, Events
 from .body import BodyLimit, framing_conflict
@@ -161,9 +161,11 @@ class RequestIO(Protocol):
         ``admission.body_idle_timeout`` (where the adapter can time out a read)."""
         ...
 
-    async def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` without holding up other requests (a request waiting
-        for a storage or decode slot of the admission)."""
+    def wakeup(self) -> Wakeup:
+        """A new alarm for this request to wait on without holding up other
+        requests (a request waiting in line for a storage or decode slot of
+        the admission): :class:`~ingest_mw.drive.LoopWakeup` on an event loop,
+        :class:`~ingest_mw.drive.ThreadWakeup` in a request's own thread."""
         ...
 
     async def hit(self, rate_limit: RateLimit, request: Request) -> RateLimitDecision:
@@ -343,7 +345,7 @@ class IngestAPI:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
                 if not admission.stores.take():
-                    await admission.enter_storage(io.pause)  # or 503: the hook never sees the batch
+                    await admission.enter_storage(io.wakeup)  # or 503: the hook never sees the batch
                 if seen is not None:
                     seen.storing_at = perf_counter()  # the hook's own time, not the wait to reach it
                 try:
@@ -408,7 +410,7 @@ class IngestAPI:
         """Run ``work`` through ``io.offload`` in one of the admission's decode slots."""
         admission = self.admission
         if not admission.decodes.take():
-            await admission.enter_decode(io.pause)
+            await admission.enter_decode(io.wakeup)
         try:
             return await io.offload(work)
         except IngestError as error:

@@ -11,7 +11,7 @@ and how to call the storage hook.
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +24,7 @@ from .batch import Batch
 if TYPE_CHECKING:
     from .ratelimit import RateLimit, RateLimitDecision
 
-__all__ = ["AsyncIO", "ClientDisconnected", "Feed", "SyncIO", "run_sync"]
+__all__ = ["AsyncIO", "ClientDisconnected", "Feed", "LoopWakeup", "SyncIO", "ThreadWakeup", "run_sync"]
 
 _T = TypeVar("_T")
 
@@ -50,11 +50,75 @@ class SyncIO:
     async def offload(self, work: Callable[[], _T]) -> _T:
         return work()  # a sync server's worker thread is already off any event loop
 
-    async def pause(self, seconds: float) -> None:
-        time.sleep(seconds)  # this thread is the request's own
+    def wakeup(self) -> ThreadWakeup:
+        return ThreadWakeup()  # this thread is the request's own: it blocks in wait
 
     async def store(self, batch: Batch) -> Any:
         return self._store(batch)
+
+
+class ThreadWakeup:
+    """A :class:`~ingest_mw.admission.Wakeup` for a request served in its own
+    thread: ``wait`` blocks that thread (never suspends, as :func:`run_sync` needs)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+        self._event.clear()  # (before the caller looks again: a wake after this is kept)
+
+
+class LoopWakeup:
+    """A :class:`~ingest_mw.admission.Wakeup` for a request on the running
+    event loop; ``wake`` from another thread goes through the loop."""
+
+    __slots__ = ("_loop", "_woken", "_future")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._woken = False
+        self._future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        try:
+            here = asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread with no loop (a WSGI request of the same admission)
+            here = False
+        if here:
+            self._set()
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._set)
+        except RuntimeError:  # the loop is closed: nobody left to wake
+            pass
+
+    def _set(self) -> None:
+        self._woken = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self, seconds: float) -> None:
+        if not self._woken:
+            future = self._future = self._loop.create_future()
+            timer = self._loop.call_later(seconds, _settle, future)
+            try:
+                await future
+            finally:
+                timer.cancel()
+                self._future = None
+        self._woken = False
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def run_sync(flow: Flow) -> Response:
@@ -89,5 +153,5 @@ class AsyncIO(ABC):
     async def offload(self, work: Callable[[], _T]) -> _T:
         return await sync_to_async(work, thread_sensitive=False)()
 
-    async def pause(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def wakeup(self) -> LoopWakeup:
+        return LoopWakeup()

@@ -19,8 +19,10 @@ import pytest
 from clients import PREFIX, make_client, mounted_post_scope
 
 from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink
-from ingest_mw.admission import Admission
+from ingest_mw import admission as admission_module
+from ingest_mw.admission import Admission, Slots
 from ingest_mw.asgi import ASGIApp, ASGIMiddleware
+from ingest_mw.drive import LoopWakeup, ThreadWakeup
 from ingest_mw.wsgi import WSGIMiddleware
 
 TOKEN = "tok"
@@ -489,3 +491,118 @@ def test_a_sync_hook_takes_as_many_batches_at_once_as_the_admission_lets_in():
 
     assert asyncio.run(all_at_once()) == [202] * stores
     assert len(sink.events) == stores
+
+
+# --- waiting in line for a slot ------------------------------------------------------
+def test_slots_serve_those_who_wait_in_their_order_and_newcomers_after_them(monkeypatch):
+    # No look again on a timer: a waiter gets its slot only by being woken.
+    monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
+    slots = Slots(1)
+    assert slots.take()
+    served: list[int] = []
+    lined_up = threading.Semaphore(0)
+
+    def wait_in_line(number: int) -> None:
+        flow = slots.wait(counted_wakeup(lined_up), time.monotonic() + 20)
+        assert run_until_done(flow)
+        served.append(number)
+        slots.give()
+
+    threads = []
+    for number in range(3):
+        thread = threading.Thread(target=wait_in_line, args=(number,))
+        thread.start()
+        assert lined_up.acquire(timeout=5)  # in line before the next one comes
+        threads.append(thread)
+    assert slots.waiting == 3
+    assert not slots.take()  # a newcomer does not pass those who wait
+    slots.give()
+    for thread in threads:
+        thread.join(10)
+    assert served == [0, 1, 2]
+    assert slots.waiting == 0 and slots.in_use == 0
+    assert slots.take()  # nobody waits: taken at once again
+
+
+def counted_wakeup(lined_up: threading.Semaphore):
+    """A thread's alarm that says when its owner has lined up."""
+
+    def make() -> ThreadWakeup:
+        lined_up.release()
+        return ThreadWakeup()
+
+    return make
+
+
+def run_until_done(flow):
+    try:
+        flow.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("a thread's wait suspended")
+
+
+def test_a_slot_given_back_on_the_loop_or_from_a_thread_wakes_the_first_waiter_at_once(monkeypatch):
+    monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
+    slots = Slots(1)
+
+    async def main() -> list[str]:
+        assert slots.take()
+        order: list[str] = []
+
+        async def waiter(name: str) -> None:
+            assert await slots.wait(LoopWakeup, time.monotonic() + 20)
+            order.append(name)
+
+        first = asyncio.create_task(waiter("first"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(waiter("second"))
+        await asyncio.sleep(0)
+        assert slots.waiting == 2
+        slots.give()  # on the loop
+        await asyncio.wait_for(first, 5)
+        await asyncio.to_thread(slots.give)  # from another thread, as a WSGI request of the same admission
+        await asyncio.wait_for(second, 5)
+        return order
+
+    assert asyncio.run(main()) == ["first", "second"]
+
+
+def test_a_waiter_past_its_deadline_leaves_the_line_and_passes_the_slot_on(monkeypatch):
+    monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
+    slots = Slots(1)
+
+    async def main() -> tuple[bool, bool]:
+        assert slots.take()
+        late = asyncio.create_task(slots.wait(LoopWakeup, time.monotonic() + 0.2))
+        await asyncio.sleep(0)
+        patient = asyncio.create_task(slots.wait(LoopWakeup, time.monotonic() + 20))
+        await asyncio.sleep(0)
+        gave_up = await asyncio.wait_for(late, 5)
+        slots.give()
+        return gave_up, await asyncio.wait_for(patient, 5)
+
+    assert asyncio.run(main()) == (False, True)
+    assert slots.waiting == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batches_waiting_for_the_storage_hook_are_stored_in_the_order_they_came(adapter, kind, monkeypatch):
+    monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
+    admission = Admission(max_concurrent_stores=1, storage_wait=20.0, max_requests_per_client=0)
+    sink = GateSink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    first, first_reply = in_thread(lambda: post(client, kind, b'[{"message":"0"}]'))
+    assert sink.entered.acquire(timeout=5)
+    waiting = []
+    for number in range(1, 4):
+        waiting.append(in_thread(lambda number=number: post(client, kind, b'[{"message":"%d"}]' % number)))
+        deadline = time.monotonic() + 5
+        while admission.stores.waiting < number and time.monotonic() < deadline:
+            time.sleep(0.01)  # in line before the next one comes
+        assert admission.stores.waiting == number
+    sink.release.set()
+    for thread, _ in [(first, first_reply), *waiting]:
+        thread.join(10)
+    assert [reply[0].status for _, reply in [(first, first_reply), *waiting]] == [202] * 4
+    assert [e.data["message"] for e in sink.events] == ["0", "1", "2", "3"]
