@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
+from ingest_mw.sinks import SinkUnavailable
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -86,6 +88,67 @@ def test_sqlite_safe_under_concurrent_writers(tmp_path):
     assert errors == []
     count = sqlite3.connect(tmp_path / "c.db").execute("SELECT count(*) FROM events").fetchone()[0]
     assert count == 8 * 25 * 4
+
+
+def test_sqlite_batches_from_an_event_loop_are_each_acknowledged_once_committed(tmp_path):
+    path = tmp_path / "a.db"
+    writers_before = set(writer_threads())
+    sink = SQLiteSink(path)
+    reader = sqlite3.connect(path)
+
+    async def store(number: int) -> int:
+        await sink.acall(batch(3, dataset=f"d{number}"))
+        # Acknowledged: another connection sees the whole batch already.
+        return reader.execute("SELECT count(*) FROM events WHERE dataset = ?", (f"d{number}",)).fetchone()[0]
+
+    async def main() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(store(number) for number in range(40))), 30)
+
+    assert asyncio.run(main()) == [3] * 40
+    assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 120
+    assert set(writer_threads()) - writers_before  # the sink's writer did the work
+    sink.close()
+    assert set(writer_threads()) == writers_before  # and ends with the sink
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "ingest_mw-sqlite-writer"]
+
+
+def test_sqlite_a_batch_the_file_refuses_fails_alone_among_those_committed_with_it(tmp_path):
+    class Strict(SQLiteSink):
+        """Values longer than 10,000 characters are refused by SQLite itself."""
+
+        def _connect(self):
+            db = super()._connect()
+            db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000)
+            return db
+
+    path = tmp_path / "s.db"
+    sink = Strict(path)
+    too_big = Batch("betterstack", "s", T0, [Event(T0, {"message": "x" * 20_000})])
+
+    async def store(given: Batch) -> str:
+        try:
+            await sink.acall(given)
+        except SinkUnavailable as error:
+            return str(error)
+        return "stored"
+
+    async def main() -> list[str]:
+        # The writer is held while all three are queued, so they meet in one commit.
+        sink._lock.acquire()
+        tasks = [asyncio.create_task(store(given)) for given in [batch(1, dataset="a"), too_big, batch(1, dataset="b")]]
+        await asyncio.sleep(0.05)
+        sink._lock.release()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+    outcome = asyncio.run(main())
+    assert outcome[0] == outcome[2] == "stored"
+    assert "too big" in outcome[1] and str(path) in outcome[1]
+    rows = sqlite3.connect(path).execute("SELECT dataset FROM events ORDER BY id").fetchall()
+    assert rows == [("a",), ("b",)]
+    sink.close()
 
 
 def test_msgpack_only_values_are_stored_as_json(tmp_path):
