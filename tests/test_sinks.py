@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -111,8 +112,39 @@ def test_sqlite_batches_from_an_event_loop_are_each_acknowledged_once_committed(
     assert set(writer_threads()) == writers_before  # and ends with the sink
 
 
+def test_sqlite_a_locked_file_fails_a_group_once_not_each_batch_after_the_other(tmp_path):
+    path = tmp_path / "l.db"
+    sink = SQLiteSink(path, busy_timeout=0.3)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+
+    async def store(number: int) -> str:
+        try:
+            await sink.acall(batch(1, dataset=f"d{number}"))
+        except SinkUnavailable as error:
+            return str(error)
+        return "stored"
+
+    async def main() -> list[str]:
+        sink._lock.acquire()  # all six queued before the writer starts: one group
+        tasks = [asyncio.create_task(store(number)) for number in range(6)]
+        await asyncio.sleep(0.05)
+        sink._lock.release()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+    started = time.monotonic()
+    outcomes = asyncio.run(main())
+    elapsed = time.monotonic() - started
+    assert all("database is locked" in outcome for outcome in outcomes), outcomes
+    assert elapsed < 6 * 0.3  # one busy timeout for the group, not one for each batch tried alone
+    locker.execute("ROLLBACK")
+    asyncio.run(store(99))  # and the file is written again once it is free
+    assert sqlite3.connect(path).execute("SELECT dataset FROM events").fetchall() == [("d99",)]
+    sink.close()
+
+
 def writer_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "ingest_mw-sqlite-writer"]
+    return [thread for thread in threading.enumerate() if thread.name.startswith("ingest_mw-writer SQLite sink")]
 
 
 def test_sqlite_a_batch_the_file_refuses_fails_alone_among_those_committed_with_it(tmp_path):
@@ -148,6 +180,46 @@ def test_sqlite_a_batch_the_file_refuses_fails_alone_among_those_committed_with_
     assert "too big" in outcome[1] and str(path) in outcome[1]
     rows = sqlite3.connect(path).execute("SELECT dataset FROM events ORDER BY id").fetchall()
     assert rows == [("a",), ("b",)]
+    sink.close()
+
+
+def test_json_lines_batches_from_an_event_loop_are_each_acknowledged_once_written(tmp_path):
+    path = tmp_path / "a.jsonl"
+    sink = JSONLinesSink(path)
+
+    async def store(number: int) -> int:
+        await sink.acall(batch(3, dataset=f"d{number}"))
+        # Acknowledged: the file holds the whole batch already.
+        return sum(1 for line in path.read_text().splitlines() if json.loads(line)["dataset"] == f"d{number}")
+
+    async def main() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(store(number) for number in range(40))), 30)
+
+    assert asyncio.run(main()) == [3] * 40
+    assert len(path.read_text().splitlines()) == 120
+    sink.close()
+
+
+def test_json_lines_a_path_that_cannot_be_written_fails_every_batch_queued_for_it(tmp_path):
+    path = tmp_path / "b.jsonl"
+    sink = JSONLinesSink(path)
+    path.rename(tmp_path / "rotated.jsonl")
+    path.mkdir()  # what the path now names cannot be appended to
+
+    async def store(number: int) -> str:
+        try:
+            await sink.acall(batch(1, dataset=f"d{number}"))
+        except SinkUnavailable as error:
+            return str(error)
+        return "stored"
+
+    async def main() -> list[str]:
+        return await asyncio.wait_for(asyncio.gather(*(store(number) for number in range(5))), 30)
+
+    assert all(str(path) in outcome and "directory" in outcome for outcome in asyncio.run(main()))
+    path.rmdir()
+    assert asyncio.run(store(9)) == "stored"
+    assert [json.loads(line)["dataset"] for line in path.read_text().splitlines()] == ["d9"]
     sink.close()
 
 

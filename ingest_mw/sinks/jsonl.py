@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-import threading
 from io import FileIO
 from itertools import repeat
 
 import orjson
+from asgiref.sync import sync_to_async
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
+from .group import GroupWriter
+from .memory import ON_LOOP_EVENTS
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
@@ -46,11 +48,14 @@ def _lines(batch: Batch) -> bytes:
 
 
 class JSONLinesSink:
-    """Append events to ``path`` as JSON Lines, one write and flush per batch.
+    """Append events to ``path`` as JSON Lines, each batch written whole before the hook returns.
 
     Each line holds the :data:`~ingest_mw.sinks.record.COLUMNS`, with ``data``
     as the event object itself. ``fsync=True`` also survives a power cut, at
-    the cost of a disk sync per batch.
+    the cost of a disk sync per write. Batches that wait for the file while
+    another is written are written together, in one write (and one sync)
+    (:class:`~ingest_mw.sinks.group.GroupWriter`); under ASGI, ``acall``
+    hands a batch to the sink's writer thread instead of a worker thread.
 
     A batch that cannot be written (disk full, the file made unwritable)
     fails with :class:`~ingest_mw.sinks.SinkUnavailable` and leaves no part
@@ -62,7 +67,8 @@ class JSONLinesSink:
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = os.fspath(path)
         self.fsync = fsync
-        self._lock = threading.Lock()
+        self._writer = GroupWriter(self._write_group, what=f"JSON Lines sink {self.path}")
+        self._lock = self._writer.lock
         self._file: FileIO | None = None
         self._identity: tuple[int, int] | None = None
         self._outage = Outage(f"JSON Lines sink {self.path}")
@@ -99,23 +105,38 @@ class JSONLinesSink:
                 pass
 
     def __call__(self, batch: Batch) -> None:
-        text = _lines(batch)
-        with self._lock:
+        self._writer.store(_lines(batch))
+
+    async def acall(self, batch: Batch) -> None:
+        """Store ``batch`` from async code: queued for the sink's writer thread
+        (up to :data:`ON_LOOP_EVENTS` events; a larger batch's lines are made in
+        a worker thread, off the loop, and written from there)."""
+        if len(batch.events) > ON_LOOP_EVENTS:
+            await sync_to_async(self.__call__, thread_sensitive=False)(batch)
+            return
+        await self._writer.astore(_lines(batch))
+
+    def _write_group(self, group: list[bytes]) -> list[str | None]:
+        """Write the lines of ``group`` at once (the lock is held); on failure
+        the file is cut back to where the group began, and every batch of it
+        fails."""
+        text = group[0] if len(group) == 1 else b"".join(group)
+        try:
+            file = self._usable()
+            start = file.tell()
             try:
-                file = self._usable()
-                start = file.tell()
-                try:
-                    written = 0
-                    while written < len(text):  # a raw write may take part of it
-                        written += file.write(memoryview(text)[written:]) or 0
-                    if self.fsync:
-                        os.fsync(file.fileno())
-                except OSError as exc:
-                    self._cut(file, start)
-                    raise self._outage.error(exc) from None
-            except SinkUnavailable as exc:
-                raise self._outage.failed(exc) from None
-            self._outage.stored()
+                written = 0
+                while written < len(text):  # a raw write may take part of it
+                    written += file.write(memoryview(text)[written:]) or 0
+                if self.fsync:
+                    os.fsync(file.fileno())
+            except OSError as exc:
+                self._cut(file, start)
+                raise self._outage.error(exc) from None
+        except SinkUnavailable as exc:
+            return [str(self._outage.failed(exc))] * len(group)
+        self._outage.stored()
+        return [None] * len(group)
 
     def _cut(self, file: FileIO, start: int) -> None:
         """Leave no partial batch behind: cut the file back to ``start``, then reopen next time."""
@@ -136,5 +157,6 @@ class JSONLinesSink:
                 raise self._outage.error(exc) from None
 
     def close(self) -> None:
+        self._writer.stop(timeout=30)
         with self._lock:
             self._drop()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from functools import cache
 from itertools import chain
 from urllib.parse import quote
@@ -16,6 +14,7 @@ from asgiref.sync import sync_to_async
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable
+from .group import GroupWriter
 from .memory import ON_LOOP_EVENTS
 from .record import iso_utc, iso_utc_each, label_runs
 
@@ -143,54 +142,6 @@ class _Checkpointer:
         self._thread, self._pid = None, 0
 
 
-class _WriterThread:
-    """The thread that commits the batches of async callers (:meth:`SQLiteSink.acall`).
-
-    A batch handed to a worker thread of its own costs the event loop more
-    than SQLite takes to store it (a thread woken and a future settled
-    across threads, per batch). Here the loop only queues the batch and
-    wakes this thread, which commits every batch queued meanwhile in one
-    transaction and settles their futures with one call into each loop.
-    """
-
-    def __init__(self, sink: SQLiteSink) -> None:
-        self.sink = sink
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def wake(self) -> None:
-        """A batch is queued: commit it."""
-        if self._pid != os.getpid():  # first use, or a forked process (threads do not survive a fork)
-            self._pid = os.getpid()
-            self._stopping = False
-            self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="ingest_mw-sqlite-writer", daemon=True)
-            self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        wake, sink = self._wake, self.sink
-        while True:
-            wake.wait()
-            wake.clear()  # (before the queue is read: a batch queued after this wakes it again)
-            with sink._lock:
-                if sink._queue:
-                    sink._write_queued()
-            if self._stopping and not sink._queue:
-                return
-
-    def stop(self) -> None:
-        """Commit what is queued, then end the thread."""
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._stopping = True
-            self._wake.set()
-            thread.join(timeout=BUSY_TIMEOUT + 5)
-        self._thread, self._pid = None, 0
-
-
 @cache
 def _insert(count: int) -> str:
     values = ",".join(f"(?1,?2,?3,?4,?5,?6,?{7 + 2 * i},?{8 + 2 * i})" for i in range(count))
@@ -238,14 +189,13 @@ class SQLiteSink:
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._in_memory = self.path in ("", ":memory:") or self.path.startswith("file::memory:")
-        self._lock = threading.Lock()
-        self._queue: deque[_Write] = deque()  # batches waiting for the lock (see _write_queued)
+        self._writer = GroupWriter(self._write_group, what=f"SQLite sink {self.path}")
+        self._lock = self._writer.lock
         self._db: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._pid = 0  # the process that opened _db: a forked worker opens its own
         self._outage = Outage(f"SQLite sink {self.path}")
         self._checkpointer = None if self._in_memory else _Checkpointer(self.path, busy_timeout)
-        self._writer = _WriterThread(self)
         with self._lock:
             self._connect()  # a path that cannot be opened is said at once
 
@@ -310,89 +260,53 @@ class SQLiteSink:
 
     # --- the hook ------------------------------------------------------------------------
     def __call__(self, batch: Batch) -> None:
-        write = _Write(_rows(batch))
-        self._queue.append(write)
-        with self._lock:
-            if not write.done:  # else a writer before this one committed it with its own
-                self._write_queued()
-        if write.error is not None:
-            raise SinkUnavailable(write.error) from None  # its own: other callers raise the same failure
+        self._writer.store(_rows(batch))
 
     async def acall(self, batch: Batch) -> None:
-        """Store ``batch`` from async code: queued for the writer thread (up to
-        :data:`ON_LOOP_EVENTS` events; a larger batch's rows are made in a
-        worker thread, off the loop, and stored from there)."""
+        """Store ``batch`` from async code: queued for the sink's writer thread
+        (up to :data:`ON_LOOP_EVENTS` events; a larger batch's rows are made in
+        a worker thread, off the loop, and stored from there)."""
         if len(batch.events) > ON_LOOP_EVENTS:
             await sync_to_async(self.__call__, thread_sensitive=False)(batch)
             return
-        write = _Write(_rows(batch))
-        loop = asyncio.get_running_loop()
-        write.loop, write.future = loop, loop.create_future()
-        self._queue.append(write)
-        self._writer.wake()
-        # Shielded: a request cancelled meanwhile leaves its batch to be stored,
-        # or not, as the others of its commit; only its answer is lost.
-        await asyncio.shield(write.future)
-        if write.error is not None:
-            raise SinkUnavailable(write.error) from None
+        await self._writer.astore(_rows(batch))
 
-    def _write_queued(self) -> None:
-        """Commit every batch waiting for the lock in one transaction (the
-        caller holds it): under load, batches that arrive while one commits
-        share the next commit instead of paying one each. Each batch is
-        marked done before the lock is let go, stored or with its error."""
-        queue, group = self._queue, []
-        while queue:
-            group.append(queue.popleft())
+    def _write_group(self, group: list[Rows]) -> list[str | None]:
+        """Commit the batches of ``group`` in one transaction (the lock is held);
+        a batch SQLite itself refuses (a value over its length limit, a
+        constraint) is then tried alone, so that it fails alone. A failure of
+        the file (locked past the busy timeout, read-only, gone) is every
+        batch's: not tried again."""
         try:
-            self._store(group)
-        finally:
-            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-            for write in group:
-                if not write.done:  # the writer itself was interrupted: not stored
-                    write.error = f"SQLite sink {self.path}: interrupted before the commit"
-                    write.done = True
-                if write.future is not None:
-                    waiting.setdefault(write.loop, []).append(write.future)  # type: ignore[arg-type]
-            for loop, futures in waiting.items():
-                try:
-                    loop.call_soon_threadsafe(_settle_all, futures)
-                except RuntimeError:  # that loop is closed: nobody waits any more
-                    pass
-
-    def _store(self, group: list[_Write]) -> None:
-        try:
-            db = self._usable()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for write in group:
-                    for shared, values in write.runs:
-                        count, start = len(values) // 2, 0
-                        for size in _CHUNKS:
-                            while count - start >= size:
-                                db.execute(_insert(size), shared + tuple(values[2 * start : 2 * (start + size)]))
-                                start += size
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            if self._checkpointer is not None:
-                self._checkpointer.written()
-        except (SinkUnavailable, sqlite3.Error) as exc:
-            if not isinstance(exc, SinkUnavailable):
-                self._drop()  # reopened by the next batch
-                if len(group) > 1:
-                    for write in group:  # each alone: only a batch the file refuses fails
-                        self._store([write])
-                    return
-            error = str(self._outage.failed(exc))
-            for write in group:
-                write.error, write.done = error, True
-            return
+            self._commit(group)
+        except sqlite3.Error as exc:
+            self._drop()  # reopened by the next batch
+            if len(group) > 1 and isinstance(exc, _BATCH_ERRORS):
+                return [outcome for rows in group for outcome in self._write_group([rows])]
+            return [str(self._outage.failed(exc))] * len(group)
+        except SinkUnavailable as exc:
+            return [str(self._outage.failed(exc))] * len(group)
         self._outage.stored()
-        for write in group:
-            write.done = True
+        return [None] * len(group)
+
+    def _commit(self, group: list[Rows]) -> None:
+        db = self._usable()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for runs in group:
+                for shared, values in runs:
+                    count, start = len(values) // 2, 0
+                    for size in _CHUNKS:
+                        while count - start >= size:
+                            db.execute(_insert(size), shared + tuple(values[2 * start : 2 * (start + size)]))
+                            start += size
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.written()
 
     def check(self) -> None:
         """Prove the file can be written now (``BEGIN IMMEDIATE``, a ``DELETE``
@@ -416,28 +330,21 @@ class SQLiteSink:
                 raise self._outage.error(exc) from None
 
     def close(self) -> None:
-        self._writer.stop()
+        self._writer.stop(timeout=self.busy_timeout + 5)
         if self._checkpointer is not None:
             self._checkpointer.stop()
         with self._lock:
             self._drop()
 
 
-class _Write:
-    """One batch's rows, waiting for the lock or committed (``done``, with ``error`` if it failed)."""
+#: A batch's rows, as :func:`_rows` makes them.
+Rows = list[tuple[tuple[str | None, ...], list[str]]]
 
-    __slots__ = ("runs", "done", "error", "loop", "future")
-
-    def __init__(self, runs: list[tuple[tuple[str | None, ...], list[str]]]) -> None:
-        self.runs = runs
-        self.done = False
-        self.error: str | None = None  # why it was not stored
-        # An async caller's (acall): settled once done.
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.future: asyncio.Future[None] | None = None
+#: What SQLite raises for a batch's own values, not for the state of the file.
+_BATCH_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError)
 
 
-def _rows(batch: Batch) -> list[tuple[tuple[str | None, ...], list[str]]]:
+def _rows(batch: Batch) -> Rows:
     """The batch's rows: per run of events with the same labels, the shared
     columns and each event's ``dt`` and ``data``. Made before the lock: an
     event that cannot be written fails alone, without the database."""
@@ -449,12 +356,6 @@ def _rows(batch: Batch) -> list[tuple[tuple[str | None, ...], list[str]]]:
         )
         for service, namespace, times, data in label_runs(batch)
     ]
-
-
-def _settle_all(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
 
 
 def _identity(path: str) -> tuple[int, int]:

@@ -1,0 +1,160 @@
+"""Group commit for sinks that write one batch at a time: batches that meet are written together.
+
+A file or an embedded database takes one writer at a time, so a sink guards
+it with a lock. :class:`GroupWriter` holds that lock and a queue in front of
+it: a batch is queued, and whoever next holds the lock writes every batch
+queued meanwhile in one go (one SQLite transaction, one ``write`` and one
+``fsync``), so under load one commit serves many requests. Each batch is
+marked stored or failed before the lock is let go, and its caller returns or
+raises only then: never an acknowledgement for a batch not written.
+
+Async callers (:meth:`GroupWriter.astore`) do not take a worker thread per
+batch: the batch is queued for the writer's own thread, which settles every
+caller's future of a group with one call into each event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from .base import SinkUnavailable
+
+__all__ = ["GroupWriter"]
+
+#: What the sink makes of one batch before the lock (its rows, its lines).
+Payload = TypeVar("Payload")
+
+
+class _Pending(Generic[Payload]):
+    """One batch's payload, queued or written (``done``, with ``error`` if it failed)."""
+
+    __slots__ = ("payload", "done", "error", "loop", "future")
+
+    def __init__(self, payload: Payload) -> None:
+        self.payload = payload
+        self.done = False
+        self.error: str | None = None  # why it was not stored
+        # An async caller's: settled once done.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+
+
+class GroupWriter(Generic[Payload]):
+    """The lock, the queue and the writer thread of one sink.
+
+    ``write_group(payloads)`` writes the payloads of a group in one go (it is
+    called with :attr:`lock` held) and returns, for each, ``None`` if it was
+    stored or the one-line reason it was not; an exception from it fails the
+    whole group with that exception's text. The sink decides which failures
+    are a batch's own (and tries the batch alone) and which are the
+    storage's. ``what`` names the writer thread.
+    """
+
+    def __init__(self, write_group: Callable[[list[Payload]], Sequence[str | None]], *, what: str) -> None:
+        self._write_group = write_group
+        #: Held while a group is written; the sink takes it too for what must
+        #: not run beside a write (a check, reopening, closing).
+        self.lock = threading.Lock()
+        self._queue: deque[_Pending[Payload]] = deque()
+        self._what = what
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    # --- the two faces -------------------------------------------------------------------
+    def store(self, payload: Payload) -> None:
+        """Write ``payload`` from this thread, with those that meet it at the lock;
+        :class:`~ingest_mw.sinks.SinkUnavailable` if it was not stored."""
+        pending = _Pending(payload)
+        self._queue.append(pending)
+        with self.lock:
+            if not pending.done:  # else a writer before this one wrote it with its own
+                self._write_queued()
+        if pending.error is not None:
+            raise SinkUnavailable(pending.error) from None  # its own: other callers raise the same failure
+
+    async def astore(self, payload: Payload) -> None:
+        """Write ``payload`` from async code: queued for the writer thread, awaited until written."""
+        pending = _Pending(payload)
+        loop = asyncio.get_running_loop()
+        pending.loop, pending.future = loop, loop.create_future()
+        self._queue.append(pending)
+        self._wake_writer()
+        # Shielded: a request cancelled meanwhile leaves its batch to be written,
+        # or not, with the others of its group; only its answer is lost.
+        await asyncio.shield(pending.future)
+        if pending.error is not None:
+            raise SinkUnavailable(pending.error) from None
+
+    # --- writing ---------------------------------------------------------------------------
+    def _write_queued(self) -> None:
+        """Write every queued payload as one group (the caller holds the lock);
+        each is marked done before the lock is let go."""
+        queue, group = self._queue, []
+        while queue:
+            group.append(queue.popleft())
+        try:
+            try:
+                outcomes: Sequence[str | None] = self._write_group([pending.payload for pending in group])
+            except Exception as exc:  # the whole group's failure
+                reason = str(exc) or type(exc).__name__
+                outcomes = [reason] * len(group)
+            for pending, outcome in zip(group, outcomes, strict=True):
+                pending.error, pending.done = outcome, True
+        finally:
+            self._settle(group)
+
+    def _settle(self, group: list[_Pending[Payload]]) -> None:
+        waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for pending in group:
+            if not pending.done:  # the writer itself was interrupted: not stored
+                pending.error, pending.done = f"{self._what}: interrupted before the write", True
+            if pending.loop is not None and pending.future is not None:
+                waiting.setdefault(pending.loop, []).append(pending.future)
+        for loop, futures in waiting.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, futures)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    # --- the writer thread -----------------------------------------------------------------
+    def _wake_writer(self) -> None:
+        if self._pid != os.getpid():  # first use, or a forked process (threads do not survive a fork)
+            self._pid = os.getpid()
+            self._stopping = False
+            self._wake = threading.Event()
+            self._thread = threading.Thread(target=self._run, name=f"ingest_mw-writer {self._what}", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait()
+            wake.clear()  # (before the queue is read: a payload queued after this wakes it again)
+            with self.lock:
+                if self._queue:
+                    self._write_queued()
+            if self._stopping and not self._queue:
+                return
+
+    def stop(self, timeout: float) -> None:
+        """Write what is queued, then end the writer thread (waiting up to ``timeout`` seconds)."""
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            self._stopping = True
+            self._wake.set()
+            thread.join(timeout=timeout)
+        self._thread, self._pid = None, 0
+
+
+def _settle_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
