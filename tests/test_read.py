@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -307,3 +308,45 @@ def test_a_json_lines_cursor_stands_at_the_last_whole_line_behind_a_long_unfinis
     reader = reader_from_url(f"jsonl:///{tmp_path / 'e.jsonl'}")
     assert reader.cursor() == whole  # not 0: a follower would print the whole file again
     assert [event.data["message"] for event in reader.scan()] == ["one", "two"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_closing_a_sql_reader_closes_the_connection_of_every_thread_that_read(kind, request, tmp_path):
+    sink = SQLiteSink(tmp_path / "c.db") if kind == "sqlite" else postgres_sink(request)
+    fill(sink, 3)
+    made = []
+
+    class Recording(type(reader_for(sink))):  # the sink's own reader, with each connection it opens kept
+        def connect(self):
+            made.append(super().connect())
+            return made[-1]
+
+    reader = Recording.for_sink(sink)
+
+    def read() -> None:
+        assert len(reader.search(Query())) == 6
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    read()  # and this thread's
+    assert len(made) == 5 and not any(is_closed(connection) for connection in made)
+    reader.close()
+    assert all(is_closed(connection) for connection in made)
+    read()  # a reader closed reads again, on a new connection
+    assert len(made) == 6
+    reader.close()
+    assert is_closed(made[-1])
+    sink.close()
+
+
+def is_closed(connection) -> bool:
+    if isinstance(connection, sqlite3.Connection):
+        try:
+            connection.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            return True
+        return False
+    return bool(connection.closed)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ class PostgresReader(SQLReader):
     def __init__(self, conninfo: str, *, table: str = "events") -> None:
         self.conninfo = conninfo
         self.table = table  # checked by the sink that names it
-        self._local = threading.local()
+        super().__init__()
         try:
             (found,) = self.fetch("SELECT to_regclass(%s) IS NOT NULL", [table])[0]
         except psycopg.Error as exc:
@@ -42,11 +41,11 @@ class PostgresReader(SQLReader):
         if not found:
             raise ValueError(f"no table {table!r} in that database (nothing stored yet?)")
 
-    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        connection: psycopg.Connection[Any] | None = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            connection = self._local.connection = psycopg.connect(self.conninfo, autocommit=True)
-        return connection.execute(sql, params).fetchall()
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo, autocommit=True)
+
+    def usable(self, connection: Any) -> bool:
+        return not connection.closed  # (one the server closed: this thread opens another)
 
     def event(self, row: tuple[Any, ...]) -> StoredEvent:
         event_id, received_at, dt, *head, data = row
@@ -65,8 +64,3 @@ class PostgresReader(SQLReader):
     def fingerprint(self) -> Hashable:
         # The newest id, from the primary key's index: one cheap query a look.
         return self.cursor()
-
-    def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()

@@ -9,6 +9,7 @@ plus an increasing ``id``.
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,7 +25,9 @@ _COLUMNS = f"id, {', '.join(COLUMNS)}"
 
 
 class SQLReader(Reader):
-    """The queries of every SQL reader; a subclass runs them (:meth:`fetch`)."""
+    """The queries of every SQL reader, run on a connection of the calling
+    thread's (each thread reads on its own; :meth:`close` closes them all);
+    a subclass says how to open one (:meth:`connect`)."""
 
     #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
     param = "?"
@@ -32,9 +35,44 @@ class SQLReader(Reader):
     #: The table's name, as the sink was given it.
     table = "events"
 
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._connections: list[Any] = []  # every thread's, for close()
+        self._connections_lock = threading.Lock()
+
     @abstractmethod
+    def connect(self) -> Any:
+        """A new read-only connection (a DB-API one: ``execute``, ``close``) that
+        any thread may close."""
+
+    def usable(self, connection: Any) -> bool:
+        """Whether this thread's ``connection`` can still run a statement."""
+        return True
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or not self.usable(connection):
+            with self._connections_lock:
+                if connection is not None and connection in self._connections:
+                    self._connections.remove(connection)
+                connection = self._local.connection = self.connect()
+                self._connections.append(connection)
+        return connection
+
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one read-only statement, as a short transaction of its own."""
+        return list(self._connection().execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Close every thread's connection (a thread that reads again opens a new one)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for connection in connections:
+            try:
+                connection.close()
+            except Exception:  # closing what failed already: nothing to release
+                pass
 
     @abstractmethod
     def json_text(self, field: str) -> str:

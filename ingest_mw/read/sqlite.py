@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 from .query import Query, StoredEvent
@@ -64,7 +64,7 @@ class SQLiteReader(SQLReader):
         if not os.path.exists(self.path):
             raise ValueError(f"{self.path}: no such file (nothing stored yet?)")
         self._uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
-        self._local = threading.local()
+        super().__init__()
         try:
             tables = {name for (name,) in self.fetch("SELECT name FROM sqlite_master WHERE type = 'table'", [])}
         except sqlite3.DatabaseError as exc:
@@ -86,14 +86,9 @@ class SQLiteReader(SQLReader):
         """The page's reader of an :class:`~ingest_mw.sinks.SQLiteSink`: it keeps the text index."""
         return cls(sink.path, index=True)
 
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self._uri, uri=True, isolation_level=None)
-        return db
-
-    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self._connection().execute(sql, params).fetchall()
+    def connect(self) -> sqlite3.Connection:
+        # Used by one thread; closed by whichever closes the reader.
+        return sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
 
     def json_text(self, field: str) -> str:
         return f"json_extract(data, '$.\"{field}\"')"
@@ -167,9 +162,7 @@ class SQLiteReader(SQLReader):
         return super().search(query)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
+        super().close()
         if self._writer is not None:
             with self._index_lock:
                 self._writer.close()
