@@ -65,11 +65,12 @@ class Wakeup(Protocol):
     """One waiting request's alarm, made by its adapter (``RequestIO.wakeup``).
 
     :meth:`wake` may be called from any thread, and before :meth:`wait`:
-    a wake is kept until a wait takes it. :meth:`wait` returns once woken or
-    after ``seconds``, without holding up other requests.
+    a wake is kept until a wait takes it; it says ``False`` when nobody can be
+    woken any more (the waiter's event loop is closed). :meth:`wait` returns
+    once woken or after ``seconds``, without holding up other requests.
     """
 
-    def wake(self) -> None: ...
+    def wake(self) -> bool: ...
 
     def wait(self, seconds: float) -> Awaitable[None]: ...
 
@@ -109,10 +110,18 @@ class Slots:
             self._wake_first()
 
     def _wake_first(self) -> None:
-        try:
-            self._waiting[0].wake()
-        except IndexError:  # it left meanwhile
-            pass
+        waiting = self._waiting
+        while True:
+            try:
+                first = waiting[0]
+            except IndexError:  # it left meanwhile
+                return
+            if first.wake():
+                return
+            try:  # nobody left to wake (its loop is closed): out of the line, so it holds up no one
+                waiting.remove(first)
+            except ValueError:
+                pass
 
     @property
     def in_use(self) -> int:
@@ -140,12 +149,20 @@ class Slots:
                         pass
                     else:
                         return True
+                elif self._free:  # a slot the first in line has not taken: wake it, or drop it if unreachable
+                    first = waiting[0]
+                    self._wake_first()
+                    if waiting[0] is not first:
+                        continue  # it was dropped: this one may be first now
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 await alarm.wait(min(left, RECHECK_SECONDS))
         finally:
-            waiting.remove(alarm)
+            try:
+                waiting.remove(alarm)
+            except ValueError:  # taken out of the line as unreachable meanwhile
+                pass
             if waiting and self._free:  # a slot this request did not take: the next in line's
                 self._wake_first()
 

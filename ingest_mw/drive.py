@@ -66,8 +66,9 @@ class ThreadWakeup:
     def __init__(self) -> None:
         self._event = threading.Event()
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
         self._event.set()
+        return True
 
     async def wait(self, seconds: float) -> None:
         self._event.wait(seconds)
@@ -85,18 +86,19 @@ class LoopWakeup:
         self._woken = False
         self._future: asyncio.Future[None] | None = None
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
         try:
             here = asyncio.get_running_loop() is self._loop
         except RuntimeError:  # a thread with no loop (a WSGI request of the same admission)
             here = False
         if here:
             self._set()
-            return
+            return True
         try:
             self._loop.call_soon_threadsafe(self._set)
         except RuntimeError:  # the loop is closed: nobody left to wake
-            pass
+            return False
+        return True
 
     def _set(self) -> None:
         self._woken = True

@@ -606,3 +606,35 @@ def test_batches_waiting_for_the_storage_hook_are_stored_in_the_order_they_came(
         thread.join(10)
     assert [reply[0].status for _, reply in [(first, first_reply), *waiting]] == [202] * 4
     assert [e.data["message"] for e in sink.events] == ["0", "1", "2", "3"]
+
+
+def waiter_on_a_loop_closed_while_it_waits(slots: Slots, *, woken_first: bool) -> None:
+    """A request waiting in line on an event loop that is then closed under it
+    (a host's loop torn down with requests pending): its alarm can no longer be
+    woken, and its own clean-up never runs. ``woken_first``: a slot was given
+    back and its wake sent just before the loop closed."""
+    loop = asyncio.new_event_loop()
+
+    async def wait() -> None:
+        await slots.wait(LoopWakeup, time.monotonic() + 60)
+
+    task = loop.create_task(wait())
+    loop.run_until_complete(asyncio.sleep(0.01))  # in line
+    assert slots.waiting == 1 and not task.done()
+    if woken_first:
+        slots.give()  # its wake is on the loop's queue, never to run
+    loop.close()
+
+
+@pytest.mark.parametrize("woken_first", [False, True])
+def test_a_waiter_whose_loop_closed_holds_up_nobody(monkeypatch, woken_first):
+    monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
+    slots = Slots(1)
+    assert slots.take()
+    waiter_on_a_loop_closed_while_it_waits(slots, woken_first=woken_first)
+    if not woken_first:
+        slots.give()  # its wake cannot reach it: out of the line
+    started = time.monotonic()
+    assert run_until_done(slots.wait(ThreadWakeup, time.monotonic() + 20))  # a WSGI request gets the slot
+    assert time.monotonic() - started < 5
+    assert slots.waiting == 0

@@ -13,6 +13,8 @@ import pytest
 
 from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
 from ingest_mw.sinks import SinkUnavailable
+from ingest_mw.sinks.base import ON_LOOP_EVENTS
+from ingest_mw.sinks.wakeable import WakeableThread
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -566,3 +568,69 @@ def test_events_that_name_their_own_service_keep_it(adapter, tmp_path, kind):
     else:
         got = [json.loads(line) for line in path.read_text().splitlines()]
         assert [(r["service"], r["namespace"], r["data"]) for r in got] == expected
+
+
+def test_a_sinks_background_thread_goes_on_after_a_failed_step_and_starts_again_when_gone(caplog, monkeypatch):
+    steps: list[str] = []
+    stepped = threading.Semaphore(0)
+
+    def step() -> None:
+        steps.append(threading.current_thread().name)
+        stepped.release()
+        if len(steps) == 1:
+            raise MemoryError("the first step fails")
+
+    thread = WakeableThread("ingest_mw-test-thread", step)
+    thread.wake()
+    assert stepped.acquire(timeout=5)
+    thread.wake()  # the failure was logged, and the thread is still there
+    assert stepped.acquire(timeout=5)
+    assert "ingest_mw-test-thread failed" in caplog.text
+    thread.stop(timeout=5)
+    thread.wake()  # ended: started again
+    assert stepped.acquire(timeout=5)
+    assert steps == ["ingest_mw-test-thread"] * 3
+    thread.stop(timeout=5)
+
+    def no_thread(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        thread.wake()
+    monkeypatch.undo()
+    thread.wake()  # tried again, and started
+    assert stepped.acquire(timeout=5)
+    thread.stop(timeout=5)
+
+
+def test_a_batch_from_an_event_loop_fails_at_once_when_no_writer_thread_can_start(tmp_path, monkeypatch):
+    sink = SQLiteSink(tmp_path / "t.db")
+
+    def no_thread(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(SinkUnavailable, match="cannot start its writer thread"):
+        asyncio.run(asyncio.wait_for(sink.acall(batch(1)), 10))
+    monkeypatch.undo()
+    asyncio.run(asyncio.wait_for(sink.acall(batch(1)), 10))  # nothing left behind: one row, once
+    assert sqlite3.connect(tmp_path / "t.db").execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    sink.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl", "memory"])
+def test_a_batch_too_large_for_the_loop_is_stored_from_a_thread_of_the_hooks_own_pool(tmp_path, kind):
+    base = {"sqlite": SQLiteSink, "jsonl": JSONLinesSink, "memory": JSONMemorySink}[kind]
+    seen: list[str] = []
+
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def __call__(self, batch):
+            seen.append(threading.current_thread().name)
+            return super().__call__(batch)
+
+    Watched.acall = base.acall  # its own async face, as the built-in class has it
+    sink = Watched(tmp_path / "big") if kind != "memory" else Watched(max_events=100_000)
+    asyncio.run(sink.acall(batch(ON_LOOP_EVENTS + 1)))
+    assert len(seen) == 1 and seen[0].startswith("ingest_mw-store")  # never the loop's default executor
+    sink.close()

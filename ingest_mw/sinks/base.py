@@ -13,7 +13,17 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..batch import Batch
 
-__all__ = ["Outage", "Sink", "SinkUnavailable", "as_async", "as_sync", "close_async", "close_sync"]
+__all__ = [
+    "ON_LOOP_EVENTS",
+    "Outage",
+    "Sink",
+    "SinkUnavailable",
+    "as_async",
+    "as_sync",
+    "close_async",
+    "close_sync",
+    "store_in_thread",
+]
 
 logger = logging.getLogger("ingest_mw.sinks")
 
@@ -124,6 +134,20 @@ def _store_pool(threads: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _STORE_POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ingest_mw-store")
         return pool
+
+
+#: A sink's ``acall`` keeps a batch of up to this many events on the event
+#: loop (the memory sinks' encoding, the file sinks' rows and lines): a
+#: fraction of the decode that ran on the loop before it, and no thread woken
+#: for it. A larger batch (a body can hold millions of tiny events) is stored
+#: from a worker thread (:func:`store_in_thread`).
+ON_LOOP_EVENTS = 4096
+
+
+async def store_in_thread(store: Callable[[Batch], Any], batch: Batch) -> None:
+    """``store(batch)`` from async code, in a thread of the sync hooks' pool
+    (never the event loop's default executor, see :data:`STORE_THREADS`)."""
+    await sync_to_async(store, thread_sensitive=False, executor=_store_pool(STORE_THREADS))(batch)
 
 
 def as_async(sink: Sink, *, threads: int = STORE_THREADS) -> Callable[[Batch], Awaitable[Any]]:

@@ -16,13 +16,13 @@ caller's future of a group with one call into each event loop.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from .base import SinkUnavailable
+from .wakeable import WakeableThread
 
 __all__ = ["GroupWriter"]
 
@@ -62,10 +62,7 @@ class GroupWriter(Generic[Payload]):
         self.lock = threading.Lock()
         self._queue: deque[_Pending[Payload]] = deque()
         self._what = what
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = WakeableThread(f"ingest_mw-writer {what}", self._write_if_queued)
 
     # --- the two faces -------------------------------------------------------------------
     def store(self, payload: Payload) -> None:
@@ -85,7 +82,15 @@ class GroupWriter(Generic[Payload]):
         loop = asyncio.get_running_loop()
         pending.loop, pending.future = loop, loop.create_future()
         self._queue.append(pending)
-        self._wake_writer()
+        try:
+            self._thread.wake()
+        except RuntimeError as exc:  # no thread to be had: not queued after all, if nobody took it yet
+            try:
+                self._queue.remove(pending)
+            except ValueError:
+                pass
+            else:
+                raise SinkUnavailable(f"{self._what}: cannot start its writer thread ({exc})") from None
         # Shielded: a request cancelled meanwhile leaves its batch to be written,
         # or not, with the others of its group; only its answer is lost.
         await asyncio.shield(pending.future)
@@ -124,34 +129,16 @@ class GroupWriter(Generic[Payload]):
                 pass
 
     # --- the writer thread -----------------------------------------------------------------
-    def _wake_writer(self) -> None:
-        if self._pid != os.getpid():  # first use, or a forked process (threads do not survive a fork)
-            self._pid = os.getpid()
-            self._stopping = False
-            self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._run, name=f"ingest_mw-writer {self._what}", daemon=True)
-            self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        wake = self._wake
-        while True:
-            wake.wait()
-            wake.clear()  # (before the queue is read: a payload queued after this wakes it again)
-            with self.lock:
-                if self._queue:
-                    self._write_queued()
-            if self._stopping and not self._queue:
-                return
+    def _write_if_queued(self) -> None:
+        with self.lock:
+            if self._queue:
+                self._write_queued()
 
     def stop(self, timeout: float) -> None:
-        """Write what is queued, then end the writer thread (waiting up to ``timeout`` seconds)."""
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._stopping = True
-            self._wake.set()
-            thread.join(timeout=timeout)
-        self._thread, self._pid = None, 0
+        """End the writer thread (waiting up to ``timeout`` seconds for the group
+        it writes), then write here what is still queued."""
+        self._thread.stop(timeout)
+        self._write_if_queued()
 
 
 def _settle_all(futures: list[asyncio.Future[None]]) -> None:

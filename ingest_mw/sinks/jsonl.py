@@ -7,12 +7,10 @@ from io import FileIO
 from itertools import repeat
 
 import orjson
-from asgiref.sync import sync_to_async
 
 from ..batch import Batch, each_event_json
-from .base import Outage, SinkUnavailable
+from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
 from .group import GroupWriter
-from .memory import ON_LOOP_EVENTS
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
@@ -112,7 +110,7 @@ class JSONLinesSink:
         (up to :data:`ON_LOOP_EVENTS` events; a larger batch's lines are made in
         a worker thread, off the loop, and written from there)."""
         if len(batch.events) > ON_LOOP_EVENTS:
-            await sync_to_async(self.__call__, thread_sensitive=False)(batch)
+            await store_in_thread(self.__call__, batch)
             return
         await self._writer.astore(_lines(batch))
 

@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, overload
 
-from asgiref.sync import sync_to_async
-
 from ..batch import Batch, Event, Events, TimesRule, events_json, load_events_json
+from .base import ON_LOOP_EVENTS, store_in_thread
 
 __all__ = ["JSONEvents", "JSONMemorySink", "KEPT_COUNT", "Kept", "MemorySink", "ON_LOOP_EVENTS", "kept_batch"]
 
@@ -127,13 +126,6 @@ class JSONEvents(Sequence[Event]):
         return f"JSONEvents({self._count} events, {len(self.json)} bytes)"
 
 
-#: :meth:`JSONMemorySink.acall` keeps a batch of up to this many events on the
-#: event loop: encoding them is a fraction of the decode that ran on the loop
-#: before it, and no thread is woken for it. A larger batch (a request body
-#: can hold millions of tiny events) is kept from a worker thread.
-ON_LOOP_EVENTS = 4096
-
-
 #: A kept batch: its fields but ``events`` (api, source, received_at, client,
 #: dataset, service, namespace), then its events' JSON text, their number,
 #: the rule for their times (the API's own) and its ``labels_in_events``.
@@ -227,7 +219,7 @@ class JSONMemorySink:
         if len(batch.events) <= ON_LOOP_EVENTS:
             self.__call__(batch)
         else:
-            await sync_to_async(self.__call__, thread_sensitive=False)(batch)
+            await store_in_thread(self.__call__, batch)
 
     def kept(self) -> list[Kept]:
         """A copy of the kept tuples, oldest first (:func:`kept_batch` makes each a

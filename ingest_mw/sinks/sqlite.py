@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from functools import cache
 from itertools import chain
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
-
 from ..batch import Batch, each_event_json
-from .base import Outage, SinkUnavailable
+from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
 from .group import GroupWriter
-from .memory import ON_LOOP_EVENTS
 from .record import iso_utc, iso_utc_each, label_runs
+from .wakeable import WakeableThread
 
 __all__ = ["BUSY_TIMEOUT", "CACHE_KIB", "CHECKPOINT_INTERVAL", "SQLiteSink"]
 
@@ -87,59 +84,36 @@ class _Checkpointer:
         self.path = os.path.abspath(path)
         self.uri = f"file:{quote(self.path)}?mode=rw"  # never makes a file that is not there
         self.busy_timeout = busy_timeout
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = WakeableThread("ingest_mw-sqlite-checkpoint", self._checkpoint, finish=self._close)
+        # One connection for as long as it is on the same file: a file replaced
+        # (or removed) since is opened anew, and one that fails is too.
+        self._db: sqlite3.Connection | None = None
+        self._opened_on: tuple[int, int] | None = None
 
     def written(self) -> None:
         """Called after each commit: a checkpoint is due."""
-        if self._pid != os.getpid():  # first use, or a forked process (threads do not survive a fork)
-            self._pid = os.getpid()
-            self._stopping = False
-            self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="ingest_mw-sqlite-checkpoint", daemon=True)
-            self._thread.start()
-        self._wake.set()
+        self._thread.wake()
 
-    def _run(self) -> None:
-        wake = self._wake
-        # One connection for as long as it is on the same file: a file replaced
-        # (or removed) since is opened anew, and one that fails is too.
-        db: sqlite3.Connection | None = None
-        opened_on: tuple[int, int] | None = None
+    def _checkpoint(self) -> None:
         try:
-            while True:
-                wake.wait()
-                if self._stopping:
-                    return
-                wake.clear()
-                try:
-                    stat = os.stat(self.path)
-                    if db is None or opened_on != (stat.st_dev, stat.st_ino):
-                        if db is not None:
-                            db.close()
-                            db = None
-                        db = sqlite3.connect(self.uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
-                        opened_on = (stat.st_dev, stat.st_ino)
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except (OSError, sqlite3.Error):
-                    # A file that fails shows in the next batch; the writer checkpoints if need be.
-                    if db is not None:
-                        db.close()
-                        db = None
-                time.sleep(CHECKPOINT_INTERVAL)
-        finally:
-            if db is not None:
-                db.close()
+            stat = os.stat(self.path)
+            if self._db is None or self._opened_on != (stat.st_dev, stat.st_ino):
+                self._close()
+                self._db = sqlite3.connect(self.uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
+                self._opened_on = (stat.st_dev, stat.st_ino)
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (OSError, sqlite3.Error):
+            # A file that fails shows in the next batch; the writer checkpoints if need be.
+            self._close()
+        time.sleep(CHECKPOINT_INTERVAL)
+
+    def _close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
     def stop(self) -> None:
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._stopping = True
-            self._wake.set()
-            thread.join(timeout=5)
-        self._thread, self._pid = None, 0
+        self._thread.stop(timeout=5)
 
 
 @cache
@@ -267,7 +241,7 @@ class SQLiteSink:
         (up to :data:`ON_LOOP_EVENTS` events; a larger batch's rows are made in
         a worker thread, off the loop, and stored from there)."""
         if len(batch.events) > ON_LOOP_EVENTS:
-            await sync_to_async(self.__call__, thread_sensitive=False)(batch)
+            await store_in_thread(self.__call__, batch)
             return
         await self._writer.astore(_rows(batch))
 
