@@ -251,14 +251,11 @@ class Admission:
         # decoded body costs about 4.5 times its bytes in Python objects, so
         # 128 MiB (six 20 MiB bodies) keeps a server under about 1 GiB.
         max_body_bytes_in_flight: int = 128 * 1024 * 1024,
-        # Batches inside the storage hook at once: as many as the threads sync
-        # hooks get (STORE_THREADS), so that under load every request in
-        # flight can be inside. Fewer made the hook the bottleneck of a fast
-        # sink: at 8, a batch waited for one of 8 to come back before the
-        # SQLite sink could commit it with the others, which halved its
-        # throughput (bench/README.md). A database pool queues what it holds
-        # no connection for.
-        max_concurrent_stores: int = 64,
+        # Batches inside the storage hook at once: a database pool's usual
+        # size. A sink that commits the batches that meet together (SQLite,
+        # JSON Lines) asks for more (its ``concurrent_batches``), which
+        # ``serve`` gives it unless told otherwise.
+        max_concurrent_stores: int = 8,
         # Batches waiting for a free store slot; past it, 503 at once.
         max_storage_waiting: int = 64,
         # Seconds a batch may wait for a store slot before its 503: well under

@@ -74,3 +74,19 @@ def test_workers_auto_is_one_per_cpu_this_process_may_use():
 def test_sizes_take_units():
     chosen = settings(["--max-body-bytes-in-flight", "64MiB"], {"INGEST_MW_MAX_EVENTS": "500"})
     assert (chosen.max_body_bytes_in_flight, chosen.max_events) == (64 * 1024 * 1024, 500)
+
+
+def test_store_slots_are_the_sinks_own_unless_given(tmp_path):
+    from ingest_mw.serve import AppSpec
+    from ingest_mw.sinks import JSONLinesSink, MemorySink, SQLiteSink
+    from ingest_mw.sinks.group import GROUP_BATCHES
+
+    def slots(sink, **given) -> int:
+        base = settings([f"--{k.replace('_', '-')}={v}" for k, v in given.items()], {})
+        spec = AppSpec.from_settings(base, tokens={"t": "tok"}, api_keys={"k": "key"})
+        return {api.admission.stores.size for api in spec.apis(sink)}.pop()
+
+    assert slots(SQLiteSink(tmp_path / "e.db")) == GROUP_BATCHES == 64  # commits the batches that meet together
+    assert slots(JSONLinesSink(tmp_path / "e.jsonl")) == GROUP_BATCHES
+    assert slots(MemorySink()) == 8  # the admission's own default
+    assert slots(SQLiteSink(tmp_path / "e.db"), max_concurrent_stores=5) == 5  # given: it wins

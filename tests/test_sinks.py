@@ -634,3 +634,25 @@ def test_a_batch_too_large_for_the_loop_is_stored_from_a_thread_of_the_hooks_own
     asyncio.run(sink.acall(batch(ON_LOOP_EVENTS + 1)))
     assert len(seen) == 1 and seen[0].startswith("ingest_mw-store")  # never the loop's default executor
     sink.close()
+
+
+def test_a_request_given_up_while_its_batch_waits_takes_the_batch_out_of_the_queue(tmp_path):
+    path = tmp_path / "c.db"
+    sink = SQLiteSink(path)
+
+    async def main() -> None:
+        sink._lock.acquire()  # the writer is busy: the batches wait in the queue
+        try:
+            kept = asyncio.create_task(sink.acall(batch(1, dataset="kept")))
+            given_up = [asyncio.create_task(sink.acall(batch(1, dataset="given up"))) for _ in range(20)]
+            await asyncio.sleep(0.05)
+            for task in given_up:
+                task.cancel()
+            await asyncio.gather(*given_up, return_exceptions=True)
+        finally:
+            sink._lock.release()
+        await asyncio.wait_for(kept, 10)
+
+    asyncio.run(main())
+    assert sqlite3.connect(path).execute("SELECT dataset FROM events").fetchall() == [("kept",)]
+    sink.close()

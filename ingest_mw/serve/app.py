@@ -132,12 +132,18 @@ class AppSpec:
             fail_open=self.rate_limit_fail_open,
         )
 
-    def apis(self) -> list[IngestAPI]:
+    def apis(self, sink: object = None) -> list[IngestAPI]:
         """The three APIs, sharing one rate limit and this process's admission
         limits (``ValueError`` for a limit out of range, ``ImportError`` without
-        the OTLP classes)."""
+        the OTLP classes); ``sink``, the one they store into, may ask for its
+        number of store slots (its ``concurrent_batches``)."""
         rate_limit = self.rate_limit_component()
-        admission = Admission(**self.admission)
+        # An option not given is the component's default, or the sink's.
+        arguments = {name: value for name, value in self.admission.items() if value is not None}
+        asked = getattr(sink, "concurrent_batches", None)
+        if asked is not None:
+            arguments.setdefault("max_concurrent_stores", asked)
+        admission = Admission(**arguments)
         limits: dict[str, Any] = {
             "rate_limit": rate_limit,
             "admission": admission,
@@ -169,8 +175,8 @@ class AppSpec:
     def build(self) -> tuple[ASGIApp, Health, UIMount | None]:
         """The app to serve (the ingest APIs with the operator endpoints), its
         health, and the Live Tail page beside it when a UI token is given."""
-        apis = self.apis()
         sink = sink_from_url(self.sink_url)
+        apis = self.apis(sink)
         health = Health(sinks=[sink], rate_limits=[apis[0].rate_limit])
         endpoints = health_asgi_endpoints(health)
         if self.metrics:

@@ -21,6 +21,7 @@ from ..admission import Admission
 from ..betterstack import RATE_LIMIT
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..ratelimit import RateLimit
+from ..sinks.group import GROUP_BATCHES
 from ..sinks.url import SCHEMES
 
 __all__ = ["OPTIONS", "Option", "ServeParser", "default_of_option", "options_markdown", "parse_settings"]
@@ -311,7 +312,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         name="max_concurrent_stores",
-        default=default_of(Admission, "max_concurrent_stores"),
+        default=None,
+        default_doc=f"{GROUP_BATCHES} for sqlite and jsonl (group commit), else "
+        f"{default_of(Admission, 'max_concurrent_stores')}",
         parse=count,
         metavar="N",
         help="batches inside the sink at once per worker",

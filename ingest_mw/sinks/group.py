@@ -24,7 +24,15 @@ from typing import Generic, TypeVar
 from .base import SinkUnavailable
 from .wakeable import WakeableThread
 
-__all__ = ["GroupWriter"]
+__all__ = ["GROUP_BATCHES", "GroupWriter"]
+
+#: The ``concurrent_batches`` of a sink that writes through a :class:`GroupWriter`:
+#: the store slots it asks the admission for. Every batch inside such a sink
+#: waits for (or joins) the next write, so the more the admission lets in,
+#: the more share a commit: at 8, under 16 connections or more, each batch
+#: waited for a slot before it could join one, and the SQLite sink stored
+#: half as many a second (bench/README.md). 64: the threads sync hooks get.
+GROUP_BATCHES = 64
 
 #: What the sink makes of one batch before the lock (its rows, its lines).
 Payload = TypeVar("Payload")
@@ -91,9 +99,17 @@ class GroupWriter(Generic[Payload]):
                 pass
             else:
                 raise SinkUnavailable(f"{self._what}: cannot start its writer thread ({exc})") from None
-        # Shielded: a request cancelled meanwhile leaves its batch to be written,
-        # or not, with the others of its group; only its answer is lost.
-        await asyncio.shield(pending.future)
+        try:
+            await pending.future
+        except asyncio.CancelledError:
+            # The request is given up (no answer will be sent): its batch leaves
+            # the queue with it, so that what is queued never outgrows what the
+            # admission lets in; one a writer took already is written with its group.
+            try:
+                self._queue.remove(pending)
+            except ValueError:
+                pass
+            raise
         if pending.error is not None:
             raise SinkUnavailable(pending.error) from None
 

@@ -10,7 +10,7 @@ import orjson
 
 from ..batch import Batch, each_event_json
 from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
-from .group import GroupWriter
+from .group import GROUP_BATCHES, GroupWriter
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
@@ -61,6 +61,9 @@ class JSONLinesSink:
     next batch opens the file again. A file moved away or deleted (a log
     rotation) is noticed before each batch and ``path`` opened anew.
     """
+
+    #: The store slots this sink asks for (see :data:`~ingest_mw.sinks.group.GROUP_BATCHES`).
+    concurrent_batches = GROUP_BATCHES
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = os.fspath(path)

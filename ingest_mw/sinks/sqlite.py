@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
 from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
-from .group import GroupWriter
+from .group import GROUP_BATCHES, GroupWriter
 from .record import iso_utc, iso_utc_each, label_runs
 from .wakeable import WakeableThread
 
@@ -147,6 +147,9 @@ class SQLiteSink:
     file deleted or replaced under the sink is noticed before each batch, so
     no batch is acknowledged into a file nobody can read any more.
     """
+
+    #: The store slots this sink asks for (see :data:`~ingest_mw.sinks.group.GROUP_BATCHES`).
+    concurrent_batches = GROUP_BATCHES
 
     def __init__(
         self,
