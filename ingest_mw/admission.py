@@ -75,16 +75,28 @@ class Wakeup(Protocol):
     def wait(self, seconds: float) -> Awaitable[None]: ...
 
 
+class _Waiter:
+    """One request in line for a slot: its alarm, and whether a slot was handed to it."""
+
+    __slots__ = ("alarm", "granted")
+
+    def __init__(self, alarm: Wakeup) -> None:
+        self.alarm = alarm
+        self.granted = False
+
+
 class Slots:
     """``size`` interchangeable slots, taken and given back without a lock
     (``list.pop``, ``list.append`` and ``deque`` operations are each one
     atomic step).
 
     Those who :meth:`wait` are served first come, first served: while any
-    waits, :meth:`take` refuses newcomers, and each slot given back wakes the
-    first in line, which alone may take it. Without that, a request arriving
-    just as a slot is given back would take it every time, and one that waits
-    could wait until its deadline under a load the slots keep up with.
+    waits, :meth:`take` refuses newcomers, and each slot given back is handed
+    to the first in line at once (taken out of the line and woken), so that
+    slots given back together go to as many waiters together. Without that, a
+    request arriving just as a slot is given back would take it every time,
+    and one that waits could wait until its deadline under a load the slots
+    keep up with.
     """
 
     __slots__ = ("size", "_free", "_waiting")
@@ -92,7 +104,7 @@ class Slots:
     def __init__(self, size: int) -> None:
         self.size = size
         self._free: list[None] = [None] * size
-        self._waiting: deque[Wakeup] = deque()
+        self._waiting: deque[_Waiter] = deque()
 
     def take(self) -> bool:
         """Take a slot if one is free and nobody waits for one."""
@@ -106,22 +118,25 @@ class Slots:
 
     def give(self) -> None:
         self._free.append(None)
-        if self._waiting:  # (after the append: a waiter that has just lined up sees the slot or is woken)
-            self._wake_first()
+        if self._waiting:  # (after the append: a waiter that has just lined up sees the slot, or is handed it)
+            self._hand_over()
 
-    def _wake_first(self) -> None:
-        waiting = self._waiting
-        while True:
+    def _hand_over(self) -> None:
+        """Hand each free slot to the first in line, while both last."""
+        free, waiting = self._free, self._waiting
+        while waiting:
             try:
-                first = waiting[0]
-            except IndexError:  # it left meanwhile
+                free.pop()
+            except IndexError:
                 return
-            if first.wake():
+            try:
+                waiter = waiting.popleft()
+            except IndexError:  # the line emptied meanwhile: the slot stays free
+                free.append(None)
                 return
-            try:  # nobody left to wake (its loop is closed): out of the line, so it holds up no one
-                waiting.remove(first)
-            except ValueError:
-                pass
+            waiter.granted = True
+            if not waiter.alarm.wake():  # nobody left to wake (its loop is closed): the slot goes on
+                free.append(None)
 
     @property
     def in_use(self) -> int:
@@ -137,34 +152,30 @@ class Slots:
         until the monotonic ``deadline``; ``False`` if none came by then."""
         if self.take():
             return True
-        alarm = wakeup()
+        waiter = _Waiter(wakeup())
         waiting = self._waiting
-        waiting.append(alarm)
+        waiting.append(waiter)
+        got = False
         try:
             while True:
-                if waiting[0] is alarm:
-                    try:
-                        self._free.pop()
-                    except IndexError:
-                        pass
-                    else:
-                        return True
-                elif self._free:  # a slot the first in line has not taken: wake it, or drop it if unreachable
-                    first = waiting[0]
-                    self._wake_first()
-                    if waiting[0] is not first:
-                        continue  # it was dropped: this one may be first now
+                if waiter.granted:
+                    got = True
+                    return True
+                if self._free:  # free beside a line (given back as this one lined up): handed over in order
+                    self._hand_over()
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                await alarm.wait(min(left, RECHECK_SECONDS))
+                await waiter.alarm.wait(min(left, RECHECK_SECONDS))
         finally:
-            try:
-                waiting.remove(alarm)
-            except ValueError:  # taken out of the line as unreachable meanwhile
-                pass
-            if waiting and self._free:  # a slot this request did not take: the next in line's
-                self._wake_first()
+            if not got:  # out of time, or cancelled
+                try:
+                    waiting.remove(waiter)
+                except ValueError:  # handed a slot as it left: it goes to the next
+                    pass
+                if waiter.granted:
+                    self.give()
 
 
 class ByteBudget:

@@ -608,11 +608,10 @@ def test_batches_waiting_for_the_storage_hook_are_stored_in_the_order_they_came(
     assert [e.data["message"] for e in sink.events] == ["0", "1", "2", "3"]
 
 
-def waiter_on_a_loop_closed_while_it_waits(slots: Slots, *, woken_first: bool) -> None:
+def waiter_on_a_loop_closed_while_it_waits(slots: Slots) -> None:
     """A request waiting in line on an event loop that is then closed under it
     (a host's loop torn down with requests pending): its alarm can no longer be
-    woken, and its own clean-up never runs. ``woken_first``: a slot was given
-    back and its wake sent just before the loop closed."""
+    woken, and its own clean-up never runs."""
     loop = asyncio.new_event_loop()
 
     async def wait() -> None:
@@ -621,20 +620,38 @@ def waiter_on_a_loop_closed_while_it_waits(slots: Slots, *, woken_first: bool) -
     task = loop.create_task(wait())
     loop.run_until_complete(asyncio.sleep(0.01))  # in line
     assert slots.waiting == 1 and not task.done()
-    if woken_first:
-        slots.give()  # its wake is on the loop's queue, never to run
     loop.close()
 
 
-@pytest.mark.parametrize("woken_first", [False, True])
-def test_a_waiter_whose_loop_closed_holds_up_nobody(monkeypatch, woken_first):
+def test_a_waiter_whose_loop_closed_holds_up_nobody(monkeypatch):
     monkeypatch.setattr(admission_module, "RECHECK_SECONDS", 30.0)
     slots = Slots(1)
     assert slots.take()
-    waiter_on_a_loop_closed_while_it_waits(slots, woken_first=woken_first)
-    if not woken_first:
-        slots.give()  # its wake cannot reach it: out of the line
+    waiter_on_a_loop_closed_while_it_waits(slots)
+    slots.give()  # it cannot be handed the slot: the slot goes on
+    assert slots.waiting == 0
     started = time.monotonic()
     assert run_until_done(slots.wait(ThreadWakeup, time.monotonic() + 20))  # a WSGI request gets the slot
     assert time.monotonic() - started < 5
-    assert slots.waiting == 0
+
+
+def test_slots_given_back_together_are_handed_to_as_many_waiters_at_once():
+    slots = Slots(8)
+
+    async def main() -> tuple[int, int, bool]:
+        for _ in range(8):
+            assert slots.take()
+        waiters = [asyncio.create_task(slots.wait(LoopWakeup, time.monotonic() + 20)) for _ in range(20)]
+        await asyncio.sleep(0)
+        assert slots.waiting == 20
+        for _ in range(8):
+            slots.give()  # a group of eight stored at once
+        await asyncio.sleep(0)  # one turn of the loop
+        served = sum(task.done() for task in waiters)
+        newcomer = slots.take()  # twelve still wait: no passing them
+        for _ in range(20):
+            slots.give()
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
+        return served, slots.waiting, newcomer
+
+    assert asyncio.run(main()) == (8, 0, False)

@@ -620,7 +620,7 @@ def test_a_batch_from_an_event_loop_fails_at_once_when_no_writer_thread_can_star
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "jsonl", "memory"])
-def test_a_batch_too_large_for_the_loop_is_stored_from_a_thread_of_the_hooks_own_pool(tmp_path, kind):
+def test_a_batch_too_large_for_the_loop_is_stored_from_a_thread_of_a_small_pool_of_its_own(tmp_path, kind):
     base = {"sqlite": SQLiteSink, "jsonl": JSONLinesSink, "memory": JSONMemorySink}[kind]
     seen: list[str] = []
 
@@ -632,7 +632,7 @@ def test_a_batch_too_large_for_the_loop_is_stored_from_a_thread_of_the_hooks_own
     Watched.acall = base.acall  # its own async face, as the built-in class has it
     sink = Watched(tmp_path / "big") if kind != "memory" else Watched(max_events=100_000)
     asyncio.run(sink.acall(batch(ON_LOOP_EVENTS + 1)))
-    assert len(seen) == 1 and seen[0].startswith("ingest_mw-store")  # never the loop's default executor
+    assert len(seen) == 1 and seen[0].startswith("ingest_mw-large-batch")  # never the loop's default executor
     sink.close()
 
 
@@ -656,3 +656,32 @@ def test_a_request_given_up_while_its_batch_waits_takes_the_batch_out_of_the_que
     asyncio.run(main())
     assert sqlite3.connect(path).execute("SELECT dataset FROM events").fetchall() == [("kept",)]
     sink.close()
+
+
+def test_large_batches_are_made_two_at_a_time_whatever_comes_at_once():
+    from ingest_mw.sinks.base import LARGE_BATCH_THREADS
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    class Counted(JSONMemorySink):
+        def __call__(self, batch):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)  # long enough for the others to come in, were they let in
+            try:
+                return super().__call__(batch)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    Counted.acall = JSONMemorySink.acall
+    sink = Counted(max_events=10**6)
+
+    async def main() -> None:
+        await asyncio.gather(*(sink.acall(batch(ON_LOOP_EVENTS + 1)) for _ in range(8)))
+
+    asyncio.run(main())
+    assert most[0] == LARGE_BATCH_THREADS == 2
+    assert len(sink.events) == 8 * (ON_LOOP_EVENTS + 1)

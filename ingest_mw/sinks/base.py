@@ -143,11 +143,29 @@ def _store_pool(threads: int) -> ThreadPoolExecutor:
 #: from a worker thread (:func:`store_in_thread`).
 ON_LOOP_EVENTS = 4096
 
+#: The threads :func:`store_in_thread` stores large batches in. Making a large
+#: batch's rows or JSON holds the GIL, and each batch being made holds its text
+#: beside its objects: two at a time, as large decodes (``max_parallel_decodes``).
+#: (Sixty at once, in a pool of 64, took a server to 2.2 GB where the budget
+#: of body bytes in flight keeps it under 1 GB, and answered slower.)
+LARGE_BATCH_THREADS = 2
+_large_batch_pool: ThreadPoolExecutor | None = None
+
 
 async def store_in_thread(store: Callable[[Batch], Any], batch: Batch) -> None:
-    """``store(batch)`` from async code, in a thread of the sync hooks' pool
-    (never the event loop's default executor, see :data:`STORE_THREADS`)."""
-    await sync_to_async(store, thread_sensitive=False, executor=_store_pool(STORE_THREADS))(batch)
+    """``store(batch)`` from async code, in a thread of its own small pool
+    (:data:`LARGE_BATCH_THREADS`; never the event loop's default executor,
+    see :data:`STORE_THREADS`)."""
+    global _large_batch_pool
+    pool = _large_batch_pool
+    if pool is None:
+        with _STORE_POOLS_LOCK:
+            pool = _large_batch_pool
+            if pool is None:
+                pool = _large_batch_pool = ThreadPoolExecutor(
+                    max_workers=LARGE_BATCH_THREADS, thread_name_prefix="ingest_mw-large-batch"
+                )
+    await sync_to_async(store, thread_sensitive=False, executor=pool)(batch)
 
 
 def as_async(sink: Sink, *, threads: int = STORE_THREADS) -> Callable[[Batch], Awaitable[Any]]:
