@@ -32,8 +32,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from .checks import seconds, whole_number
 from .errors import IngestError
@@ -45,6 +45,7 @@ __all__ = [
     "RefusalLog",
     "Slots",
     "Wakeup",
+    "arguments_for",
     "shared",
 ]
 
@@ -425,6 +426,18 @@ class Admission:
                 f"{self.decodes.size} large bodies already being decoded for {self.storage_wait:g}s"
                 " (max_parallel_decodes): body refused",
             )
+
+
+def arguments_for(sink: object, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` of an :class:`Admission` for the APIs that store into
+    ``sink``: with the store slots the sink asks for (its
+    ``concurrent_batches``, as the group-commit sinks do) unless they give
+    ``max_concurrent_stores`` themselves."""
+    found = dict(arguments)
+    asked = getattr(sink, "concurrent_batches", None)
+    if asked is not None:
+        found.setdefault("max_concurrent_stores", asked)
+    return found
 
 
 #: Made on first use: a host that passes its own never pays for this one.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from ..admission import Admission
+from ..admission import Admission, arguments_for
 from ..api import IngestAPI
 from ..auth import check_credentials
 from ..baselime import BaselimeAPI
@@ -251,22 +251,25 @@ def _rate_limits(values: Mapping[str, Any], setting: Namer) -> Callable[[Any, st
     return rate_limit
 
 
-def _admission(values: Mapping[str, Any], setting: Namer) -> Admission | None:
+def _admission(values: Mapping[str, Any], setting: Namer, sink: object) -> Admission | None:
     """One :class:`Admission` from the options given, for every API; ``None``
-    (the process's shared one) when none is."""
+    (the process's shared one) when none is. A sink that asks for its number
+    of store slots (its ``concurrent_batches``) gets it unless the setting says."""
     given = {name: values[name] for name in _ADMISSION_OPTIONS if values[name] is not UNSET}
-    if not given:
+    arguments = arguments_for(sink, {_ADMISSION_OPTIONS[name]: value for name, value in given.items()})
+    if not arguments:
         return None
     try:
-        return Admission(**{_ADMISSION_OPTIONS[name]: value for name, value in given.items()})
+        return Admission(**arguments)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{', '.join(map(setting, given))}: {exc}") from exc
 
 
-def build_apis(values: Mapping[str, Any], setting: Namer) -> list[IngestAPI]:
-    """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in routing order."""
+def build_apis(values: Mapping[str, Any], setting: Namer, sink: object = None) -> list[IngestAPI]:
+    """The APIs named in ``values["APIS"]`` (as :func:`load` returns them), in
+    routing order, for ``sink`` (the storage they are mounted with)."""
     rate_limit = _rate_limits(values, setting)
-    admission = _admission(values, setting)
+    admission = _admission(values, setting, sink)
     apis = []
     for name in values["APIS"]:
         credentials, what = _CREDENTIALS[name]

@@ -96,7 +96,7 @@ class IngestMW:
                 " path ('myapp.ingest:store'), or a sink URL ('sqlite:///events.db')"
             )
         sink = config.resolve_storage(values["STORAGE"], self._setting("STORAGE"))
-        apis = config.build_apis(values, self._setting)
+        apis = config.build_apis(values, self._setting, sink)
         observer = config.resolve_observer(values["OBSERVER"], self._setting("OBSERVER"))
         middleware = WSGIMiddleware(app.wsgi_app, apis, sink=_InAppContext(app, sink), prefix=prefix, observer=observer)
         app.wsgi_app = middleware  # type: ignore[method-assign]

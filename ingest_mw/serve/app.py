@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from ..admission import Admission
+from ..admission import Admission, arguments_for
 from ..api import IngestAPI, Response
 from ..asgi import ASGIApp, ASGIApplication, Receive, Scope, Send, send_response
 from ..baselime import BaselimeAPI
@@ -139,11 +139,8 @@ class AppSpec:
         number of store slots (its ``concurrent_batches``)."""
         rate_limit = self.rate_limit_component()
         # An option not given is the component's default, or the sink's.
-        arguments = {name: value for name, value in self.admission.items() if value is not None}
-        asked = getattr(sink, "concurrent_batches", None)
-        if asked is not None:
-            arguments.setdefault("max_concurrent_stores", asked)
-        admission = Admission(**arguments)
+        given = {name: value for name, value in self.admission.items() if value is not None}
+        admission = Admission(**arguments_for(sink, given))
         limits: dict[str, Any] = {
             "rate_limit": rate_limit,
             "admission": admission,

@@ -60,3 +60,17 @@ def test_flask_settings_reach_the_event_caps_of_each_api() -> None:
     )
     assert deep.status_int == 400
     assert "deeper than 2 levels" in orjson.loads(deep.body)["detail"]
+
+
+def test_a_sink_that_asks_for_store_slots_gets_them_unless_the_settings_say(tmp_path) -> None:
+    from ingest_mw.sinks import SQLiteSink
+
+    sink = SQLiteSink(tmp_path / "e.db")
+    betterstack, baselime = build_apis(load(CREDENTIALS, setting), setting, sink)
+    assert betterstack.admission is baselime.admission is not shared()
+    assert betterstack.admission.stores.size == SQLiteSink.concurrent_batches == 64
+    (given, _) = build_apis(load({**CREDENTIALS, "MAX_CONCURRENT_STORES": 5}, setting), setting, sink)
+    assert given.admission.stores.size == 5
+    (plain, _) = build_apis(load(CREDENTIALS, setting), setting, MemorySink())
+    assert plain.admission is shared()  # a sink that asks for nothing: the process's own
+    sink.close()

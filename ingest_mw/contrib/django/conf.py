@@ -94,8 +94,8 @@ def endpoint() -> Endpoint:
         raise ImproperlyConfigured("settings.INGEST_MW must be a dict, e.g. {'BETTERSTACK_TOKENS': {...}}")
     try:
         values = config.load(given, _setting, DJANGO_DEFAULTS)
-        apis = config.build_apis(values, _setting)
         sink = _storage(values)
+        apis = config.build_apis(values, _setting, sink)
         observer = config.resolve_observer(values["OBSERVER"], _setting("OBSERVER"))
     except config.ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
