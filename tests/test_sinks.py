@@ -93,6 +93,15 @@ def test_sqlite_safe_under_concurrent_writers(tmp_path):
     assert count == 8 * 25 * 4
 
 
+async def stored_or_why(sink, given: Batch) -> str:
+    """``"stored"``, or why the sink's ``acall`` did not store ``given``."""
+    try:
+        await sink.acall(given)
+    except SinkUnavailable as error:
+        return str(error)
+    return "stored"
+
+
 def test_sqlite_batches_from_an_event_loop_are_each_acknowledged_once_committed(tmp_path):
     path = tmp_path / "a.db"
     writers_before = set(writer_threads())
@@ -121,11 +130,7 @@ def test_sqlite_a_locked_file_fails_a_group_once_not_each_batch_after_the_other(
     locker.execute("BEGIN EXCLUSIVE")
 
     async def store(number: int) -> str:
-        try:
-            await sink.acall(batch(1, dataset=f"d{number}"))
-        except SinkUnavailable as error:
-            return str(error)
-        return "stored"
+        return await stored_or_why(sink, batch(1, dataset=f"d{number}"))
 
     async def main() -> list[str]:
         sink._lock.acquire()  # all six queued before the writer starts: one group
@@ -163,11 +168,7 @@ def test_sqlite_a_batch_the_file_refuses_fails_alone_among_those_committed_with_
     too_big = Batch("betterstack", "s", T0, [Event(T0, {"message": "x" * 20_000})])
 
     async def store(given: Batch) -> str:
-        try:
-            await sink.acall(given)
-        except SinkUnavailable as error:
-            return str(error)
-        return "stored"
+        return await stored_or_why(sink, given)
 
     async def main() -> list[str]:
         # The writer is held while all three are queued, so they meet in one commit.
@@ -209,11 +210,7 @@ def test_json_lines_a_path_that_cannot_be_written_fails_every_batch_queued_for_i
     path.mkdir()  # what the path now names cannot be appended to
 
     async def store(number: int) -> str:
-        try:
-            await sink.acall(batch(1, dataset=f"d{number}"))
-        except SinkUnavailable as error:
-            return str(error)
-        return "stored"
+        return await stored_or_why(sink, batch(1, dataset=f"d{number}"))
 
     async def main() -> list[str]:
         return await asyncio.wait_for(asyncio.gather(*(store(number) for number in range(5))), 30)

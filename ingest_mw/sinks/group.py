@@ -19,12 +19,13 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .base import SinkUnavailable
+from ..batch import Batch
+from .base import ON_LOOP_EVENTS, SinkUnavailable, store_in_thread
 from .wakeable import WakeableThread
 
-__all__ = ["GROUP_BATCHES", "GroupWriter"]
+__all__ = ["GROUP_BATCHES", "GroupCommitSink", "GroupWriter"]
 
 #: The ``concurrent_batches`` of a sink that writes through a :class:`GroupWriter`:
 #: the store slots it asks the admission for. Every batch inside such a sink
@@ -155,6 +156,30 @@ class GroupWriter(Generic[Payload]):
         it writes), then write here what is still queued."""
         self._thread.stop(timeout)
         self._write_if_queued()
+
+
+class GroupCommitSink:
+    """The hook of a sink that writes through a :class:`GroupWriter`
+    (``_writer``): ``_payload(batch)`` makes what it writes of a batch (its
+    rows, its lines), before the lock. Under ASGI, ``acall`` queues a batch
+    of up to :data:`~ingest_mw.sinks.base.ON_LOOP_EVENTS` events for the
+    writer thread; a larger one is made and written from a worker thread."""
+
+    #: The store slots this sink asks for (see :data:`GROUP_BATCHES`).
+    concurrent_batches = GROUP_BATCHES
+    _writer: GroupWriter[Any]
+
+    def _payload(self, batch: Batch) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, batch: Batch) -> None:
+        self._writer.store(self._payload(batch))
+
+    async def acall(self, batch: Batch) -> None:
+        if len(batch.events) > ON_LOOP_EVENTS:
+            await store_in_thread(self.__call__, batch)
+            return
+        await self._writer.astore(self._payload(batch))
 
 
 def _settle_all(futures: list[asyncio.Future[None]]) -> None:

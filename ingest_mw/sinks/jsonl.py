@@ -9,8 +9,8 @@ from itertools import repeat
 import orjson
 
 from ..batch import Batch, each_event_json
-from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
-from .group import GROUP_BATCHES, GroupWriter
+from .base import Outage, SinkUnavailable
+from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
@@ -45,7 +45,7 @@ def _lines(batch: Batch) -> bytes:
     return b"".join(parts)
 
 
-class JSONLinesSink:
+class JSONLinesSink(GroupCommitSink):
     """Append events to ``path`` as JSON Lines, each batch written whole before the hook returns.
 
     Each line holds the :data:`~ingest_mw.sinks.record.COLUMNS`, with ``data``
@@ -61,9 +61,6 @@ class JSONLinesSink:
     next batch opens the file again. A file moved away or deleted (a log
     rotation) is noticed before each batch and ``path`` opened anew.
     """
-
-    #: The store slots this sink asks for (see :data:`~ingest_mw.sinks.group.GROUP_BATCHES`).
-    concurrent_batches = GROUP_BATCHES
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = os.fspath(path)
@@ -105,17 +102,7 @@ class JSONLinesSink:
             except OSError:
                 pass
 
-    def __call__(self, batch: Batch) -> None:
-        self._writer.store(_lines(batch))
-
-    async def acall(self, batch: Batch) -> None:
-        """Store ``batch`` from async code: queued for the sink's writer thread
-        (up to :data:`ON_LOOP_EVENTS` events; a larger batch's lines are made in
-        a worker thread, off the loop, and written from there)."""
-        if len(batch.events) > ON_LOOP_EVENTS:
-            await store_in_thread(self.__call__, batch)
-            return
-        await self._writer.astore(_lines(batch))
+    _payload = staticmethod(_lines)
 
     def _write_group(self, group: list[bytes]) -> list[str | None]:
         """Write the lines of ``group`` at once (the lock is held); on failure

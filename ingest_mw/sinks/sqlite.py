@@ -10,8 +10,8 @@ from itertools import chain
 from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
-from .base import ON_LOOP_EVENTS, Outage, SinkUnavailable, store_in_thread
-from .group import GROUP_BATCHES, GroupWriter
+from .base import Outage, SinkUnavailable
+from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each, label_runs
 from .wakeable import WakeableThread
 
@@ -125,7 +125,7 @@ def _insert(count: int) -> str:
 _decode = bytes.decode
 
 
-class SQLiteSink:
+class SQLiteSink(GroupCommitSink):
     """Store events in the ``events`` table of the SQLite file ``path``.
 
     One connection guarded by a lock: SQLite takes one writer at a time
@@ -147,9 +147,6 @@ class SQLiteSink:
     file deleted or replaced under the sink is noticed before each batch, so
     no batch is acknowledged into a file nobody can read any more.
     """
-
-    #: The store slots this sink asks for (see :data:`~ingest_mw.sinks.group.GROUP_BATCHES`).
-    concurrent_batches = GROUP_BATCHES
 
     def __init__(
         self,
@@ -236,17 +233,8 @@ class SQLiteSink:
                 pass
 
     # --- the hook ------------------------------------------------------------------------
-    def __call__(self, batch: Batch) -> None:
-        self._writer.store(_rows(batch))
-
-    async def acall(self, batch: Batch) -> None:
-        """Store ``batch`` from async code: queued for the sink's writer thread
-        (up to :data:`ON_LOOP_EVENTS` events; a larger batch's rows are made in
-        a worker thread, off the loop, and stored from there)."""
-        if len(batch.events) > ON_LOOP_EVENTS:
-            await store_in_thread(self.__call__, batch)
-            return
-        await self._writer.astore(_rows(batch))
+    def _payload(self, batch: Batch) -> Rows:
+        return _rows(batch)
 
     def _write_group(self, group: list[Rows]) -> list[str | None]:
         """Commit the batches of ``group`` in one transaction (the lock is held);
