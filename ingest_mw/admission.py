@@ -88,8 +88,8 @@ class _Waiter:
 
 class Slots:
     """``size`` interchangeable slots, taken and given back without a lock
-    (``list.pop``, ``list.append`` and ``deque`` operations are each one
-    atomic step).
+    while nobody waits (``list.pop`` and ``list.append`` are each one atomic
+    step).
 
     Those who :meth:`wait` are served first come, first served: while any
     waits, :meth:`take` refuses newcomers, and each slot given back is handed
@@ -97,15 +97,17 @@ class Slots:
     slots given back together go to as many waiters together. Without that, a
     request arriving just as a slot is given back would take it every time,
     and one that waits could wait until its deadline under a load the slots
-    keep up with.
+    keep up with. The line is changed under a lock of its own, so that a
+    waiter is always either in line or handed a slot, never both or neither.
     """
 
-    __slots__ = ("size", "_free", "_waiting")
+    __slots__ = ("size", "_free", "_waiting", "_line")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._free: list[None] = [None] * size
         self._waiting: deque[_Waiter] = deque()
+        self._line = threading.Lock()
 
     def take(self) -> bool:
         """Take a slot if one is free and nobody waits for one."""
@@ -124,20 +126,24 @@ class Slots:
 
     def _hand_over(self) -> None:
         """Hand each free slot to the first in line, while both last."""
-        free, waiting = self._free, self._waiting
-        while waiting:
-            try:
+        handed = []
+        with self._line:
+            free, waiting = self._free, self._waiting
+            while waiting and free:
                 free.pop()
-            except IndexError:
-                return
-            try:
                 waiter = waiting.popleft()
-            except IndexError:  # the line emptied meanwhile: the slot stays free
-                free.append(None)
-                return
-            waiter.granted = True
-            if not waiter.alarm.wake():  # nobody left to wake (its loop is closed): the slot goes on
-                free.append(None)
+                waiter.granted = True
+                handed.append(waiter)
+        for waiter in handed:
+            if not waiter.alarm.wake():  # nobody left to wake (its loop is closed): its slot goes on
+                self._take_back(waiter)
+
+    def _take_back(self, waiter: _Waiter) -> None:
+        """The slot handed to ``waiter``, if it still holds it unclaimed, given back."""
+        with self._line:
+            granted, waiter.granted = waiter.granted, False
+        if granted:
+            self.give()
 
     @property
     def in_use(self) -> int:
@@ -154,8 +160,8 @@ class Slots:
         if self.take():
             return True
         waiter = _Waiter(wakeup())
-        waiting = self._waiting
-        waiting.append(waiter)
+        with self._line:
+            self._waiting.append(waiter)
         got = False
         try:
             while True:
@@ -164,19 +170,20 @@ class Slots:
                     return True
                 if self._free:  # free beside a line (given back as this one lined up): handed over in order
                     self._hand_over()
-                    continue
+                    continue  # (once: the hand-over leaves no slot free while anyone waits)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 await waiter.alarm.wait(min(left, RECHECK_SECONDS))
         finally:
-            if not got:  # out of time, or cancelled
-                try:
-                    waiting.remove(waiter)
-                except ValueError:  # handed a slot as it left: it goes to the next
-                    pass
-                if waiter.granted:
-                    self.give()
+            if not got:  # out of time, or cancelled: out of the line, or the slot handed to it meanwhile goes on
+                with self._line:
+                    if not waiter.granted:
+                        try:
+                            self._waiting.remove(waiter)
+                        except ValueError:  # (taken back already)
+                            pass
+                self._take_back(waiter)
 
 
 class ByteBudget:

@@ -326,15 +326,24 @@ def test_closing_a_sql_reader_closes_the_connection_of_every_thread_that_read(ki
     def read() -> None:
         assert len(reader.search(Query())) == 6
 
-    threads = [threading.Thread(target=read) for _ in range(4)]
+    read()  # this thread's
+    have_read, done = threading.Barrier(5, timeout=10), threading.Event()
+
+    def read_and_stay() -> None:
+        read()
+        have_read.wait()
+        done.wait(10)
+
+    threads = [threading.Thread(target=read_and_stay) for _ in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(10)
-    read()  # and this thread's
+    have_read.wait()  # four threads that read, still there
     assert len(made) == 5 and not any(is_closed(connection) for connection in made)
     reader.close()
     assert all(is_closed(connection) for connection in made)
+    done.set()
+    for thread in threads:
+        thread.join(10)
     read()  # a reader closed reads again, on a new connection
     assert len(made) == 6
     reader.close()
@@ -350,3 +359,30 @@ def is_closed(connection) -> bool:
             return True
         return False
     return bool(connection.closed)
+
+
+def test_a_sql_reader_closes_the_connections_of_threads_that_ended(tmp_path):
+    sink = SQLiteSink(tmp_path / "d.db")
+    fill(sink, 2)
+    made = []
+
+    class Recording(SQLiteReader):
+        def connect(self):
+            made.append(super().connect())
+            return made[-1]
+
+    reader = Recording(sink.path)
+
+    def read() -> None:
+        reader.search(Query())
+
+    for _ in range(20):  # short-lived threads, as a host's may be
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(10)
+    # Each one's connection is closed as the next opens its own: open are only
+    # this thread's (made as the reader checked the file) and the last one's.
+    assert len(made) == 21
+    assert [is_closed(connection) for connection in made] == [False] + [True] * 19 + [False]
+    reader.close()
+    sink.close()

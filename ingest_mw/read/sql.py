@@ -10,8 +10,9 @@ plus an increasing ``id``.
 from __future__ import annotations
 
 import threading
+import weakref
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,9 @@ class SQLReader(Reader):
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._connections: list[Any] = []  # every thread's, for close()
+        # Every thread's connection, with the thread: for close(), and closed
+        # as soon as another is opened once its thread has ended.
+        self._connections: list[tuple[weakref.ref[threading.Thread], Any]] = []
         self._connections_lock = threading.Lock()
 
     @abstractmethod
@@ -53,10 +56,14 @@ class SQLReader(Reader):
         connection = getattr(self._local, "connection", None)
         if connection is None or not self.usable(connection):
             with self._connections_lock:
-                if connection is not None and connection in self._connections:
-                    self._connections.remove(connection)
+                ended = [(thread, kept) for thread, kept in self._connections if not _alive(thread)]
+                if connection is not None:
+                    ended += [(thread, kept) for thread, kept in self._connections if kept is connection]
+                for entry in ended:
+                    self._connections.remove(entry)
                 connection = self._local.connection = self.connect()
-                self._connections.append(connection)
+                self._connections.append((weakref.ref(threading.current_thread()), connection))
+            _close_all(kept for _, kept in ended)
         return connection
 
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -68,11 +75,7 @@ class SQLReader(Reader):
         with self._connections_lock:
             connections, self._connections = self._connections, []
         self._local = threading.local()
-        for connection in connections:
-            try:
-                connection.close()
-            except Exception:  # closing what failed already: nothing to release
-                pass
+        _close_all(connection for _, connection in connections)
 
     @abstractmethod
     def json_text(self, field: str) -> str:
@@ -164,3 +167,16 @@ class SQLReader(Reader):
         at = f"({self.epoch('received_at')} / {int(bucket)}) * {int(bucket)}"
         sql = f"SELECT {at} AS at, coalesce({by}, ''), count(*) FROM {self.table}{where} GROUP BY 1, 2"
         return [(int(at), name, int(count)) for at, name, count in self.fetch(sql, params)]
+
+
+def _alive(thread: weakref.ref[threading.Thread]) -> bool:
+    found = thread()
+    return found is not None and found.is_alive()
+
+
+def _close_all(connections: Iterable[Any]) -> None:
+    for connection in connections:
+        try:
+            connection.close()
+        except Exception:  # closing what failed already: nothing to release
+            pass

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
@@ -22,10 +22,12 @@ __all__ = [
     "as_sync",
     "close_async",
     "close_sync",
-    "store_in_thread",
+    "in_large_batch_thread",
 ]
 
 logger = logging.getLogger("ingest_mw.sinks")
+
+_T = TypeVar("_T")
 
 
 class SinkUnavailable(Exception):
@@ -140,10 +142,10 @@ def _store_pool(threads: int) -> ThreadPoolExecutor:
 #: loop (the memory sinks' encoding, the file sinks' rows and lines): a
 #: fraction of the decode that ran on the loop before it, and no thread woken
 #: for it. A larger batch (a body can hold millions of tiny events) is stored
-#: from a worker thread (:func:`store_in_thread`).
+#: from a worker thread (:func:`in_large_batch_thread`).
 ON_LOOP_EVENTS = 4096
 
-#: The threads :func:`store_in_thread` stores large batches in. Making a large
+#: The threads :func:`in_large_batch_thread` makes large batches in. Making a large
 #: batch's rows or JSON holds the GIL, and each batch being made holds its text
 #: beside its objects: two at a time, as large decodes (``max_parallel_decodes``).
 #: (Sixty at once, in a pool of 64, took a server to 2.2 GB where the budget
@@ -152,10 +154,10 @@ LARGE_BATCH_THREADS = 2
 _large_batch_pool: ThreadPoolExecutor | None = None
 
 
-async def store_in_thread(store: Callable[[Batch], Any], batch: Batch) -> None:
-    """``store(batch)`` from async code, in a thread of its own small pool
-    (:data:`LARGE_BATCH_THREADS`; never the event loop's default executor,
-    see :data:`STORE_THREADS`)."""
+async def in_large_batch_thread(work: Callable[[Batch], _T], batch: Batch) -> _T:
+    """``work(batch)`` (a large batch's rows, its JSON) from async code, in a
+    thread of its own small pool (:data:`LARGE_BATCH_THREADS`; never the event
+    loop's default executor, see :data:`STORE_THREADS`)."""
     global _large_batch_pool
     pool = _large_batch_pool
     if pool is None:
@@ -165,7 +167,7 @@ async def store_in_thread(store: Callable[[Batch], Any], batch: Batch) -> None:
                 pool = _large_batch_pool = ThreadPoolExecutor(
                     max_workers=LARGE_BATCH_THREADS, thread_name_prefix="ingest_mw-large-batch"
                 )
-    await sync_to_async(store, thread_sensitive=False, executor=pool)(batch)
+    return await sync_to_async(work, thread_sensitive=False, executor=pool)(batch)
 
 
 def as_async(sink: Sink, *, threads: int = STORE_THREADS) -> Callable[[Batch], Awaitable[Any]]:

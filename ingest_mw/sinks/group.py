@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from ..batch import Batch
-from .base import ON_LOOP_EVENTS, SinkUnavailable, store_in_thread
+from .base import ON_LOOP_EVENTS, SinkUnavailable, in_large_batch_thread
 from .wakeable import WakeableThread
 
 __all__ = ["GROUP_BATCHES", "GroupCommitSink", "GroupWriter"]
@@ -119,9 +119,14 @@ class GroupWriter(Generic[Payload]):
         """Write every queued payload as one group (the caller holds the lock);
         each is marked done before the lock is let go."""
         queue, group = self._queue, []
-        while queue:
-            group.append(queue.popleft())
         try:
+            while True:  # (not "while queue": a cancelled caller may take its own out meanwhile)
+                try:
+                    group.append(queue.popleft())
+                except IndexError:
+                    break
+            if not group:
+                return
             try:
                 outcomes: Sequence[str | None] = self._write_group([pending.payload for pending in group])
             except Exception as exc:  # the whole group's failure
@@ -161,9 +166,10 @@ class GroupWriter(Generic[Payload]):
 class GroupCommitSink:
     """The hook of a sink that writes through a :class:`GroupWriter`
     (``_writer``): ``_payload(batch)`` makes what it writes of a batch (its
-    rows, its lines), before the lock. Under ASGI, ``acall`` queues a batch
-    of up to :data:`~ingest_mw.sinks.base.ON_LOOP_EVENTS` events for the
-    writer thread; a larger one is made and written from a worker thread."""
+    rows, its lines), before the lock. Under ASGI, ``acall`` queues each batch
+    for the writer thread; one of more than
+    :data:`~ingest_mw.sinks.base.ON_LOOP_EVENTS` events is made in a worker
+    thread first, off the loop."""
 
     #: The store slots this sink asks for (see :data:`GROUP_BATCHES`).
     concurrent_batches = GROUP_BATCHES
@@ -176,10 +182,11 @@ class GroupCommitSink:
         self._writer.store(self._payload(batch))
 
     async def acall(self, batch: Batch) -> None:
-        if len(batch.events) > ON_LOOP_EVENTS:
-            await store_in_thread(self.__call__, batch)
-            return
-        await self._writer.astore(self._payload(batch))
+        if len(batch.events) > ON_LOOP_EVENTS:  # made off the loop, written by the writer all the same
+            payload = await in_large_batch_thread(self._payload, batch)
+        else:
+            payload = self._payload(batch)
+        await self._writer.astore(payload)
 
 
 def _settle_all(futures: list[asyncio.Future[None]]) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final, overload
 
 from ..batch import Batch, Event, Events, TimesRule, events_json, load_events_json
-from .base import ON_LOOP_EVENTS, store_in_thread
+from .base import ON_LOOP_EVENTS, in_large_batch_thread
 
 __all__ = ["JSONEvents", "JSONMemorySink", "KEPT_COUNT", "Kept", "MemorySink", "ON_LOOP_EVENTS", "kept_batch"]
 
@@ -219,7 +219,7 @@ class JSONMemorySink:
         if len(batch.events) <= ON_LOOP_EVENTS:
             self.__call__(batch)
         else:
-            await store_in_thread(self.__call__, batch)
+            await in_large_batch_thread(self.__call__, batch)
 
     def kept(self) -> list[Kept]:
         """A copy of the kept tuples, oldest first (:func:`kept_batch` makes each a

@@ -244,15 +244,33 @@ class SQLiteSink(GroupCommitSink):
         batch's: not tried again."""
         try:
             self._commit(group)
-        except sqlite3.Error as exc:
-            self._drop()  # reopened by the next batch
-            if len(group) > 1 and isinstance(exc, _BATCH_ERRORS):
-                return [outcome for rows in group for outcome in self._write_group([rows])]
-            return [str(self._outage.failed(exc))] * len(group)
-        except SinkUnavailable as exc:
-            return [str(self._outage.failed(exc))] * len(group)
+        except _BATCH_ERRORS as exc:
+            if len(group) == 1:
+                return [str(self._outage.error(exc))]  # its own values: no outage of the file
+            outcomes: list[str | None] = []
+            for tried, rows in enumerate(group):
+                try:
+                    self._commit([rows])
+                except _BATCH_ERRORS as own:
+                    outcomes.append(str(self._outage.error(own)))
+                except (sqlite3.Error, SinkUnavailable) as failure:  # the file's: the rest fail with it, untried
+                    return outcomes + [self._file_failed(failure)] * (len(group) - tried)
+                else:
+                    outcomes.append(None)
+            if None in outcomes:
+                self._outage.stored()
+            return outcomes
+        except (sqlite3.Error, SinkUnavailable) as exc:
+            return [self._file_failed(exc)] * len(group)
         self._outage.stored()
         return [None] * len(group)
+
+    def _file_failed(self, failure: sqlite3.Error | SinkUnavailable) -> str:
+        """Why a write failed that the file refused (not a batch's values): logged
+        once per outage; the connection is opened anew by the next write."""
+        if isinstance(failure, sqlite3.Error):
+            self._drop()
+        return str(self._outage.failed(failure))
 
     def _commit(self, group: list[Rows]) -> None:
         db = self._usable()

@@ -27,37 +27,40 @@ class WakeableThread:
         self.name = name
         self._step = step
         self._finish = finish
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._starting = threading.Lock()
+        # The running thread and its own controls: a thread stopped (or left
+        # behind by a join that timed out) keeps its own, and a wake after a
+        # stop starts another with new ones.
+        self._running: _Run | None = None
+        self._lock = threading.Lock()
 
     def wake(self) -> None:
         """Have ``step`` run soon (a thread that cannot be started raises ``RuntimeError``)."""
-        thread = self._thread
-        if thread is None or self._pid != os.getpid() or not thread.is_alive():
-            self._start()
-        self._wake.set()
+        run = self._running
+        if run is None or run.pid != os.getpid() or not run.thread.is_alive():
+            run = self._start()
+        run.wake.set()
 
-    def _start(self) -> None:
-        with self._starting:
-            thread = self._thread
-            if thread is not None and self._pid == os.getpid() and thread.is_alive():
-                return
-            self._stopping = False
-            self._wake = threading.Event()
-            thread = threading.Thread(target=self._run, args=(self._wake,), name=self.name, daemon=True)
-            thread.start()  # (raises before anything is set: the next wake tries again)
-            self._thread, self._pid = thread, os.getpid()
+    def _start(self) -> _Run:
+        with self._lock:
+            run = self._running
+            if run is not None and run.pid == os.getpid() and run.thread.is_alive():
+                return run
+            run = _Run()
+            run.thread = threading.Thread(target=self._run, args=(run,), name=self.name, daemon=True)
+            run.thread.start()  # (raises before anything is kept: the next wake tries again)
+            self._running = run
+            return run
 
-    def _run(self, wake: threading.Event) -> None:
+    def _run(self, run: _Run) -> None:
         try:
             while True:
-                wake.wait()
-                if self._stopping:
+                run.wake.wait()
+                # Cleared before the stop is looked at (stop sets the flag, then
+                # wakes): a stop is never missed, and a wake during the step
+                # makes one more.
+                run.wake.clear()
+                if run.stopping:
                     return
-                wake.clear()  # (before the step: a wake during it makes one more)
                 try:
                     self._step()
                 except Exception:
@@ -68,9 +71,22 @@ class WakeableThread:
 
     def stop(self, timeout: float) -> None:
         """End the thread once its step (if one runs) is done, waiting up to ``timeout`` seconds for it."""
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid():
-            self._stopping = True
-            self._wake.set()
-            thread.join(timeout=timeout)
-        self._thread, self._pid = None, 0
+        with self._lock:
+            run, self._running = self._running, None
+        if run is not None and run.pid == os.getpid():
+            run.stopping = True
+            run.wake.set()
+            run.thread.join(timeout=timeout)
+
+
+class _Run:
+    """One thread of a :class:`WakeableThread`, with its own wake and stop."""
+
+    __slots__ = ("thread", "wake", "stopping", "pid")
+
+    thread: threading.Thread
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.stopping = False
+        self.pid = os.getpid()
