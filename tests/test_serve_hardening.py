@@ -197,3 +197,31 @@ def test_logtail_python_retries_a_503_and_delivers_every_record(served):
     assert "(max_requests)" in stderr  # it was refused, and said so once
     assert stderr.count("(max_requests)") == 1
     assert "max_requests_per_client" not in stderr
+
+
+def half_closed_post(server, body: bytes, *, sent: bytes | None = None) -> tuple[bytes, float]:
+    """POST ``body`` (declared whole, ``sent`` of it sent), then close the sending
+    side as HTTP/1.0 tools do; what the server answers before it closes, and when."""
+    head = (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(head + (body if sent is None else sent))
+        sock.shutdown(socket.SHUT_WR)
+        started, answer = time.monotonic(), b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(served):
+    server, db = served
+    answer, _ = half_closed_post(server, b'{"message": "half closed"}')
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert b"connection: close" in answer.lower()  # and nothing more is read on it
+    assert stored_count(db) == 1
+    # Closed mid-body, the request can never be whole: dropped at once, nothing stored.
+    answer, waited = half_closed_post(server, b'{"message": "never whole"}', sent=b'{"mess')
+    assert answer == b"" and waited < 5
+    assert stored_count(db) == 1

@@ -121,6 +121,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.header_timer = None
         super().connection_lost(exc)
 
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            # The whole request came, then the client closed its side
+            # (shutdown(SHUT_WR), as HTTP/1.0 tools and some scripts do): it
+            # still reads the answer. Kept open for writing, closed once answered.
+            cycle.keep_alive = False
+            return True
+        return None  # idle, or mid-body: closed, as uvicorn does
+
     def on_message_begin(self) -> None:
         self.awaiting_since = self.loop.time()
         super().on_message_begin()
