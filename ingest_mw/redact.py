@@ -15,11 +15,12 @@ __all__ = ["masked"]
 #: A URL: a scheme (white space before it aside), then "://" (a conninfo's
 #: values may hold "://" too, after its first "=").
 _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+._-]*://")
-#: Query keys and conninfo keywords that hold a secret, by what their names hold
+#: What the name of a query key or conninfo keyword that holds a secret holds
 #: (libpq's password and sslpassword, redis-py's password and ssl_password, tokens).
-_SECRET_NAME = re.compile(r"password|passwd|secret|token", re.IGNORECASE)
+_SECRET_WORDS = "password|passwd|secret|token"
+_SECRET_NAME = re.compile(_SECRET_WORDS, re.IGNORECASE)
 #: A secret query value: its key names a password, a secret or a token.
-_QUERY_SECRET = re.compile(r"([?&;][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
+_QUERY_SECRET = re.compile(rf"([?&;][^=&#]*(?:{_SECRET_WORDS})[^=&#]*=)[^&#]*", re.IGNORECASE)
 #: A conninfo ``keyword = value``: the value bare (backslash escapes) or single-quoted (to its end if unclosed).
 _CONNINFO_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)")
 
