@@ -125,6 +125,27 @@ def _insert(count: int) -> str:
 _decode = bytes.decode
 
 
+#: A batch's rows, as :func:`_rows` makes them.
+Rows = list[tuple[tuple[str | None, ...], list[str]]]
+
+#: What SQLite raises for a batch's own values, not for the state of the file.
+_BATCH_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError)
+
+
+def _rows(batch: Batch) -> Rows:
+    """The batch's rows: per run of events with the same labels, the shared
+    columns and each event's ``dt`` and ``data``. Made before the lock: an
+    event that cannot be written fails alone, without the database."""
+    received = iso_utc(batch.received_at)
+    return [
+        (
+            (received, batch.api, batch.source, batch.dataset, service, namespace),
+            list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data))))),
+        )
+        for service, namespace, times, data in label_runs(batch)
+    ]
+
+
 class SQLiteSink(GroupCommitSink):
     """Store events in the ``events`` table of the SQLite file ``path``.
 
@@ -233,8 +254,7 @@ class SQLiteSink(GroupCommitSink):
                 pass
 
     # --- the hook ------------------------------------------------------------------------
-    def _payload(self, batch: Batch) -> Rows:
-        return _rows(batch)
+    _payload = staticmethod(_rows)
 
     def _write_group(self, group: list[Rows]) -> list[str | None]:
         """Commit the batches of ``group`` in one transaction (the lock is held);
@@ -318,27 +338,6 @@ class SQLiteSink(GroupCommitSink):
             self._checkpointer.stop()
         with self._lock:
             self._drop()
-
-
-#: A batch's rows, as :func:`_rows` makes them.
-Rows = list[tuple[tuple[str | None, ...], list[str]]]
-
-#: What SQLite raises for a batch's own values, not for the state of the file.
-_BATCH_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError)
-
-
-def _rows(batch: Batch) -> Rows:
-    """The batch's rows: per run of events with the same labels, the shared
-    columns and each event's ``dt`` and ``data``. Made before the lock: an
-    event that cannot be written fails alone, without the database."""
-    received = iso_utc(batch.received_at)
-    return [
-        (
-            (received, batch.api, batch.source, batch.dataset, service, namespace),
-            list(chain.from_iterable(zip(iso_utc_each(times), map(_decode, each_event_json(data))))),
-        )
-        for service, namespace, times, data in label_runs(batch)
-    ]
 
 
 def _identity(path: str) -> tuple[int, int]:
