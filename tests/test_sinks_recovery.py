@@ -156,6 +156,48 @@ def test_jsonl_disk_full_leaves_no_partial_batch(tmp_path, file_size_limit):
     sink.close()
 
 
+def test_jsonl_cut_back_spares_another_writers_lines(tmp_path, file_size_limit):
+    # Two sinks on one file, as two serve workers have: the second appends
+    # after the first last wrote, then the first's next batch fails halfway.
+    path = tmp_path / "events.jsonl"
+    first, second = JSONLinesSink(path), JSONLinesSink(path)
+    first(batch(1))
+    second(batch(2))
+    file_size_limit(path.stat().st_size + 1000)
+    with pytest.raises(SinkUnavailable, match="File too large"):
+        first(batch(*range(100, 200)))
+    file_size_limit(resource.RLIM_INFINITY)
+    first(batch(3))
+    second(batch(4))
+    assert [json.loads(line)["data"]["n"] for line in path.read_text().splitlines()] == [1, 2, 3, 4]
+    first.close()
+    second.close()
+
+
+def test_jsonl_writers_of_one_file_take_turns(tmp_path):
+    # A group is appended under the file's lock: a writer that holds it (another
+    # process's sink, here a second open file) holds the next group back until released.
+    import fcntl
+    import threading
+
+    path = tmp_path / "events.jsonl"
+    sink = JSONLinesSink(path)
+    sink(batch(1))
+    with open(path, "ab") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        writing = threading.Thread(target=sink, args=(batch(2),))
+        writing.start()
+        writing.join(0.3)
+        assert writing.is_alive()  # waiting for the lock, nothing written yet
+        assert [json.loads(line)["data"]["n"] for line in path.read_text().splitlines()] == [1]
+        other.write(b'{"data": {"n": "other"}}\n')
+        other.flush()
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    writing.join(10)
+    assert [json.loads(line)["data"]["n"] for line in path.read_text().splitlines()] == [1, "other", 2]
+    sink.close()
+
+
 def test_jsonl_follows_a_rotated_file(tmp_path):
     path = tmp_path / "events.jsonl"
     sink = JSONLinesSink(path)

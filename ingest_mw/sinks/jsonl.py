@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import FileIO
 from itertools import repeat
 
@@ -14,6 +17,33 @@ from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["JSONLinesSink"]
+
+
+if sys.platform == "win32":  # pragma: no cover  # no flock: one writer per file there
+
+    @contextmanager
+    def _appending_alone(file: FileIO) -> Iterator[None]:
+        yield
+
+else:
+    import fcntl
+
+    @contextmanager
+    def _appending_alone(file: FileIO) -> Iterator[None]:
+        """Hold ``file``'s exclusive lock (``flock``) while a group is appended:
+        every sink on the same file, in this process or another (``serve
+        --workers``), appends and cuts back in turn, so that cutting back a
+        failed group never cuts another writer's lines, nor do two writers'
+        lines interleave."""
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: written as one writer would
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
 def _lines(batch: Batch) -> bytes:
@@ -59,7 +89,10 @@ class JSONLinesSink(GroupCommitSink):
     fails with :class:`~ingest_mw.sinks.SinkUnavailable` and leaves no part
     of itself in the file (it is cut back to where the batch began); the
     next batch opens the file again. A file moved away or deleted (a log
-    rotation) is noticed before each batch and ``path`` opened anew.
+    rotation) is noticed before each batch and ``path`` opened anew. Sinks
+    of several processes may append to one file (``serve --workers``): each
+    writes under the file's lock, so that their lines never interleave and a
+    cut takes only the failed batch.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
@@ -111,15 +144,22 @@ class JSONLinesSink(GroupCommitSink):
         text = group[0] if len(group) == 1 else b"".join(group)
         try:
             file = self._usable()
-            start = file.tell()
             try:
-                written = 0
-                while written < len(text):  # a raw write may take part of it
-                    written += file.write(memoryview(text)[written:]) or 0
-                if self.fsync:
-                    os.fsync(file.fileno())
+                with _appending_alone(file):
+                    # The file's end now, under the lock: another process may have
+                    # appended since this one last wrote, so not this file's tell().
+                    start = os.fstat(file.fileno()).st_size
+                    try:
+                        written = 0
+                        while written < len(text):  # a raw write may take part of it
+                            written += file.write(memoryview(text)[written:]) or 0
+                        if self.fsync:
+                            os.fsync(file.fileno())
+                    except OSError:
+                        self._cut(file, start)
+                        raise
             except OSError as exc:
-                self._cut(file, start)
+                self._drop()
                 raise self._outage.error(exc) from None
         except SinkUnavailable as exc:
             return [str(self._outage.failed(exc))] * len(group)
@@ -127,12 +167,11 @@ class JSONLinesSink(GroupCommitSink):
         return [None] * len(group)
 
     def _cut(self, file: FileIO, start: int) -> None:
-        """Leave no partial batch behind: cut the file back to ``start``, then reopen next time."""
+        """Leave no partial batch behind: cut the file back to ``start`` (the lock is held)."""
         try:
             os.truncate(file.fileno(), start)
         except OSError:
             pass
-        self._drop()
 
     def check(self) -> None:
         """Prove ``path`` opens for append now; raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
