@@ -62,7 +62,7 @@ def test_the_http_bench_builds_its_servers_apps():
         "client": ("127.0.0.1", 5000),
     }
 
-    def status_of(app) -> int:
+    def status_of(app, scope=scope, body=body) -> int:
         sent = []
 
         async def receive():
@@ -76,3 +76,13 @@ def test_the_http_bench_builds_its_servers_apps():
 
     assert status_of(module.minimal_app) == 202
     assert status_of(module.dropping_app("none")) == 202
+    # The lean endpoint does the checks every request of the case needs.
+    lean = module.lean_app()
+    assert status_of(lean) == 202
+    assert status_of(lean, body=b'[{"a": 1}, {"b": 2}]') == 202
+    assert status_of(lean, body=b'[{"a": 1}, 2]') == 400
+    wrong_token = {**scope, "headers": [(b"authorization", b"Bearer nope"), *scope["headers"][1:]]}
+    assert status_of(lean, scope=wrong_token) == 403
+    not_json = {**scope, "headers": [*scope["headers"][:1], (b"content-type", b"text/plain")]}
+    assert status_of(lean, scope=not_json) == 415
+    assert status_of(lean, scope={**scope, "path": "/v1/x"}) == 404
