@@ -322,7 +322,9 @@ class Admission:
 
     # --- refusals ----------------------------------------------------------------
     def unavailable(self, kind: str, why: str) -> IngestError:
-        """The 503 of a limit reached (logged, rate-limited, as ``why``)."""
+        """The 503 of a limit reached, or of a storage that cannot store now
+        (logged, rate-limited, as ``why``): the client is to retry after
+        ``retry_after`` seconds."""
         self.log.refused(kind, why)
         return IngestError(503, "Service Unavailable", headers=self._retry_headers)
 

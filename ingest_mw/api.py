@@ -31,7 +31,7 @@ from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
 from .observe import CLIENT_GONE, Observer, observe
-from .sinks.base import SinkUnavailable
+from .sinks.base import BatchRefused, SinkUnavailable
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
@@ -353,19 +353,22 @@ class IngestAPI:
                 except Exception as failure:
                     if seen is not None:
                         seen.store_failed(len(batch.events))
-                    # A SinkUnavailable's own one line says where and why (no secret
-                    # in it): no traceback for it; any other failure gets one.
-                    unavailable = isinstance(failure, SinkUnavailable)
-                    logger.error(
-                        "ingest_mw: %s; %d %s events from source %r not acknowledged",
-                        failure if unavailable else "storage hook failed",
-                        len(batch.events),
-                        self.name,
-                        batch.source,
-                        exc_info=not unavailable,
-                    )
+                    lost = f"{len(batch.events)} {self.name} events from source {batch.source!r} not acknowledged"
+                    # A SinkUnavailable's one line says where and why, with no
+                    # secret in it: no traceback for it.
+                    if isinstance(failure, BatchRefused):  # its own values: sent again, refused again
+                        logger.error("ingest_mw: %s; %s", failure, lost)
+                        refusal = IngestError(500, "Internal Server Error")
+                    elif isinstance(failure, SinkUnavailable):
+                        # The storage cannot store now (a disk full, a database
+                        # down): the 503 that shippers retry after Retry-After,
+                        # logged as the admission logs its refusals, a line per interval.
+                        refusal = admission.unavailable("storage_outage", f"{failure}; {lost}")
+                    else:
+                        logger.error("ingest_mw: storage hook failed; %s", lost, exc_info=True)
+                        refusal = IngestError(500, "Internal Server Error")
                     failure.__traceback__ = None  # logged; its frames hold the batch (see _offload)
-                    raise IngestError(500, "Internal Server Error") from None
+                    raise refusal from None
                 finally:
                     admission.stores.give()
                 if seen is not None:

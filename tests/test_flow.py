@@ -16,8 +16,10 @@ import orjson
 import pytest
 
 from ingest_mw import BetterStackAPI
+from ingest_mw.admission import Admission
 from ingest_mw.api import OFFLOAD_BYTES, Request
 from ingest_mw.drive import AsyncIO, ClientDisconnected, SyncIO, run_sync
+from ingest_mw.sinks import BatchRefused, SinkUnavailable
 
 TOKEN = "t0ken"
 
@@ -136,6 +138,34 @@ def test_a_storage_failure_is_a_500_and_a_log_line(caplog):
         response = post(api, io)
     assert response.status == 500
     assert "1 betterstack events from source 'default' not acknowledged" in caplog.text
+    assert caplog.records[-1].exc_info is not None  # a hook's own failure: its traceback
+
+
+def test_a_storage_outage_is_a_503_to_retry_later_and_one_line(caplog):
+    # A sink that cannot store now (SinkUnavailable: a disk full, a database down)
+    # gets the 503 that shippers retry, after the admission's Retry-After.
+    api = BetterStackAPI([TOKEN], rate_limit=None, admission=Admission(retry_after=7))
+    io = RecordingIO(b'{"message": "a"}', store_fails=SinkUnavailable("SQLite sink /x.db: disk I/O error"))
+    with caplog.at_level(logging.WARNING, logger="ingest_mw"):
+        response = post(api, io)
+    assert (response.status, dict(response.headers).get("Retry-After")) == (503, "7")
+    assert [record.getMessage().split(" (")[0] for record in caplog.records] == [
+        "ingest_mw: SQLite sink /x.db: disk I/O error; 1 betterstack events from source 'default' not acknowledged"
+    ]
+    assert caplog.records[0].exc_info is None
+
+
+def test_a_batch_the_storage_refuses_for_its_own_values_is_a_500_not_retried(caplog):
+    api = BetterStackAPI([TOKEN], rate_limit=None)
+    io = RecordingIO(b'{"message": "a"}', store_fails=BatchRefused("PostgreSQL sink x (table t): violates check"))
+    with caplog.at_level(logging.ERROR, logger="ingest_mw"):
+        response = post(api, io)
+    assert (response.status, dict(response.headers).get("Retry-After")) == (500, None)
+    assert [record.getMessage() for record in caplog.records] == [
+        "ingest_mw: PostgreSQL sink x (table t): violates check;"
+        " 1 betterstack events from source 'default' not acknowledged"
+    ]
+    assert caplog.records[0].exc_info is None
 
 
 # --- the request ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
 from ingest_mw.read import Query, reader_for
-from ingest_mw.sinks import SinkUnavailable
+from ingest_mw.sinks import BatchRefused, SinkUnavailable
 from ingest_mw.sinks.base import ON_LOOP_EVENTS
 from ingest_mw.sinks.wakeable import WakeableThread
 
@@ -185,6 +185,9 @@ def test_sqlite_a_batch_the_file_refuses_fails_alone_among_those_committed_with_
     rows = sqlite3.connect(path).execute("SELECT dataset FROM events ORDER BY id").fetchall()
     assert rows == [("a",), ("b",)]
     assert "batches fail until it works again" not in caplog.text  # its own values: no outage of the file
+    with pytest.raises(BatchRefused, match="too big"):  # its own values: answered 500, not a 503 to retry
+        sink(too_big)
+    sink(batch(2))
     sink.close()
 
 

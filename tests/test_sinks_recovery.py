@@ -19,6 +19,7 @@ import pytest
 from clients import PREFIX, make_client
 
 from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink
+from ingest_mw.admission import Admission
 from ingest_mw.sinks import SinkUnavailable, masked, sink_from_url
 from ingest_mw.sinks.sqlite import BUSY_TIMEOUT
 
@@ -55,11 +56,14 @@ def test_sqlite_directory_deleted_then_back(adapter, tmp_path, caplog):
     directory = tmp_path / "data"
     directory.mkdir()
     sink = SQLiteSink(directory / "events.db")
-    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    # An admission of its own: its refusal lines are its own too (one a minute).
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}, admission=Admission()), sink)
     post = lambda n: client.request("POST", PREFIX + "/", json.dumps({"n": n}).encode(), HEADERS).status  # noqa: E731
     assert post(1) == 202
     shutil.rmtree(directory)  # the open file lives on, unlinked: nothing may be acknowledged into it
-    assert [post(2), post(3)] == [500, 500]
+    refused = client.request("POST", PREFIX + "/", json.dumps({"n": 2}).encode(), HEADERS)
+    assert (refused.status, refused.headers.get("retry-after")) == (503, "1")  # to send again later
+    assert post(3) == 503
     with pytest.raises(SinkUnavailable, match="unable to open database file"):
         sink.check()
     directory.mkdir()
@@ -68,10 +72,13 @@ def test_sqlite_directory_deleted_then_back(adapter, tmp_path, caplog):
     assert stored(directory / "events.db") == [4, 5]  # a new file: the old one was deleted with its directory
     mine = [record for record in caplog.records if record.name == "ingest_mw.sinks"]
     assert [r.levelname for r in mine] == ["ERROR", "WARNING"]  # one line when it failed, one when it stored again
+    # No traceback, and one line for both refused batches (the admission's refusal lines, one a minute).
     assert [r.getMessage() for r in caplog.records if r.name == "ingest_mw"] == [
         f"ingest_mw: SQLite sink {directory / 'events.db'}: unable to open database file;"
         f" 1 betterstack events from source 'web' not acknowledged"
-    ] * 2  # and no traceback
+        " (1 such since the last line about it; the next in 60s at the earliest)"
+    ]
+    assert not any(record.exc_info for record in caplog.records)
     sink.close()
 
 
@@ -100,7 +107,7 @@ def test_sqlite_made_read_only_then_writable(adapter, tmp_path, caplog):
     make_read_only, make_writable = _read_only(path)
     make_read_only()
     try:
-        assert [post(2), post(3)] == [500, 500]
+        assert [post(2), post(3)] == [503, 503]
         with pytest.raises(SinkUnavailable, match="readonly|read-only|unable to open"):
             sink.check()
     finally:
@@ -330,7 +337,7 @@ def test_the_sqlite_checkpointer_copies_the_wal_into_the_file_also_after_it_is_r
     assert [post(1), post(2)] == [202, 202]
     assert _eventually(lambda: _checkpointed(path) == [1, 2])  # in the file, not only in the WAL
     shutil.rmtree(directory)
-    assert post(3) == 500
+    assert post(3) == 503
     directory.mkdir()
     sink.check()
     assert [post(4), post(5)] == [202, 202]

@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from ..batch import Batch
 
 __all__ = [
+    "BatchRefused",
     "ON_LOOP_EVENTS",
     "Outage",
     "Sink",
@@ -34,11 +35,21 @@ class SinkUnavailable(Exception):
     """The sink cannot store now: raised by a built-in sink's ``check()`` (or
     ``acheck()``) and by a batch it could not store because its storage
     failed (a file it cannot write, a database or server it cannot reach).
+    The flow answers it 503 with Retry-After: the client is to send the
+    batch again later.
 
     The message is one line naming the path or the URL (its password masked)
     and the reason, fit for a log line or a start-up error. The sink keeps
     working on its own: the next batch or check tries the storage again.
     """
+
+
+class BatchRefused(SinkUnavailable):
+    """The storage refused this batch for its own values (a constraint of the
+    table, a value over the database's limit) while it stores others: sent
+    again, it would be refused again, so the flow answers it 500, not 503.
+    A :class:`SinkUnavailable`, with its one-line message, for whoever
+    catches that."""
 
 
 class Outage:

@@ -47,10 +47,16 @@ class _Pending(Generic[Payload]):
     def __init__(self, payload: Payload) -> None:
         self.payload = payload
         self.done = False
-        self.error: str | None = None  # why it was not stored
+        self.error: SinkUnavailable | None = None  # why it was not stored
         # An async caller's: settled once done.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: asyncio.Future[None] | None = None
+
+    def failure(self) -> SinkUnavailable:
+        """What its caller raises: a new exception of the error's kind, so that
+        callers of one group, in their threads, never raise the same object."""
+        assert self.error is not None
+        return type(self.error)(str(self.error))
 
 
 class GroupWriter(Generic[Payload]):
@@ -58,13 +64,15 @@ class GroupWriter(Generic[Payload]):
 
     ``write_group(payloads)`` writes the payloads of a group in one go (it is
     called with :attr:`lock` held) and returns, for each, ``None`` if it was
-    stored or the one-line reason it was not; an exception from it fails the
-    whole group with that exception's text. The sink decides which failures
+    stored or the :class:`~ingest_mw.sinks.SinkUnavailable` it was not stored
+    for (a :class:`~ingest_mw.sinks.BatchRefused` for a batch's own values),
+    raised anew to its caller; an exception from it fails the whole group
+    with that exception's text. The sink decides which failures
     are a batch's own (and tries the batch alone) and which are the
     storage's. ``what`` names the writer thread.
     """
 
-    def __init__(self, write_group: Callable[[list[Payload]], Sequence[str | None]], *, what: str) -> None:
+    def __init__(self, write_group: Callable[[list[Payload]], Sequence[SinkUnavailable | None]], *, what: str) -> None:
         self._write_group = write_group
         #: Held while a group is written; the sink takes it too for what must
         #: not run beside a write (a check, reopening, closing).
@@ -83,7 +91,7 @@ class GroupWriter(Generic[Payload]):
             if not pending.done:  # else a writer before this one wrote it with its own
                 self._write_queued()
         if pending.error is not None:
-            raise SinkUnavailable(pending.error) from None  # its own: other callers raise the same failure
+            raise pending.failure() from None
 
     async def astore(self, payload: Payload) -> None:
         """Write ``payload`` from async code: queued for the writer thread, awaited until written."""
@@ -112,7 +120,7 @@ class GroupWriter(Generic[Payload]):
                 pass
             raise
         if pending.error is not None:
-            raise SinkUnavailable(pending.error) from None
+            raise pending.failure() from None
 
     # --- writing ---------------------------------------------------------------------------
     def _write_queued(self) -> None:
@@ -128,10 +136,9 @@ class GroupWriter(Generic[Payload]):
             if not group:
                 return
             try:
-                outcomes: Sequence[str | None] = self._write_group([pending.payload for pending in group])
+                outcomes: Sequence[SinkUnavailable | None] = self._write_group([pending.payload for pending in group])
             except Exception as exc:  # the whole group's failure
-                reason = str(exc) or type(exc).__name__
-                outcomes = [reason] * len(group)
+                outcomes = [SinkUnavailable(str(exc) or type(exc).__name__)] * len(group)
             for pending, outcome in zip(group, outcomes, strict=True):
                 pending.error, pending.done = outcome, True
         finally:
@@ -141,7 +148,7 @@ class GroupWriter(Generic[Payload]):
         waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in group:
             if not pending.done:  # the writer itself was interrupted: not stored
-                pending.error, pending.done = f"{self._what}: interrupted before the write", True
+                pending.error, pending.done = SinkUnavailable(f"{self._what}: interrupted before the write"), True
             if pending.loop is not None and pending.future is not None:
                 waiting.setdefault(pending.loop, []).append(pending.future)
         for loop, futures in waiting.items():

@@ -137,7 +137,7 @@ class JSONLinesSink(GroupCommitSink):
 
     _payload = staticmethod(_lines)
 
-    def _write_group(self, group: list[bytes]) -> list[str | None]:
+    def _write_group(self, group: list[bytes]) -> list[SinkUnavailable | None]:
         """Write the lines of ``group`` at once (the lock is held); on failure
         the file is cut back to where the group began, and every batch of it
         fails."""
@@ -162,7 +162,7 @@ class JSONLinesSink(GroupCommitSink):
                 self._drop()
                 raise self._outage.error(exc) from None
         except SinkUnavailable as exc:
-            return [str(self._outage.failed(exc))] * len(group)
+            return [self._outage.failed(exc)] * len(group)
         self._outage.stored()
         return [None] * len(group)
 

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, each_event_json, event_json, plain_event_json
 from ..redact import masked
-from .base import Outage, SinkUnavailable
+from .base import BatchRefused, Outage, SinkUnavailable
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
@@ -139,6 +139,9 @@ def copy_text(batch: Batch) -> bytes:
 #: The errors that mean the database cannot store now (it is down, restarting,
 #: out of disk, refusing connections) rather than this batch being wrong.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+#: What the database refuses a batch for, for its own values (a constraint of
+#: the table, a value it cannot take), while it stores others.
+_REFUSED = (psycopg.IntegrityError, psycopg.DataError)
 
 
 class PostgresSink:
@@ -203,6 +206,8 @@ class PostgresSink:
         return f"PostgresSink({self.shown!r}, table={self.table!r})"
 
     def _failed(self, error: BaseException) -> SinkUnavailable:
+        if isinstance(error, _REFUSED):
+            return BatchRefused(str(self._outage.error(error)))  # its own values: no outage of the database
         if isinstance(error, psycopg.errors.UndefinedTable) and self.create_table:
             self._ready = False  # dropped under us: made again by the next batch
         return self._outage.failed(error)

@@ -10,7 +10,7 @@ from itertools import chain
 from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
-from .base import Outage, SinkUnavailable
+from .base import BatchRefused, Outage, SinkUnavailable
 from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each, label_runs
 from .wakeable import WakeableThread
@@ -256,7 +256,7 @@ class SQLiteSink(GroupCommitSink):
     # --- the hook ------------------------------------------------------------------------
     _payload = staticmethod(_rows)
 
-    def _write_group(self, group: list[Rows]) -> list[str | None]:
+    def _write_group(self, group: list[Rows]) -> list[SinkUnavailable | None]:
         """Commit the batches of ``group`` in one transaction (the lock is held);
         a batch SQLite itself refuses (a value over its length limit, a
         constraint) is then tried alone, so that it fails alone. A failure of
@@ -266,13 +266,13 @@ class SQLiteSink(GroupCommitSink):
             self._commit(group)
         except _BATCH_ERRORS as exc:
             if len(group) == 1:
-                return [str(self._outage.error(exc))]  # its own values: no outage of the file
-            outcomes: list[str | None] = []
+                return [self._refused(exc)]  # its own values: no outage of the file
+            outcomes: list[SinkUnavailable | None] = []
             for tried, rows in enumerate(group):
                 try:
                     self._commit([rows])
                 except _BATCH_ERRORS as own:
-                    outcomes.append(str(self._outage.error(own)))
+                    outcomes.append(self._refused(own))
                 except (sqlite3.Error, SinkUnavailable) as failure:  # the file's: the rest fail with it, untried
                     return outcomes + [self._file_failed(failure)] * (len(group) - tried)
                 else:
@@ -285,12 +285,16 @@ class SQLiteSink(GroupCommitSink):
         self._outage.stored()
         return [None] * len(group)
 
-    def _file_failed(self, failure: sqlite3.Error | SinkUnavailable) -> str:
+    def _refused(self, error: sqlite3.Error) -> BatchRefused:
+        """A batch SQLite refused for its own values (no outage of the file)."""
+        return BatchRefused(str(self._outage.error(error)))
+
+    def _file_failed(self, failure: sqlite3.Error | SinkUnavailable) -> SinkUnavailable:
         """Why a write failed that the file refused (not a batch's values): logged
         once per outage; the connection is opened anew by the next write."""
         if isinstance(failure, sqlite3.Error):
             self._drop()
-        return str(self._outage.failed(failure))
+        return self._outage.failed(failure)
 
     def _commit(self, group: list[Rows]) -> None:
         db = self._usable()
