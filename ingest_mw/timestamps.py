@@ -70,8 +70,23 @@ def _from_string(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        return None
+        found = _lower_case_z(value)
+        if found is None:
+            return None
+        parsed = found
     return _as_utc(parsed)
+
+
+def _lower_case_z(value: str) -> datetime | None:
+    """A time that ends in a lower-case "z", which RFC 3339 allows (section 5.6:
+    "T" and "Z" may be lower case) and ``fromisoformat`` refuses (a lower-case
+    "t" it takes): read on the path of a string that did not parse."""
+    if not value.endswith("z"):
+        return None
+    try:
+        return datetime.fromisoformat(value[:-1] + "Z")
+    except ValueError:
+        return None
 
 
 def _as_utc(value: datetime) -> datetime | None:
@@ -162,8 +177,10 @@ class EventTimes:
                 try:
                     parsed = fromisoformat(value)
                 except ValueError:
-                    append(received_at)
-                    continue
+                    parsed = _lower_case_z(value)
+                    if parsed is None:
+                        append(received_at)
+                        continue
                 if parsed.tzinfo is not _UTC:
                     parsed = _as_utc(parsed)
                     if parsed is None:

@@ -25,6 +25,10 @@ T = datetime(2022, 12, 31, 12, 45, 59, tzinfo=UTC)  # 1672490759
         ("2022-12-31T13:45:59Z", datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),
         ("2022-12-31T13:45:59-05:30", datetime(2022, 12, 31, 19, 15, 59, tzinfo=UTC)),
         ("2022-12-31T13:45:59", datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),  # no offset: UTC
+        # RFC 3339 section 5.6: "T" and "Z" may be lower case.
+        ("2022-12-31t13:45:59z", datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),
+        ("2022-12-31T13:45:59.123456z", datetime(2022, 12, 31, 13, 45, 59, 123456, tzinfo=UTC)),
+        ("2022-12-31t13:45:59+01:00", datetime(2022, 12, 31, 12, 45, 59, tzinfo=UTC)),
         (datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC), datetime(2022, 12, 31, 13, 45, 59, tzinfo=UTC)),
     ],
 )
@@ -35,7 +39,9 @@ def test_parse_dt_forms(value, expected):
 
 
 @pytest.mark.parametrize(
-    "value", ["yesterday", "", "2022-13-45T00:00:00Z", True, None, float("nan"), float("inf"), [1], {"a": 1}, 10**30]
+    "value",
+    ["yesterday", "", "z", "2022-13-45T00:00:00Z", "2022-12-31T13:45:59+01:00z", True, None]
+    + [float("nan"), float("inf"), [1], {"a": 1}, 10**30],
 )
 def test_parse_dt_refuses(value):
     assert parse_dt(value) is None
@@ -54,6 +60,13 @@ def test_event_time_rules():
     assert EventTimes(max_past=timedelta(hours=1)).event_time({"dt": old.isoformat()}, received) == old
     future = received + timedelta(days=1)
     assert times.event_time({"dt": future.isoformat()}, received) == future
+    # The batch's own loop reads a lower-case "z" as parse_dt does.
+    lower = [{"dt": "2024-01-01t11:50:00z"}, {"dt": "2024-01-01T11:55:00.5z"}, {"dt": "11:55z"}]
+    assert times.event_times(lower, received) == [
+        datetime(2024, 1, 1, 11, 50, tzinfo=UTC),
+        datetime(2024, 1, 1, 11, 55, 0, 500000, tzinfo=UTC),
+        received,
+    ]
 
 
 def test_event_time_field_order():
