@@ -66,7 +66,8 @@ class BetterStackAPI(IngestAPI):
         super().__init__(
             # 403 "Unauthorized" is what the live service answers, not 401.
             auth=CredentialAuth(tokens, header="authorization", scheme="Bearer", status=403),
-            body_limit=BodyLimit(max_body_bytes),
+            # The contract's words as they are; the limit is in the X-Size-Limit header.
+            body_limit=BodyLimit(max_body_bytes, detail="payload reached size limit"),
             codecs=CodecNegotiation([JSONCodec(caps=caps), NDJSONCodec(caps=caps), MsgPackCodec(caps=caps)]),
             times=EventTimes(fields=("dt",), max_past=max_past),
             rate_limit=as_rate_limit(rate_limit),

@@ -17,7 +17,7 @@ from .errors import IngestError
 from .headers import byte_size
 from .headers import content_length as parse_content_length
 
-__all__ = ["BodyLimit", "BodyReader", "framing_conflict"]
+__all__ = ["SIZE_LIMIT_HEADER", "BodyLimit", "BodyReader", "framing_conflict"]
 
 
 def framing_conflict() -> IngestError:
@@ -27,21 +27,27 @@ def framing_conflict() -> IngestError:
     return IngestError(400, "Content-Length and Transfer-Encoding together: send one of them")
 
 
+#: The response header of a 413 that names the limit in force (``20 MiB``),
+#: also where an API's contract fixes the body's words.
+SIZE_LIMIT_HEADER = "X-Size-Limit"
+
+
 class BodyLimit:
     """At most ``max_bytes`` of request body, before and after decompression.
 
-    ``detail`` is the 413 body, ``{limit}`` in it the limit (``20 MiB``); the
-    default is Better Stack's own wording with the limit added.
+    ``detail`` is the 413 body, ``{limit}`` in it the limit (``20 MiB``),
+    which the 413 also gives in its ``X-Size-Limit`` header.
     """
 
-    def __init__(self, max_bytes: int, *, detail: str = "payload reached size limit ({limit})") -> None:
+    def __init__(self, max_bytes: int, *, detail: str = "the request body is over {limit}") -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.max_bytes = max_bytes
         self.detail = detail.replace("{limit}", byte_size(max_bytes))
+        self._headers = ((SIZE_LIMIT_HEADER, byte_size(max_bytes)),)
 
     def too_large(self) -> IngestError:
-        return IngestError(413, self.detail)
+        return IngestError(413, self.detail, headers=self._headers)
 
     def check_length(self, content_length: str | None) -> int | None:
         """The declared Content-Length (``None`` without one); 413 at once when

@@ -239,7 +239,7 @@ def test_default_limit_is_20_mib(client, sink):
     assert len(event) == 20 * 1024 * 1024
     assert post(client, event).status == 202
     reply = post(client, event + b" ")
-    assert (reply.status, reply.body) == (413, b"payload reached size limit (20 MiB)")
+    assert (reply.status, reply.body) == (413, b"payload reached size limit")
 
 
 def test_decompression_bomb_is_413(adapter, sink):
@@ -248,7 +248,7 @@ def test_decompression_bomb_is_413(adapter, sink):
     bomb = gzip.compress(inner)
     assert len(bomb) < 64 * 1024
     reply = post(client, bomb, {**JSON, "Content-Encoding": "gzip"})
-    assert (reply.status, reply.body) == (413, b"payload reached size limit (1 MiB)")
+    assert (reply.status, reply.body) == (413, b"payload reached size limit")
     assert sink.batches == []
 
 

@@ -80,7 +80,8 @@ def test_content_length_over_limit_is_413_at_once():
     limit.check_length(None)
     with pytest.raises(IngestError) as info:
         limit.check_length("101")
-    assert (info.value.status, info.value.detail) == (413, "payload reached size limit (100 bytes)")
+    assert (info.value.status, info.value.detail) == (413, "the request body is over 100 bytes")
+    assert info.value.headers == (("X-Size-Limit", "100 bytes"),)
     with pytest.raises(IngestError) as info:
         limit.check_length("12abc")
     assert info.value.status == 400

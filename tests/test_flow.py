@@ -107,7 +107,7 @@ def test_a_refusal_from_the_reader_while_reading_is_the_apis_413():
     api = BetterStackAPI([TOKEN], max_body_bytes=10, rate_limit=None)
     io = RecordingIO(b"x" * 6, b"x" * 6)  # (sent chunked: no Content-Length to refuse it by)
     response = post(api, io)
-    assert (response.status, response.body) == (413, b"payload reached size limit (10 bytes)")
+    assert (response.status, response.body) == (413, b"payload reached size limit")
     assert io.asked == ["read_body"]
 
 

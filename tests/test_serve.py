@@ -147,7 +147,8 @@ def test_chunked_body_over_the_limit_gets_413(served):
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server stopped reading and closed: what we want
     response = connection.getresponse()
-    assert (response.status, response.read()) == (413, b"payload reached size limit (20 MiB)")
+    assert (response.status, response.read()) == (413, b"payload reached size limit")
+    assert response.getheader("X-Size-Limit") == "20 MiB"
     assert rows(db) == []
 
 
