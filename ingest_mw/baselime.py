@@ -42,6 +42,9 @@ MAX_INVALID_LISTED = 1000
 
 #: A dataset name: 1 to 128 letters, digits, ``-``, ``_`` or ``.``, starting with a letter or digit.
 DATASET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The first segment of a path of another version of the API (``/v2/logs``):
+#: an invalid path parameter, the contract's 400, not a path of no API.
+OTHER_VERSION_PATTERN = re.compile(r"[vV][0-9]+")
 
 #: The contract's wording for each status ("Unauthorised" is Baselime's spelling).
 MESSAGES = {
@@ -117,10 +120,14 @@ class BaselimeAPI(IngestAPI):
         )
 
     def match(self, path: str) -> Mapping[str, str] | IngestError | None:
-        # Paths under /v1 are Baselime's, a malformed one gets its 400; any
-        # other is left to the other APIs (or to the mount's 404).
+        # Paths under /v1 are Baselime's, a malformed one gets its 400, and so
+        # does another version (the contract: "invalid path parameters (v1 or
+        # <dataset>)"); any other path is left to the other APIs (or to the
+        # mount's 404).
         version, _, dataset = path.strip("/").partition("/")
         if version != "v1":
+            if OTHER_VERSION_PATTERN.fullmatch(version):
+                return IngestError(400, f"no version {version!r} of the Events API here: send to /v1/<dataset>")
             return None
         if not DATASET_PATTERN.fullmatch(dataset):
             return IngestError(

@@ -114,10 +114,10 @@ def test_betterstack_invalid_msgpack_keeps_the_contract_body_and_says_what_in_a_
 
 
 def test_a_path_no_api_claims_names_the_routes(client):
-    reply = client.request("POST", PREFIX + "/v2/logs", b"{}", BS)
+    reply = client.request("POST", PREFIX + "/logs", b"{}", BS)
     assert (reply.status, reply.body.decode()) == (
         404,
-        f"Not Found: no ingest API at {PREFIX}/v2/logs; the routes here are"
+        f"Not Found: no ingest API at {PREFIX}/logs; the routes here are"
         f" POST {PREFIX}/ (Better Stack), POST {PREFIX}/v1/<dataset> (Baselime)",
     )
 

@@ -93,12 +93,15 @@ def test_baselime_spec_example_into_sqlite(served):
         ("team", "logs", "my-service", "hdr"),
         ("team", "logs", "worker", "hdr"),
     ]
-    status, reply = post(server.url + "/v2/logs", body, {"x-api-key": KEY, "Content-Type": "application/json"})
+    status, reply = post(server.url + "/logs", body, {"x-api-key": KEY, "Content-Type": "application/json"})
     assert (status, reply) == (
         404,
-        b"Not Found: no ingest API at /v2/logs; the routes here are"
+        b"Not Found: no ingest API at /logs; the routes here are"
         b" POST / (Better Stack), POST /otlp/v1/logs (OTLP logs), POST /v1/<dataset> (Baselime)",
     )
+    # Another version of Baselime's path is its invalid path parameter: the contract's 400.
+    status, reply = post(server.url + "/v2/logs", body, {"x-api-key": KEY, "Content-Type": "application/json"})
+    assert (status, json.loads(reply)["message"]) == (400, "Bad Request")
 
 
 def test_headers_sent_twice_over_real_http(served):
