@@ -414,6 +414,27 @@ def test_connections_over_the_cap_are_refused_at_once_and_the_refusals_are_rate_
     assert 1 <= len(refusals) <= 5, err
 
 
+def test_a_connection_over_the_cap_that_sent_its_request_reads_the_503_and_a_clean_close():
+    # Closing a socket that holds unread bytes sends a reset, which can make the
+    # client's system drop the 503 before it is read: the refused connection is
+    # shut for writing after the answer, and what the client sends is read and
+    # dropped until it closes (or for at most a moment).
+    server = Server(["--sink", "memory://", "--token", TOKEN, "--api-key", KEY, "--max-connections", "1"])
+    held = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        time.sleep(0.2)
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", server.port)) as extra:
+                extra.sendall(one_event_request() * 20)  # the whole request at once, before reading
+                time.sleep(0.2)  # the refusal is written and the connection shut meanwhile
+                received, _ = read_all(extra, timeout=5)  # no ConnectionResetError
+                assert received.startswith(b"HTTP/1.1 503 ") and received.endswith(b"too many open connections")
+    finally:
+        held.close()
+        code, err = server.stop()
+    assert code == 0
+
+
 def test_warnings_about_bad_requests_are_rate_limited():
     server = Server(["--sink", "memory://", "--token", TOKEN, "--api-key", KEY])
     try:

@@ -264,7 +264,7 @@ OPTIONS: tuple[Option, ...] = (
         parse=count,
         metavar="N",
         # Under the common 1024 file-descriptor limit, with room for the sink and logs.
-        help="open connections per worker; one more is answered 503 and closed at once",
+        help="open connections per worker; one more is answered 503 at once, before anything is read",
     ),
     Option(
         name="graceful_timeout",

@@ -10,7 +10,10 @@ descriptors. :class:`GuardedHttpToolsProtocol` adds, per connection:
   the next request on a kept-alive connection, else the client gets a 408 and
   the connection is closed;
 - a cap on open connections per worker: one more is answered 503 with
-  ``Retry-After`` and closed at once, before anything is read.
+  ``Retry-After`` at once, before anything is read, and shut for writing;
+  what it sends then is dropped until it closes, for at most
+  :data:`REFUSED_LINGER_SECONDS` (closing a socket with unread bytes in it
+  sends a reset, which can make the client's system drop the 503 unread).
 
 Both refusals are logged through ``ingest_mw.serve.refusals``, whose lines are
 rate-limited (see :mod:`ingest_mw.serve.logs`).
@@ -76,6 +79,12 @@ def _plain_response(status: bytes, body: bytes, *headers: bytes) -> bytes:
 TIMED_OUT = _plain_response(b"408 Request Timeout", b"request headers not complete in time")
 #: Retry-After: a second is long enough for most connections of a burst to finish.
 TOO_MANY = _plain_response(b"503 Service Unavailable", b"too many open connections", b"retry-after: 1")
+#: How long a connection refused over the cap is read (and dropped) after its
+#: 503: time for the client to read it and close first.
+REFUSED_LINGER_SECONDS = 1.0
+#: The refused connections lingering so in this process; past the cap's own
+#: number more are closed at once, so that a flood holds no more sockets.
+_lingering: set[GuardedHttpToolsProtocol] = set()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -100,12 +109,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer: asyncio.TimerHandle | None = None
         # When the headers being awaited started (loop time); None while none are.
         self.awaiting_since: float | None = None
+        self.refused = False  # over the cap: answered 503, what it sends dropped
+        self.linger_timer: asyncio.TimerHandle | None = None  # closes a refused one
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
             self.transport = transport
+            self.refused = True
             transport.write(TOO_MANY)
-            transport.close()
+            if len(_lingering) < self.max_connections and transport.can_write_eof():
+                transport.write_eof()
+                _lingering.add(self)
+                self.linger_timer = self.loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
+            else:
+                transport.close()
             refusals.warning(
                 "connection refused: %d connections open, the limit of this worker (--max-connections)",
                 len(self.connections),
@@ -116,12 +133,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        for timer in (self.header_timer, self.linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self.header_timer = self.linger_timer = None
+        _lingering.discard(self)
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return  # answered already: dropped
+        super().data_received(data)
+
     def eof_received(self) -> bool | None:  # type: ignore[override]
+        if self.refused:
+            return None  # its client has read the 503 and closed: closed now
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The whole request came, then the client closed its side
