@@ -63,6 +63,12 @@ METRICS_PATH = "/metrics"
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest_mw-health")
 
 
+def _read_failure(task: asyncio.Future[object]) -> None:
+    """Mark a check's failure as read (the next probe runs the check anew)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Readiness(NamedTuple):
     """The outcome of the readiness checks: ``ready``, or the ``problems`` why not."""
 
@@ -118,6 +124,9 @@ class _Check:
                 task = asyncio.ensure_future(self.acall())
             else:
                 task = asyncio.wrap_future(self.submit())
+            # A check that outlives its probe ends when nobody waits for it: its
+            # failure is read here, or asyncio logs it with a traceback.
+            task.add_done_callback(_read_failure)
             self._tasks = {**{lp: t for lp, t in self._tasks.items() if not lp.is_closed()}, loop: task}
         return task
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
+import logging
 import os
 import signal
 import sqlite3
@@ -26,7 +28,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, RateLimit, SQLiteSink, WSGIApp
 from ingest_mw.endpoints import EndpointsASGIMiddleware, EndpointsWSGIMiddleware
-from ingest_mw.health import Health, health_asgi_endpoints, health_wsgi_endpoints
+from ingest_mw.health import Health, Readiness, health_asgi_endpoints, health_wsgi_endpoints
+from ingest_mw.sinks import SinkUnavailable
 
 TOKEN = "s3cret-token"
 BETTERSTACK = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -270,3 +273,31 @@ def test_config_mistakes_say_what_to_fix() -> None:
         Health(timeout=0)
     with pytest.raises(ValueError, match="give an exact path such as '/healthz'"):
         EndpointsWSGIMiddleware(lambda e, s: [], {"healthz": lambda e, s: []})
+
+
+def test_a_check_that_fails_after_its_probe_gave_up_leaves_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    # An async check slower than the probe's timeout, which then fails: nobody
+    # waits for it any more, and asyncio would log "Task exception was never
+    # retrieved" with a traceback when it is dropped.
+    class SlowFailingSink:
+        def __call__(self, batch: object) -> None:
+            pass
+
+        async def acheck(self) -> None:
+            await asyncio.sleep(0.1)
+            raise SinkUnavailable("a sink: connection refused")
+
+    health = Health(sinks=[SlowFailingSink()], timeout=0.02)
+
+    async def probes() -> list[Readiness]:
+        first = await health.acheck()  # gives up before the check ends
+        await asyncio.sleep(0.2)  # the check fails meanwhile, unawaited
+        second = await health.acheck()  # reads that failure, starts it again
+        await asyncio.sleep(0.2)
+        return [first, second]
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        first, second = asyncio.run(probes())
+        gc.collect()
+    assert not first.ready and not second.ready
+    assert "never retrieved" not in caplog.text
