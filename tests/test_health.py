@@ -84,7 +84,7 @@ def test_probes_are_never_shadowed_by_an_ingest_route_asgi(form: str) -> None:
     ready = asyncio.run(request("GET", "/svc/readyz"))
     assert (ready.status_code, ready.text) == (200, "ok\n")
     assert asyncio.run(request("GET", "/svc/healthz")).status_code == 200
-    for path in ("/svc/v2/web", "/svc/readyz/x"):
+    for path in ("/svc/web/v2", "/svc/readyz/x"):
         missed = asyncio.run(request("POST", path))
         assert (missed.status_code, missed.text.startswith(f"Not Found: no ingest API at {path};")) == (404, True)
 
@@ -99,7 +99,7 @@ def test_probes_are_never_shadowed_by_an_ingest_route_wsgi(form: str) -> None:
     host = webtest.TestApp(DispatcherMiddleware(lambda e, s: [], {"/svc": app}))
     assert host.get("/svc/readyz").text == "ok\n"
     assert host.get("/svc/healthz").status_int == 200
-    assert host.post("/svc/v2/web", status=404).text.startswith("Not Found: no ingest API at /svc/v2/web;")
+    assert host.post("/svc/web/v2", status=404).text.startswith("Not Found: no ingest API at /svc/web/v2;")
 
 
 def test_draining_fails_readiness_not_liveness(probed_client: Any) -> None:

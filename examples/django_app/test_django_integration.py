@@ -39,10 +39,10 @@ def test_mount_path_comes_from_the_resolved_url(post: Post) -> None:
     assert post("/logs/intake/v1/web", b'[{"message": "B"}]', BASELIME)[0] == 202
     status, _, content = post("/logs/intake/v1/-web", b"[]", BASELIME)
     assert (status, orjson.loads(content)["message"]) == (400, "Bad Request")
-    status, _, content = post("/logs/intake/v2/web", b"[]", BASELIME)
+    status, _, content = post("/logs/intake/web/v2", b"[]", BASELIME)
     assert (status, content.decode()) == (
         404,
-        "Not Found: no ingest API at /logs/intake/v2/web; the routes here are"
+        "Not Found: no ingest API at /logs/intake/web/v2; the routes here are"
         " POST /logs/intake/ (Better Stack), POST /logs/intake/v1/<dataset> (Baselime)",
     )
     assert post("/ingest/", b'{"message": "C"}', BETTERSTACK)[0] == 404
