@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -239,3 +240,52 @@ def test_events_that_name_their_own_service_keep_it(adapter, postgres_server, pg
         ("svc", "ns", events[1]),
         ("b", "x", events[2]),
     ]
+
+
+@pytest.fixture
+def role_with(postgres_server, pg_table):
+    """A role of this test's own that may do only ``privileges`` on the table its
+    DBA made (the sink's own DDL, by the superuser): its connection URL."""
+    roles = []
+
+    def make(*privileges: str) -> str:
+        role = f"{pg_table}_r{len(roles)}"
+        with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+            connection.execute(ddl(pg_table))
+            connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'role-pw'")
+            connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            for privilege in privileges:
+                connection.execute(f"GRANT {privilege} ON {pg_table} TO {role}")
+        roles.append(role)
+        return f"postgresql://{role}:role-pw@127.0.0.1:{postgres_server.port}/postgres"
+
+    yield make
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        for role in roles:
+            connection.execute(f"DROP OWNED BY {role}")
+            connection.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_that_may_only_insert_into_its_dbas_table_stores(adapter, postgres_server, pg_table, role_with):
+    # CREATE TABLE/INDEX IF NOT EXISTS would need CREATE on the schema and the
+    # index's ownership even though both exist: the sink makes the table only
+    # when it is missing.
+    sink = PostgresSink(role_with("INSERT"), table=pg_table)
+    sink.check()
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    assert client.request("POST", PREFIX + "/", b'{"n": 1}', BS).status == 202
+    assert [row["data"] for row in read(postgres_server, pg_table)] == [{"n": 1}]
+    sink.close()
+
+
+def test_the_check_refuses_a_role_that_may_not_insert(postgres_server, pg_table, role_with):
+    sink = PostgresSink(role_with("SELECT"), table=pg_table)
+    for check in (sink.check, lambda: asyncio.run(sink.acheck())):
+        with pytest.raises(SinkUnavailable) as raised:
+            check()
+        role = f"{pg_table}_r0"
+        assert str(raised.value) == (
+            f"PostgreSQL sink postgresql://{role}:***@127.0.0.1:{postgres_server.port}/postgres (table {pg_table}):"
+            f" role {role} may not INSERT into {pg_table}: GRANT INSERT ON {pg_table} TO {role}"
+        )
+    sink.close()

@@ -139,6 +139,10 @@ def copy_text(batch: Batch) -> bytes:
 #: The errors that mean the database cannot store now (it is down, restarting,
 #: out of disk, refusing connections) rather than this batch being wrong.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+#: Whether the table exists (NULL when not, whatever this role may do).
+_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
+#: This role, and whether it may INSERT into the table (an error if there is none).
+_MAY_INSERT = "SELECT current_user, has_table_privilege(%s, 'INSERT')"
 #: What the database refuses a batch for, for its own values (a constraint of
 #: the table, a value it cannot take), while it stores others.
 _REFUSED = (psycopg.IntegrityError, psycopg.DataError)
@@ -247,10 +251,15 @@ class PostgresSink:
 
     def _prepare(self, connection: psycopg.Connection[Any]) -> None:
         if not self._ready:
-            try:
-                connection.execute(self.ddl)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-                pass  # another server made it at the same moment
+            # Made only when missing: CREATE ... IF NOT EXISTS needs CREATE on the
+            # schema and the index's ownership even when both exist, which a
+            # role that may only INSERT into a table its DBA made has not.
+            (exists,) = connection.execute(_EXISTS, (self.table,)).fetchone() or (False,)
+            if not exists:
+                try:
+                    connection.execute(self.ddl)
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                    pass  # another server made it at the same moment
             self._ready = True
 
     def __call__(self, batch: Batch) -> None:
@@ -269,17 +278,28 @@ class PostgresSink:
         self._outage.stored()
 
     def check(self) -> None:
-        """Prove the database answers and the table is there (a round trip);
-        raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        """Prove the database answers, the table is there and this role may
+        INSERT into it (a round trip); raise
+        :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         pool = self._sync_pool()
         try:
             with pool.connection() as connection:
                 self._prepare(connection)
-                connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
+                row = connection.execute(_MAY_INSERT, (self.table,)).fetchone()
         except psycopg.Error as exc:  # PoolTimeout is one
             if isinstance(exc, _UNAVAILABLE):
                 self._discard(pool)
             raise self._outage.error(exc) from None
+        self._may_insert(row)
+
+    def _may_insert(self, row: tuple[Any, ...] | None) -> None:
+        """:data:`_MAY_INSERT`'s answer, or the one line of a role that may not."""
+        if row is None or not row[1]:
+            role = row[0] if row else "this role"
+            raise SinkUnavailable(
+                f"{self._outage.what}: role {role} may not INSERT into {self.table}:"
+                f" GRANT INSERT ON {self.table} TO {role}"
+            )
 
     # --- the async face ----------------------------------------------------------------
     async def _async_pool(self) -> AsyncConnectionPool:
@@ -309,11 +329,13 @@ class PostgresSink:
         await pool.close(timeout=0)
 
     async def _aprepare(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        if not self._ready:
-            try:
-                await connection.execute(self.ddl)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-                pass
+        if not self._ready:  # as _prepare
+            (exists,) = await (await connection.execute(_EXISTS, (self.table,))).fetchone() or (False,)
+            if not exists:
+                try:
+                    await connection.execute(self.ddl)
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                    pass
             self._ready = True
 
     async def acall(self, batch: Batch) -> None:
@@ -338,11 +360,12 @@ class PostgresSink:
         try:
             async with pool.connection() as connection:
                 await self._aprepare(connection)
-                await connection.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
+                row = await (await connection.execute(_MAY_INSERT, (self.table,))).fetchone()
         except psycopg.Error as exc:
             if isinstance(exc, _UNAVAILABLE):
                 await self._adiscard(pool)
             raise self._outage.error(exc) from None
+        self._may_insert(row)
 
     # --- closing -----------------------------------------------------------------------
     def close(self) -> None:
