@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,3 +184,30 @@ def test_events_that_name_their_own_service_keep_it(adapter, redis_server):
         ("b", "x", events[2]),
     ]
     sink.close()
+
+
+def test_a_large_batch_is_made_off_the_event_loop(monkeypatch, redis_server):
+    # Its XADD commands are made in a thread of the large-batch pool, so that
+    # the loop goes on answering meanwhile.
+    from ingest_mw.sinks import redis_stream
+    from ingest_mw.sinks.base import ON_LOOP_EVENTS
+
+    seen: list[str] = []
+    made = redis_stream.xadd_commands
+
+    def watched(*args):
+        seen.append(threading.current_thread().name)
+        return made(*args)
+
+    monkeypatch.setattr(redis_stream, "xadd_commands", watched)
+    sink = RedisStreamSink(redis_server.url, stream="big")
+
+    async def store() -> None:
+        await sink.acall(Batch("betterstack", "s", T0, [Event(T0, {"n": 1})]))
+        await sink.acall(Batch("betterstack", "s", T0, [Event(T0, {"n": n}) for n in range(ON_LOOP_EVENTS + 1)]))
+        await sink.aclose()
+
+    asyncio.run(store())
+    sink.close()
+    assert seen[0] == "MainThread" and seen[1].startswith("ingest_mw-large-batch")
+    assert len(entries(redis_server.url, "big")) == ON_LOOP_EVENTS + 2

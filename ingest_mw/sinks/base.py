@@ -24,6 +24,7 @@ __all__ = [
     "close_async",
     "close_sync",
     "in_large_batch_thread",
+    "made_off_the_loop_if_large",
 ]
 
 logger = logging.getLogger("ingest_mw.sinks")
@@ -179,6 +180,17 @@ async def in_large_batch_thread(work: Callable[[Batch], _T], batch: Batch) -> _T
                     max_workers=LARGE_BATCH_THREADS, thread_name_prefix="ingest_mw-large-batch"
                 )
     return await sync_to_async(work, thread_sensitive=False, executor=pool)(batch)
+
+
+async def made_off_the_loop_if_large(work: Callable[[Batch], _T], batch: Batch) -> _T:
+    """``work(batch)`` (what a sink makes of a batch: its rows, its COPY text,
+    its commands) from async code: on the event loop up to
+    :data:`ON_LOOP_EVENTS` events, past that in :func:`in_large_batch_thread`,
+    so that a large batch never stalls the loop (a 50,000-event batch took
+    about 0.2 s to make)."""
+    if len(batch.events) > ON_LOOP_EVENTS:
+        return await in_large_batch_thread(work, batch)
+    return work(batch)
 
 
 def as_async(sink: Sink, *, threads: int = STORE_THREADS) -> Callable[[Batch], Awaitable[Any]]:

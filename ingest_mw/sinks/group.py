@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from ..batch import Batch
-from .base import ON_LOOP_EVENTS, SinkUnavailable, in_large_batch_thread
+from .base import SinkUnavailable, made_off_the_loop_if_large
 from .wakeable import WakeableThread
 
 __all__ = ["GROUP_BATCHES", "GroupCommitSink", "GroupWriter"]
@@ -189,11 +189,8 @@ class GroupCommitSink:
         self._writer.store(self._payload(batch))
 
     async def acall(self, batch: Batch) -> None:
-        if len(batch.events) > ON_LOOP_EVENTS:  # made off the loop, written by the writer all the same
-            payload = await in_large_batch_thread(self._payload, batch)
-        else:
-            payload = self._payload(batch)
-        await self._writer.astore(payload)
+        # A large one made off the loop, written by the writer all the same.
+        await self._writer.astore(await made_off_the_loop_if_large(self._payload, batch))
 
 
 def _settle_all(futures: list[asyncio.Future[None]]) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final, overload
 
 from ..batch import Batch, Event, Events, TimesRule, events_json, load_events_json
-from .base import ON_LOOP_EVENTS, in_large_batch_thread
+from .base import ON_LOOP_EVENTS, made_off_the_loop_if_large
 
 __all__ = ["JSONEvents", "JSONMemorySink", "KEPT_COUNT", "Kept", "MemorySink", "ON_LOOP_EVENTS", "kept_batch"]
 
@@ -216,10 +216,7 @@ class JSONMemorySink:
     async def acall(self, batch: Batch) -> None:
         """Store ``batch`` from async code: on the loop up to
         :data:`ON_LOOP_EVENTS` events, in a worker thread beyond."""
-        if len(batch.events) <= ON_LOOP_EVENTS:
-            self.__call__(batch)
-        else:
-            await in_large_batch_thread(self.__call__, batch)
+        await made_off_the_loop_if_large(self.__call__, batch)
 
     def kept(self) -> list[Kept]:
         """A copy of the kept tuples, oldest first (:func:`kept_batch` makes each a

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, each_event_json, event_json, plain_event_json
 from ..redact import masked
-from .base import BatchRefused, Outage, SinkUnavailable
+from .base import BatchRefused, Outage, SinkUnavailable, made_off_the_loop_if_large
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
@@ -339,8 +339,9 @@ class PostgresSink:
             self._ready = True
 
     async def acall(self, batch: Batch) -> None:
-        """Store ``batch`` from async code, on the event loop's own connections."""
-        body = copy_text(batch)
+        """Store ``batch`` from async code, on the event loop's own connections
+        (the COPY text of a large batch made off the loop)."""
+        body = await made_off_the_loop_if_large(copy_text, batch)
         pool = await self._async_pool()
         try:
             async with pool.connection() as connection:

@@ -17,7 +17,7 @@ import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
-from .base import Outage
+from .base import Outage, made_off_the_loop_if_large
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 from .url import masked
 
@@ -140,8 +140,11 @@ class RedisStreamSink:
             self._pid = os.getpid()
         return self._pool
 
+    def _commands(self, batch: Batch) -> tuple[bytes, int]:
+        return xadd_commands(batch, self._stream, self.maxlen)
+
     def __call__(self, batch: Batch) -> None:
-        commands, count = xadd_commands(batch, self._stream, self.maxlen)
+        commands, count = self._commands(batch)
         if not count:
             return
         pool = self._sync_pool()
@@ -184,8 +187,9 @@ class RedisStreamSink:
         return self._apool
 
     async def acall(self, batch: Batch) -> None:
-        """Store ``batch`` from async code, on the event loop's own connections."""
-        commands, count = xadd_commands(batch, self._stream, self.maxlen)
+        """Store ``batch`` from async code, on the event loop's own connections
+        (the commands of a large batch made off the loop)."""
+        commands, count = await made_off_the_loop_if_large(self._commands, batch)
         if not count:
             return
         pool = self._async_pool()
