@@ -131,3 +131,33 @@ def test_a_traceback_is_one_field_of_the_same_line() -> None:
     entry = orjson.loads(line)
     assert "Traceback" in entry["exception"] and "RuntimeError: failed on https://host/x" in entry["exception"]
     assert QUERY_SECRET not in line
+
+
+def test_serves_log_config_formats_and_rate_limits_other_libraries_lines_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # psycopg's pool logs a connection failure per attempt, over several lines:
+    # under serve's --log-format json it is one JSON object a line, and a burst
+    # of them is rate-limited as ours are.
+    import logging.config
+
+    from ingest_mw.serve.logs import log_config
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        logging.config.dictConfig(log_config(level="info", log_format="json", access_log=False))
+        pool = logging.getLogger("psycopg.pool")
+        for _ in range(20):
+            pool.warning(
+                "error connecting in %r: %s", "ingest_mw events", "connection refused\n\tIs the server running?"
+            )
+        logging.getLogger("psycopg.pool").info("not a warning: below the root's level")
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    records = [orjson.loads(line) for line in lines]
+    assert 1 <= len(records) <= 5
+    assert {(r["logger"], r["level"]) for r in records} == {("psycopg.pool", "WARNING")}
+    assert records[0]["message"].startswith("error connecting in 'ingest_mw events': connection refused")

@@ -75,4 +75,7 @@ def log_config(*, level: str, log_format: str, access_log: bool) -> dict[str, An
             # Its own switch, whatever --log-level says.
             "ingest_mw.access": {"level": "INFO" if access_log else "CRITICAL"},
         },
+        # Every other library's warnings (psycopg's pool, redis-py, asyncio) in
+        # the same format and rate-limited like ours, not as raw lines.
+        "root": {"handlers": ["default"], "level": "WARNING"},
     }
