@@ -314,3 +314,50 @@ def test_a_large_batch_is_made_off_the_event_loop(monkeypatch, postgres_server, 
     asyncio.run(store())
     assert seen[0] == "MainThread" and seen[1].startswith("ingest_mw-large-batch")
     assert len(read(postgres_server, pg_table)) == ON_LOOP_EVENTS + 2
+
+
+def test_a_statement_the_database_cancels_is_a_503_and_keeps_the_pool(postgres_server, pg_table):
+    # statement_timeout cancels the COPY (a trigger makes it slow): the batch is
+    # not stored and is to be sent again (a SinkUnavailable: 503), but the
+    # connection is as good as before, so the pool is not dropped and made anew
+    # for every such batch.
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(ddl(pg_table))
+        connection.execute(
+            f"CREATE FUNCTION {pg_table}_slow() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
+        )
+        connection.execute(
+            f"CREATE TRIGGER slow BEFORE INSERT ON {pg_table} FOR EACH ROW EXECUTE FUNCTION {pg_table}_slow()"
+        )
+    sink = PostgresSink(postgres_server.url + "?options=-c%20statement_timeout%3D50", table=pg_table)
+    one = Batch("betterstack", "s", T0, [Event(T0, {"n": 1})])
+
+    def cancelled(store) -> type[Exception]:
+        with pytest.raises(SinkUnavailable, match="statement timeout") as raised:
+            store()
+        return type(raised.value)
+
+    try:
+        assert cancelled(lambda: sink(one)) is SinkUnavailable  # not BatchRefused: a 503
+        pool = sink._pool
+        assert cancelled(lambda: sink(one)) is SinkUnavailable
+        assert sink._pool is pool is not None
+
+        async def twice() -> list[object]:
+            pools = []
+            for _ in range(2):
+                with pytest.raises(SinkUnavailable, match="statement timeout"):
+                    await sink.acall(one)
+                pools.append(sink._apool)
+            await sink.aclose()
+            return pools
+
+        first, second = asyncio.run(twice())
+        assert first is second is not None
+        assert read(postgres_server, pg_table) == []
+    finally:
+        sink.close()
+        with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+            connection.execute(f"DROP TABLE {pg_table}")
+            connection.execute(f"DROP FUNCTION {pg_table}_slow()")

@@ -139,6 +139,14 @@ def copy_text(batch: Batch) -> bytes:
 #: The errors that mean the database cannot store now (it is down, restarting,
 #: out of disk, refusing connections) rather than this batch being wrong.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+def _lost_the_database(error: psycopg.Error) -> bool:
+    """Whether ``error`` leaves the pool's connections in doubt, so that the pool
+    is dropped: not a statement the database cancelled (``statement_timeout``),
+    whose connection is as good as before."""
+    return isinstance(error, _UNAVAILABLE) and not isinstance(error, psycopg.errors.QueryCanceled)
+
 #: Whether the table exists (NULL when not, whatever this role may do).
 _EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
 #: This role, and whether it may INSERT into the table (an error if there is none).
@@ -270,10 +278,9 @@ class PostgresSink:
                 self._prepare(connection)
                 with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     copy.write(body)
-        except _UNAVAILABLE as exc:
-            self._discard(pool)
-            raise self._failed(exc) from None
         except psycopg.Error as exc:
+            if _lost_the_database(exc):
+                self._discard(pool)
             raise self._failed(exc) from None
         self._outage.stored()
 
@@ -287,7 +294,7 @@ class PostgresSink:
                 self._prepare(connection)
                 row = connection.execute(_MAY_INSERT, (self.table,)).fetchone()
         except psycopg.Error as exc:  # PoolTimeout is one
-            if isinstance(exc, _UNAVAILABLE):
+            if _lost_the_database(exc):
                 self._discard(pool)
             raise self._outage.error(exc) from None
         self._may_insert(row)
@@ -348,10 +355,9 @@ class PostgresSink:
                 await self._aprepare(connection)
                 async with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     await copy.write(body)
-        except _UNAVAILABLE as exc:
-            await self._adiscard(pool)
-            raise self._failed(exc) from None
         except psycopg.Error as exc:
+            if _lost_the_database(exc):
+                await self._adiscard(pool)
             raise self._failed(exc) from None
         self._outage.stored()
 
@@ -363,7 +369,7 @@ class PostgresSink:
                 await self._aprepare(connection)
                 row = await (await connection.execute(_MAY_INSERT, (self.table,))).fetchone()
         except psycopg.Error as exc:
-            if isinstance(exc, _UNAVAILABLE):
+            if _lost_the_database(exc):
                 await self._adiscard(pool)
             raise self._outage.error(exc) from None
         self._may_insert(row)
