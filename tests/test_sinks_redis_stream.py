@@ -77,6 +77,14 @@ def test_a_batch_is_all_there_or_not_at_all(adapter, redis_server):
     # the client is to retry later.
     assert client.request("POST", PREFIX + "/", b'[{"a": 1}, {"a": 2}]', BS).status == 503
     assert redis.Redis.from_url(redis_server.url).get("not-a-stream") == b"x"
+    # The check (start-up, /readyz) says so, on both faces, not only a PING's success.
+    for check in (sink.check, lambda: asyncio.run(sink.acheck())):
+        with pytest.raises(SinkUnavailable) as raised:
+            check()
+        assert str(raised.value).endswith(
+            "(stream not-a-stream): its key holds a string, not a stream:"
+            " give the sink another stream= or delete that key"
+        )
 
 
 def test_redis_stopped_mid_load_recovers_without_a_restart(adapter, redis_server, caplog):

@@ -147,6 +147,7 @@ def _lost_the_database(error: psycopg.Error) -> bool:
     whose connection is as good as before."""
     return isinstance(error, _UNAVAILABLE) and not isinstance(error, psycopg.errors.QueryCanceled)
 
+
 #: Whether the table exists (NULL when not, whatever this role may do).
 _EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
 #: This role, and whether it may INSERT into the table (an error if there is none).

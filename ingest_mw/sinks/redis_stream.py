@@ -17,7 +17,7 @@ import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
-from .base import Outage, made_off_the_loop_if_large
+from .base import Outage, SinkUnavailable, made_off_the_loop_if_large
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 from .url import masked
 
@@ -169,11 +169,23 @@ class RedisStreamSink:
         self._outage.stored()
 
     def check(self) -> None:
-        """Prove Redis answers (a ``PING``); raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        """Prove Redis answers and the stream's key holds a stream or nothing
+        (a ``TYPE``); raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         try:
-            redis.Redis(connection_pool=self._sync_pool()).ping()
+            kind: Any = redis.Redis(connection_pool=self._sync_pool()).type(self._stream)
         except RedisError as exc:
             raise self._outage.error(exc) from None
+        self._holds_a_stream(kind)
+
+    def _holds_a_stream(self, kind: bytes | str) -> None:
+        """``TYPE``'s answer for the stream's key, or the one line of a key of
+        another type (every XADD to it would fail: WRONGTYPE)."""
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind not in ("stream", "none"):
+            raise SinkUnavailable(
+                f"{self._outage.what}: its key holds a {kind}, not a stream:"
+                " give the sink another stream= or delete that key"
+            )
 
     # --- the async face ----------------------------------------------------------------
     def _async_pool(self) -> redis.asyncio.ConnectionPool:
@@ -218,9 +230,10 @@ class RedisStreamSink:
         try:
             client: Any = redis.asyncio.Redis(connection_pool=self._async_pool())
             async with asyncio.timeout(self.timeout):
-                await client.ping()
+                kind = await client.type(self._stream)
         except (RedisError, TimeoutError) as exc:
             raise self._outage.error(exc) from None
+        self._holds_a_stream(kind)
 
     # --- closing -----------------------------------------------------------------------
     def close(self) -> None:
