@@ -22,6 +22,9 @@ DEFAULT_SOURCE = "default"
 
 _SHAPE = "{'source name': 'secret', ...} or a list of secrets, each a non-empty string"
 
+#: The headers the APIs take a credential from, as a note names them.
+_CREDENTIAL_HEADERS = {"authorization": "Authorization", "x-api-key": "x-api-key"}
+
 
 def check_credentials(credentials: object) -> list[tuple[str, str]]:
     """``(secret, source name)`` pairs from ``{name: secret}`` or a list of secrets.
@@ -51,7 +54,10 @@ class CredentialAuth:
     ``credentials`` is either ``{source_name: secret}`` or a list of secrets
     (all named ``"default"``). ``scheme`` is the word before the secret
     (``"Bearer"``), matched case-insensitively; ``None`` takes the whole header
-    value as the secret. A refusal raises ``IngestError(status, detail)``.
+    value as the secret. A refusal raises ``IngestError(status, detail)``;
+    with ``notes_other_header``, one of a request that sent no ``header`` but
+    the other API's credential header says so (an OTLP exporter posting its
+    Bearer token to Baselime's ``/v1/logs``), where an API's detail is free text.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class CredentialAuth:
         scheme: str | None = "Bearer",
         status: int = 401,
         detail: str = "Unauthorized",
+        notes_other_header: bool = False,
     ) -> None:
         self.header = header.lower()
         self.scheme = scheme.lower() if scheme else None
@@ -71,6 +78,11 @@ class CredentialAuth:
             raise ValueError(f"credentials {exc}") from None
         self._credentials = [(secret.encode(), name) for secret, name in pairs]
         self._refusal = (status, detail)
+        self._others = (
+            [(name, shown) for name, shown in _CREDENTIAL_HEADERS.items() if name != self.header]
+            if notes_other_header
+            else []
+        )
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
         """Return the source name for the credential in ``headers`` (lower-case names).
@@ -86,8 +98,16 @@ class CredentialAuth:
             if once is not None:
                 source = self._source(once)
         if source is None:
-            raise IngestError(*self._refusal)
+            raise self._refused(headers, value)
         return source
+
+    def _refused(self, headers: Mapping[str, str], value: str | None) -> IngestError:
+        status, detail = self._refusal
+        if value is None:
+            for name, shown in self._others:
+                if name in headers:
+                    return IngestError(status, f"{detail}: this request sends {shown}, which is not read here")
+        return IngestError(status, detail)
 
     def _source(self, value: str | None) -> str | None:
         presented = b""

@@ -110,6 +110,7 @@ class BaselimeAPI(IngestAPI):
                 scheme=None,
                 status=401,
                 detail="missing or invalid x-api-key header",
+                notes_other_header=True,
             ),
             body_limit=BodyLimit(max_body_bytes, detail="the request body is larger than {limit} (uncompressed)"),
             codecs=CodecNegotiation([JSONArrayCodec(max_event_bytes=max_event_bytes, caps=caps)]),

@@ -139,6 +139,7 @@ class OTLPLogsAPI(IngestAPI):
                 scheme="Bearer",
                 status=401,
                 detail="missing or invalid token: send Authorization: Bearer <token>",
+                notes_other_header=True,
             ),
             body_limit=body_limit,
             codecs=CodecNegotiation([self._protobuf, json]),

@@ -77,6 +77,21 @@ def test_401_unauthorised(client, sink, headers):
     assert sink.batches == []
 
 
+def test_a_bearer_token_sent_to_baselime_is_named_in_the_401(client, sink):
+    # An OTLP exporter pointed at the server's root posts to /v1/logs, Baselime's
+    # dataset "logs", with its Bearer token: the 401 says why it is not read.
+    status, body = post(client, b"[{}]", {"Authorization": "Bearer tok", "Content-Type": "application/json"})
+    assert (status, body) == (
+        401,
+        {
+            "message": "Unauthorised",
+            "detail": "missing or invalid x-api-key header: this request sends Authorization, which is not read here",
+        },
+    )
+    status, body = post(client, b"[{}]", {"x-api-key": "wrong", "Authorization": "Bearer tok"})
+    assert body["detail"] == "missing or invalid x-api-key header"  # a key was sent: no note
+
+
 @pytest.mark.parametrize(
     "path", ["/v1", "/v1/", "/v1/has space", "/v1/a/b", "/v1/-dash", "/v1/" + "d" * 129, "/v2/logs", "/V0/x", "/v10"]
 )

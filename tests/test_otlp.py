@@ -399,6 +399,13 @@ def test_401_for_a_refused_credential(client, sink, content_type, token):
     assert sink.batches == []
 
 
+def test_an_api_key_sent_to_otlp_is_named_in_the_401(client, sink):
+    sent = {**headers(PROTOBUF, token=None), "x-api-key": "bl-key"}
+    reply = client.request("POST", URL, encode(one_request(full_record()), PROTOBUF), sent)
+    assert reply.status == 401
+    assert answer(reply, Status).message.endswith(": this request sends x-api-key, which is not read here")
+
+
 def call_asgi(app, headers, receive):
     """``app`` called as a server would, under PREFIX; the messages it sent."""
     sent = []
