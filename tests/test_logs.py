@@ -143,10 +143,12 @@ def test_serves_log_config_formats_and_rate_limits_other_libraries_lines_too(
 
     from ingest_mw.serve.logs import log_config
 
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    config = log_config(level="info", log_format="json", access_log=False)
+    # dictConfig changes these loggers for the whole process: put them back after.
+    touched = [logging.getLogger(name) for name in config["loggers"]] + [logging.getLogger()]
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate, logger.filters[:]) for logger in touched]
     try:
-        logging.config.dictConfig(log_config(level="info", log_format="json", access_log=False))
+        logging.config.dictConfig(config)
         pool = logging.getLogger("psycopg.pool")
         for _ in range(20):
             pool.warning(
@@ -155,8 +157,10 @@ def test_serves_log_config_formats_and_rate_limits_other_libraries_lines_too(
         logging.getLogger("psycopg.pool").info("not a warning: below the root's level")
         lines = capsys.readouterr().err.splitlines()
     finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
+        for logger, handlers, level, propagate, filters in saved:
+            logger.handlers[:], logger.filters[:] = handlers, filters
+            logger.setLevel(level)
+            logger.propagate = propagate
     records = [orjson.loads(line) for line in lines]
     assert 1 <= len(records) <= 5
     assert {(r["logger"], r["level"]) for r in records} == {("psycopg.pool", "WARNING")}
