@@ -361,3 +361,36 @@ def test_a_statement_the_database_cancels_is_a_503_and_keeps_the_pool(postgres_s
         with psycopg.connect(postgres_server.url, autocommit=True) as connection:
             connection.execute(f"DROP TABLE {pg_table}")
             connection.execute(f"DROP FUNCTION {pg_table}_slow()")
+
+
+def test_while_the_database_is_down_a_batch_fails_within_a_second_not_the_timeout(postgres_server, pg_table):
+    from ingest_mw.sinks.postgres import OUTAGE_WAIT
+
+    sink = PostgresSink(postgres_server.url, table=pg_table, timeout=5.0)
+    one = Batch("betterstack", "s", T0, [Event(T0, {"n": 1})])
+    sink(one)
+    postgres_server.stop()
+    try:
+        waits = []
+        for _ in range(3):  # bounded: three batches while it is down
+            started = time.monotonic()
+            with pytest.raises(SinkUnavailable):
+                sink(one)
+            waits.append(time.monotonic() - started)
+
+        async def async_face() -> float:
+            started = time.monotonic()
+            with pytest.raises(SinkUnavailable):
+                await sink.acall(one)
+            await sink.aclose()
+            return time.monotonic() - started
+
+        waits.append(asyncio.run(async_face()))
+    finally:
+        postgres_server.start()
+    # The first finds its connection gone at once; the others wait for a new
+    # one at most OUTAGE_WAIT (1 s), not the 5 s timeout (they took 5.0 s each).
+    assert OUTAGE_WAIT <= 1.0 and max(waits) < 2.5, waits
+    sink(one)  # back: stored again, at once
+    assert len(read(postgres_server, pg_table)) == 2
+    sink.close()

@@ -148,6 +148,9 @@ def _lost_the_database(error: psycopg.Error) -> bool:
     return isinstance(error, _UNAVAILABLE) and not isinstance(error, psycopg.errors.QueryCanceled)
 
 
+#: The longest a batch waits for a connection while the database is failing
+#: (a new pool connects in milliseconds once it is back).
+OUTAGE_WAIT = 1.0
 #: Whether the table exists (NULL when not, whatever this role may do).
 _EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
 #: This role, and whether it may INSERT into the table (an error if there is none).
@@ -218,6 +221,12 @@ class PostgresSink:
     def __repr__(self) -> str:
         return f"PostgresSink({self.shown!r}, table={self.table!r})"
 
+    def _connection_wait(self) -> float:
+        """How long a batch or a check waits for a connection: ``timeout``, but
+        at most :data:`OUTAGE_WAIT` while the database is failing, so that each
+        batch meanwhile gets its 503 in a second, not in ``timeout``."""
+        return min(self.timeout, OUTAGE_WAIT) if self._outage.failing else self.timeout
+
     def _failed(self, error: BaseException) -> SinkUnavailable:
         if isinstance(error, _REFUSED):
             return BatchRefused(str(self._outage.error(error)))  # its own values: no outage of the database
@@ -275,7 +284,7 @@ class PostgresSink:
         body = copy_text(batch)  # before taking a connection: the batch's own errors need none
         pool = self._sync_pool()
         try:
-            with pool.connection() as connection:
+            with pool.connection(self._connection_wait()) as connection:
                 self._prepare(connection)
                 with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     copy.write(body)
@@ -291,7 +300,7 @@ class PostgresSink:
         :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         pool = self._sync_pool()
         try:
-            with pool.connection() as connection:
+            with pool.connection(self._connection_wait()) as connection:
                 self._prepare(connection)
                 row = connection.execute(_MAY_INSERT, (self.table,)).fetchone()
         except psycopg.Error as exc:  # PoolTimeout is one
@@ -352,7 +361,7 @@ class PostgresSink:
         body = await made_off_the_loop_if_large(copy_text, batch)
         pool = await self._async_pool()
         try:
-            async with pool.connection() as connection:
+            async with pool.connection(self._connection_wait()) as connection:
                 await self._aprepare(connection)
                 async with connection.cursor() as cursor, cursor.copy(self._copy) as copy:
                     await copy.write(body)
@@ -366,7 +375,7 @@ class PostgresSink:
         """:meth:`check` from async code."""
         pool = await self._async_pool()
         try:
-            async with pool.connection() as connection:
+            async with pool.connection(self._connection_wait()) as connection:
                 await self._aprepare(connection)
                 row = await (await connection.execute(_MAY_INSERT, (self.table,))).fetchone()
         except psycopg.Error as exc:
