@@ -394,3 +394,41 @@ def test_while_the_database_is_down_a_batch_fails_within_a_second_not_the_timeou
     sink(one)  # back: stored again, at once
     assert len(read(postgres_server, pg_table)) == 2
     sink.close()
+
+
+def test_a_lock_timeout_is_a_503_and_keeps_the_pool(postgres_server, pg_table):
+    # Another session holds the table: the COPY waits lock_timeout, then the
+    # database refuses it on a sound connection; the batch is to be sent again.
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(ddl(pg_table))
+    sink = PostgresSink(postgres_server.url + "?options=-c%20lock_timeout%3D100", table=pg_table)
+    one = Batch("betterstack", "s", T0, [Event(T0, {"n": 1})])
+    sink(one)
+    pool = sink._pool
+    with psycopg.connect(postgres_server.url) as holder:
+        holder.execute(f"LOCK TABLE {pg_table} IN ACCESS EXCLUSIVE MODE")
+        for _ in range(2):
+            with pytest.raises(SinkUnavailable, match="lock timeout") as raised:
+                sink(one)
+            assert type(raised.value) is SinkUnavailable  # a 503, not BatchRefused
+        assert sink._pool is pool
+    sink(one)
+    assert sink._pool is pool and len(read(postgres_server, pg_table)) == 2
+    sink.close()
+
+
+def test_a_row_too_large_for_a_hosts_index_is_refused_alone_as_a_500(adapter, postgres_server, pg_table):
+    # Class 54 (program limit exceeded) is the batch's own: sent again it would
+    # be refused again, so no 503, and the pool and the outage log stay as they are.
+    import secrets
+
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(ddl(pg_table))
+        connection.execute(f"CREATE INDEX {pg_table}_m ON {pg_table} ((data->>'m'))")
+    sink = PostgresSink(postgres_server.url, table=pg_table)
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    huge = json.dumps({"m": secrets.token_hex(3000)}).encode()  # 6,000 characters, incompressible
+    assert client.request("POST", PREFIX + "/", huge, BS).status == 500
+    assert client.request("POST", PREFIX + "/", b'{"m": "small"}', BS).status == 202
+    assert [row["data"] for row in read(postgres_server, pg_table)] == [{"m": "small"}]
+    sink.close()

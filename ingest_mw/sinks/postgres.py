@@ -142,10 +142,16 @@ _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
 def _lost_the_database(error: psycopg.Error) -> bool:
-    """Whether ``error`` leaves the pool's connections in doubt, so that the pool
-    is dropped: not a statement the database cancelled (``statement_timeout``),
-    whose connection is as good as before."""
-    return isinstance(error, _UNAVAILABLE) and not isinstance(error, psycopg.errors.QueryCanceled)
+    """Whether ``error`` says the connection to the database is gone (no SQLSTATE:
+    it could not connect or the link broke; class 08, a connection exception;
+    57P01-57P03, the server shutting down or starting), so that the pool is
+    dropped and the next batch connects anew. A statement the database
+    refused or cancelled on a sound connection (a lock or statement timeout,
+    a full disk) leaves the pool as it is."""
+    if not isinstance(error, _UNAVAILABLE):
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
 #: The longest a batch waits for a connection while the database is failing
@@ -156,8 +162,9 @@ _EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
 #: This role, and whether it may INSERT into the table (an error if there is none).
 _MAY_INSERT = "SELECT current_user, has_table_privilege(%s, 'INSERT')"
 #: What the database refuses a batch for, for its own values (a constraint of
-#: the table, a value it cannot take), while it stores others.
-_REFUSED = (psycopg.IntegrityError, psycopg.DataError)
+#: the table, a value it cannot take, a row too large for an index of the
+#: host's: class 54), while it stores others.
+_REFUSED = (psycopg.IntegrityError, psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 
 
 class PostgresSink:
