@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from clients import PREFIX, make_client
 
 from ingest_mw import Batch, BetterStackAPI, Event, JSONLinesSink, JSONMemorySink, MemorySink, SQLiteSink, sink_from_url
 from ingest_mw.read import Query, reader_for
@@ -689,3 +691,21 @@ def test_large_batches_are_made_two_at_a_time_whatever_comes_at_once():
     asyncio.run(main())
     assert most[0] == LARGE_BATCH_THREADS == 2
     assert len(sink.events) == 8 * (ON_LOOP_EVENTS + 1)
+
+
+@pytest.mark.parametrize("adapter", ["wsgi", "asgi"])
+def test_an_unexpected_failure_of_a_group_write_is_a_500_with_its_traceback(tmp_path, adapter, caplog):
+    # Not the storage's outage (which is a 503 to retry): a bug, answered 500,
+    # its traceback logged by the writer.
+    class Broken(JSONLinesSink):
+        def _write_group(self, group):
+            raise TypeError("a bug in the sink")
+
+    sink = Broken(tmp_path / "b.jsonl")
+    client = make_client(adapter, BetterStackAPI({"web": "tok"}), sink)
+    headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+    with caplog.at_level(logging.ERROR):
+        assert client.request("POST", PREFIX + "/", b'{"n": 1}', headers).status == 500
+    written = [r for r in caplog.records if "writing 1 batches failed" in r.getMessage()]
+    assert written and written[0].exc_info is not None and "a bug in the sink" in str(written[0].exc_info[1])
+    sink.close()

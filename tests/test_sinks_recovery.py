@@ -344,3 +344,36 @@ def test_the_sqlite_checkpointer_copies_the_wal_into_the_file_also_after_it_is_r
     # The checkpointer's connection was on the old file: it follows the new one.
     assert _eventually(lambda: path.exists() and _checkpointed(path) == [4, 5])
     sink.close()
+
+
+def test_jsonl_a_forked_process_appends_under_a_lock_of_its_own(tmp_path):
+    # A sink made before a fork (a pre-fork server): the child opens the file
+    # anew, so that its lock keeps the parent's writes out, as another process's would.
+    import fcntl
+
+    path = tmp_path / "events.jsonl"
+    sink = JSONLinesSink(path)
+    sink(batch(1))
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: hold the sink's lock for a moment, then leave
+        try:
+            file = sink._usable()
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            os.write(ready_write, b"x")
+            time.sleep(0.5)
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_read, 1) == b"x"
+        started = time.monotonic()
+        sink(batch(2))  # waits for the child's lock
+        waited = time.monotonic() - started
+    finally:
+        os.waitpid(child, 0)
+        os.close(ready_read)
+        os.close(ready_write)
+    assert waited > 0.2
+    assert [json.loads(line)["data"]["n"] for line in path.read_text().splitlines()] == [1, 2]
+    sink.close()

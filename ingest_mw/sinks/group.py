@@ -16,6 +16,7 @@ caller's future of a group with one call into each event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,7 +26,9 @@ from ..batch import Batch
 from .base import SinkUnavailable, made_off_the_loop_if_large
 from .wakeable import WakeableThread
 
-__all__ = ["GROUP_BATCHES", "GroupCommitSink", "GroupWriter"]
+logger = logging.getLogger("ingest_mw.sinks")
+
+__all__ = ["GROUP_BATCHES", "GroupCommitSink", "GroupWriteFailed", "GroupWriter"]
 
 #: The ``concurrent_batches`` of a sink that writes through a :class:`GroupWriter`:
 #: the store slots it asks the admission for. Every batch inside such a sink
@@ -47,16 +50,22 @@ class _Pending(Generic[Payload]):
     def __init__(self, payload: Payload) -> None:
         self.payload = payload
         self.done = False
-        self.error: SinkUnavailable | None = None  # why it was not stored
+        self.error: SinkUnavailable | GroupWriteFailed | None = None  # why it was not stored
         # An async caller's: settled once done.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: asyncio.Future[None] | None = None
 
-    def failure(self) -> SinkUnavailable:
+    def failure(self) -> SinkUnavailable | GroupWriteFailed:
         """What its caller raises: a new exception of the error's kind, so that
         callers of one group, in their threads, never raise the same object."""
         assert self.error is not None
         return type(self.error)(str(self.error))
+
+
+class GroupWriteFailed(Exception):
+    """A group's write raised what the sink did not expect (a bug, no memory):
+    not the storage's outage, so the flow answers it 500, not a 503 to retry;
+    the writer logs its traceback once for the group."""
 
 
 class GroupWriter(Generic[Payload]):
@@ -136,9 +145,13 @@ class GroupWriter(Generic[Payload]):
             if not group:
                 return
             try:
-                outcomes: Sequence[SinkUnavailable | None] = self._write_group([pending.payload for pending in group])
-            except Exception as exc:  # the whole group's failure
-                outcomes = [SinkUnavailable(str(exc) or type(exc).__name__)] * len(group)
+                outcomes: Sequence[SinkUnavailable | GroupWriteFailed | None] = self._write_group(
+                    [pending.payload for pending in group]
+                )
+            except Exception as exc:  # the whole group's, unexpected: its traceback logged here
+                logger.exception("ingest_mw: %s: writing %d batches failed", self._what, len(group))
+                failed = GroupWriteFailed(f"{self._what}: writing failed ({type(exc).__name__}: {exc})")
+                outcomes = [failed] * len(group)
             for pending, outcome in zip(group, outcomes, strict=True):
                 pending.error, pending.done = outcome, True
         finally:

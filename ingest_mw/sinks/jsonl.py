@@ -102,6 +102,7 @@ class JSONLinesSink(GroupCommitSink):
         self._lock = self._writer.lock
         self._file: FileIO | None = None
         self._identity: tuple[int, int] | None = None
+        self._pid = 0  # the process that opened _file
         self._outage = Outage(f"JSON Lines sink {self.path}")
         with self._lock:
             self._open()  # a path that cannot be opened is said at once
@@ -112,12 +113,14 @@ class JSONLinesSink(GroupCommitSink):
             stat = os.fstat(file.fileno())
         except OSError as exc:
             raise self._outage.error(exc) from None
-        self._file, self._identity = file, (stat.st_dev, stat.st_ino)
+        self._file, self._identity, self._pid = file, (stat.st_dev, stat.st_ino), os.getpid()
         return file
 
     def _usable(self) -> FileIO:
         file = self._file
-        if file is not None:
+        # A forked process opens a file of its own: one it shares with its parent
+        # shares its lock too, which then keeps neither from the other's writes.
+        if file is not None and self._pid == os.getpid():
             try:
                 stat = os.stat(self.path)
                 if (stat.st_dev, stat.st_ino) == self._identity:
