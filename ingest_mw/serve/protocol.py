@@ -82,8 +82,10 @@ TOO_MANY = _plain_response(b"503 Service Unavailable", b"too many open connectio
 #: How long a connection refused over the cap is read (and dropped) after its
 #: 503: time for the client to read it and close first.
 REFUSED_LINGER_SECONDS = 1.0
-#: The refused connections lingering so in this process; past the cap's own
-#: number more are closed at once, so that a flood holds no more sockets.
+#: How many refused connections linger so at once in a process; past that the
+#: next are closed at once, so that a flood holds few sockets (the open-file
+#: limit ``serve`` sets counts them, beside ``--max-connections``).
+MAX_LINGERING = 64
 _lingering: set[GuardedHttpToolsProtocol] = set()
 
 
@@ -117,7 +119,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport = transport
             self.refused = True
             transport.write(TOO_MANY)
-            if len(_lingering) < self.max_connections and transport.can_write_eof():
+            if len(_lingering) < MAX_LINGERING and transport.can_write_eof():
                 transport.write_eof()
                 _lingering.add(self)
                 self.linger_timer = self.loop.call_later(REFUSED_LINGER_SECONDS, transport.close)

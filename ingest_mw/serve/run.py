@@ -50,8 +50,10 @@ def _open_files_for(max_connections: int) -> None:
         import resource
     except ImportError:  # not on this platform
         return
+    from .protocol import MAX_LINGERING
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = max_connections + SPARE_FILES
+    needed = max_connections + MAX_LINGERING + SPARE_FILES  # the refused connections lingering too
     if soft != resource.RLIM_INFINITY and soft < needed:
         raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
@@ -61,7 +63,7 @@ def _open_files_for(max_connections: int) -> None:
                 " systemd unit, ulimit -n) or lower --max-connections to %d",
                 max_connections,
                 hard,
-                max(1, hard - SPARE_FILES),
+                max(1, hard - MAX_LINGERING - SPARE_FILES),
             )
 
 
