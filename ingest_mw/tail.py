@@ -94,6 +94,21 @@ def query_from_args(args: argparse.Namespace) -> Query:
     )
 
 
+#: What an event's text may not send to a terminal as it is: C0 and C1 controls
+#: and DEL (escape sequences, a line break that forges another line), Unicode's
+#: line and paragraph separators and its bidirectional overrides; each shown
+#: as its escape instead (``\x1b``, ``\n``, ``\u202e``).
+_UNPRINTABLE = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on shown as escapes (see :data:`_UNPRINTABLE`)."""
+    return text.translate(_UNPRINTABLE)
+
+
 def format_line(event: StoredEvent, *, utc: bool = False, colour: bool = False) -> str:
     """One event for a terminal: time, level, source/dataset, message, then the rest compact."""
     data = event.data
@@ -101,10 +116,12 @@ def format_line(event: StoredEvent, *, utc: bool = False, colour: bool = False) 
     at = at if utc else at.astimezone()
     when = at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d}"
     level, message, rest = level_message_rest(data)
+    # Every part that comes from a client is made printable: anyone with an
+    # ingest credential writes these, and the operator's terminal reads them.
     level = level or "-"
-    message = message or ""
-    origin = "/".join(part for part in (event.source, event.dataset, event.service) if part)
-    level_text = f"{level.upper():<5}"
+    message = printable(message) if message else ""
+    origin = printable("/".join(part for part in (event.source, event.dataset, event.service) if part))
+    level_text = f"{printable(level.upper()):<5}"
     extra = orjson.dumps(rest).decode() if rest else ""
     if colour:
         paint = _LEVEL_COLOURS.get(level[:3].lower(), "")

@@ -159,8 +159,8 @@ def test_since_an_iso_time(stored):
     assert messages(tail("--sink", url, "--since", since + "+00:00")) == ["first", "disk full", "charged"]
 
 
-def test_on_a_terminal_one_line_per_event(stored):
-    server, url = stored
+def on_a_terminal(url: str) -> str:
+    """What ``tail --utc`` prints on a terminal (a pty), colours on."""
     leader, follower = pty.openpty()
     command = [sys.executable, "-m", "ingest_mw", "tail", "--sink", url, "--utc"]
     process = subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": ""})
@@ -181,12 +181,39 @@ def test_on_a_terminal_one_line_per_event(stored):
             break
     process.wait(timeout=10)
     os.close(leader)
-    text = output.decode()
-    printed = [line for line in text.splitlines() if line.strip()]
+    return output.decode()
+
+
+def test_on_a_terminal_one_line_per_event(stored):
+    server, url = stored
+    printed = [line for line in on_a_terminal(url).splitlines() if line.strip()]
     assert len(printed) == 4
     assert "\x1b[31mERROR" in printed[2] and "web disk full" in printed[2]  # the level coloured
     assert "team/payments/billing charged" in printed[3] and '{"amount":12}' in printed[3]
     assert printed[1].startswith("\x1b[2m" + datetime.now(UTC).strftime("%Y-%m-%d "))  # the time, dimmed
+
+
+def test_on_a_terminal_an_events_control_characters_are_shown_not_sent(tmp_path):
+    # Whoever holds an ingest credential writes the text the operator's terminal
+    # reads: an escape sequence or a line break in it is shown as its escape.
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    server = Server(["--sink", url, "--token", f"web={TOKEN}", "--api-key", f"team={KEY}"])
+    try:
+        hostile = {
+            "message": "esc \x1b[2J\x1b]0;pwned\x07 end\nFAKE 2026-12-01 00:00:00.000 ERROR root forged\r",
+            "level": "in\x1b[5mfo",
+        }
+        assert post(server.url, hostile, {"Authorization": f"Bearer {TOKEN}"}) == 202
+        labelled = [{"message": "ok", "service": "svc\x1b[31mRED\u202e"}]
+        assert post(server.url + "/v1/ds", labelled, {"x-api-key": KEY}) == 202
+    finally:
+        server.stop()
+    printed = [line for line in on_a_terminal(url).splitlines() if line.strip()]
+    assert len(printed) == 2  # no forged line
+    assert "\x1b[2J" not in printed[0] and "\x1b]0;" not in printed[0] and "\x07" not in printed[0]
+    assert "esc \\x1b[2J\\x1b]0;pwned\\x07 end\\nFAKE" in printed[0] and "forged\\r" in printed[0]
+    assert "IN\\x1b[5MFO" in printed[0]
+    assert "team/ds/svc\\x1b[31mRED\\u202e ok" in printed[1]
 
 
 def test_follow_prints_events_posted_while_it_runs(stored):
