@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["EventTimes", "parse_dt", "UNIT_THRESHOLDS"]
+__all__ = ["EventTimes", "parse_dt", "lower_case_z", "UNIT_THRESHOLDS"]
 
 _UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
@@ -70,14 +70,14 @@ def _from_string(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        found = _lower_case_z(value)
+        found = lower_case_z(value)
         if found is None:
             return None
         parsed = found
     return _as_utc(parsed)
 
 
-def _lower_case_z(value: str) -> datetime | None:
+def lower_case_z(value: str) -> datetime | None:
     """A time that ends in a lower-case "z", which RFC 3339 allows (section 5.6:
     "T" and "Z" may be lower case) and ``fromisoformat`` refuses (a lower-case
     "t" it takes): read on the path of a string that did not parse."""
@@ -177,7 +177,7 @@ class EventTimes:
                 try:
                     parsed = fromisoformat(value)
                 except ValueError:
-                    parsed = _lower_case_z(value)
+                    parsed = lower_case_z(value)
                     if parsed is None:
                         append(received_at)
                         continue

@@ -260,8 +260,10 @@ def test_parse_since():
     assert parse_since("2D", now=now) == now - timedelta(days=2)
     assert parse_since("2026-12-01T10:00:00+02:00") == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     assert parse_since("2026-12-01T10:00", naive_utc=True) == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    with pytest.raises(ValueError, match="use a duration such as 30s"):
-        parse_since("soon")
+    assert parse_since("2026-12-01t10:00:00z") == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # RFC 3339 lower case
+    for wrong in ("soon", "z", "10:00z"):
+        with pytest.raises(ValueError, match="use a duration such as 30s"):
+            parse_since(wrong)
 
 
 def test_rate_series_has_every_bucket():
