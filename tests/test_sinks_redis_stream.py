@@ -219,3 +219,19 @@ def test_a_large_batch_is_made_off_the_event_loop(monkeypatch, redis_server):
     sink.close()
     assert seen[0] == "MainThread" and seen[1].startswith("ingest_mw-large-batch")
     assert len(entries(redis_server.url, "big")) == ON_LOOP_EVENTS + 2
+
+
+def test_a_user_allowed_only_what_storing_needs_passes_the_check_and_stores(redis_server):
+    # An ACL user that may XADD in MULTI/EXEC and PING, not TYPE: the check
+    # cannot see the key's type, and proves what it can.
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "writer", "on", ">writer-pw", "~acl:*", "+xadd", "+multi", "+exec", "+ping")
+    try:
+        sink = RedisStreamSink(f"redis://writer:writer-pw@127.0.0.1:{redis_server.port}/0", stream="acl:events")
+        sink.check()
+        asyncio.run(sink.acheck())
+        sink(Batch("betterstack", "s", T0, [Event(T0, {"n": 1})]))
+        assert len(entries(redis_server.url, "acl:events")) == 1
+        sink.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "writer")

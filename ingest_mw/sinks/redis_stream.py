@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
 from .base import Outage, SinkUnavailable, made_off_the_loop_if_large
@@ -171,8 +171,13 @@ class RedisStreamSink:
     def check(self) -> None:
         """Prove Redis answers and the stream's key holds a stream or nothing
         (a ``TYPE``); raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        client = redis.Redis(connection_pool=self._sync_pool())
         try:
-            kind: Any = redis.Redis(connection_pool=self._sync_pool()).type(self._stream)
+            try:
+                kind: Any = client.type(self._stream)
+            except NoPermissionError:  # a user allowed only what storing needs: its PING, then
+                client.ping()
+                kind = "none"
         except RedisError as exc:
             raise self._outage.error(exc) from None
         self._holds_a_stream(kind)
@@ -230,7 +235,11 @@ class RedisStreamSink:
         try:
             client: Any = redis.asyncio.Redis(connection_pool=self._async_pool())
             async with asyncio.timeout(self.timeout):
-                kind = await client.type(self._stream)
+                try:
+                    kind = await client.type(self._stream)
+                except NoPermissionError:  # as in check()
+                    await client.ping()
+                    kind = "none"
         except (RedisError, TimeoutError) as exc:
             raise self._outage.error(exc) from None
         self._holds_a_stream(kind)
