@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -100,6 +101,18 @@ def test_without_the_token_the_page_and_its_data_answer_401(served):
         "service started",
     ]
     assert get(served.url + "/ui/api/events?level=error", {"Cookie": f"ingest_mw_ui={UI_TOKEN}"})[0] == 200
+
+
+def test_every_answer_of_the_page_forbids_framing_sniffing_and_foreign_scripts(served):
+    # The page and its data, with the token or refused; the browser test below
+    # runs the page under this policy.
+    for path, headers in [("/ui/", bearer(UI_TOKEN)), ("/ui/api/events", bearer(UI_TOKEN)), ("/ui/", {})]:
+        _, _, answer = get(served.url + path, headers)
+        found = {name.lower(): value for name, value in answer.items()}
+        assert "script-src 'self'" in found["content-security-policy"], path
+        assert "frame-ancestors 'none'" in found["content-security-policy"], path
+        assert (found["x-content-type-options"], found["x-frame-options"]) == ("nosniff", "DENY"), path
+        assert found["referrer-policy"] == "no-referrer", path
 
 
 def test_the_token_in_the_address_becomes_a_cookie(served):
@@ -229,6 +242,7 @@ def browser_page(tmp_path):
 
 
 def test_live_tail_in_a_browser(served, browser_page, tmp_path):
+    expect = pytest.importorskip("playwright.sync_api").expect
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nLive Tail screenshots: {shots}")
@@ -257,7 +271,7 @@ def test_live_tail_in_a_browser(served, browser_page, tmp_path):
 
     # A filter, applied on the server: only errors, old and new.
     page.select_option("select[name=level]", "error")
-    page.wait_for_function("document.querySelectorAll('#events tr').length === 1")
+    expect(page.locator("#events tr")).to_have_count(1)
     page.wait_for_selector("#status.live")
     assert (
         post(
@@ -283,13 +297,13 @@ def test_live_tail_in_a_browser(served, browser_page, tmp_path):
 
     # The chart: every event so far, by source.
     page.click("#clear")
-    page.wait_for_function("document.querySelectorAll('#events tr').length === 6")
-    page.wait_for_function("document.querySelectorAll('#chart rect').length >= 1")
+    expect(page.locator("#events tr")).to_have_count(6)
+    expect(page.locator("#chart rect").first).to_be_attached()
     # The chart also redraws on its own (every 5 s once events came): the 6 show by the next one at the latest.
-    page.wait_for_function("document.getElementById('chart-title').innerText.endsWith('6 in range')", timeout=8000)
+    expect(page.locator("#chart-title")).to_have_text(re.compile(r"6 in range$"), use_inner_text=True, timeout=8000)
     assert page.locator("#legend").inner_text().split() == ["team", "web"]
     page.select_option("#chart-by", "api")
-    page.wait_for_function("document.getElementById('legend').innerText.includes('betterstack')")
+    expect(page.locator("#legend")).to_contain_text("betterstack", use_inner_text=True)
     page.screenshot(path=str(shots / "4-chart.png"))
     page.locator(".chart-panel").screenshot(path=str(shots / "4-chart-panel.png"))
 

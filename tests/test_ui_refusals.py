@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from serve_process import Server
 from test_ui import UI_TOKEN, bearer, browser_page, get  # noqa: F401  (browser_page: a fixture)
 
@@ -135,6 +136,7 @@ def test_under_several_workers_the_refusals_are_the_whole_servers(tmp_path):
 
 
 def test_refusals_in_the_chart_in_a_browser(tmp_path, browser_page):  # noqa: F811
+    expect = pytest.importorskip("playwright.sync_api").expect
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nrefusals screenshots: {shots}")
@@ -143,11 +145,11 @@ def test_refusals_in_the_chart_in_a_browser(tmp_path, browser_page):  # noqa: F8
         page = browser_page.new_page()
         page.goto(f"{server.url}/ui?token={UI_TOKEN}")
         page.wait_for_selector("#status.live", timeout=10_000)
-        page.wait_for_function("document.getElementById('refusals-title').innerText.includes('in range')")
+        expect(page.locator("#refusals-title")).to_contain_text("in range", use_inner_text=True)
         assert page.locator("#refusals-title").inner_text().startswith("Refused per minute · 0 in range")
         refuse_some(server)
         page.click("button[type=submit]")  # Apply: the charts are read again
-        page.wait_for_function("document.getElementById('refusals-legend').innerText.includes('403')", timeout=10_000)
+        expect(page.locator("#refusals-legend")).to_contain_text("403", use_inner_text=True, timeout=10_000)
         legend = page.locator("#refusals-legend").inner_text()
         assert all(name in legend for name in EXPECTED)
         assert page.locator("#refusals rect").count() >= 2
@@ -159,11 +161,12 @@ def test_refusals_in_the_chart_in_a_browser(tmp_path, browser_page):  # noqa: F8
 
 
 def test_the_page_says_when_refusals_are_not_available(tmp_path, browser_page):  # noqa: F811
+    expect = pytest.importorskip("playwright.sync_api").expect
     server = serve(tmp_path, "--no-metrics")
     try:
         page = browser_page.new_page()
         page.goto(f"{server.url}/ui?token={UI_TOKEN}")
-        page.wait_for_function("document.getElementById('refusals-title').innerText.includes('not available')")
+        expect(page.locator("#refusals-title")).to_contain_text("not available", use_inner_text=True)
         assert page.locator("#refusals rect").count() == 0
         page.locator(".chart-panel").screenshot(path=str(tmp_path / "refusals-unavailable.png"))
     finally:

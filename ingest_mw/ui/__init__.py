@@ -78,6 +78,19 @@ _ASSETS = {
 }
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
+#: On every answer of the page: its own origin's scripts and requests only (the
+#: events it shows are text, never markup), never framed, nothing sniffed, no
+#: referrer (a first visit's URL holds the token).
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+        b" connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
 _T = TypeVar("_T")
 
 
@@ -369,6 +382,7 @@ class LiveTailApp:
                     (b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-store"),
                     (b"x-accel-buffering", b"no"),  # nginx: pass each message on at once
+                    *SECURITY_HEADERS,
                 ],
             }
         )
@@ -455,7 +469,7 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-length", b"%d" % len(body))]
+    headers = [*headers, *SECURITY_HEADERS, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
