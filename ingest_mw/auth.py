@@ -42,9 +42,17 @@ def check_credentials(credentials: object) -> list[tuple[str, str]]:
         raise ValueError(f"must be {_SHAPE}; got a single string (wrap it in a list)")
     else:
         raise ValueError(f"must be {_SHAPE}; got a {type(credentials).__name__}")
-    valid = all(isinstance(s, str) and s and isinstance(n, str) and n for s, n in pairs)
-    if not pairs or not valid:
-        raise ValueError(f"must be {_SHAPE}; got a {type(credentials).__name__}")
+    if not pairs:
+        raise ValueError(f"must be {_SHAPE}; got an empty {type(credentials).__name__}")
+    for index, (secret, name) in enumerate(pairs):
+        # Which entry, by its name or place: never the secret itself.
+        where = f"the entry {name!r}" if isinstance(name, str) and name else f"entry {index}"
+        if not (isinstance(name, str) and name):
+            raise ValueError(f"must be {_SHAPE}; {where} has a name that is not a non-empty string")
+        if not (isinstance(secret, str) and secret):
+            kind = type(secret).__name__
+            what = "an empty string" if secret == "" else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+            raise ValueError(f"must be {_SHAPE}; the secret of {where} is {what}")
     return pairs  # type: ignore[return-value]
 
 

@@ -68,7 +68,14 @@ def test_apis_are_in_routing_order_whatever_the_setting_says() -> None:
         ({"APIS": ["datadog"]}, "give a list of one or more"),
         ({"APIS": []}, "give a list of one or more"),
         ({"BETTERSTACK_TOKENS": "s3cret"}, "CFG[BETTERSTACK_TOKENS] must be {'source name': 'secret', ...}"),
-        ({"BETTERSTACK_TOKENS": {"web": ""}}, "each a non-empty string; got a dict"),
+        (
+            {"BETTERSTACK_TOKENS": {"web": ""}},
+            "each a non-empty string; the secret of the entry 'web' is an empty string",
+        ),
+        ({"BETTERSTACK_TOKENS": {"web": 12345}}, "the secret of the entry 'web' is an int"),
+        ({"BETTERSTACK_TOKENS": {}}, "each a non-empty string; got an empty dict"),
+        ({"OTLP_TOKENS": {"x": "s", "y": None}}, "the secret of the entry 'y' is a NoneType"),
+        ({"BASELIME_API_KEYS": ["k", 7]}, "the secret of the entry 'default' is an int"),
         ({"BASELIME_API_KEYS": []}, "CFG[BASELIME_API_KEYS] must be"),
         (
             {"BETTERSTACK_MAX_BODY_BYTES": 0},
