@@ -83,12 +83,17 @@ def test_events_lists_each_stored_row_whole(post: Post) -> None:
 def test_the_admin_shows_the_message_and_searches_the_data(post: Post) -> None:
     post("/ingest/", b'{"message": "hello from curl", "user": {"name": "needle-in-data"}}', BETTERSTACK)
     post("/ingest/", b'{"level": "info", "msg": "no message field"}', BETTERSTACK)
+    post("/ingest/", b'{"severity_text": "WARN", "body": "an OTLP-like body"}', BETTERSTACK)
+    post("/ingest/", b'{"level": "debug", "user": "no message at all"}', BETTERSTACK)
     client = admin_client()
     page = client.get("/admin/eventlog/logevent/").content.decode()
     assert "hello from curl" in page
-    assert '<td class="field-message">info</td>' in page  # no message: the first text field stands in
+    # The message as tail reads it (message, msg, body), else the first text field.
+    assert '<td class="field-message">no message field</td>' in page
+    assert '<td class="field-message">an OTLP-like body</td>' in page
+    assert '<td class="field-message">debug</td>' in page
     found = client.get("/admin/eventlog/logevent/", {"q": "needle-in-data"}).content.decode()
-    assert "hello from curl" in found and 'field-message">info<' not in found
+    assert "hello from curl" in found and 'field-message">no message field<' not in found
     assert "1 result" in found
 
 

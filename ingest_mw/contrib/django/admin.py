@@ -10,6 +10,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from ...read.query import MESSAGE_FIELDS, first_text
+
 __all__ = ["IngestedEventAdmin"]
 
 #: The longest message shown in the list of events.
@@ -38,10 +40,11 @@ class IngestedEventAdmin(_ModelAdmin):
 
     @admin.display(description="message")
     def message(self, obj: Any) -> str:
-        """The event's ``message``, else its first text field, cut to 120 characters."""
+        """The event's message as ``tail`` reads it (``message``, else ``msg``, else
+        ``body``: an OTLP record's), else its first text field, cut to 120 characters."""
         data = obj.data if isinstance(obj.data, dict) else {}
-        text = data.get("message")
-        if not isinstance(text, str):
+        text = first_text(data, MESSAGE_FIELDS)
+        if text is None:
             text = next((value for value in data.values() if isinstance(value, str)), "")
         return text if len(text) <= MESSAGE_LENGTH else text[: MESSAGE_LENGTH - 1] + "…"
 
