@@ -86,7 +86,29 @@ REFUSED_LINGER_SECONDS = 1.0
 #: next are closed at once, so that a flood holds few sockets (the open-file
 #: limit ``serve`` sets counts them, beside ``--max-connections``).
 MAX_LINGERING = 64
-_lingering: set[GuardedHttpToolsProtocol] = set()
+_lingering: set[_Refused] = set()
+
+
+class _Refused(asyncio.Protocol):
+    """What a connection refused over the cap becomes once its 503 is written
+    and its sending side shut: what the client sends is dropped, and the
+    connection closed when the client closes or after
+    :data:`REFUSED_LINGER_SECONDS`. A protocol of its own, so that the HTTP
+    protocol's own callbacks, run for every request, test nothing for it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
+        _lingering.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # answered already
+
+    def eof_received(self) -> None:
+        return None  # the client has read the 503 and closed: closed now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+        _lingering.discard(self)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -111,19 +133,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer: asyncio.TimerHandle | None = None
         # When the headers being awaited started (loop time); None while none are.
         self.awaiting_since: float | None = None
-        self.refused = False  # over the cap: answered 503, what it sends dropped
-        self.linger_timer: asyncio.TimerHandle | None = None  # closes a refused one
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
-            self.transport = transport
-            self.refused = True
             transport.write(TOO_MANY)
             if len(_lingering) < MAX_LINGERING and transport.can_write_eof():
                 transport.write_eof()
-                _lingering.add(self)
-                self.linger_timer = self.loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
+                transport.set_protocol(_Refused(transport, self.loop))
             else:
+                self.transport = transport
                 transport.close()
             refusals.warning(
                 "connection refused: %d connections open, the limit of this worker (--max-connections)",
@@ -135,21 +153,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.linger_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.linger_timer = None
-        _lingering.discard(self)
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        if self.refused:
-            return  # answered already: dropped
-        super().data_received(data)
-
     def eof_received(self) -> bool | None:  # type: ignore[override]
-        if self.refused:
-            return None  # its client has read the 503 and closed: closed now
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The whole request came, then the client closed its side
