@@ -73,6 +73,11 @@ class Outage:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         return SinkUnavailable(f"{self.what}: {reason}")
 
+    def refused(self, error: BaseException) -> BatchRefused:
+        """A batch the storage refused for its own values: its one line, as a
+        :class:`BatchRefused`; no outage of the storage, nothing logged here."""
+        return BatchRefused(str(self.error(error)))
+
     def failed(self, error: BaseException) -> SinkUnavailable:
         """A batch failed with ``error``: the error to raise, logged if the outage starts now."""
         unavailable = self.error(error)

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..batch import Batch, each_event_json, event_json, plain_event_json
 from ..redact import masked
-from .base import BatchRefused, Outage, SinkUnavailable, made_off_the_loop_if_large
+from .base import Outage, SinkUnavailable, made_off_the_loop_if_large
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
 __all__ = ["ESCAPED_JSON_KEY", "MSGPACK_KEY", "PostgresSink", "copy_text", "ddl"]
@@ -236,7 +236,7 @@ class PostgresSink:
 
     def _failed(self, error: BaseException) -> SinkUnavailable:
         if isinstance(error, _REFUSED):
-            return BatchRefused(str(self._outage.error(error)))  # its own values: no outage of the database
+            return self._outage.refused(error)  # its own values: no outage of the database
         if isinstance(error, psycopg.errors.UndefinedTable) and self.create_table:
             self._ready = False  # dropped under us: made again by the next batch
         return self._outage.failed(error)

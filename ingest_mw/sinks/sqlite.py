@@ -10,7 +10,7 @@ from itertools import chain
 from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
-from .base import BatchRefused, Outage, SinkUnavailable
+from .base import Outage, SinkUnavailable
 from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each, label_runs
 from .wakeable import WakeableThread
@@ -266,13 +266,13 @@ class SQLiteSink(GroupCommitSink):
             self._commit(group)
         except _BATCH_ERRORS as exc:
             if len(group) == 1:
-                return [self._refused(exc)]  # its own values: no outage of the file
+                return [self._outage.refused(exc)]  # its own values: no outage of the file
             outcomes: list[SinkUnavailable | None] = []
             for tried, rows in enumerate(group):
                 try:
                     self._commit([rows])
                 except _BATCH_ERRORS as own:
-                    outcomes.append(self._refused(own))
+                    outcomes.append(self._outage.refused(own))
                 except (sqlite3.Error, SinkUnavailable) as failure:  # the file's: the rest fail with it, untried
                     return outcomes + [self._file_failed(failure)] * (len(group) - tried)
                 else:
@@ -284,10 +284,6 @@ class SQLiteSink(GroupCommitSink):
             return [self._file_failed(exc)] * len(group)
         self._outage.stored()
         return [None] * len(group)
-
-    def _refused(self, error: sqlite3.Error) -> BatchRefused:
-        """A batch SQLite refused for its own values (no outage of the file)."""
-        return BatchRefused(str(self._outage.error(error)))
 
     def _file_failed(self, failure: sqlite3.Error | SinkUnavailable) -> SinkUnavailable:
         """Why a write failed that the file refused (not a batch's values): logged
