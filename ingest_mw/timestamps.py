@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["EventTimes", "parse_dt", "lower_case_z", "UNIT_THRESHOLDS"]
+__all__ = ["EventTimes", "from_iso", "parse_dt", "UNIT_THRESHOLDS"]
 
 _UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
@@ -65,24 +65,21 @@ def _from_units(value: Any, units_per_second: int) -> datetime | None:
 
 
 def _from_string(value: str) -> datetime | None:
-    # datetime.fromisoformat (3.11+) takes RFC 3339 with "T" or a space, "Z" or
-    # an offset, and any number of fraction digits (truncated to microseconds).
+    parsed = from_iso(value)
+    return None if parsed is None else _as_utc(parsed)
+
+
+def from_iso(value: str) -> datetime | None:
+    """An RFC 3339 / ISO 8601 time as ``datetime.fromisoformat`` (3.11+) reads it
+    ("T" or a space, "Z" or an offset, any number of fraction digits, kept
+    to the microsecond), a lower-case "z" too (RFC 3339 section 5.6 lets
+    "T" and "Z" be lower case; ``fromisoformat`` takes only the "t");
+    ``None`` for anything else."""
     try:
-        parsed = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)
     except ValueError:
-        found = lower_case_z(value)
-        if found is None:
+        if not value.endswith("z"):
             return None
-        parsed = found
-    return _as_utc(parsed)
-
-
-def lower_case_z(value: str) -> datetime | None:
-    """A time that ends in a lower-case "z", which RFC 3339 allows (section 5.6:
-    "T" and "Z" may be lower case) and ``fromisoformat`` refuses (a lower-case
-    "t" it takes): read on the path of a string that did not parse."""
-    if not value.endswith("z"):
-        return None
     try:
         return datetime.fromisoformat(value[:-1] + "Z")
     except ValueError:
@@ -177,7 +174,7 @@ class EventTimes:
                 try:
                     parsed = fromisoformat(value)
                 except ValueError:
-                    parsed = lower_case_z(value)
+                    parsed = from_iso(value)  # (its lower-case "z", on the path of a miss only)
                     if parsed is None:
                         append(received_at)
                         continue

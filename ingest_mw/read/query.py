@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from ..sinks.record import COLUMNS, iso_utc
-from ..timestamps import lower_case_z
+from ..timestamps import from_iso
 
 __all__ = [
     "LEVEL_FIELDS",
@@ -109,16 +109,12 @@ def parse_since(text: str, *, now: datetime | None = None, naive_utc: bool = Fal
     if match:
         now = now or datetime.now(UTC)
         return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2].lower()])
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        found = lower_case_z(text.strip())  # RFC 3339's lower-case "z", read as the events' times are
-        if found is None:
-            raise ValueError(
-                f"cannot read the time {text!r}: use a duration such as 30s, 10m, 2h, 7d or an ISO time"
-                " such as 2026-12-01T13:30 or 2026-12-01T13:30:00+00:00"
-            ) from None
-        value = found
+    value = from_iso(text.strip())  # as the events' own times are read
+    if value is None:
+        raise ValueError(
+            f"cannot read the time {text!r}: use a duration such as 30s, 10m, 2h, 7d or an ISO time"
+            " such as 2026-12-01T13:30 or 2026-12-01T13:30:00+00:00"
+        )
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC) if naive_utc else value.astimezone()
     return value.astimezone(UTC)
