@@ -1,0 +1,145 @@
+"""What ``serve``'s protocol writes: answers held to the end of the event loop's
+turn (``CorkedTransport``) still reach every client whole, in order, and a
+client that reads nothing still holds back an app that streams to it.
+
+A real uvicorn on loopback with ``GuardedHttpToolsProtocol``, the ingest API
+mounted under ``/ingest`` in a host app; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serve_process import free_port
+
+TOKEN = "writes-token"
+
+HOST_APP = """
+from ingest_mw.asgi import ASGIMiddleware
+from ingest_mw.betterstack import BetterStackAPI
+from ingest_mw.sinks import SQLiteSink
+
+sent = 0
+#: The chunks of /mixed: sizes below, at and over the protocol's hold, in turn.
+SIZES = [1, 100, 65536, 70000, 3, 200000, 65535, 2, 1_000_000, 17]
+
+
+def mixed():
+    for number, size in enumerate(SIZES):
+        yield bytes([65 + number]) * size
+
+
+async def host(scope, receive, send):
+    global sent
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/mixed":
+        total = sum(SIZES)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % total)]})
+        for chunk in mixed():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/forever":  # streams until its client is gone
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"x" * 65536
+        while sent < 1024 * 1024 * 1024:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += len(chunk)
+    else:
+        body = str(sent).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+
+app = ASGIMiddleware(host, BetterStackAPI({"web": TOKEN}), sink=SQLiteSink(DB), prefix="/ingest")
+"""
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    db = tmp_path / "writes.db"
+    (tmp_path / "writesapp.py").write_text(f"TOKEN = {TOKEN!r}\nDB = {str(db)!r}\n" + HOST_APP)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "writesapp:app", "--app-dir", str(tmp_path), "--port", str(port)]
+    command += ["--http", "ingest_mw.serve.protocol:GuardedHttpToolsProtocol", "--log-level", "warning"]
+    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "uvicorn did not start"
+                time.sleep(0.05)
+        yield port, db
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=15)
+    assert "Traceback" not in err, err
+
+
+def one_event(number: int) -> bytes:
+    body = json.dumps({"n": number}).encode()
+    head = f"POST /ingest/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def read_until(sock: socket.socket, done: bytes, count: int, timeout: float = 10) -> bytes:
+    """What the server sends until ``done`` has been seen ``count`` times."""
+    sock.settimeout(timeout)
+    received = b""
+    while received.count(done) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received.count(done)} of {count}"
+        received += chunk
+    return received
+
+
+def test_pipelined_requests_on_one_connection_get_every_answer_in_order(host):
+    port, db = host
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"".join(one_event(number) for number in range(1, 51)))  # 50 at once
+        received = read_until(sock, b"HTTP/1.1 ", 50)
+        # Answers of one turn go out together: whole, one after the other, none lost.
+        assert received.count(b"HTTP/1.1 202 Accepted\r\n") == 50, received[:500]
+        sock.sendall(one_event(51))
+        assert read_until(sock, b"HTTP/1.1 202 ", 1).startswith(b"HTTP/1.1 202 ")
+    with sqlite3.connect(db) as connection:
+        numbers = [json.loads(data)["n"] for (data,) in connection.execute("SELECT data FROM events ORDER BY rowid")]
+    assert numbers == list(range(1, 52))
+
+
+def test_an_answer_written_in_chunks_of_every_size_arrives_whole(host):
+    port, _ = host
+    sizes = [1, 100, 65536, 70000, 3, 200000, 65535, 2, 1_000_000, 17]
+    expected = b"".join(bytes([65 + number]) * size for number, size in enumerate(sizes))
+    for _ in range(3):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/mixed", timeout=10) as response:
+            assert response.read() == expected
+
+
+def test_a_client_that_reads_nothing_holds_back_an_app_that_streams_to_it(host):
+    port, _ = host
+    with socket.create_connection(("127.0.0.1", port)) as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        stalled.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")  # then reads nothing
+        time.sleep(1.5)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sent", timeout=10) as response:
+            sent = int(response.read())
+        # The app waits on the transport's flow control: what it wrote is what the
+        # socket buffers and one write buffer hold, not the 1 GiB it would send.
+        assert 0 < sent < 64 * 1024 * 1024
+        assert time.monotonic() - started < 2  # and the server answers others meanwhile
