@@ -131,21 +131,11 @@ async def minimal_app(scope, receive, send):  # type: ignore[no-untyped-def]
 
 
 def run_on_serve_stack(app, port: int, log_level: str) -> None:  # type: ignore[no-untyped-def]
-    """Serve ``app`` on the very server ``ingest-mw serve`` runs: its uvicorn
-    config (httptools with ingest_mw's connection guards, uvloop, one worker,
-    lifespan on, no access log, proxy headers off), built by the same function."""
-    import uvicorn
+    """Serve ``app`` on the very server ``ingest-mw serve`` runs (see
+    :func:`ingest_mw.serve.run.run_app`)."""
+    from ingest_mw.serve.run import run_app
 
-    from ingest_mw.cli import parser
-    from ingest_mw.serve.logs import log_config
-    from ingest_mw.serve.options import parse_settings
-    from ingest_mw.serve.run import import_server, server_config
-    from ingest_mw.serve.startup import listen
-
-    settings = parse_settings(parser(), ["serve", "--port", str(port), "--log-level", log_level], environ={})
-    logs = log_config(level=log_level, log_format="text", access_log=False)
-    config = server_config(app, settings, loop=import_server(), logs=logs)
-    uvicorn.Server(config).run(sockets=[listen("127.0.0.1", port)])
+    run_app(app, port=port, log_level=log_level)
 
 
 def serve_baseline(port: int, log_level: str, *, gc_tuned: bool) -> None:

@@ -12,7 +12,7 @@ within 5% of metrics off. Two readings:
   Rounds of each alternate; the table gives each one's median microseconds
   per request and what metrics add.
 * **Over HTTP** (when ``wrk`` is installed; ``--no-http`` to skip): two
-  uvicorn servers on the fast stack (httptools, uvloop, as ``serve``), one
+  servers on ``serve``'s own stack (:func:`ingest_mw.serve.run.run_app`), one
   with metrics off, one with the observer and the endpoints as ``serve``
   runs them (``ASGIApp(observer=..., endpoints=...)``), run
   side by side (each under its own wrk at the same time, both servers on one
@@ -144,19 +144,10 @@ def in_process(rounds: int, requests: int) -> None:
 
 # --- over HTTP --------------------------------------------------------------------------
 def serve(kind: str, port: int) -> None:
-    import uvicorn
+    from ingest_mw.serve.run import run_app
 
     gc.set_threshold(GC_THRESHOLD, 20, 20)
-    uvicorn.run(
-        build(kind),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        lifespan="on",
-        proxy_headers=False,
-    )
+    run_app(build(kind), port=port)  # serve's own stack: its protocol and config
 
 
 LUA = """
@@ -266,7 +257,7 @@ def over_http(rounds: int, duration: int, warmup: int, connections: int, pin: bo
                 f"  round {index + 1}: off {got['off']:,.0f} req/s, {other} {got[other]:,.0f} req/s, {ratios[-1]:.3f}"
             )
     print(
-        f"over HTTP (uvicorn, httptools + uvloop, side by side, {duration} s per round):"
+        f"over HTTP (serve's stack, side by side, {duration} s per round):"
         f" off {statistics.median(rates['off']):,.0f} req/s, {other} {statistics.median(rates[other]):,.0f} req/s,"
         f" ratio {statistics.median(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})"
     )

@@ -143,3 +143,34 @@ def test_a_client_that_reads_nothing_holds_back_an_app_that_streams_to_it(host):
         # socket buffers and one write buffer hold, not the 1 GiB it would send.
         assert 0 < sent < 64 * 1024 * 1024
         assert time.monotonic() - started < 2  # and the server answers others meanwhile
+
+
+def test_run_app_serves_any_asgi_app_on_serves_stack_until_sigterm(tmp_path):
+    # What bench/ runs its baseline apps with: serve's protocol and config, any app.
+    (tmp_path / "plain.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-length', b'5')]})\n"
+        "    await send({'type': 'http.response.body', 'body': b'plain'})\n"
+    )
+    port = free_port()
+    code = f"import plain; from ingest_mw.serve.run import run_app; run_app(plain.app, port={port})"
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    assert response.read() == b"plain"
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "run_app did not start"
+                time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            stalled.sendall(b"GET / HT")  # serve's header timeout guards it too (10 s): still open now
+            time.sleep(0.2)
+    finally:
+        process.send_signal(15)
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == 0 and "Traceback" not in err, err

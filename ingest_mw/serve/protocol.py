@@ -46,6 +46,7 @@ from uvicorn.server import ServerState
 
 __all__ = ["CORK_BYTES", "ConnectionLimits", "CorkedTransport", "GuardedHttpToolsProtocol", "ServeConfig"]
 
+logger = logging.getLogger("ingest_mw.serve")
 refusals = logging.getLogger("ingest_mw.serve.refusals")
 
 
@@ -138,7 +139,10 @@ class _Turn:
         holding = self.holding
         self.holding = []
         for corked in holding:
-            corked.write_held()
+            try:
+                corked.write_held()
+            except Exception:  # one connection's failure holds back no other's bytes
+                logger.exception("ingest_mw: writing a connection's answer failed")
 
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = weakref.WeakKeyDictionary()

@@ -21,7 +21,7 @@ from .credentials import Credentials, resolve_credentials, resolve_ui_tokens
 from .logs import log_config
 from .startup import StartupError, check_rate_limit_storage, listen, open_sink
 
-__all__ = ["import_server", "serve", "server_config"]
+__all__ = ["import_server", "run_app", "serve", "server_config"]
 
 logger = logging.getLogger("ingest_mw.serve")
 
@@ -178,6 +178,25 @@ def server_config(app: Any, settings: argparse.Namespace, *, loop: str, logs: di
         proxy_headers=False,
         forwarded_allow_ips="",
     )
+
+
+def run_app(app: Any, *, port: int, host: str = "127.0.0.1", log_level: str = "warning") -> None:
+    """Serve any ASGI ``app`` on the stack ``serve`` runs, with ``serve``'s
+    defaults (its uvicorn config, the protocol's connection guards and held
+    writes, one worker, no access log) until SIGINT or SIGTERM: a benchmark's
+    baseline app then runs on the very server ``serve`` does."""
+    import uvicorn
+
+    from ..cli import parser
+    from .options import parse_settings
+
+    argv = ["serve", "--host", host, "--port", str(port), "--log-level", log_level]
+    settings = parse_settings(parser(), argv, environ={})
+    logs = log_config(level=log_level, log_format="text", access_log=False)
+    config = server_config(app, settings, loop=import_server(), logs=logs)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)  # as serve does: a signal ends it, status 0
+    uvicorn.Server(config).run(sockets=[listen(host, port)])
 
 
 def serve(settings: argparse.Namespace) -> int:
