@@ -143,6 +143,7 @@ class _Turn:
                 corked.write_held()
             except Exception:  # one connection's failure holds back no other's bytes
                 logger.exception("ingest_mw: writing a connection's answer failed")
+                corked.transport.abort()  # its answer is lost: nothing may follow it on the connection
 
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = weakref.WeakKeyDictionary()
@@ -168,6 +169,10 @@ class CorkedTransport:
     def write(self, data: bytes) -> None:
         if not data:  # uvicorn's empty last body chunk: nothing to send
             return
+        if type(data) is not bytes:
+            # Held past the app's send: a copy, so that a buffer the app reuses
+            # goes out as it was sent, and what is not bytes fails in that send.
+            data = bytes(data)
         held = self._held
         size = self._held_bytes + len(data)
         if size > CORK_BYTES:
@@ -287,6 +292,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
+        if isinstance(self.transport, CorkedTransport):
+            self.transport.write_held()  # an answer already made goes out before the transport may close
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The whole request came, then the client closed its side
