@@ -215,7 +215,9 @@ def decoders_for(content_encoding: str | None) -> list[Decoder]:
     are undone from the last to the first; a repeated header is such a list
     too (``gzip, gzip`` is a body compressed twice). An unknown token gets 415.
     """
-    decoders = []
+    decoders: list[Decoder] = []
+    if not content_encoding:  # most bodies: nothing to undo
+        return decoders
     for token in reversed(_layers(content_encoding)):
         factory = _DECODERS.get(token)
         if factory is None:
