@@ -18,6 +18,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def guarded_uvicorn(app: str, app_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """uvicorn serving ``app`` (``module:attribute`` in ``app_dir``) with serve's
+    protocol on ``port``, as a host would run it; returned once it listens
+    (its stderr piped, read when it is stopped)."""
+    command = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port)]
+    command += ["--http", "ingest_mw.serve.protocol:GuardedHttpToolsProtocol", "--log-level", "warning"]
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise AssertionError(f"uvicorn did not start: {process.communicate(timeout=15)[1]}") from None
+            time.sleep(0.05)
+
+
 def serve_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "ingest_mw", "serve", *args]
 

@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from serve_process import Server, free_port, serve_command
+from serve_process import Server, free_port, guarded_uvicorn, serve_command
 
 TOKEN = "service-token"
 KEY = "service-key"
@@ -543,20 +542,8 @@ def test_a_host_on_uvicorn_gets_the_header_timeout_from_the_guarded_protocol(tmp
     db = tmp_path / "host.db"
     (tmp_path / "hostapp.py").write_text(f"DB = {str(db)!r}\n" + HOST_APP)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "hostapp:app", "--app-dir", str(tmp_path), "--port", str(port)]
-    command += ["--http", "ingest_mw.serve.protocol:GuardedHttpToolsProtocol", "--log-level", "warning"]
-    process = subprocess.Popen(
-        command, env={**os.environ, "INGEST_MW_HEADER_TIMEOUT": "0.5"}, stderr=subprocess.PIPE, text=True
-    )
+    process = guarded_uvicorn("hostapp:app", tmp_path, port, {"INGEST_MW_HEADER_TIMEOUT": "0.5"})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "uvicorn did not start"
-                time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
         assert post(url + "/ingest/", b'{"n":7}', bearer("host-token")) == 202
         with socket.create_connection(("127.0.0.1", port)) as stalled:

@@ -9,7 +9,6 @@ mounted under ``/ingest`` in a host app; every loop is bounded in count and time
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_process import free_port
+from serve_process import free_port, guarded_uvicorn
 
 TOKEN = "writes-token"
 
@@ -82,18 +81,8 @@ def host(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     db = tmp_path / "writes.db"
     (tmp_path / "writesapp.py").write_text(f"TOKEN = {TOKEN!r}\nDB = {str(db)!r}\n" + HOST_APP)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "writesapp:app", "--app-dir", str(tmp_path), "--port", str(port)]
-    command += ["--http", "ingest_mw.serve.protocol:GuardedHttpToolsProtocol", "--log-level", "warning"]
-    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    process = guarded_uvicorn("writesapp:app", tmp_path, port)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "uvicorn did not start"
-                time.sleep(0.05)
         yield port, db
     finally:
         process.terminate()
