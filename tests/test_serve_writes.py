@@ -1,6 +1,7 @@
-"""What ``serve``'s protocol writes: answers held to the end of the event loop's
-turn (``CorkedTransport``) still reach every client whole, in order, and a
-client that reads nothing still holds back an app that streams to it.
+"""What ``serve``'s protocol writes: every answer whole and in order (pipelined,
+in chunks of every size, from a buffer the app reuses, to a client that has
+half-closed), and a client that reads nothing holds back an app that streams
+to it.
 
 A real uvicorn on loopback with ``GuardedHttpToolsProtocol``, the ingest API
 mounted under ``/ingest`` in a host app; every loop is bounded in count and time.
@@ -112,7 +113,6 @@ def test_pipelined_requests_on_one_connection_get_every_answer_in_order(host):
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(one_event(number) for number in range(1, 51)))  # 50 at once
         received = read_until(sock, b"HTTP/1.1 ", 50)
-        # Answers of one turn go out together: whole, one after the other, none lost.
         assert received.count(b"HTTP/1.1 202 Accepted\r\n") == 50, received[:500]
         sock.sendall(one_event(51))
         assert read_until(sock, b"HTTP/1.1 202 ", 1).startswith(b"HTTP/1.1 202 ")
@@ -139,8 +139,8 @@ def test_a_body_buffer_the_app_changes_after_sending_it_goes_out_as_it_was_sent(
 
 
 def test_a_client_that_half_closes_after_its_request_gets_the_answer_of_a_fast_app(host):
-    # The answer is made in the turn that reads the request; the client's FIN is
-    # read before the turn's end, when the held answer goes out.
+    # The answer is made in the turn of the event loop that reads the request,
+    # and the client's FIN is read in that turn too.
     port, _ = host
     for number in range(20):
         with socket.create_connection(("127.0.0.1", port)) as sock:

@@ -18,12 +18,6 @@ descriptors. :class:`GuardedHttpToolsProtocol` adds, per connection:
 Both refusals are logged through ``ingest_mw.serve.refusals``, whose lines are
 rate-limited (see :mod:`ingest_mw.serve.logs`).
 
-It also holds back what a connection writes during one turn of the event loop
-and writes it at the end of the turn (:class:`CorkedTransport`): under load
-the requests of a turn then run one after another, each finding the caches
-warm from the one before, instead of each after a ``write`` system call that
-has run the kernel's TCP path over them.
-
 A host running its own app on uvicorn gets the same guards with
 ``uvicorn app:app --http ingest_mw.serve.protocol:GuardedHttpToolsProtocol``;
 the limits then come from ``INGEST_MW_HEADER_TIMEOUT`` and
@@ -36,7 +30,6 @@ import asyncio
 import functools
 import logging
 import os
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +37,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-__all__ = ["CORK_BYTES", "ConnectionLimits", "CorkedTransport", "GuardedHttpToolsProtocol", "ServeConfig"]
+__all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol", "ServeConfig"]
 
-logger = logging.getLogger("ingest_mw.serve")
 refusals = logging.getLogger("ingest_mw.serve.refusals")
 
 
@@ -119,130 +111,6 @@ class _Refused(asyncio.Protocol):
         _lingering.discard(self)
 
 
-#: What a connection may hold back in a turn of the loop; a write that would
-#: pass it goes out at once, with what was held (a large answer gains nothing
-#: from waiting, and the transport's flow control must see it to pause the app).
-CORK_BYTES = 64 * 1024
-
-
-class _Turn:
-    """The corked transports of one event loop that hold bytes: written out by
-    one callback at the end of the turn in which the first of them wrote."""
-
-    __slots__ = ("loop", "holding")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.holding: list[CorkedTransport] = []
-
-    def write_out(self) -> None:
-        holding = self.holding
-        self.holding = []
-        for corked in holding:
-            try:
-                corked.write_held()
-            except Exception:  # one connection's failure holds back no other's bytes
-                logger.exception("ingest_mw: writing a connection's answer failed")
-                corked.transport.abort()  # its answer is lost: nothing may follow it on the connection
-
-
-_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = weakref.WeakKeyDictionary()
-
-
-class CorkedTransport:
-    """A connection's transport whose writes wait for the end of the event
-    loop's turn, then go out as one ``write`` (headers and body of an answer
-    together). Closing, shutting the sending side or switching protocols
-    writes what is held first; aborting drops it, as the transport would."""
-
-    __slots__ = ("transport", "_turn", "_held", "_held_bytes")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport = transport
-        turn = _turns.get(loop)
-        if turn is None:
-            turn = _turns[loop] = _Turn(loop)
-        self._turn = turn
-        self._held: list[bytes] = []
-        self._held_bytes = 0
-
-    def write(self, data: bytes) -> None:
-        if not data:  # uvicorn's empty last body chunk: nothing to send
-            return
-        if type(data) is not bytes:
-            # Held past the app's send: a copy, so that a buffer the app reuses
-            # goes out as it was sent, and what is not bytes fails in that send.
-            data = bytes(data)
-        held = self._held
-        size = self._held_bytes + len(data)
-        if size > CORK_BYTES:
-            self.write_held()
-            self.transport.write(data)
-            return
-        if not held:
-            turn = self._turn
-            if not turn.holding:
-                turn.loop.call_soon(turn.write_out)
-            turn.holding.append(self)
-        held.append(data)
-        self._held_bytes = size
-
-    def write_held(self) -> None:
-        """Write what is held now (done at the end of the turn)."""
-        held = self._held
-        if held:
-            self._held = []
-            self._held_bytes = 0
-            if not self.transport.is_closing():
-                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
-
-    def writelines(self, lines: Any) -> None:
-        for data in lines:
-            self.write(data)
-
-    def close(self) -> None:
-        self.write_held()
-        self.transport.close()
-
-    def write_eof(self) -> None:
-        self.write_held()
-        self.transport.write_eof()
-
-    def abort(self) -> None:
-        self._held = []
-        self._held_bytes = 0
-        self.transport.abort()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.write_held()  # what was written before the switch goes before what the new protocol writes
-        self.transport.set_protocol(protocol)
-
-    # Passed through, named (not by __getattr__) for the ones read on every request.
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.transport.resume_reading()
-
-    def can_write_eof(self) -> bool:
-        return self.transport.can_write_eof()
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.transport.get_protocol()
-
-    def get_write_buffer_size(self) -> int:
-        return self._held_bytes + self.transport.get_write_buffer_size()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` with a header timeout and a connection cap.
 
@@ -280,8 +148,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 len(self.connections),
             )
             return
-        super().connection_made(transport)  # its flow control watches the transport itself
-        self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
+        super().connection_made(transport)
         self.awaiting_since = self.loop.time()
         self.header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
 
@@ -292,8 +159,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
-        if isinstance(self.transport, CorkedTransport):
-            self.transport.write_held()  # an answer already made goes out before the transport may close
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             # The whole request came, then the client closed its side

@@ -182,8 +182,8 @@ def server_config(app: Any, settings: argparse.Namespace, *, loop: str, logs: di
 
 def run_app(app: Any, *, port: int, host: str = "127.0.0.1", log_level: str = "warning") -> None:
     """Serve any ASGI ``app`` on the stack ``serve`` runs, with ``serve``'s
-    defaults (its uvicorn config, the protocol's connection guards and held
-    writes, one worker, no access log) until SIGINT or SIGTERM: a benchmark's
+    defaults (its uvicorn config, the protocol's connection guards, one
+    worker, no access log) until SIGINT or SIGTERM: a benchmark's
     baseline app then runs on the very server ``serve`` does."""
     import uvicorn
 
