@@ -76,9 +76,9 @@ class GroupWriter(Generic[Payload]):
     stored or the :class:`~ingest_mw.sinks.SinkUnavailable` it was not stored
     for (a :class:`~ingest_mw.sinks.BatchRefused` for a batch's own values),
     raised anew to its caller; an exception from it fails the whole group
-    with that exception's text. The sink decides which failures
-    are a batch's own (and tries the batch alone) and which are the
-    storage's. ``what`` names the writer thread.
+    with a :class:`GroupWriteFailed` (its traceback logged once, here). The
+    sink decides which failures are a batch's own (and tries the batch
+    alone) and which are the storage's. ``what`` names the writer thread.
     """
 
     def __init__(self, write_group: Callable[[list[Payload]], Sequence[SinkUnavailable | None]], *, what: str) -> None:
