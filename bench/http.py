@@ -71,6 +71,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -130,24 +131,21 @@ async def minimal_app(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b""})
 
 
-def run_on_serve_stack(app, port: int, log_level: str) -> None:  # type: ignore[no-untyped-def]
+def run_on_serve_stack(app, port: int, log_level: str, *, gc_tuned: bool) -> None:  # type: ignore[no-untyped-def]
     """Serve ``app`` on the very server ``ingest-mw serve`` runs (see
-    :func:`ingest_mw.serve.run.run_app`)."""
+    :func:`ingest_mw.serve.run.run_app`); ``gc_tuned``: with the GC threshold
+    ``serve`` sets, so that no ratio owes anything to the GC setting alone."""
+    from ingest_mw.serve import GC_THRESHOLD
     from ingest_mw.serve.run import run_app
 
+    if gc_tuned:
+        gc.set_threshold(GC_THRESHOLD, 20, 20)
     run_app(app, port=port, log_level=log_level)
 
 
 def serve_baseline(port: int, log_level: str, *, gc_tuned: bool) -> None:
-    """The minimal app; ``gc_tuned``: with the GC threshold ``serve`` sets, so
-    that no ratio owes anything to the GC setting alone."""
-    if gc_tuned:
-        import gc
-
-        from ingest_mw.serve import GC_THRESHOLD
-
-        gc.set_threshold(GC_THRESHOLD, 20, 20)
-    run_on_serve_stack(minimal_app, port, log_level)
+    """The minimal app, with the GC's defaults or ``serve``'s threshold."""
+    run_on_serve_stack(minimal_app, port, log_level, gc_tuned=gc_tuned)
 
 
 def lean_app():  # type: ignore[no-untyped-def]
@@ -224,12 +222,7 @@ def lean_app():  # type: ignore[no-untyped-def]
 
 def serve_lean(port: int, log_level: str) -> None:
     """:func:`lean_app` on the serve stack, with serve's GC threshold."""
-    import gc
-
-    from ingest_mw.serve import GC_THRESHOLD
-
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
-    run_on_serve_stack(lean_app(), port, log_level)
+    run_on_serve_stack(lean_app(), port, log_level, gc_tuned=True)
 
 
 # --- driving the servers ------------------------------------------------------------
@@ -511,12 +504,7 @@ def serve_dropping(port: int, log_level: str, rate_limit: str) -> None:
     Not part of the target: it tells the pipeline's own cost apart from what
     the memory sink costs by holding every event it is given.
     """
-    import gc
-
-    from ingest_mw.serve import GC_THRESHOLD
-
-    gc.set_threshold(GC_THRESHOLD, 20, 20)  # as ingest-mw serve does
-    run_on_serve_stack(dropping_app(rate_limit), port, log_level)
+    run_on_serve_stack(dropping_app(rate_limit), port, log_level, gc_tuned=True)  # as ingest-mw serve runs
 
 
 class Servers:

@@ -155,6 +155,12 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> None:
     """uvicorn re-raises SIGINT/SIGTERM once it has shut down: nothing left to do."""
 
 
+def _quiet_on_signals() -> None:
+    """SIGINT and SIGTERM end a one-process server with status 0, after uvicorn's shutdown."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)
+
+
 def server_config(app: Any, settings: argparse.Namespace, *, loop: str, logs: dict[str, Any] | None) -> Any:
     """The uvicorn config ``serve`` runs ``app`` with (``bench/http.py`` runs its
     minimal app with the same)."""
@@ -194,8 +200,7 @@ def run_app(app: Any, *, port: int, host: str = "127.0.0.1", log_level: str = "w
     settings = parse_settings(parser(), argv, environ={})
     logs = log_config(level=log_level, log_format="text", access_log=False)
     config = server_config(app, settings, loop=import_server(), logs=logs)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _exit_quietly)  # as serve does: a signal ends it, status 0
+    _quiet_on_signals()  # as serve does
     uvicorn.Server(config).run(sockets=[listen(host, port)])
 
 
@@ -216,8 +221,7 @@ def serve(settings: argparse.Namespace) -> int:
     config = server_config(ServeApp(spec), settings, loop=loop, logs=logs)
     _announce(settings, credentials, loop)
     if settings.workers == 1:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, _exit_quietly)
+        _quiet_on_signals()
         server = Server(config)
         try:
             server.run(sockets=[sock])
