@@ -43,8 +43,9 @@ class BodyLimit:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.max_bytes = max_bytes
-        self.detail = detail.replace("{limit}", byte_size(max_bytes))
-        self._headers = ((SIZE_LIMIT_HEADER, byte_size(max_bytes)),)
+        limit = byte_size(max_bytes)
+        self.detail = detail.replace("{limit}", limit)
+        self._headers = ((SIZE_LIMIT_HEADER, limit),)
 
     def too_large(self) -> IngestError:
         return IngestError(413, self.detail, headers=self._headers)

@@ -380,7 +380,7 @@ class LiveTailApp:
                 "status": 200,
                 "headers": [
                     (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-store"),
+                    _NO_STORE,
                     (b"x-accel-buffering", b"no"),  # nginx: pass each message on at once
                     *SECURITY_HEADERS,
                 ],
