@@ -108,7 +108,7 @@ def read_until(sock: socket.socket, done: bytes, count: int, timeout: float = 10
     return received
 
 
-def test_pipelined_requests_on_one_connection_get_every_answer_in_order(host):
+def test_pipelined_requests_on_one_connection_are_all_answered_and_stored_in_order(host):
     port, db = host
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(one_event(number) for number in range(1, 51)))  # 50 at once
