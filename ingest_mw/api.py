@@ -30,11 +30,12 @@ from .body import BodyLimit, framing_conflict
 from .codecs import Codec, CodecNegotiation, Decoded, Rescan
 from .errors import IngestError
 from .eventcaps import EventCaps
-from .observe import CLIENT_GONE, Observer, observe
+from .observe import CLIENT_GONE, Observer, observe, refusal_reasons
 from .sinks.base import BatchRefused, SinkUnavailable
 from .timestamps import EventTimes
 
 if TYPE_CHECKING:  # ratelimit imports Request from here
+    from .counts import Tally
     from .ratelimit import RateLimit, RateLimitDecision
 
 __all__ = [
@@ -274,7 +275,23 @@ class IngestAPI:
         headers_added: tuple[tuple[str, str], ...] = ()  # the rate limit's, on every answer
         reading = False  # whether a ClientDisconnected is the client's going
         decoded: Decoded | Rescan | None = None
-        seen = None if observer is None else observe(self.name, request, observer)
+        # Observing: counting into the observer's tallies, and an Observation
+        # for the hooks it is told (either, both or neither).
+        tally = seen = None
+        if observer is not None:
+            try:
+                tallies = observer.tallies
+                tells = observer.tells_finished or observer.tells_started or observer.tells_received
+            except AttributeError:  # duck-typed, of no Observer subclass: told every hook
+                tallies, tells = None, True
+            if tallies is not None:
+                tally = tallies.here(self.name)
+                started = perf_counter()
+            if tells:
+                seen = observe(self.name, request, observer)
+        observed = tally is not None or seen is not None
+        body_size = wire_size = stored = 0
+        storage_seconds: float | None = None
         # --- admission (ingest_mw.admission): a request slot, the body's bytes ---
         admission = self.admission
         admitted = admission.requests.take()
@@ -313,8 +330,11 @@ class IngestAPI:
                 refused = error
             if self.rate_limit is not None:
                 decision = await io.hit(self.rate_limit, request)
-                if seen is not None and (decision.refusal is not None or decision.unavailable):
-                    seen.rate_limit(decision)
+                if observed and (decision.refusal is not None or decision.unavailable):
+                    if tally is not None:
+                        tally.rate_limit(decision)
+                    if seen is not None:
+                        seen.rate_limit(decision)
                 headers_added = tuple(decision.headers)
                 decision.raise_if_refused()
             if refused is not None:
@@ -329,30 +349,37 @@ class IngestAPI:
             await io.read_body(reader.feed)
             reading = body_unread = False
             body = reader.finish()
-            if seen is not None:
-                seen.body_bytes = len(body)
-                seen.wire_bytes = reader.wire_bytes if encoding else seen.body_bytes
-                if seen.tells_received:
-                    seen.tell_received()
-            if len(body) > OFFLOAD_BYTES:
+            body_size = len(body)
+            if observed:
+                wire_size = reader.wire_bytes if encoding else body_size
+                if seen is not None:
+                    seen.body_bytes = body_size
+                    seen.wire_bytes = wire_size
+                    if seen.tells_received:
+                        seen.tell_received()
+            if body_size > OFFLOAD_BYTES:
                 decoded = await self._offload(io, partial(self._decode, codec, body))
             else:
                 decoded = self._decode(codec, body)
             if isinstance(decoded, Rescan):
-                work = partial(self._rescan, decoded, len(body))
-                decoded = await self._offload(io, work) if len(body) > RESCAN_OFFLOAD_BYTES else work()
+                work = partial(self._rescan, decoded, body_size)
+                decoded = await self._offload(io, work) if body_size > RESCAN_OFFLOAD_BYTES else work()
             if decoded.events:
                 # Cheap whatever the size: the events' times are decided only when a hook asks.
                 batch = self.batch(request, decoded)
                 if not admission.stores.take():
                     await admission.enter_storage(io.wakeup)  # or 503: the hook never sees the batch
-                if seen is not None:
-                    seen.storing_at = perf_counter()  # the hook's own time, not the wait to reach it
+                if observed:
+                    storing_at = perf_counter()  # the hook's own time, not the wait to reach it
                 try:
                     await io.store(batch)
                 except Exception as failure:
-                    if seen is not None:
-                        seen.store_failed(len(batch.events))
+                    if observed:
+                        storage_seconds = perf_counter() - storing_at
+                        if tally is not None:
+                            tally.store_failed(len(batch.events))
+                        if seen is not None:
+                            seen.store_failed(len(batch.events), storage_seconds)
                     lost = f"{len(batch.events)} {self.name} events from source {batch.source!r} not acknowledged"
                     # A SinkUnavailable's one line says where and why, with no
                     # secret in it: no traceback for it.
@@ -371,14 +398,19 @@ class IngestAPI:
                     raise refusal from None
                 finally:
                     admission.stores.give()
-                if seen is not None:
-                    seen.storage_seconds = perf_counter() - seen.storing_at
-                    seen.events_accepted = len(decoded.events)
+                if observed:
+                    storage_seconds = perf_counter() - storing_at
+                    stored = len(decoded.events)
+                    if seen is not None:
+                        seen.storage_seconds = storage_seconds
+                        seen.events_accepted = stored
             response = self.accepted(decoded, request)
         except IngestError as error:
             response = self.render(error, request)
         except Exception as exc:
             if reading and isinstance(exc, ClientDisconnected):
+                if tally is not None:  # the body was not read to its end
+                    tally.count(CLIENT_GONE, perf_counter() - started, 0, 0, 0, None)
                 if seen is not None:
                     seen.finish(CLIENT_GONE, decoded)
                 raise  # nobody left to answer
@@ -388,6 +420,9 @@ class IngestAPI:
                 logger.exception("ingest_mw: %s request failed", self.name)
                 response = self.render(IngestError(500, "Internal Server Error"), request)
         except BaseException:  # cancelled (the server gave up on it): still finished, for in-flight gauges
+            if tally is not None:
+                tally.count(CLIENT_GONE, perf_counter() - started, body_size, wire_size, stored, storage_seconds)
+                self._count_refused(tally, decoded)
             if seen is not None:
                 seen.finish(CLIENT_GONE, decoded)
             raise
@@ -404,9 +439,19 @@ class IngestAPI:
         if body_unread or headers_added:
             close = response.close or body_unread
             response = Response(response.status, response.headers + headers_added, response.body, close)
+        if tally is not None:
+            tally.count(response.status, perf_counter() - started, body_size, wire_size, stored, storage_seconds)
+            if decoded is not None and not isinstance(decoded, Rescan) and decoded.invalid:
+                self._count_refused(tally, decoded)
         if seen is not None:
             seen.finish(response.status, decoded)
         return response
+
+    @staticmethod
+    def _count_refused(tally: Tally, decoded: Decoded | Rescan | None) -> None:
+        """Count the elements the codec refused into ``tally``."""
+        for reason in refusal_reasons(decoded):
+            tally.refuse(reason, 1)
 
     # --- the flow's steps off the event loop (admission's bounded parallelism) ---
     async def _offload(self, io: RequestIO, work: Callable[[], _T]) -> _T:

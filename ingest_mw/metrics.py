@@ -46,7 +46,6 @@ import shutil
 import tempfile
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,9 +59,10 @@ from prometheus_client.utils import floatToGoString
 from .admission import Admission
 from .api import IngestAPI, Response
 from .asgi import send_response
+from .counts import DURATION_BUCKETS, Durations, Tallies, Tally
 from .health import METRICS_PATH
 from .http import for_method, read_only_refusal
-from .observe import Observation, Observer
+from .observe import Observer
 from .wsgi import write_response
 
 __all__ = [
@@ -84,16 +84,9 @@ logger = logging.getLogger("ingest_mw")
 #: The environment variable that puts prometheus-client in multiprocess mode.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-#: Buckets (seconds) of the storage and request duration histograms: an
-#: SQLite commit takes a fraction of a millisecond, a remote database a few
-#: milliseconds, a storage in trouble seconds; Prometheus' default buckets
-#: start at 5 ms and would put every healthy store in the first one.
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
 #: Every counted metric once: its name (a counter's without ``_total``, which
 #: prometheus-client adds), kind, help, its label beside ``api``, and the
-#: attribute of :class:`_Tally` that holds it.
+#: attribute of :class:`~ingest_mw.counts.Tally` that holds it.
 _FAMILIES: tuple[tuple[str, str, str, str | None, str], ...] = (
     ("ingest_mw_requests", "counter", "Requests answered, by API and status.", "status", "requests"),
     ("ingest_mw_events_accepted", "counter", "Events stored and acknowledged.", None, "events_accepted"),
@@ -151,127 +144,15 @@ _BOUNDS = DURATION_BUCKETS
 _BUCKET_LABELS = [*(floatToGoString(b) for b in _BOUNDS), "+Inf"]  # type: ignore[no-untyped-call]
 
 
-class _Histogram:
-    """Observations per bucket (the last one past every bound) and their sum."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_BOUNDS) + 1)
-        self.sum = 0.0
-
-    def add(self, other: _Histogram) -> None:
-        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
-        self.sum += other.sum
-
-
-_FIRST_BOUND = _BOUNDS[0]
-
-
-def _bucket(value: float) -> int:
-    """The bucket of a ``value`` past the first bound (the hook tests that one inline)."""
-    return bisect_left(_BOUNDS, value)
-
-
-class _Tally:
-    """One API's numbers as seen by one thread: plain numbers that only that
-    thread writes, so counting takes no lock (a read from another thread sees
-    a whole number, at most one request old)."""
-
-    __slots__ = tuple(family[4] for family in _FAMILIES)
-
-    def __init__(self) -> None:
-        self.requests: dict[int, int] = {}
-        self.refused: dict[str, int] = {}
-        self.events_accepted = 0
-        self.wire_bytes = 0
-        self.body_bytes = 0
-        self.storage = _Histogram()
-        self.duration = _Histogram()
-        self.rate_limited = 0
-        self.storage_errors = 0
-        self.rate_limit_storage_errors = 0
-
-    def add(self, other: _Tally) -> None:
-        for name in self.__slots__:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if isinstance(mine, dict):
-                for key, count in theirs.copy().items():  # copy(): the other thread may be adding a key
-                    mine[key] = mine.get(key, 0) + count
-            elif isinstance(mine, _Histogram):
-                mine.add(theirs)
-            else:
-                setattr(self, name, mine + theirs)
-
-
-class _Tallies:
-    """Every thread's tallies for one registry, per API, and their totals,
-    with the admissions whose figures are the in-flight gauges.
-
-    A server that starts a thread per request (wsgiref's, Django's
-    runserver) would leave a tally per thread ever seen: those of threads
-    that have ended are folded into one per API whenever a thread makes its
-    first tally and at each reading, so their number stays that of live
-    threads.
-    """
-
-    def __init__(self) -> None:
-        #: ``local.by_api``: this thread's tallies by API.
-        self.local = threading.local()
-        self.admissions: list[Admission] = []
-        self._lock = threading.Lock()
-        self._live: list[tuple[str, _Tally, threading.Thread]] = []
-        self._ended: dict[str, _Tally] = {}
-
-    def watch(self, admission: Admission) -> None:
-        """Read the in-flight gauges from ``admission`` too."""
-        if all(admission is not known for known in self.admissions):
-            self.admissions.append(admission)
-
-    def get(self, api: str) -> _Tally:
-        """This thread's tally of ``api`` (made on first use)."""
-        by_api = self.local.__dict__.setdefault("by_api", {})
-        tally = by_api.get(api)
-        if tally is not None:
-            return tally  # type: ignore[no-any-return]
-        tally = by_api[api] = _Tally()
-        with self._lock:
-            self._fold_ended()
-            self._live.append((api, tally, threading.current_thread()))
-        return tally
-
-    def forked(self) -> None:
-        """In a forked child: a new lock (the parent's may have been held at the fork)."""
-        self._lock = threading.Lock()
-
-    def _fold_ended(self) -> None:
-        """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
-        live = []
-        for api, tally, thread in self._live:
-            if thread.is_alive():
-                live.append((api, tally, thread))
-            else:
-                self._ended.setdefault(api, _Tally()).add(tally)
-        self._live = live
-
-    def totals(self) -> dict[str, _Tally]:
-        with self._lock:
-            self._fold_ended()
-            every = [(api, tally) for api, tally, _ in self._live] + list(self._ended.items())
-        totals: dict[str, _Tally] = {}
-        for api, tally in every:
-            totals.setdefault(api, _Tally()).add(tally)
-        return totals
-
-    def in_flight(self) -> list[tuple[str, str, int]]:
-        """Each admission gauge: name, help, value (summed over the admissions watched)."""
-        return [(name, doc, sum(map(read, self.admissions))) for name, doc, read in _ADMISSION_GAUGES]
+def _in_flight(tallies: Tallies) -> list[tuple[str, str, int]]:
+    """Each admission gauge: name, help, value (summed over the admissions ``tallies`` watch)."""
+    return [(name, doc, sum(map(read, tallies.admissions))) for name, doc, read in _ADMISSION_GAUGES]
 
 
 class _Collector(Collector):
     """The tallies as Prometheus metric families, read at each scrape (one process)."""
 
-    def __init__(self, tallies: _Tallies) -> None:
+    def __init__(self, tallies: Tallies) -> None:
         self.tallies = tallies
 
     def describe(self) -> list[Metric]:
@@ -295,14 +176,14 @@ class _Collector(Collector):
                 if isinstance(value, dict):
                     for key, count in sorted(value.items()):
                         family.add_metric([api, str(key)], count)  # type: ignore[attr-defined]
-                elif isinstance(value, _Histogram):
+                elif isinstance(value, Durations):
                     cumulative = list(itertools.accumulate(value.counts))
                     buckets = list(zip(_BUCKET_LABELS, cumulative))
                     family.add_metric([api], buckets, value.sum)  # type: ignore[attr-defined]
                 else:
                     family.add_metric([api], value)  # type: ignore[attr-defined]
             families.append(family)
-        families += [GaugeMetricFamily(name, doc, value=value) for name, doc, value in self.tallies.in_flight()]
+        families += [GaugeMetricFamily(name, doc, value=value) for name, doc, value in _in_flight(self.tallies)]
         return families
 
 
@@ -312,10 +193,10 @@ class _Flusher:
     from a daemon thread, at each scrape this process answers and at exit.
     A process killed outright loses at most that last interval's counts."""
 
-    def __init__(self, tallies: _Tallies) -> None:
+    def __init__(self, tallies: Tallies) -> None:
         self.tallies = tallies
         self._lock = threading.Lock()
-        self._flushed: dict[str, _Tally] = {}
+        self._flushed: dict[str, Tally] = {}
         self._metrics: dict[str, Any] = {}
         for name, kind, doc, label, attribute in _FAMILIES:
             labels = ["api"] if label is None else ["api", label]
@@ -355,10 +236,10 @@ class _Flusher:
 
     def flush(self) -> None:
         with self._lock:
-            for name, _, value in self.tallies.in_flight():
+            for name, _, value in _in_flight(self.tallies):
                 self._gauges[name].set(value)
             for api, total in self.tallies.totals().items():
-                before = self._flushed.get(api) or _Tally()
+                before = self._flushed.get(api) or Tally()
                 for _, kind, _, label, attribute in _FAMILIES:
                     metric, now, then = self._metrics[attribute], getattr(total, attribute), getattr(before, attribute)
                     if kind == "histogram":
@@ -382,17 +263,17 @@ class _Flusher:
 #: How often multiprocess mode writes the counts of a process to its files.
 FLUSH_SECONDS = 1.0
 
-_TALLIES: dict[int, tuple[CollectorRegistry | None, _Tallies]] = {}
+_TALLIES: dict[int, tuple[CollectorRegistry | None, Tallies]] = {}
 _FLUSHERS: list[_Flusher] = []
 
 
-def _tallies_for(registry: CollectorRegistry | None) -> _Tallies:
+def _tallies_for(registry: CollectorRegistry | None) -> Tallies:
     """The tallies of ``registry``, made and registered once (prometheus-client
     refuses a metric name registered twice, and two observers in one process
     should count into the same series); ``None``: multiprocess mode."""
     made = _TALLIES.get(id(registry))
     if made is None or made[0] is not registry:
-        tallies = _Tallies()
+        tallies = Tallies()
         if registry is None:
             _FLUSHERS.append(_Flusher(tallies))
         else:
@@ -426,10 +307,14 @@ class PrometheusObserver(Observer):
     observer is told it ``observes`` (each adapter it is given to tells it),
     and of ``admission`` if given (for a flow of a host's own).
 
-    A request costs a few additions to plain numbers of this thread's own
-    tally: no lock and no label lookup; the metric families are built from
-    the tallies when scraped.
+    It counts (:attr:`~ingest_mw.observe.Observer.tallies`, see
+    :mod:`ingest_mw.counts`): the flow adds each request's facts to plain
+    numbers of this thread's own, with no observation made, no hook called,
+    no lock and no label lookup; the metric families are built from those
+    numbers when scraped.
     """
+
+    tallies: Tallies
 
     def __init__(self, *, registry: CollectorRegistry | None = None, admission: Admission | None = None) -> None:
         if registry is None and not _multiprocess():
@@ -444,51 +329,14 @@ class PrometheusObserver(Observer):
                 )
             registry = REGISTRY
         self.registry = registry
-        self._tallies = _tallies_for(registry)
+        self.tallies = _tallies_for(registry)
         if admission is not None:
-            self._tallies.watch(admission)
-        self._local = self._tallies.local
+            self.tallies.watch([admission])
         if registry is None:
             _FLUSHERS[-1].ensure_running()
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:
-        for api in apis:
-            self._tallies.watch(api.admission)
-
-    def finished(self, seen: Observation, token: object) -> None:
-        try:
-            tally: _Tally = self._local.by_api[seen.api]
-        except (AttributeError, KeyError):
-            tally = self._tallies.get(seen.api)
-        requests = tally.requests
-        status = seen.status
-        requests[status] = requests.get(status, 0) + 1
-        # Nearly every healthy request and store lands in the first bucket:
-        # tested inline, a call fewer on each.
-        duration = seen.duration_seconds
-        histogram = tally.duration
-        histogram.counts[0 if duration <= _FIRST_BOUND else _bucket(duration)] += 1
-        histogram.sum += duration
-        body_bytes = seen.body_bytes
-        if body_bytes:
-            tally.body_bytes += body_bytes
-            tally.wire_bytes += seen.wire_bytes
-        storage = seen.storage_seconds
-        if storage is not None:
-            tally.events_accepted += seen.events_accepted
-            histogram = tally.storage
-            histogram.counts[0 if storage <= _FIRST_BOUND else _bucket(storage)] += 1
-            histogram.sum += storage
-        if seen.unusual:
-            refused = tally.refused
-            for reason, events in seen.refused.items():
-                refused[reason] = refused.get(reason, 0) + events
-            if seen.storage_failed:
-                tally.storage_errors += 1
-            if seen.rate_limited:
-                tally.rate_limited += 1
-            if seen.rate_limit_unavailable:
-                tally.rate_limit_storage_errors += 1
+        self.tallies.watch([api.admission for api in apis])
 
     def __repr__(self) -> str:
         return f"PrometheusObserver(registry={self.registry!r})"

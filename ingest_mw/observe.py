@@ -9,10 +9,12 @@ and Flask glue). Three hooks per request: :meth:`Observer.started` when
 the flow begins, :meth:`Observer.received` once the body is read, and
 :meth:`Observer.finished` once the answer is decided (or the client gone);
 the flow calls only the ones the observer's class overrides (most need only
-``finished``).
-Metrics (:class:`ingest_mw.metrics.PrometheusObserver`) and the access log
-(:class:`ingest_mw.logs.AccessLogObserver`) are observers; a host writes its
-own by subclassing :class:`Observer` and overriding what it needs::
+``finished``). An observer that needs totals rather than each request
+counts instead (:attr:`Observer.tallies`, :mod:`ingest_mw.counts`): the flow
+adds the request's facts to its numbers itself, with no observation made.
+Metrics (:class:`ingest_mw.metrics.PrometheusObserver`, which counts) and the
+access log (:class:`ingest_mw.logs.AccessLogObserver`) are observers; a host
+writes its own by subclassing :class:`Observer` and overriding what it needs::
 
     class Shipped(Observer):
         def finished(self, seen: Observation, token: object) -> None:
@@ -40,6 +42,7 @@ from .codecs import INVALID_KINDS
 
 if TYPE_CHECKING:
     from .api import IngestAPI, Request
+    from .counts import Tallies
     from .ratelimit import RateLimitDecision
 
 __all__ = [
@@ -80,6 +83,14 @@ def refusal_reason(element: Any) -> str:
     a host's codec that gives plain pairs)."""
     kind = getattr(element, "kind", "invalid")
     return kind if kind in INVALID_KINDS else "invalid"
+
+
+def refusal_reasons(decoded: Any) -> Iterable[str]:
+    """The reason of each element the codec refused, if ``decoded`` (a
+    :class:`~ingest_mw.codecs.Decoded`, or ``None`` or a rescan never run)
+    has any."""
+    invalid = getattr(decoded, "invalid", None)
+    return map(refusal_reason, invalid) if invalid else ()
 
 
 _NOTHING_REFUSED: Mapping[str, int] = MappingProxyType({})
@@ -131,8 +142,10 @@ class Observation:
     rate_limit_unavailable = False
     storage_failed = False
     unusual = False
-    #: Whether the flow tells the observer's ``received`` (see :attr:`Observer.tells_received`).
+    #: Whether the flow tells the observer's ``received`` and ``finished``
+    #: (see :attr:`Observer.tells_received`).
     tells_received = False
+    tells_finished = False
 
     # --- the request's own facts ---------------------------------------------------------
     @property
@@ -169,8 +182,9 @@ class Observation:
         except Exception:
             _failed(self.observer.received)
 
-    def store_failed(self, events: int) -> None:
-        self.storage_seconds = perf_counter() - self.storing_at
+    def store_failed(self, events: int, seconds: float) -> None:
+        """The storage hook raised after ``seconds``, ``events`` not stored."""
+        self.storage_seconds = seconds
         self.storage_failed = True
         self._refuse("storage_error", events)
 
@@ -179,14 +193,13 @@ class Observation:
         gives the elements the codec refused."""
         self.duration_seconds = perf_counter() - self.started_at
         self.status = status
-        invalid = getattr(decoded, "invalid", None)  # a Decoded, or None / a Rescan never run
-        if invalid:
-            for element in invalid:
-                self._refuse(refusal_reason(element), 1)
-        try:
-            self.observer.finished(self, self.token)
-        except Exception:
-            _failed(self.observer.finished)
+        for reason in refusal_reasons(decoded):
+            self._refuse(reason, 1)
+        if self.tells_finished:
+            try:
+                self.observer.finished(self, self.token)
+            except Exception:
+                _failed(self.observer.finished)
 
     def _refuse(self, reason: str, events: int) -> None:
         refused = dict(self.refused)  # only when something is refused: no dict otherwise
@@ -251,6 +264,8 @@ def observe(api: str, request: Request, observer: Observer) -> Observation:
     # An observer of no Observer subclass has every hook: it is told them all.
     if getattr(observer, "tells_received", True):
         seen.tells_received = True
+    if getattr(observer, "tells_finished", True):
+        seen.tells_finished = True
     if getattr(observer, "tells_started", True):
         try:
             seen.token = observer.started(seen)
@@ -259,8 +274,26 @@ def observe(api: str, request: Request, observer: Observer) -> Observation:
     return seen
 
 
+def count_observation(tallies: Tallies, seen: Observation) -> None:
+    """Add what ``seen`` holds to ``tallies``, as the flow adds a request's
+    facts itself (for an observer that counts but is told, inside :class:`Observers`)."""
+    tally = tallies.here(seen.api)
+    tally.count(
+        seen.status, seen.duration_seconds, seen.body_bytes, seen.wire_bytes, seen.events_accepted, seen.storage_seconds
+    )
+    if seen.unusual:
+        for reason, events in seen.refused.items():
+            tally.refuse(reason, events)
+        if seen.storage_failed:
+            tally.storage_errors += 1
+        if seen.rate_limited:
+            tally.rate_limited += 1
+        if seen.rate_limit_unavailable:
+            tally.rate_limit_storage_errors += 1
+
+
 #: Each ``tells_*`` flag with the hook it says the flow calls.
-_TELLS = (("tells_started", "started"), ("tells_received", "received"))
+_TELLS = (("tells_started", "started"), ("tells_received", "received"), ("tells_finished", "finished"))
 
 
 class Observer:
@@ -276,13 +309,24 @@ class Observer:
     filled in. ``finished`` is called exactly once for every request
     (``started`` or not), also for a client that left (status
     :data:`CLIENT_GONE`). A hook this class's is not overridden by a
-    subclass is not called at all (``tells_started``, ``tells_received``).
+    subclass is not called at all (``tells_started``, ``tells_received``,
+    ``tells_finished``).
+
+    An observer that needs totals rather than each request sets
+    :attr:`tallies` (:class:`~ingest_mw.counts.Tallies`): the flow then adds
+    every request's facts to them itself, which costs a request much less
+    than an :class:`Observation` and a hook (the Prometheus observer
+    counts so, with ``tells_finished = False``).
     """
 
-    #: Whether the flow calls :meth:`started` / :meth:`received`: whether a
-    #: subclass overrides them (set for each subclass as it is defined).
+    #: Whether the flow calls :meth:`started` / :meth:`received` /
+    #: :meth:`finished`: whether a subclass overrides them (set for each
+    #: subclass as it is defined, unless the subclass says so itself).
     tells_started: bool = False
     tells_received: bool = False
+    tells_finished: bool = False
+    #: Where the flow counts every request itself, for an observer that counts.
+    tallies: Tallies | None = None
     _own_tells: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -323,15 +367,26 @@ class Observer:
 class Observers(Observer):
     """Several observers as one, told in the order given (one that raises
     is logged and the others are told all the same); each is told only
-    the hooks it overrides."""
+    the hooks it overrides. The first that counts (:attr:`~Observer.tallies`)
+    is counted by the flow; any other is told ``finished``, which counts."""
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        counted = next((observer for observer in observers if getattr(observer, "tallies", None) is not None), None)
+        self.tallies = None if counted is None else counted.tallies
         # An observer of no Observer subclass (duck-typed: the three methods) is told everything.
         self._starts = [getattr(observer, "tells_started", True) for observer in observers]
         self._receives = [getattr(observer, "tells_received", True) for observer in observers]
+        self._finishes = [getattr(observer, "tells_finished", True) for observer in observers]
+        #: The tallies of every other observer that counts, counted from the observation.
+        self._also_counted = [
+            tallies
+            for observer in observers
+            if observer is not counted and (tallies := getattr(observer, "tallies", None)) is not None
+        ]
         self.tells_started = any(self._starts)
         self.tells_received = any(self._receives)
+        self.tells_finished = any(self._finishes) or bool(self._also_counted)
 
     def observes(self, apis: Sequence[IngestAPI]) -> None:
         for observer in self.observers:
@@ -355,19 +410,22 @@ class Observers(Observer):
         return tokens
 
     def received(self, seen: Observation, token: list[Any] | None) -> None:
-        for observer, receives, own in zip(self.observers, self._receives, self._tokens(token)):
-            if receives:
-                try:
-                    observer.received(seen, own)
-                except Exception:
-                    _failed(observer.received)
+        self._tell("received", self._receives, seen, token)
 
     def finished(self, seen: Observation, token: list[Any] | None) -> None:
-        for observer, own in zip(self.observers, self._tokens(token)):
-            try:
-                observer.finished(seen, own)
-            except Exception:
-                _failed(observer.finished)
+        for tallies in self._also_counted:
+            count_observation(tallies, seen)
+        self._tell("finished", self._finishes, seen, token)
+
+    def _tell(self, hook: str, told: list[bool], seen: Observation, token: list[Any] | None) -> None:
+        """Call ``hook`` of each observer that ``told`` says is told it, with its own token."""
+        for observer, tells, own in zip(self.observers, told, self._tokens(token)):
+            if tells:
+                method = getattr(observer, hook)
+                try:
+                    method(seen, own)
+                except Exception:
+                    _failed(method)
 
     def __repr__(self) -> str:
         return f"Observers{self.observers!r}"

@@ -102,14 +102,8 @@ def test_compressed_bodies_count_wire_and_decoded_bytes_apart(adapter: str) -> N
 
 def test_rate_limit_refusals_are_counted(adapter: str) -> None:
     client = observed_client(adapter, BetterStackAPI([TOKEN], rate_limit="2/minute"), MemorySink())
-    if adapter == "asgi":  # memory:// counts per event loop: the three requests share one
-
-        async def three() -> list[int]:
-            return [(await client._request("POST", f"{PREFIX}/", events(1), BETTERSTACK)).status for _ in range(3)]
-
-        statuses = asyncio.run(three())
-    else:
-        statuses = [client.request("POST", f"{PREFIX}/", events(1), BETTERSTACK).status for _ in range(3)]
+    client.keep_loop()  # memory:// counts per event loop: the three requests share one
+    statuses = [client.request("POST", f"{PREFIX}/", events(1), BETTERSTACK).status for _ in range(3)]
     assert statuses == [202, 202, 429]
     samples = scrape(client)
     assert value(samples, "ingest_mw_rate_limited_total", api="betterstack") == 1
@@ -230,7 +224,7 @@ def test_a_thread_per_request_leaves_one_tally_per_live_thread() -> None:
     assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 100
     assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 50
     assert registry.get_sample_value("ingest_mw_requests_in_flight") == 0
-    assert len(observer._tallies._live) <= 1  # the ended threads' counts were folded into one tally
+    assert len(observer.tallies._live) <= 1  # the ended threads' counts were folded into one tally
 
 
 def test_the_in_flight_gauges_show_a_request_being_served() -> None:
@@ -359,3 +353,46 @@ def test_each_kind_of_refused_baselime_element_has_its_label(adapter: str) -> No
     }
     assert refused == {"too_large": 1, "not_an_object": 1, "invalid_json": 1, "invalid": 0}
     assert value(samples, "ingest_mw_events_accepted_total", api="baselime") == 2
+
+
+def test_every_counting_observer_counts_each_request_once(adapter: str) -> None:
+    # The first observer that counts is counted by the flow, the second from
+    # the observation it is told; a told observer beside them sees every request.
+    first, second = CollectorRegistry(), CollectorRegistry()
+    told: list[int] = []
+
+    class Told(Observer):
+        def finished(self, seen: Observation, token: object) -> None:
+            told.append(seen.status)
+
+    observer = Observers(PrometheusObserver(registry=first), Told(), PrometheusObserver(registry=second))
+    metrics = metrics_wsgi_app(second) if adapter == "wsgi" else metrics_asgi_app(second)
+    client = make_client(adapter, BetterStackAPI([TOKEN]), MemorySink(), observer, {"/metrics": metrics})
+    for count in (1, 4):
+        assert client.request("POST", f"{PREFIX}/", events(count), BETTERSTACK).status == 202
+    assert client.request("POST", f"{PREFIX}/", events(2), {**BETTERSTACK, "Authorization": "Bearer no"}).status == 403
+    assert told == [202, 202, 403]
+    for registry in (first, second):
+        assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 2
+        assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "403"}) == 1
+        assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 5
+        assert registry.get_sample_value("ingest_mw_request_duration_seconds_count", {"api": "betterstack"}) == 3
+        assert registry.get_sample_value("ingest_mw_storage_duration_seconds_count", {"api": "betterstack"}) == 2
+    assert value(scrape(client), "ingest_mw_request_body_bytes_total", api="betterstack") == len(events(1)) + len(
+        events(4)
+    )
+
+
+def test_a_prometheus_observer_that_overrides_finished_is_told_and_counts_once(adapter: str) -> None:
+    registry = CollectorRegistry()
+    told: list[int] = []
+
+    class Shipped(PrometheusObserver):
+        def finished(self, seen: Observation, token: object) -> None:
+            told.append(seen.events_accepted)
+
+    client = make_client(adapter, BetterStackAPI([TOKEN]), MemorySink(), Shipped(registry=registry))
+    assert client.request("POST", f"{PREFIX}/", events(3), BETTERSTACK).status == 202
+    assert told == [3]
+    assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 1
+    assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 3
