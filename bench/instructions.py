@@ -11,6 +11,19 @@ repository root (about a minute)::
 
     python3 bench/instructions.py                 # every kind
     python3 bench/instructions.py off served      # some
+    python3 bench/instructions.py --cold minimal lean off served
+
+Two more kinds, from ``bench/http.py``, give the floor the ratios of issue
+13's item 8 are read against: ``minimal`` (read the body, ``orjson.loads``,
+202) and ``lean`` (its hand-written Better Stack endpoint).
+
+``--cold`` adds what a request costs a server whose caches other work has
+filled (a server's own ``write`` calls, and the other servers of a
+side-by-side run): cachegrind's cache simulator (32 KiB I1, 48 KiB D1, 2 MiB
+LL) with the caches evicted before every request (an 8 MiB copy), minus a
+run that only evicts. ``from memory`` is the cache lines a request had to
+fetch past LL, code (``LLi``) and data (``LLd``): on the server, these cost
+more than the instructions themselves (about four minutes).
 """
 
 from __future__ import annotations
@@ -25,58 +38,133 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("off", "null", "on", "served", "wrapped")
+KINDS = ("off", "null", "on", "served", "wrapped", "minimal", "lean")
 FEWER, MORE = 1000, 3000
+COLD_FEWER, COLD_MORE = 100, 300
+#: The simulated caches of --cold: a common server core's L1s, an L2-sized LL.
+CACHES = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=2097152,16,64"]
 
-# Run inside valgrind: N requests of one kind, after a warm-up (bench/metrics.py's own helpers).
+# Run inside valgrind: N requests of one kind, after a warm-up (bench/metrics.py's
+# own helpers); "evict" before the count: the caches evicted before each request
+# ("only": no request at all, the baseline of --cold).
 CHILD = """
-import gc, importlib.util, sys
+import asyncio, gc, importlib.util, sys
 sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
 sys.path.insert(0, {root!r})
-spec = importlib.util.spec_from_file_location("bench_metrics", {metrics!r})
-metrics = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(metrics)
+
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+metrics = load("bench_metrics", {metrics!r})
 gc.set_threshold(metrics.GC_THRESHOLD, 20, 20)
-app = metrics.build(sys.argv[1])
-metrics.per_request_us(app, 200)
-metrics.per_request_us(app, int(sys.argv[2]))
+kind, requests, evict = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if kind in ("minimal", "lean"):
+    http = load("bench_http", {http!r})
+    app = http.minimal_app if kind == "minimal" else http.lean_app()
+else:
+    app = metrics.build(kind)
+if evict == "no":
+    metrics.per_request_us(app, 200)
+    metrics.per_request_us(app, requests)
+else:
+    dirty, clean = bytearray(8 << 20), bytes(8 << 20)
+    scope = {{"type": "http", "method": "POST", "path": "/", "root_path": "", "headers": metrics.HEADERS,
+             "client": ("127.0.0.1", 50000), "query_string": b""}}
+    message = {{"type": "http.request", "body": metrics.BODY, "more_body": False}}
+
+    async def receive():
+        return message
+
+    async def send(message):
+        if message["type"] == "http.response.start" and message["status"] != 202:
+            raise SystemExit(f"the app answered {{message['status']}}")
+
+    async def run(count, cold):
+        for _ in range(count):
+            if cold:
+                dirty[:] = clean
+            if evict != "only":
+                await app(dict(scope), receive, send)
+
+    asyncio.run(run(200, False))
+    asyncio.run(run(requests, True))
 """
+COUNTS = {"instructions": "I   refs", "code from memory": "LLi misses", "data from memory": "LLd misses"}
 
 
-def instructions(kind: str, requests: int) -> int:
-    """Instructions valgrind counts for the whole child process."""
-    child = CHILD.format(root=str(HERE.parent), metrics=str(HERE / "metrics.py"))
+def counted(kind: str, requests: int, evict: str) -> dict[str, int]:
+    """What valgrind counts for the whole child process (``evict``: no, yes, only)."""
+    child = CHILD.format(root=str(HERE.parent), metrics=str(HERE / "metrics.py"), http=str(HERE / "http.py"))
+    caches = ["--cache-sim=no"] if evict == "no" else ["--cache-sim=yes", *CACHES]
     done = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-        + [sys.executable, "-c", child, kind, str(requests)],
+        ["valgrind", "--tool=cachegrind", *caches, "--cachegrind-out-file=/dev/null"]
+        + [sys.executable, "-c", child, kind, str(requests), evict],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
-        timeout=600,
+        timeout=1200,
     )
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
+    if done.returncode != 0:
         raise SystemExit(f"{kind}: valgrind failed:\n{done.stderr[-2000:]}")
-    return int(found[1].replace(",", ""))
+    found = {}
+    for name, label in COUNTS.items():
+        match = re.search(re.escape(label) + r":\s+([\d,]+)", done.stderr)
+        if match is not None:
+            found[name] = int(match[1].replace(",", ""))
+    if "instructions" not in found:
+        raise SystemExit(f"{kind}: no count in valgrind's output:\n{done.stderr[-2000:]}")
+    return found
 
 
-def per_request(kind: str) -> float:
-    return (instructions(kind, MORE) - instructions(kind, FEWER)) / (MORE - FEWER)
+def per_request(kind: str, cold: bool = False) -> dict[str, float]:
+    """Each count per request: the difference of two runs over the difference of their requests."""
+    evict = "yes" if cold else "no"
+    fewer, more = (COLD_FEWER, COLD_MORE) if cold else (FEWER, MORE)
+    low, high = counted(kind, fewer, evict), counted(kind, more, evict)
+    return {name: (high[name] - low[name]) / (more - fewer) for name in high}
+
+
+def eviction_only() -> dict[str, float]:
+    """What evicting the caches costs per request by itself (--cold's baseline)."""
+    low, high = counted("off", COLD_FEWER, "only"), counted("off", COLD_MORE, "only")
+    return {name: (high[name] - low[name]) / (COLD_MORE - COLD_FEWER) for name in high}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--cold", action="store_true", help="also the cache lines fetched from memory, caches evicted")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(zip(args.kinds, pool.map(per_request, args.kinds)))
-    base = counts.get("off")
+        hot = dict(zip(args.kinds, pool.map(per_request, args.kinds)))
+        if args.cold:
+            baseline = pool.submit(eviction_only)
+            cold = dict(zip(args.kinds, pool.map(per_request, args.kinds, [True] * len(args.kinds))))
+            evicting = baseline.result()
+    base = hot.get("off")
     print(f"instructions per single-event request (cachegrind, {MORE} minus {FEWER} requests, PYTHONHASHSEED=0)")
-    for kind, count in counts.items():
-        extra = f"   {count - base:+,.0f} over off" if base is not None and kind != "off" else ""
+    for kind, counts in hot.items():
+        count = counts["instructions"]
+        extra = f"   {count - base['instructions']:+,.0f} over off" if base is not None and kind != "off" else ""
         print(f"  {kind:<8} {count:>10,.0f}{extra}")
+    if args.cold:
+        print(
+            f"caches evicted before each request ({COLD_MORE} minus {COLD_FEWER} requests, less eviction alone):"
+            " instructions, cache lines from memory (code + data)"
+        )
+        for kind, counts in cold.items():
+            own = {name: counts[name] - evicting[name] for name in counts}
+            lines = own["code from memory"] + own["data from memory"]
+            print(
+                f"  {kind:<8} {own['instructions']:>10,.0f}   {lines:>6,.0f} lines"
+                f" ({own['code from memory']:,.0f} + {own['data from memory']:,.0f})"
+            )
     return 0
 
 
