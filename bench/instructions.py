@@ -23,7 +23,8 @@ side-by-side run): cachegrind's cache simulator (32 KiB I1, 48 KiB D1, 2 MiB
 LL) with the caches evicted before every request (an 8 MiB copy), minus a
 run that only evicts. ``from memory`` is the cache lines a request had to
 fetch past LL, code (``LLi``) and data (``LLd``): on the server, these cost
-more than the instructions themselves (about four minutes).
+more than the instructions themselves (about four minutes; the cold runs
+are short, so a count moves by some tens of lines from run to run).
 """
 
 from __future__ import annotations
@@ -155,16 +156,12 @@ def main() -> int:
         print(f"  {kind:<8} {count:>10,.0f}{extra}")
     if args.cold:
         print(
-            f"caches evicted before each request ({COLD_MORE} minus {COLD_FEWER} requests, less eviction alone):"
-            " instructions, cache lines from memory (code + data)"
+            f"cache lines from memory per request, the caches evicted before each ({COLD_MORE} minus"
+            f" {COLD_FEWER} requests, less eviction alone): code + data"
         )
         for kind, counts in cold.items():
-            own = {name: counts[name] - evicting[name] for name in counts}
-            lines = own["code from memory"] + own["data from memory"]
-            print(
-                f"  {kind:<8} {own['instructions']:>10,.0f}   {lines:>6,.0f} lines"
-                f" ({own['code from memory']:,.0f} + {own['data from memory']:,.0f})"
-            )
+            code, data = (counts[name] - evicting[name] for name in ("code from memory", "data from memory"))
+            print(f"  {kind:<8} {code + data:>10,.0f}   ({code:,.0f} + {data:,.0f})")
     return 0
 
 
