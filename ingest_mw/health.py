@@ -39,6 +39,7 @@ from .api import Response
 from .asgi import send_response
 from .http import PLAIN_TEXT, for_method, read_only_refusal
 from .ratelimit import RateLimit
+from .sinks.base import SinkUnavailable
 from .wsgi import write_response
 
 __all__ = [
@@ -186,13 +187,13 @@ class Health:
             return self._report(("draining",))
         futures = [check.submit() for check in self._checks]
         done, _ = concurrent.futures.wait(futures, timeout=self.timeout)
-        problems = []
+        outcomes: list[tuple[_Check, BaseException | None, object]] = []
         for check, future in zip(self._checks, futures):
             if future not in done:
-                problems.append(check.problem(TimeoutError(), None))
+                outcomes.append((check, TimeoutError(), None))
             else:
-                problems.append(check.problem(future.exception(), None if future.exception() else future.result()))
-        return self._report(tuple(p for p in problems if p))
+                outcomes.append((check, future.exception(), None if future.exception() else future.result()))
+        return self._judge(outcomes)
 
     async def acheck(self) -> Readiness:
         """Run the checks from async code (async ones on the loop), waiting at most ``timeout``."""
@@ -201,24 +202,33 @@ class Health:
         tasks = [check.task() for check in self._checks]
         if tasks:
             await asyncio.wait(tasks, timeout=self.timeout)
-        problems = []
+        outcomes: list[tuple[_Check, BaseException | None, object]] = []
         for check, task in zip(self._checks, tasks):
             if not task.done():
-                problems.append(check.problem(TimeoutError(), None))
+                outcomes.append((check, TimeoutError(), None))
             elif task.cancelled():
-                problems.append(check.problem(asyncio.CancelledError(), None))
+                outcomes.append((check, asyncio.CancelledError(), None))
             else:
-                problems.append(check.problem(task.exception(), None if task.exception() else task.result()))
-        return self._report(tuple(p for p in problems if p))
+                outcomes.append((check, task.exception(), None if task.exception() else task.result()))
+        return self._judge(outcomes)
 
-    def _report(self, problems: tuple[str, ...]) -> Readiness:
+    def _judge(self, outcomes: list[tuple[_Check, BaseException | None, object]]) -> Readiness:
+        """The readiness that each check's error or result gives. A sink's
+        :class:`~ingest_mw.sinks.SinkUnavailable` says why in the log line
+        (its one line names no secret), never in the answer."""
+        problems = tuple(problem for check, error, result in outcomes if (problem := check.problem(error, result)))
+        why = [str(error) for _, error, _ in outcomes if isinstance(error, SinkUnavailable)]
+        return self._report(problems, why)
+
+    def _report(self, problems: tuple[str, ...], why: list[str] | None = None) -> Readiness:
         ready = not problems
         if ready != self._was_ready:  # a line when readiness changes, not one per probe
             self._was_ready = ready
             if ready:
                 logger.warning("ingest_mw: ready again")
             else:
-                logger.warning("ingest_mw: not ready: %s", "; ".join(problems))
+                said = f" ({'; '.join(why)})" if why else ""
+                logger.warning("ingest_mw: not ready: %s%s", "; ".join(problems), said)
         return Readiness(ready, problems)
 
 

@@ -8,6 +8,7 @@ import ctypes
 import gc
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -26,9 +27,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, MemorySink, RateLimit, SQLiteSink, WSGIApp
+from ingest_mw import ASGIApp, BaselimeAPI, BetterStackAPI, JSONLinesSink, MemorySink, RateLimit, SQLiteSink, WSGIApp
 from ingest_mw.endpoints import EndpointsASGIMiddleware, EndpointsWSGIMiddleware
 from ingest_mw.health import Health, Readiness, health_asgi_endpoints, health_wsgi_endpoints
+from ingest_mw.read import Query, reader_for
 from ingest_mw.sinks import SinkUnavailable
 
 TOKEN = "s3cret-token"
@@ -301,3 +303,40 @@ def test_a_check_that_fails_after_its_probe_gave_up_leaves_no_traceback(caplog: 
         gc.collect()
     assert not first.ready and not second.ready
     assert "never retrieved" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+def test_a_file_sink_short_of_disk_space_fails_readiness_and_still_stores(
+    probed_client: Any, tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The disk's real free space, asked for more than it has: not ready, while
+    # writes (which are never refused for it) still go through.
+    free = shutil.disk_usage(tmp_path).free
+    make = {"sqlite": SQLiteSink, "jsonl": JSONLinesSink}[kind]
+    cramped = make(tmp_path / f"cramped.{kind}", min_free_bytes=free + 2**40)
+    roomy = make(tmp_path / f"roomy.{kind}", min_free_bytes=1)
+    unasked = make(tmp_path / f"unasked.{kind}", min_free_bytes=0)
+    with pytest.raises(SinkUnavailable, match=r"MiB free on its disk, under min_free_bytes"):
+        cramped.check()
+    client = probed_client(Health(sinks=[cramped]), sink=cramped)
+    with caplog.at_level(logging.WARNING, "ingest_mw.health"):
+        reply = client.request("GET", "/readyz")
+    assert (reply.status, reply.body) == (503, f"not ready: sink {make.__name__} unavailable\n".encode())
+    # The log line says why; the answer, which anyone may read, does not.
+    what = {"sqlite": "SQLite sink", "jsonl": "JSON Lines sink"}[kind]
+    said = f"not ready: sink {make.__name__} unavailable ({what} {tmp_path / f'cramped.{kind}'}: "
+    assert said in caplog.text
+    assert "MiB free on its disk, under min_free_bytes" in caplog.text
+    assert client.request("POST", f"{PREFIX}/", b'{"message": "still stored"}', BETTERSTACK).status == 202
+    assert [event.data["message"] for event in reader_for(cramped).after(0, Query())] == ["still stored"]
+    for sink in (roomy, unasked):
+        assert probed_client(Health(sinks=[sink]), sink=sink).request("GET", "/readyz").status == 200
+    for sink in (cramped, roomy, unasked):
+        sink.close()
+
+
+def test_min_free_bytes_says_what_to_give(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"min_free_bytes = -1: give a whole number, 0 or more"):
+        SQLiteSink(tmp_path / "events.db", min_free_bytes=-1)
+    with pytest.raises(ValueError, match=r"min_free_bytes = '64M': give a whole number, 0 or more"):
+        JSONLinesSink(tmp_path / "events.jsonl", min_free_bytes="64M")  # type: ignore[arg-type]

@@ -12,7 +12,9 @@ from itertools import repeat
 import orjson
 
 from ..batch import Batch, each_event_json
+from ..checks import whole_number
 from .base import Outage, SinkUnavailable
+from .disk import MIN_FREE_BYTES, require_free_space
 from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 
@@ -95,9 +97,18 @@ class JSONLinesSink(GroupCommitSink):
     cut takes only the failed batch.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        # Below this many bytes free on the file's disk, check() (/readyz) says
+        # the sink unavailable, before a write fails (0: not asked).
+        min_free_bytes: int = MIN_FREE_BYTES,
+    ) -> None:
         self.path = os.fspath(path)
         self.fsync = fsync
+        self.min_free_bytes = whole_number("min_free_bytes", min_free_bytes, minimum=0)
         self._writer = GroupWriter(self._write_group, what=f"JSON Lines sink {self.path}")
         self._lock = self._writer.lock
         self._file: FileIO | None = None
@@ -177,7 +188,8 @@ class JSONLinesSink(GroupCommitSink):
             pass
 
     def check(self) -> None:
-        """Prove ``path`` opens for append now; raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        """Prove ``path`` opens for append now and its disk has ``min_free_bytes``
+        free; raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         with self._lock:
             self._usable()
             try:
@@ -185,6 +197,7 @@ class JSONLinesSink(GroupCommitSink):
                     pass
             except OSError as exc:
                 raise self._outage.error(exc) from None
+            require_free_space(self.path, self.min_free_bytes, self._outage)
 
     def close(self) -> None:
         self._writer.stop(timeout=30)

@@ -10,7 +10,9 @@ from itertools import chain
 from urllib.parse import quote
 
 from ..batch import Batch, each_event_json
+from ..checks import whole_number
 from .base import Outage, SinkUnavailable
+from .disk import MIN_FREE_BYTES, require_free_space
 from .group import GroupCommitSink, GroupWriter
 from .record import iso_utc, iso_utc_each, label_runs
 from .wakeable import WakeableThread
@@ -175,6 +177,9 @@ class SQLiteSink(GroupCommitSink):
         *,
         synchronous: str = "NORMAL",
         busy_timeout: float = BUSY_TIMEOUT,
+        # Below this many bytes free on the file's disk, check() (/readyz) says
+        # the sink unavailable, before a write fails (0: not asked).
+        min_free_bytes: int = MIN_FREE_BYTES,
     ) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -183,6 +188,7 @@ class SQLiteSink(GroupCommitSink):
         self.path = os.fspath(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
+        self.min_free_bytes = whole_number("min_free_bytes", min_free_bytes, minimum=0)
         self._in_memory = self.path in ("", ":memory:") or self.path.startswith("file::memory:")
         self._writer = GroupWriter(self._write_group, what=f"SQLite sink {self.path}")
         self._lock = self._writer.lock
@@ -313,7 +319,8 @@ class SQLiteSink(GroupCommitSink):
 
     def check(self) -> None:
         """Prove the file can be written now (``BEGIN IMMEDIATE``, a ``DELETE``
-        of no row, ``ROLLBACK``), reopening it if need be; raise
+        of no row, ``ROLLBACK``), reopening it if need be, and that its disk
+        has ``min_free_bytes`` free; raise
         :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         with self._lock:
             try:
@@ -331,6 +338,8 @@ class SQLiteSink(GroupCommitSink):
             except sqlite3.Error as exc:
                 self._drop()
                 raise self._outage.error(exc) from None
+        if not self._in_memory:
+            require_free_space(self.path, self.min_free_bytes, self._outage)
 
     def close(self) -> None:
         self._writer.stop(timeout=self.busy_timeout + 5)
