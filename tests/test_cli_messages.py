@@ -62,3 +62,27 @@ def test_a_bad_log_level_is_refused_with_the_choices():
         "ingest-mw serve: error: argument --log-level: 'loud' is not one of critical, error, warning, info, debug,"
         " trace (see ingest-mw serve --help)\n"
     )
+
+
+def test_a_sink_short_of_disk_space_starts_with_a_warning_one_that_cannot_write_does_not(tmp_path, caplog):
+    # What serve's start-up does with its sink's check: the real disk of the
+    # test's directory, asked for more than it has, is a warning (the sink may
+    # still store, /readyz says 503 meanwhile); a missing file is the one line.
+    import logging
+    import shutil
+
+    from ingest_mw import SQLiteSink
+    from ingest_mw.serve.startup import StartupError, prove_writable
+
+    cramped = SQLiteSink(tmp_path / "events.db", min_free_bytes=shutil.disk_usage(tmp_path).free + 2**40)
+    with caplog.at_level(logging.WARNING, "ingest_mw.serve"):
+        prove_writable(cramped, "sqlite:///events.db")
+    assert "--sink sqlite:///events.db: not ready until its disk has room: SQLite sink " in caplog.text
+    assert "MiB free on its disk, under min_free_bytes" in caplog.text
+    cramped.close()
+
+    (tmp_path / "gone").mkdir()
+    gone = SQLiteSink(tmp_path / "gone" / "events.db")
+    shutil.rmtree(tmp_path / "gone")
+    with pytest.raises(StartupError, match=r"^--sink sqlite:///gone/events.db: not writable: .*\(fix its"):
+        prove_writable(gone, "sqlite:///gone/events.db")

@@ -9,6 +9,7 @@ traceback after "startup complete".
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from typing import Any
 
@@ -16,9 +17,12 @@ from limits.errors import StorageError
 
 from ..ratelimit import RateLimit, refused_credentials
 from ..sinks.base import close_sync
+from ..sinks.disk import LowDiskSpace
 from ..sinks.url import masked, sink_from_url
 
-__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink", "reason"]
+logger = logging.getLogger("ingest_mw.serve")
+
+__all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink", "prove_writable", "reason"]
 
 
 class StartupError(Exception):
@@ -42,16 +46,26 @@ def open_sink(url: str) -> Any:
             f"--sink {masked(url)}: cannot open it: {reason(error)}"
             " (does the directory exist, and may this user write there?)"
         ) from None
-    check = getattr(sink, "check", None)
-    if check is not None:
-        try:
-            check()
-        except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
-            close_sync(sink)
-            raise StartupError(
-                f"--sink {masked(url)}: not writable: {reason(error)} (fix its permissions or path)"
-            ) from None
+    prove_writable(sink, url)
     return sink
+
+
+def prove_writable(sink: Any, url: str) -> None:
+    """Run ``sink``'s ``check()``, if it has one: a sink that cannot be written
+    is a :class:`StartupError` (and closed); one whose disk is short of room
+    only a warning, as it may still store (``/readyz`` says 503 meanwhile)."""
+    check = getattr(sink, "check", None)
+    if check is None:
+        return
+    try:
+        check()
+    except LowDiskSpace as error:
+        logger.warning("ingest_mw: --sink %s: not ready until its disk has room: %s", masked(url), error)
+    except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
+        close_sync(sink)
+        raise StartupError(
+            f"--sink {masked(url)}: not writable: {reason(error)} (fix its permissions or path)"
+        ) from None
 
 
 def check_rate_limit_storage(rate_limit: RateLimit | None) -> None:

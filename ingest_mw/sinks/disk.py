@@ -13,7 +13,7 @@ import os
 
 from .base import Outage, SinkUnavailable
 
-__all__ = ["MIN_FREE_BYTES", "require_free_space"]
+__all__ = ["MIN_FREE_BYTES", "LowDiskSpace", "require_free_space"]
 
 #: The default ``min_free_bytes`` of the file sinks: room for a 20 MiB Better
 #: Stack body stored with what SQLite writes beside it (its write-ahead log,
@@ -21,6 +21,11 @@ __all__ = ["MIN_FREE_BYTES", "require_free_space"]
 MIN_FREE_BYTES = 64 * 1024 * 1024
 
 _MIB = 1024 * 1024
+
+
+class LowDiskSpace(SinkUnavailable):
+    """The sink's disk has less than ``min_free_bytes`` free: not ready, though
+    it may still store (``serve`` starts all the same, and says so)."""
 
 
 def require_free_space(path: str, minimum: int, outage: Outage) -> None:
@@ -35,7 +40,7 @@ def require_free_space(path: str, minimum: int, outage: Outage) -> None:
         raise outage.error(exc) from None
     free = stats.f_bavail * stats.f_frsize
     if free < minimum:
-        raise SinkUnavailable(
+        raise LowDiskSpace(
             f"{outage.what}: {free / _MIB:.1f} MiB free on its disk, under min_free_bytes"
             f" ({minimum / _MIB:g} MiB): free some space"
         )
