@@ -235,3 +235,26 @@ def test_a_user_allowed_only_what_storing_needs_passes_the_check_and_stores(redi
         sink.close()
     finally:
         admin.execute_command("ACL", "DELUSER", "writer")
+
+
+def test_a_redis_at_its_maxmemory_without_eviction_fails_the_check_until_it_has_room(redis_server):
+    # A real Redis told to hold less than it does: it refuses every XADD (OOM),
+    # and the check, sync and async, says so before a batch fails on it.
+    admin = redis.Redis.from_url(redis_server.url)
+    sink = sink_from_url(redis_server.url)
+    sink.check()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1024)
+    try:
+        for check in (sink.check, lambda: asyncio.run(sink.acheck())):
+            with pytest.raises(SinkUnavailable, match=r"Redis is at its maxmemory \(.* MiB, noeviction\)"):
+                check()
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            admin.xadd("ingest_mw:events", {"data": "{}"})
+        admin.config_set("maxmemory-policy", "allkeys-lru")  # it makes room by evicting: writable
+        sink.check()
+    finally:
+        admin.config_set("maxmemory", 0)
+    sink.check()
+    asyncio.run(sink.acheck())
+    sink.close()

@@ -169,8 +169,10 @@ class RedisStreamSink:
         self._outage.stored()
 
     def check(self) -> None:
-        """Prove Redis answers and the stream's key holds a stream or nothing
-        (a ``TYPE``); raise :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
+        """Prove Redis answers, the stream's key holds a stream or nothing (a
+        ``TYPE``) and Redis is not at its ``maxmemory`` without eviction (an
+        ``INFO memory``), where it refuses every ``XADD``; raise
+        :class:`~ingest_mw.sinks.SinkUnavailable` if not."""
         client = redis.Redis(connection_pool=self._sync_pool())
         try:
             try:
@@ -178,9 +180,14 @@ class RedisStreamSink:
             except NoPermissionError:  # a user allowed only what storing needs: its PING, then
                 client.ping()
                 kind = "none"
+            try:
+                memory: Any = client.info("memory")
+            except NoPermissionError:  # nor INFO: Redis itself says OOM to the batches, then
+                memory = {}
         except RedisError as exc:
             raise self._outage.error(exc) from None
         self._holds_a_stream(kind)
+        self._has_memory(memory)
 
     def _holds_a_stream(self, kind: bytes | str) -> None:
         """``TYPE``'s answer for the stream's key, or the one line of a key of
@@ -190,6 +197,17 @@ class RedisStreamSink:
             raise SinkUnavailable(
                 f"{self._outage.what}: its key holds a {kind}, not a stream:"
                 " give the sink another stream= or delete that key"
+            )
+
+    def _has_memory(self, memory: dict[str, Any]) -> None:
+        """``INFO memory``'s answer, or the one line of a Redis that refuses
+        writes now: at its ``maxmemory`` with the ``noeviction`` policy."""
+        limit = int(memory.get("maxmemory") or 0)
+        used = int(memory.get("used_memory") or 0)
+        if limit and used >= limit and memory.get("maxmemory_policy") == "noeviction":
+            raise SinkUnavailable(
+                f"{self._outage.what}: Redis is at its maxmemory ({used / 2**20:.1f} of {limit / 2**20:g} MiB,"
+                " noeviction) and refuses every XADD: trim the stream (maxlen=) or raise maxmemory"
             )
 
     # --- the async face ----------------------------------------------------------------
@@ -240,9 +258,14 @@ class RedisStreamSink:
                 except NoPermissionError:  # as in check()
                     await client.ping()
                     kind = "none"
+                try:
+                    memory = await client.info("memory")
+                except NoPermissionError:
+                    memory = {}
         except (RedisError, TimeoutError) as exc:
             raise self._outage.error(exc) from None
         self._holds_a_stream(kind)
+        self._has_memory(memory)
 
     # --- closing -----------------------------------------------------------------------
     def close(self) -> None:
