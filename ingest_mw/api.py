@@ -283,7 +283,7 @@ class IngestAPI:
                 tallies = observer.tallies
                 tells = observer.tells_finished or observer.tells_started or observer.tells_received
             except AttributeError:  # duck-typed, of no Observer subclass: told every hook
-                tallies, tells = None, True
+                tallies, tells = getattr(observer, "tallies", None), True
             if tallies is not None:
                 tally = tallies.here(self.name)
                 started = perf_counter()

@@ -192,13 +192,21 @@ class Tallies:
         self._lock = threading.Lock()
 
     def _fold_ended(self) -> None:
-        """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock."""
+        """Fold the tallies of ended threads (which write no more) into ``_ended``; under the lock.
+
+        Each fold makes a new tally: one that :meth:`totals` is still adding
+        up, outside the lock, never changes under it."""
         live = []
         for api, tally, thread in self._live:
             if thread.is_alive():
                 live.append((api, tally, thread))
             else:
-                self._ended.setdefault(api, Tally()).add(tally)
+                folded = Tally()
+                ended = self._ended.get(api)
+                if ended is not None:
+                    folded.add(ended)
+                folded.add(tally)
+                self._ended[api] = folded
         self._live = live
 
     def totals(self) -> dict[str, Tally]:

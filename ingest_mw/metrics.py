@@ -29,10 +29,10 @@ supervisor calls :func:`forget_process` (prometheus-client's
 Every counter and histogram has the label ``api`` (``betterstack``,
 ``baselime``, ``otlp``); the in-flight gauges are read from the APIs'
 :class:`~ingest_mw.admission.Admission`, shared by all of them, when
-scraped. See ``docs/observability.md`` for the list. A request costs the
-observer a few additions to plain numbers that only its own thread writes
-(no lock, no label lookup); the metric families are built from them when
-scraped, or, in multiprocess mode, written to the directory every
+scraped. See ``docs/observability.md`` for the list. The observer counts
+(:mod:`ingest_mw.counts`): the flow adds a request's facts to plain numbers
+that only its own thread writes (no lock, no label lookup, no hook called);
+the metric families are built from them when scraped, or, in multiprocess mode, written to the directory every
 :data:`FLUSH_SECONDS` (and at each scrape and at exit).
 """
 

@@ -135,7 +135,6 @@ class Observation:
     refused: Mapping[str, int] = _NOTHING_REFUSED
     wire_bytes = 0
     body_bytes = 0
-    storing_at = 0.0
     storage_seconds: float | None = None
     duration_seconds = 0.0
     rate_limited = False
@@ -165,8 +164,8 @@ class Observation:
         return self.request.source
 
     # --- what the flow reports, in its order (it also sets wire_bytes,
-    # body_bytes, storing_at, storage_seconds and events_accepted itself: a
-    # call fewer for each, on every request) ------------------------------------------
+    # body_bytes, storage_seconds and events_accepted itself: a call fewer
+    # for each, on every request) ---------------------------------------------------------
     def rate_limit(self, decision: RateLimitDecision) -> None:
         """The rate limit refused the request, or its storage was unavailable."""
         if decision.unavailable:
@@ -302,12 +301,12 @@ class Observer:
 
     ``started`` runs as the flow begins (nothing known yet but the API and
     the request line); what it returns is handed back to the other two as
-    ``token`` (per-request state of the observer's own: the Prometheus
-    observer's counters of this thread), and is ``seen.token``.
+    ``token`` (per-request state of the observer's own: a start time, a
+    span), and is ``seen.token``.
     ``received`` runs once the body is read (``wire_bytes``,
     ``body_bytes``); ``finished`` once the answer is decided, with every fact
     filled in. ``finished`` is called exactly once for every request
-    (``started`` or not), also for a client that left (status
+    (``started`` or not) of an observer that overrides it, also for a client that left (status
     :data:`CLIENT_GONE`). A hook this class's is not overridden by a
     subclass is not called at all (``tells_started``, ``tells_received``,
     ``tells_finished``).
@@ -378,12 +377,13 @@ class Observers(Observer):
         self._starts = [getattr(observer, "tells_started", True) for observer in observers]
         self._receives = [getattr(observer, "tells_received", True) for observer in observers]
         self._finishes = [getattr(observer, "tells_finished", True) for observer in observers]
-        #: The tallies of every other observer that counts, counted from the observation.
-        self._also_counted = [
-            tallies
-            for observer in observers
-            if observer is not counted and (tallies := getattr(observer, "tallies", None)) is not None
-        ]
+        #: The tallies of every other observer that counts, counted from the
+        #: observation: each once (two observers on one registry share theirs).
+        self._also_counted: list[Tallies] = []
+        for observer in observers:
+            tallies = getattr(observer, "tallies", None)
+            if tallies is not None and all(tallies is not known for known in (self.tallies, *self._also_counted)):
+                self._also_counted.append(tallies)
         self.tells_started = any(self._starts)
         self.tells_received = any(self._receives)
         self.tells_finished = any(self._finishes) or bool(self._also_counted)

@@ -5,13 +5,14 @@ under a mount prefix."""
 from __future__ import annotations
 
 import gzip
+import threading
 
 import orjson
 from clients import PREFIX, make_client
 from sinks_for_tests import FailingSink
 
 from ingest_mw import BaselimeAPI, BetterStackAPI, MemorySink
-from ingest_mw.counts import DURATION_BUCKETS, Tallies
+from ingest_mw.counts import DURATION_BUCKETS, Tallies, Tally
 from ingest_mw.observe import Observer
 
 TOKEN = "s3cret-token"
@@ -74,3 +75,39 @@ def test_refusals_by_the_rate_limit_and_the_storage_are_counted(adapter: str) ->
     assert tally.refused == {"storage_error": 4}
     assert tally.events_accepted == 1
     assert sum(tally.storage.counts) == 2  # the failed store was timed too
+
+
+def test_a_reading_while_another_thread_folds_the_ended_ones_counts_each_once(monkeypatch) -> None:
+    # The interleaving a thread-per-request server meets: a reading lists the
+    # tallies under the lock, a thread it listed as live ends, and a new
+    # thread's first tally folds it into the ended ones while the reading is
+    # still adding them up outside the lock. Forced here, with real threads.
+    tallies = Tallies()
+    finish = threading.Event()
+
+    def count_in_a_thread(events: int, wait: threading.Event | None = None) -> threading.Thread:
+        def work() -> None:
+            tallies.here("betterstack").count(202, 0.0, 0, 0, events, 0.0)
+            if wait is not None:
+                wait.wait(timeout=10)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread
+
+    count_in_a_thread(3).join(timeout=10)
+    assert tallies.totals()["betterstack"].events_accepted == 3  # its thread ended: folded
+    live = count_in_a_thread(5, finish)  # alive when the reading lists it
+    add, forced = Tally.add, []
+
+    def add_while_the_live_thread_ends_and_is_folded(self: Tally, other: Tally) -> None:
+        if not forced and not tallies._lock.locked():  # the reading's sum, outside the lock
+            forced.append(True)
+            finish.set()
+            live.join(timeout=10)
+            count_in_a_thread(0).join(timeout=10)  # its first tally folds the ended one
+        add(self, other)
+
+    monkeypatch.setattr(Tally, "add", add_while_the_live_thread_ends_and_is_folded)
+    readings = [tallies.totals()["betterstack"].events_accepted for _ in range(2)]
+    assert forced and readings == [8, 8]

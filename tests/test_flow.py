@@ -415,3 +415,33 @@ def test_an_observer_of_its_own_kind_is_told_every_hook_by_the_flow_itself():
         ("own received", "own"),
         ("own finished", "own"),
     ]
+
+
+def test_a_duck_typed_observer_that_counts_is_counted_when_given_to_the_flow_itself():
+    # No Observer subclass, given to handle() directly: told every hook, and
+    # counted into its tallies all the same.
+    from ingest_mw.counts import Tallies
+
+    told: list[int] = []
+
+    class Duck:
+        def __init__(self) -> None:
+            self.tallies = Tallies()
+
+        def started(self, seen):
+            return None
+
+        def received(self, seen, token):
+            pass
+
+        def finished(self, seen, token):
+            told.append(seen.status)
+
+    duck = Duck()
+    api = BetterStackAPI([TOKEN])
+    io = RecordingIO(orjson.dumps({"message": "hi"}))
+    request = Request("POST", "/", {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
+    response = run_sync(api.handle(request, {}, io, duck))  # type: ignore[arg-type]
+    assert response.status == 202 and told == [202] and len(io.batches) == 1
+    assert duck.tallies.totals()["betterstack"].requests == {202: 1}
+    assert duck.tallies.totals()["betterstack"].events_accepted == 1

@@ -396,3 +396,15 @@ def test_a_prometheus_observer_that_overrides_finished_is_told_and_counts_once(a
     assert told == [3]
     assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 1
     assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 3
+
+
+def test_two_observers_on_one_registry_count_each_request_once(adapter: str) -> None:
+    # They share the registry's counts (as two adapters on it add up): a
+    # settings list that names the observer twice must not count twice.
+    registry = CollectorRegistry()
+    observer = Observers(PrometheusObserver(registry=registry), PrometheusObserver(registry=registry))
+    client = make_client(adapter, BetterStackAPI([TOKEN]), MemorySink(), observer)
+    for _ in range(3):
+        assert client.request("POST", f"{PREFIX}/", events(2), BETTERSTACK).status == 202
+    assert registry.get_sample_value("ingest_mw_requests_total", {"api": "betterstack", "status": "202"}) == 3
+    assert registry.get_sample_value("ingest_mw_events_accepted_total", {"api": "betterstack"}) == 6

@@ -239,7 +239,7 @@ def test_the_observer_setting_reaches_the_flow(post: Post) -> None:
     assert registry.get_sample_value("ingest_mw_requests_in_flight") == 0
     with override_settings(INGEST_MW=observed):
         admission = conf.endpoint().routes.apis[0].admission
-    assert any(watched is admission for watched in observed["OBSERVER"]._tallies.admissions)  # type: ignore[attr-defined]
+    assert any(watched is admission for watched in observed["OBSERVER"].tallies.admissions)  # type: ignore[attr-defined]
     with pytest.raises(ImproperlyConfigured, match=r"INGEST_MW\['OBSERVER'\] = 'x.y:z' cannot be loaded"):
         with override_settings(INGEST_MW={**settings.INGEST_MW, "OBSERVER": "x.y:z"}):
             conf.endpoint()
