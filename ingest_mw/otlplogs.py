@@ -4,9 +4,9 @@ An ``ExportLogsServiceRequest`` holds resources, each holding scopes, each
 holding log records. Every ``LogRecord`` becomes one event object (see
 ``docs/otlp.md`` for the mapping): its own fields under their protobuf names,
 ``trace_id`` and ``span_id`` as lower-case hex, ``body`` and attribute values
-as JSON values, the scope's ``name`` and ``version`` under ``scope`` and the
-resource's attributes under ``resource``. A field at its proto3 default (zero,
-empty) is left out, as the wire leaves it out.
+as JSON values, the scope's fields under ``scope``, the resource's attributes
+under ``resource`` and its schema URL and dropped count beside them. A field
+at its proto3 default (zero, empty) is left out, as the wire leaves it out.
 
 :class:`OTLPProtobufCodec` decodes binary protobuf with the official
 generated classes (``opentelemetry-proto``); :class:`OTLPJSONCodec` decodes
@@ -169,7 +169,18 @@ def _pb_resource_attributes(resource_logs: Any) -> Event | _Refused:
         return refused
 
 
-def _pb_scope(scope: Any) -> Event | _Refused:
+def _pb_resource_fields(resource_logs: Any) -> Event:
+    """What a resource says beside its attributes, as each of its records' keys."""
+    found: Event = {}
+    if value := resource_logs.schema_url:
+        found["resource_schema_url"] = value
+    if value := resource_logs.resource.dropped_attributes_count:
+        found["resource_dropped_attributes_count"] = value
+    return found
+
+
+def _pb_scope(scope_logs: Any) -> Event | _Refused:
+    scope = scope_logs.scope
     found: Event = {}
     if scope.name:
         found["name"] = scope.name
@@ -180,10 +191,14 @@ def _pb_scope(scope: Any) -> Event | _Refused:
             found["attributes"] = _pb_attributes(scope.attributes)
         except _Refused as refused:
             return refused
+    if value := scope.dropped_attributes_count:
+        found["dropped_attributes_count"] = value
+    if value := scope_logs.schema_url:
+        found["schema_url"] = value
     return found
 
 
-def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
+def _pb_record(record: Any, scope: Event, resource: Event, resource_fields: Event) -> Event:
     event: Event = {}
     # Each field read once, in the mapping's order: this runs for every record.
     if value := record.time_unix_nano:
@@ -219,6 +234,8 @@ def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
         event["scope"] = scope
     if resource:
         event["resource"] = resource
+    if resource_fields:
+        event.update(resource_fields)
     return event
 
 
@@ -399,6 +416,22 @@ def _json_resource_attributes(resource_logs: Event) -> Event | _Refused:
         return refused
 
 
+def _json_resource_fields(resource_logs: Event) -> Event | _Refused:
+    """What a resource says beside its attributes, as each of its records' keys."""
+    found: Event = {}
+    try:
+        resource = _json_object(_unset_as(resource_logs.get("resource"), {}), "resource")
+        schema_url = resource_logs.get("schemaUrl")
+        if schema_url is not None and schema_url != "":
+            found["resource_schema_url"] = _json_str(schema_url, "schemaUrl")
+        dropped = resource.get("droppedAttributesCount")
+        if dropped is not None and (dropped := _json_int(dropped, "droppedAttributesCount")):
+            found["resource_dropped_attributes_count"] = dropped
+    except _Refused as refused:
+        return refused
+    return found
+
+
 def _json_scope(scope_logs: Event) -> Event | _Refused:
     found: Event = {}
     try:
@@ -411,6 +444,12 @@ def _json_scope(scope_logs: Event) -> Event | _Refused:
         attributes = scope.get("attributes")
         if attributes is not None and attributes != []:
             found["attributes"] = _json_attributes(attributes)
+        dropped = scope.get("droppedAttributesCount")
+        if dropped is not None and (dropped := _json_int(dropped, "droppedAttributesCount")):
+            found["dropped_attributes_count"] = dropped
+        schema_url = scope_logs.get("schemaUrl")
+        if schema_url is not None and schema_url != "":
+            found["schema_url"] = _json_str(schema_url, "schemaUrl")
     except _Refused as refused:
         return refused
     return found
@@ -421,7 +460,7 @@ def _unset_as(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _json_record(record: Any, scope: Event, resource: Event) -> Event:
+def _json_record(record: Any, scope: Event, resource: Event, resource_fields: Event) -> Event:
     if type(record) is not dict:
         raise _Refused("the log record is not an object")
     event: Event = {}
@@ -469,6 +508,8 @@ def _json_record(record: Any, scope: Event, resource: Event) -> Event:
         event["scope"] = scope
     if resource:
         event["resource"] = resource
+    if resource_fields:
+        event.update(resource_fields)
     return event
 
 
@@ -485,7 +526,7 @@ def _json_envelope(value: Any, name: str) -> list[Any]:
 
 
 def _stored_size(attributes: Event | _Refused) -> int:
-    """The bytes a resource's or scope's attributes add to each record stored with them."""
+    """The bytes a resource's or scope's fields add to each record stored with them."""
     if not attributes or isinstance(attributes, _Refused):
         return 0
     return len(event_json(attributes))
@@ -534,18 +575,20 @@ class OTLPCodec:
 
     def resources(
         self, request: Any
-    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
-        """Each resource's attributes, with its scopes: each scope as an event
-        holds it, with its records. 400 for an envelope of the wrong shape."""
+    ) -> Iterator[tuple[Event | _Refused, Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
+        """Each resource's attributes, what else it says (its records' keys:
+        ``resource_schema_url``, ``resource_dropped_attributes_count``), and
+        its scopes: each scope as an event holds it, with its records. 400 for
+        an envelope of the wrong shape."""
         raise NotImplementedError
 
     def record_size(self, record: Any) -> int:
         """The size of one record as sent."""
         raise NotImplementedError
 
-    #: ``to_event(record, scope, resource)``: one record as an event; raises
-    #: :class:`_Refused` for a record that cannot be stored.
-    to_event: Callable[[Any, Event, Event], Event]
+    #: ``to_event(record, scope, resource, resource_fields)``: one record as an
+    #: event; raises :class:`_Refused` for a record that cannot be stored.
+    to_event: Callable[[Any, Event, Event, Event], Event]
 
     def decode(self, body: bytes) -> OTLPDecoded:
         request = self.parse(body)
@@ -559,14 +602,16 @@ class OTLPCodec:
         append = events.append
         max_events = self.caps.max_events
         shared_left = self.max_shared_bytes  # what copies of resources and scopes may still add
-        for resource, scopes in self.resources(request):
+        for resource, fields, scopes in self.resources(request):
             # The batch's service is that of the resources whose records are stored.
             named = isinstance(resource, _Refused)
-            resource_size = _stored_size(resource)
+            resource_size = _stored_size(resource) + _stored_size(fields)
             for scope, records in scopes:
                 # (what refuses a resource or a scope is said once, here, for both encodings)
                 if isinstance(resource, _Refused):
                     refused_with: _Refused | None = resource.of("the resource's attributes")
+                elif isinstance(fields, _Refused):
+                    refused_with = fields.of("the resource")
                 elif isinstance(scope, _Refused):
                     refused_with = scope.of("the scope")
                 else:
@@ -584,7 +629,7 @@ class OTLPCodec:
                         invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
                         try:
-                            append(to_event(record, scope, resource))  # type: ignore[arg-type]  # (not refused)
+                            append(to_event(record, scope, resource, fields))  # type: ignore[arg-type]  # (not refused)
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
                         else:
@@ -626,10 +671,10 @@ class OTLPProtobufCodec(OTLPCodec):
 
     def resources(
         self, request: Any
-    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
+    ) -> Iterator[tuple[Event | _Refused, Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         for resource_logs in request.resource_logs:
-            scopes = ((_pb_scope(scope_logs.scope), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
-            yield _pb_resource_attributes(resource_logs), scopes
+            scopes = ((_pb_scope(scope_logs), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
+            yield _pb_resource_attributes(resource_logs), _pb_resource_fields(resource_logs), scopes
 
     def record_size(self, record: Any) -> int:
         return int(record.ByteSize())
@@ -660,11 +705,12 @@ class OTLPJSONCodec(OTLPCodec):
 
     def resources(
         self, request: Any
-    ) -> Iterator[tuple[Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
+    ) -> Iterator[tuple[Event | _Refused, Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         for resource_logs in _json_envelope(request.get("resourceLogs"), "resourceLogs"):
             if type(resource_logs) is not dict:
                 raise IngestError(400, "every element of resourceLogs must be an object")
-            yield _json_resource_attributes(resource_logs), self._scopes(resource_logs)
+            fields = _json_resource_fields(resource_logs)
+            yield _json_resource_attributes(resource_logs), fields, self._scopes(resource_logs)
 
     @staticmethod
     def _scopes(resource_logs: Event) -> Iterator[tuple[Event | _Refused, Iterable[Any]]]:

@@ -171,6 +171,60 @@ def test_200_with_an_empty_response_and_every_field_mapped(client, sink, content
     assert batch.events[0].time == datetime(2026, 12, 1, 13, 0, 0, 123456, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_the_schema_urls_and_dropped_counts_of_resources_and_scopes_are_kept(client, sink, content_type):
+    # Every field of the envelope the data model defines is stored: the schema
+    # URL of a resource's and of a scope's data, and how many attributes each
+    # dropped, beside the record's own count.
+    request = one_request(full_record())
+    resource_logs = request.resource_logs[0]
+    resource_logs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    resource_logs.resource.dropped_attributes_count = 3
+    scope_logs = resource_logs.scope_logs[0]
+    scope_logs.schema_url = "https://opentelemetry.io/schemas/1.24.0"
+    scope_logs.scope.dropped_attributes_count = 4
+    reply = client.request("POST", URL, encode(request, content_type), headers(content_type))
+    assert reply.status == 200
+    assert events(sink) == [
+        {
+            **FULL_EVENT,
+            "scope": {
+                "name": "shop.payments",
+                "version": "2.1.0",
+                "dropped_attributes_count": 4,
+                "schema_url": "https://opentelemetry.io/schemas/1.24.0",
+            },
+            "resource_schema_url": "https://opentelemetry.io/schemas/1.26.0",
+            "resource_dropped_attributes_count": 3,
+        }
+    ]
+
+
+def test_a_resource_or_scope_whose_schema_url_or_dropped_count_is_wrong_refuses_its_records(adapter, sink):
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+    record = {"body": {"stringValue": "r"}}
+    body = json.dumps(
+        {
+            "resourceLogs": [
+                {"schemaUrl": 7, "scopeLogs": [{"logRecords": [record]}]},
+                {"resource": {"droppedAttributesCount": -1}, "scopeLogs": [{"logRecords": [record]}]},
+                {"scopeLogs": [{"schemaUrl": ["x"], "logRecords": [record]}]},
+                {"scopeLogs": [{"scope": {"droppedAttributesCount": "many"}, "logRecords": [record]}]},
+                {"schemaUrl": "", "scopeLogs": [{"schemaUrl": None, "logRecords": [{"body": {"stringValue": "ok"}}]}]},
+            ]
+        }
+    ).encode()
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 4
+    assert "record 0: the resource: schemaUrl is not a string" in partial.error_message
+    assert "record 1: the resource: droppedAttributesCount is -1, out of the range" in partial.error_message
+    assert "record 2: the scope: schemaUrl is not a string" in partial.error_message
+    assert "record 3: the scope: droppedAttributesCount is 'many', not an integer" in partial.error_message
+    assert events(sink) == [{"body": "ok"}]
+
+
 def test_json_integers_as_strings_or_numbers_hex_in_any_case_and_unknown_keys_ignored(client, sink):
     body = {
         "resourceLogs": [
