@@ -62,3 +62,8 @@ def byte_size(count: int) -> str:
         if count % size == 0:
             return f"{count // size} {unit}"
     return f"{count} bytes"
+
+
+def rounded_size(count: int) -> str:
+    """A measured size for a message, rounded: ``1.9 MiB``, ``712 bytes``."""
+    return f"{count / (1024 * 1024):.1f} MiB" if count >= 1024 * 1024 else f"{count} bytes"

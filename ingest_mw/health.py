@@ -20,8 +20,10 @@ Wiring, for a host or for ``serve``::
 
 (``health_wsgi_endpoints`` and :class:`~ingest_mw.endpoints.EndpointsWSGIMiddleware`
 for WSGI; :meth:`Health.check` / :meth:`Health.acheck` for a host's own
-probe view.) A reason names the kind of check and the class of the sink,
-never a path, a URI or a credential.
+probe view.) A reason in the answer names the kind of check and the class
+of the sink, never a path, a URI or a credential; the log line of a change
+of readiness adds a sink's own one-line reason (its path, or its URL with
+the password masked).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ class RedisServer:
     outage might.
     """
 
-    def __init__(self, executable: str, *, password: str | None = None) -> None:
+    def __init__(self, executable: str, *, password: str | None = None, arguments: tuple[str, ...] = ()) -> None:
         self.executable = executable
+        self.arguments = arguments  # more of redis-server's own flags
         self.port = _free_port()
         self.password = password
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
@@ -47,6 +48,7 @@ class RedisServer:
         command += ["--save", "", "--appendonly", "no"]
         if self.password:
             command += ["--requirepass", self.password]
+        command += self.arguments
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._pong():

@@ -77,7 +77,7 @@ def test_a_sink_short_of_disk_space_starts_with_a_warning_one_that_cannot_write_
     cramped = SQLiteSink(tmp_path / "events.db", min_free_bytes=shutil.disk_usage(tmp_path).free + 2**40)
     with caplog.at_level(logging.WARNING, "ingest_mw.serve"):
         prove_writable(cramped, "sqlite:///events.db")
-    assert "--sink sqlite:///events.db: not ready until its disk has room: SQLite sink " in caplog.text
+    assert "--sink sqlite:///events.db: not ready until it has room: SQLite sink " in caplog.text
     assert "MiB free on its disk, under min_free_bytes" in caplog.text
     cramped.close()
 

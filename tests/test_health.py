@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -340,3 +341,29 @@ def test_min_free_bytes_says_what_to_give(tmp_path: Path) -> None:
         SQLiteSink(tmp_path / "events.db", min_free_bytes=-1)
     with pytest.raises(ValueError, match=r"min_free_bytes = '64M': give a whole number, 0 or more"):
         JSONLinesSink(tmp_path / "events.jsonl", min_free_bytes="64M")  # type: ignore[arg-type]
+
+
+def test_the_disk_asked_is_the_one_the_file_is_on_not_the_one_of_its_link(tmp_path: Path) -> None:
+    # A file sink's path may be a symbolic link to a file on another disk: the
+    # room that matters is the file's. /dev/shm (a tmpfs) is that other disk.
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no writable /dev/shm on a disk of its own here")
+    here, there = shutil.disk_usage(tmp_path).free, shutil.disk_usage(shm).free
+    if abs(here - there) < 2**26:
+        pytest.skip("the two disks have about as much room: the test could not tell them apart")
+    between = (here + there) // 2
+    real_directory = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        for name, make in (("events.db", SQLiteSink), ("events.jsonl", JSONLinesSink)):
+            make(real_directory / name).close()
+            (tmp_path / name).symlink_to(real_directory / name)
+            sink = make(tmp_path / name, min_free_bytes=between)
+            if there < between:  # the file's disk is the smaller one
+                with pytest.raises(SinkUnavailable, match="free on its disk, under min_free_bytes"):
+                    sink.check()
+            else:
+                sink.check()
+            sink.close()
+    finally:
+        shutil.rmtree(real_directory)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -641,3 +642,29 @@ def test_the_cores_limits_are_serve_options():
         assert received.startswith(b"HTTP/1.1 408 ") and closed - started < 2.5
     finally:
         server.stop()
+
+
+def test_a_disk_short_of_min_free_bytes_starts_with_a_warning_fails_readiness_and_still_stores(tmp_path):
+    # The real disk of the test's directory, asked for more room than it has
+    # (--min-free-bytes): serve starts, says why it is not ready, answers
+    # /readyz 503, and stores what it is sent; 0 does not ask.
+    db = tmp_path / "full.db"
+    more_than_free = f"{shutil.disk_usage(tmp_path).free // 2**30 + 1024}GiB"
+    args = ["--sink", f"sqlite:///{db}", "--token", TOKEN, "--api-key", KEY]
+    server = Server([*args, "--min-free-bytes", more_than_free])
+    try:
+        line = server.wait_for_line("not ready until it has room")
+        assert f"--sink sqlite:///{db}: not ready until it has room: SQLite sink {db}: " in line
+        assert "free on its disk, under min_free_bytes" in line
+        assert get(server.url + "/readyz") == (503, b"not ready: sink SQLiteSink unavailable\n")
+        assert post(server.url, orjson.dumps({"n": 1}), bearer()) == 202
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert stored_numbers(db) == [1]
+    unasked = Server([*args, "--min-free-bytes", "0"])
+    try:
+        assert get(unasked.url + "/readyz")[0] == 200
+    finally:
+        code, err = unasked.stop()
+    assert code == 0 and "not ready" not in err, err

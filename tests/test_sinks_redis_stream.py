@@ -19,7 +19,7 @@ redis = pytest.importorskip("redis")
 from clients import PREFIX, make_client  # noqa: E402
 
 from ingest_mw import BaselimeAPI, Batch, BetterStackAPI, Event, sink_from_url  # noqa: E402
-from ingest_mw.sinks import SinkUnavailable  # noqa: E402
+from ingest_mw.sinks import SinkUnavailable, StorageFull  # noqa: E402
 from ingest_mw.sinks.redis_stream import RedisStreamSink  # noqa: E402
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -247,7 +247,7 @@ def test_a_redis_at_its_maxmemory_without_eviction_fails_the_check_until_it_has_
     admin.config_set("maxmemory", 1024)
     try:
         for check in (sink.check, lambda: asyncio.run(sink.acheck())):
-            with pytest.raises(SinkUnavailable, match=r"Redis is at its maxmemory \(.* MiB, noeviction\)"):
+            with pytest.raises(StorageFull, match=r"Redis is past its maxmemory \(.* MiB of 1024 bytes, noeviction\)"):
                 check()
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             admin.xadd("ingest_mw:events", {"data": "{}"})
@@ -258,3 +258,28 @@ def test_a_redis_at_its_maxmemory_without_eviction_fails_the_check_until_it_has_
     sink.check()
     asyncio.run(sink.acheck())
     sink.close()
+
+
+def test_a_redis_that_renamed_info_away_is_still_ready_and_stores():
+    # A common hardening step (rename-command INFO ""): the memory is not
+    # asked, as for a user that may not INFO; the rest of the check holds.
+    import shutil
+
+    from redis_fixture import RedisServer
+
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (bash .ci/run installs it)")
+    server = RedisServer(executable, arguments=("--rename-command", "INFO", ""))
+    server.start()
+    try:
+        sink = sink_from_url(server.url)
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+            redis.Redis.from_url(server.url).info("memory")
+        sink.check()
+        asyncio.run(sink.acheck())
+        sink(Batch("betterstack", "web", T0, [Event(T0, {"message": "kept"})]))
+        assert [json.loads(entry["data"]) for entry in entries(server.url)] == [{"message": "kept"}]
+        sink.close()
+    finally:
+        server.stop()

@@ -28,6 +28,7 @@ from ..http import PLAIN_TEXT
 from ..observe import Observer, one_observer
 from ..otlp import PATH_BESIDE_BASELIME, OTLPLogsAPI
 from ..ratelimit import RateLimit
+from ..sinks.disk import MIN_FREE_BYTES
 from ..sinks.url import sink_from_url
 from ..ui import UI_RATE_LIMIT, UIMount
 from .options import default_of
@@ -102,6 +103,7 @@ class AppSpec:
     max_depth: int = MAX_DEPTH
     #: The Live Tail page's tokens; none: no page.
     ui_tokens: dict[str, str] = field(default_factory=dict)
+    min_free_bytes: int = MIN_FREE_BYTES
 
     @classmethod
     def from_settings(cls, settings: Any, *, tokens: dict[str, str], api_keys: dict[str, str]) -> AppSpec:
@@ -121,6 +123,7 @@ class AppSpec:
             admission={name: getattr(settings, name) for name in ADMISSION_OPTIONS},
             max_events=settings.max_events,
             max_depth=settings.max_depth,
+            min_free_bytes=settings.min_free_bytes,
         )
 
     def rate_limit_component(self) -> RateLimit | None:
@@ -172,7 +175,7 @@ class AppSpec:
     def build(self) -> tuple[ASGIApp, Health, UIMount | None]:
         """The app to serve (the ingest APIs with the operator endpoints), its
         health, and the Live Tail page beside it when a UI token is given."""
-        sink = sink_from_url(self.sink_url)
+        sink = sink_from_url(self.sink_url, min_free_bytes=self.min_free_bytes)
         apis = self.apis(sink)
         health = Health(sinks=[sink], rate_limits=[apis[0].rate_limit])
         endpoints = health_asgi_endpoints(health)

@@ -21,6 +21,7 @@ from ..admission import Admission
 from ..betterstack import RATE_LIMIT
 from ..eventcaps import MAX_DEPTH, MAX_EVENTS
 from ..ratelimit import RateLimit
+from ..sinks.disk import MIN_FREE_BYTES
 from ..sinks.group import GROUP_BATCHES
 from ..sinks.url import SCHEMES
 
@@ -77,6 +78,11 @@ def size(value: str) -> int:
     if match is None or int(match[1]) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size: use bytes, or 512KiB, 128MiB, 1GiB")
     return int(match[1]) * 1024 ** " kmg".index(match[2].lower() or " ")  # type: ignore[no-any-return]
+
+
+def size_or_zero(value: str) -> int:
+    """Bytes as :func:`size` reads them, or ``0``."""
+    return 0 if value.strip() == "0" else size(value)
 
 
 def default_of(component: Callable[..., Any], argument: str) -> Any:
@@ -177,6 +183,14 @@ OPTIONS: tuple[Option, ...] = (
         default="sqlite:///ingest.db",
         metavar="URL",
         help="where events go: " + ", ".join(SCHEMES) + " (sqlite:///relative/path, sqlite:////absolute/path)",
+    ),
+    Option(
+        name="min_free_bytes",
+        default=MIN_FREE_BYTES,
+        default_doc=f"{MIN_FREE_BYTES // 2**20}MiB",
+        parse=size_or_zero,
+        metavar="BYTES",
+        help="sqlite and jsonl: /readyz answers 503 while the file's disk has less free (0: not asked)",
     ),
     Option(
         name="state_dir",

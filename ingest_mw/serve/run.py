@@ -137,7 +137,7 @@ def _prepare(settings: argparse.Namespace) -> tuple[AppSpec, str, dict[str, Cred
         raise StartupError(f"--rate-limit {settings.rate_limit} or a limit: {error}") from None
     except ImportError as error:  # OTLP's classes: the serve extra brings them
         raise StartupError(f"{error}; or pip install 'ingest-mw[serve]'") from None
-    sink = open_sink(settings.sink)
+    sink = open_sink(settings.sink, settings.min_free_bytes)
     sink_path = getattr(sink, "path", None)
     close_sync(sink)
     check_rate_limit_storage(unchecked.rate_limit_component())

@@ -16,8 +16,8 @@ from typing import Any
 from limits.errors import StorageError
 
 from ..ratelimit import RateLimit, refused_credentials
-from ..sinks.base import close_sync
-from ..sinks.disk import LowDiskSpace
+from ..sinks.base import StorageFull, close_sync
+from ..sinks.disk import MIN_FREE_BYTES
 from ..sinks.url import masked, sink_from_url
 
 logger = logging.getLogger("ingest_mw.serve")
@@ -34,11 +34,11 @@ def reason(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
-def open_sink(url: str) -> Any:
+def open_sink(url: str, min_free_bytes: int = MIN_FREE_BYTES) -> Any:
     """The sink of ``--sink URL``, opened and, when it has a ``check()``, proved
     writable; the caller closes it."""
     try:
-        sink = sink_from_url(url)
+        sink = sink_from_url(url, min_free_bytes=min_free_bytes)
     except (ValueError, ImportError) as error:  # a wrong URL; a sink whose extra is missing says which
         raise StartupError(f"--sink {masked(url)}: {error}") from None
     except Exception as error:  # SinkUnavailable, OSError, a database driver's own: never a traceback
@@ -52,15 +52,16 @@ def open_sink(url: str) -> Any:
 
 def prove_writable(sink: Any, url: str) -> None:
     """Run ``sink``'s ``check()``, if it has one: a sink that cannot be written
-    is a :class:`StartupError` (and closed); one whose disk is short of room
-    only a warning, as it may still store (``/readyz`` says 503 meanwhile)."""
+    is a :class:`StartupError` (and closed); one whose storage is out of room
+    (:class:`~ingest_mw.sinks.StorageFull`) only a warning, as it may store
+    again once room is made (``/readyz`` says 503 meanwhile)."""
     check = getattr(sink, "check", None)
     if check is None:
         return
     try:
         check()
-    except LowDiskSpace as error:
-        logger.warning("ingest_mw: --sink %s: not ready until its disk has room: %s", masked(url), error)
+    except StorageFull as error:
+        logger.warning("--sink %s: not ready until it has room: %s", masked(url), error)
     except Exception as error:  # SinkUnavailable, or whatever a third-party check raises
         close_sync(sink)
         raise StartupError(

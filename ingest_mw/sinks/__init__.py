@@ -12,7 +12,7 @@ their modules.
 
 from __future__ import annotations
 
-from .base import BatchRefused, Sink, SinkUnavailable, as_async, as_sync, close_async, close_sync
+from .base import BatchRefused, Sink, SinkUnavailable, StorageFull, as_async, as_sync, close_async, close_sync
 from .jsonl import JSONLinesSink
 from .memory import JSONEvents, JSONMemorySink, MemorySink
 from .sqlite import SQLiteSink
@@ -27,6 +27,7 @@ __all__ = [
     "SQLiteSink",
     "Sink",
     "SinkUnavailable",
+    "StorageFull",
     "as_async",
     "as_sync",
     "close_async",

@@ -19,6 +19,7 @@ __all__ = [
     "Outage",
     "Sink",
     "SinkUnavailable",
+    "StorageFull",
     "as_async",
     "as_sync",
     "close_async",
@@ -51,6 +52,12 @@ class BatchRefused(SinkUnavailable):
     again, it would be refused again, so the flow answers it 500, not 503.
     A :class:`SinkUnavailable`, with its one-line message, for whoever
     catches that."""
+
+
+class StorageFull(SinkUnavailable):
+    """The storage has no room now (a disk short of space, a Redis at its
+    ``maxmemory``): the sink is not ready, though it may take batches again
+    once room is made, so ``serve`` starts all the same and says so."""
 
 
 class Outage:

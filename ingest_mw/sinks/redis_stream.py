@@ -17,7 +17,8 @@ import redis.asyncio
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from ..batch import Batch, each_event_json
-from .base import Outage, SinkUnavailable, made_off_the_loop_if_large
+from ..headers import rounded_size
+from .base import Outage, SinkUnavailable, StorageFull, made_off_the_loop_if_large
 from .record import iso_utc, iso_utc_each_bytes, label_runs
 from .url import masked
 
@@ -182,7 +183,7 @@ class RedisStreamSink:
                 kind = "none"
             try:
                 memory: Any = client.info("memory")
-            except NoPermissionError:  # nor INFO: Redis itself says OOM to the batches, then
+            except ResponseError:  # a user that may not INFO, a server that renamed it: not asked
                 memory = {}
         except RedisError as exc:
             raise self._outage.error(exc) from None
@@ -201,13 +202,15 @@ class RedisStreamSink:
 
     def _has_memory(self, memory: dict[str, Any]) -> None:
         """``INFO memory``'s answer, or the one line of a Redis that refuses
-        writes now: at its ``maxmemory`` with the ``noeviction`` policy."""
+        writes now: past its ``maxmemory`` (less what it does not count for
+        eviction, as Redis reckons it) with the ``noeviction`` policy."""
         limit = int(memory.get("maxmemory") or 0)
-        used = int(memory.get("used_memory") or 0)
-        if limit and used >= limit and memory.get("maxmemory_policy") == "noeviction":
-            raise SinkUnavailable(
-                f"{self._outage.what}: Redis is at its maxmemory ({used / 2**20:.1f} of {limit / 2**20:g} MiB,"
-                " noeviction) and refuses every XADD: trim the stream (maxlen=) or raise maxmemory"
+        used = int(memory.get("used_memory") or 0) - int(memory.get("mem_not_counted_for_evict") or 0)
+        if limit and used > limit and memory.get("maxmemory_policy") == "noeviction":
+            raise StorageFull(
+                f"{self._outage.what}: Redis is past its maxmemory ({rounded_size(used)} of"
+                f" {rounded_size(limit)}, noeviction) and refuses every XADD: trim the stream (maxlen=)"
+                " or raise maxmemory"
             )
 
     # --- the async face ----------------------------------------------------------------
@@ -260,7 +263,7 @@ class RedisStreamSink:
                     kind = "none"
                 try:
                     memory = await client.info("memory")
-                except NoPermissionError:
+                except ResponseError:  # as in check()
                     memory = {}
         except (RedisError, TimeoutError) as exc:
             raise self._outage.error(exc) from None

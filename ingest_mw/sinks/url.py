@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..redact import masked
+from .disk import MIN_FREE_BYTES
 
 __all__ = ["SCHEMES", "masked", "sink_from_url"]
 
@@ -63,7 +64,7 @@ def _name(value: str) -> str:
 _MISSING = "this sink needs {} (pip install 'ingest-mw[{}]')"
 
 
-def sink_from_url(url: str) -> Any:
+def sink_from_url(url: str, *, min_free_bytes: int = MIN_FREE_BYTES) -> Any:
     """The built-in sink a URL names:
 
     * ``sqlite:///events.db`` (relative) or ``sqlite:////var/lib/events.db``;
@@ -78,17 +79,18 @@ def sink_from_url(url: str) -> Any:
       ``ingest_mw:events``) and ``maxlen=`` (default: no trimming) taken off
       its query (extra ``redis``).
 
+    ``min_free_bytes`` is the file sinks' (see :mod:`ingest_mw.sinks.disk`).
     A wrong URL is a :class:`ValueError` naming it with its password masked.
     """
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
         from .sqlite import SQLiteSink
 
-        return SQLiteSink(_path(url, scheme))
+        return SQLiteSink(_path(url, scheme), min_free_bytes=min_free_bytes)
     if scheme == "jsonl":
         from .jsonl import JSONLinesSink
 
-        return JSONLinesSink(_path(url, scheme))
+        return JSONLinesSink(_path(url, scheme), min_free_bytes=min_free_bytes)
     if scheme == "memory":
         from .memory import JSONMemorySink
 
