@@ -141,6 +141,13 @@ def answer(reply, message_type):
     return Parse(reply.body, message_type())
 
 
+def partial_success_of(client, resource_logs):
+    """POST an OTLP JSON request of ``resource_logs``: it is answered 200; its partial success."""
+    reply = client.request("POST", URL, json.dumps({"resourceLogs": resource_logs}).encode(), headers(JSON))
+    assert reply.status == 200
+    return answer(reply, ExportLogsServiceResponse).partial_success
+
+
 @pytest.fixture
 def client(adapter, sink):
     return make_client(adapter, OTLPLogsAPI({"web": TOKEN}), sink)
@@ -203,20 +210,16 @@ def test_the_schema_urls_and_dropped_counts_of_resources_and_scopes_are_kept(cli
 def test_a_resource_or_scope_whose_schema_url_or_dropped_count_is_wrong_refuses_its_records(adapter, sink):
     client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
     record = {"body": {"stringValue": "r"}}
-    body = json.dumps(
-        {
-            "resourceLogs": [
-                {"schemaUrl": 7, "scopeLogs": [{"logRecords": [record]}]},
-                {"resource": {"droppedAttributesCount": -1}, "scopeLogs": [{"logRecords": [record]}]},
-                {"scopeLogs": [{"schemaUrl": ["x"], "logRecords": [record]}]},
-                {"scopeLogs": [{"scope": {"droppedAttributesCount": "many"}, "logRecords": [record]}]},
-                {"schemaUrl": "", "scopeLogs": [{"schemaUrl": None, "logRecords": [{"body": {"stringValue": "ok"}}]}]},
-            ]
-        }
-    ).encode()
-    reply = client.request("POST", URL, body, headers(JSON))
-    assert reply.status == 200
-    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    partial = partial_success_of(
+        client,
+        [
+            {"schemaUrl": 7, "scopeLogs": [{"logRecords": [record]}]},
+            {"resource": {"droppedAttributesCount": -1}, "scopeLogs": [{"logRecords": [record]}]},
+            {"scopeLogs": [{"schemaUrl": ["x"], "logRecords": [record]}]},
+            {"scopeLogs": [{"scope": {"droppedAttributesCount": "many"}, "logRecords": [record]}]},
+            {"schemaUrl": "", "scopeLogs": [{"schemaUrl": None, "logRecords": [{"body": {"stringValue": "ok"}}]}]},
+        ],
+    )
     assert partial.rejected_log_records == 4
     assert "record 0: the resource: schemaUrl is not a string" in partial.error_message
     assert "record 1: the resource: droppedAttributesCount is -1, out of the range" in partial.error_message
@@ -784,21 +787,17 @@ def test_a_null_is_a_field_not_set_and_a_wrong_scope_refuses_its_records(adapter
     def resource_logs(**fields):
         return {"scopeLogs": [{"logRecords": [record]}], **fields}
 
-    body = json.dumps(
-        {
-            "resourceLogs": [
-                resource_logs(resource=None),
-                resource_logs(resource={"attributes": None}),
-                {"scopeLogs": [{"scope": None, "logRecords": [record]}]},
-                {"scopeLogs": [{"scope": {"attributes": None, "name": None}, "logRecords": [record]}]},
-                {"scopeLogs": [{"scope": 5, "logRecords": [record]}]},
-                {"scopeLogs": [{"scope": {"name": 5}, "logRecords": [record]}]},
-            ]
-        }
-    ).encode()
-    reply = client.request("POST", URL, body, headers(JSON))
-    assert reply.status == 200
-    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    partial = partial_success_of(
+        client,
+        [
+            resource_logs(resource=None),
+            resource_logs(resource={"attributes": None}),
+            {"scopeLogs": [{"scope": None, "logRecords": [record]}]},
+            {"scopeLogs": [{"scope": {"attributes": None, "name": None}, "logRecords": [record]}]},
+            {"scopeLogs": [{"scope": 5, "logRecords": [record]}]},
+            {"scopeLogs": [{"scope": {"name": 5}, "logRecords": [record]}]},
+        ],
+    )
     assert partial.rejected_log_records == 2
     assert "record 4: the scope: scope is not an object" in partial.error_message
     assert "record 5: the scope: scope.name is not a string" in partial.error_message
