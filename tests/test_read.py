@@ -388,3 +388,22 @@ def test_a_sql_reader_closes_the_connections_of_threads_that_ended(tmp_path):
     assert [is_closed(connection) for connection in made] == [False] + [True] * 19 + [False]
     reader.close()
     sink.close()
+
+
+def test_the_memory_readers_fingerprint_changes_whenever_a_batch_is_kept_even_after_drops():
+    # A follower looks now and then: between two looks, batches may be kept and
+    # dropped, and a new batch may take the address of one dropped since. The
+    # fingerprint must change all the same (an id() of the newest did not).
+    sink = JSONMemorySink(max_events=1)
+    reader = reader_for(sink)
+    missed = 0
+    for i in range(100):
+        sink(batch([{"message": f"{i} a"}]))
+        looked = reader.fingerprint()
+        sink(batch([{"message": f"{i} b"}]))
+        sink(batch([{"message": f"{i} c"}]))
+        missed += reader.fingerprint() == looked
+    assert missed == 0
+    looked = reader.fingerprint()
+    sink.clear()
+    assert reader.fingerprint() != looked

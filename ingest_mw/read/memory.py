@@ -111,5 +111,4 @@ class MemoryReader(ScanReader):
         return self._kept()[1] - 1
 
     def fingerprint(self) -> Hashable:
-        count, newest = self.sink.newest()
-        return count, id(newest) if newest is not None else None
+        return self.sink.changes()

@@ -166,6 +166,7 @@ class JSONMemorySink:
         self.max_events = max_events
         self._batches: deque[Kept] = deque()
         self._kept = 0  # events in _batches
+        self._stored = 0  # batches ever kept: a reader's sign that one was
         self._lock = threading.Lock()
 
     def __call__(self, batch: Batch) -> None:
@@ -208,6 +209,7 @@ class JSONMemorySink:
         batches = self._batches
         with self._lock:
             batches.append(kept)
+            self._stored += 1
             total = self._kept + count
             while total > self.max_events and len(batches) > 1:
                 total -= batches.popleft()[KEPT_COUNT]
@@ -225,12 +227,13 @@ class JSONMemorySink:
         with self._lock:
             return list(self._batches)
 
-    def newest(self) -> tuple[int, Kept | None]:
-        """How many batches are kept, and the newest one: enough for a reader to
-        tell that something was kept since it last looked, without a copy."""
+    def changes(self) -> tuple[int, int]:
+        """How many batches are kept, and how many were ever kept: what changes
+        whenever one is kept or the sink is cleared, for a reader to tell that
+        without a copy (an object's ``id()`` would not: a batch made after the
+        newest was dropped may take its address)."""
         with self._lock:
-            batches = self._batches
-            return len(batches), batches[-1] if batches else None
+            return len(self._batches), self._stored
 
     @property
     def batches(self) -> list[Batch]:
