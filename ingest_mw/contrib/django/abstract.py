@@ -19,18 +19,24 @@ class AbstractIngestedEvent(models.Model):
         help_text="When the request arrived (UTC)."
     )
     dt: models.DateTimeField[datetime, datetime] = models.DateTimeField(
-        "event time", db_index=True, help_text="The event's dt or timestamp, else received_at."
+        "event time",
+        db_index=True,
+        help_text="The event's own time (dt, timestamp; OTLP: time_unix_nano), else received_at.",
     )
-    api: models.CharField[str, str] = models.CharField(max_length=32, help_text='"betterstack" or "baselime".')
+    api: models.CharField[str, str] = models.CharField(max_length=32, help_text='"betterstack", "baselime" or "otlp".')
     source: models.TextField[str, str] = models.TextField(help_text="The name of the token or API key used.")
     dataset: models.CharField[str | None, str | None] = models.CharField(
         max_length=128, null=True, blank=True, help_text="Baselime only."
     )
     service: models.TextField[str | None, str | None] = models.TextField(
-        null=True, blank=True, help_text="Baselime: the event's own service, else the x-service header."
+        null=True,
+        blank=True,
+        help_text="Baselime: the event's own, else x-service; OTLP: the resources' service.name.",
     )
     namespace: models.TextField[str | None, str | None] = models.TextField(
-        null=True, blank=True, help_text="Baselime: the event's own namespace, else the x-namespace header."
+        null=True,
+        blank=True,
+        help_text="Baselime: the event's own, else x-namespace; OTLP: the resources' service.namespace.",
     )
     data: models.JSONField[Any, Any] = models.JSONField(help_text="The event object as the client sent it.")
 
