@@ -162,21 +162,24 @@ def _pb_attributes(attributes: Sequence[KeyValue]) -> Event:
     return found
 
 
-def _pb_resource_attributes(resource_logs: Any) -> Event | _Refused:
-    try:
-        return _pb_attributes(resource_logs.resource.attributes)
-    except _Refused as refused:
-        return refused
-
-
-def _pb_resource_fields(resource_logs: Any) -> Event:
-    """What a resource says beside its attributes, as each of its records' keys."""
-    found: Event = {}
-    if value := resource_logs.schema_url:
-        found["resource_schema_url"] = value
-    if value := resource_logs.resource.dropped_attributes_count:
-        found["resource_dropped_attributes_count"] = value
+def _pb_about(logs: Any, entity: Any, found: Event, prefix: str = "") -> Event:
+    """``found`` with the schema URL of ``logs`` (a ``ResourceLogs`` or
+    ``ScopeLogs``) and the dropped-attributes count of its ``entity`` (the
+    resource or scope), under their names after ``prefix``."""
+    if value := logs.schema_url:
+        found[prefix + "schema_url"] = value
+    if value := entity.dropped_attributes_count:
+        found[prefix + "dropped_attributes_count"] = value
     return found
+
+
+def _pb_resource(resource_logs: Any) -> tuple[Event | _Refused, Event]:
+    """A resource's attributes, and what else it says (its records' own keys)."""
+    fields = _pb_about(resource_logs, resource_logs.resource, {}, "resource_")
+    try:
+        return _pb_attributes(resource_logs.resource.attributes), fields
+    except _Refused as refused:
+        return refused, fields
 
 
 def _pb_scope(scope_logs: Any) -> Event | _Refused:
@@ -191,14 +194,10 @@ def _pb_scope(scope_logs: Any) -> Event | _Refused:
             found["attributes"] = _pb_attributes(scope.attributes)
         except _Refused as refused:
             return refused
-    if value := scope.dropped_attributes_count:
-        found["dropped_attributes_count"] = value
-    if value := scope_logs.schema_url:
-        found["schema_url"] = value
-    return found
+    return _pb_about(scope_logs, scope, found)
 
 
-def _pb_record(record: Any, scope: Event, resource: Event, resource_fields: Event) -> Event:
+def _pb_record(record: Any, scope: Event, resource: Event) -> Event:
     event: Event = {}
     # Each field read once, in the mapping's order: this runs for every record.
     if value := record.time_unix_nano:
@@ -234,8 +233,6 @@ def _pb_record(record: Any, scope: Event, resource: Event, resource_fields: Even
         event["scope"] = scope
     if resource:
         event["resource"] = resource
-    if resource_fields:
-        event.update(resource_fields)
     return event
 
 
@@ -407,29 +404,32 @@ def _json_id(value: Any, name: str, size: int) -> str:
     raise _Refused(f"{name} must be {2 * size} hex digits ({size} bytes)")
 
 
-def _json_resource_attributes(resource_logs: Event) -> Event | _Refused:
+def _json_about(logs: Event, entity: Event, found: Event, prefix: str = "") -> Event:
+    """``found`` with the schema URL of ``logs`` (a ``resourceLogs`` or
+    ``scopeLogs`` element) and the dropped-attributes count of its ``entity``
+    (the resource or scope), under their names after ``prefix``; raises
+    :class:`_Refused` for a value of the wrong type."""
+    schema_url = logs.get("schemaUrl")
+    if schema_url is not None and schema_url != "":
+        found[prefix + "schema_url"] = _json_str(schema_url, "schemaUrl")
+    dropped = entity.get("droppedAttributesCount")
+    if dropped is not None and (dropped := _json_int(dropped, "droppedAttributesCount")):
+        found[prefix + "dropped_attributes_count"] = dropped
+    return found
+
+
+def _json_resource(resource_logs: Event) -> tuple[Event | _Refused, Event | _Refused]:
+    """A resource's attributes, and what else it says (its records' own keys)."""
     # A null is a field not set, as the proto3 JSON mapping reads it.
     try:
         resource = _json_object(_unset_as(resource_logs.get("resource"), {}), "resource")
-        return _json_attributes(_unset_as(resource.get("attributes"), []))
+        attributes: Event | _Refused = _json_attributes(_unset_as(resource.get("attributes"), []))
     except _Refused as refused:
-        return refused
-
-
-def _json_resource_fields(resource_logs: Event) -> Event | _Refused:
-    """What a resource says beside its attributes, as each of its records' keys."""
-    found: Event = {}
+        return refused, {}
     try:
-        resource = _json_object(_unset_as(resource_logs.get("resource"), {}), "resource")
-        schema_url = resource_logs.get("schemaUrl")
-        if schema_url is not None and schema_url != "":
-            found["resource_schema_url"] = _json_str(schema_url, "schemaUrl")
-        dropped = resource.get("droppedAttributesCount")
-        if dropped is not None and (dropped := _json_int(dropped, "droppedAttributesCount")):
-            found["resource_dropped_attributes_count"] = dropped
+        return attributes, _json_about(resource_logs, resource, {}, "resource_")
     except _Refused as refused:
-        return refused
-    return found
+        return attributes, refused
 
 
 def _json_scope(scope_logs: Event) -> Event | _Refused:
@@ -444,15 +444,9 @@ def _json_scope(scope_logs: Event) -> Event | _Refused:
         attributes = scope.get("attributes")
         if attributes is not None and attributes != []:
             found["attributes"] = _json_attributes(attributes)
-        dropped = scope.get("droppedAttributesCount")
-        if dropped is not None and (dropped := _json_int(dropped, "droppedAttributesCount")):
-            found["dropped_attributes_count"] = dropped
-        schema_url = scope_logs.get("schemaUrl")
-        if schema_url is not None and schema_url != "":
-            found["schema_url"] = _json_str(schema_url, "schemaUrl")
+        return _json_about(scope_logs, scope, found)
     except _Refused as refused:
         return refused
-    return found
 
 
 def _unset_as(value: Any, default: Any) -> Any:
@@ -460,7 +454,7 @@ def _unset_as(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _json_record(record: Any, scope: Event, resource: Event, resource_fields: Event) -> Event:
+def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     if type(record) is not dict:
         raise _Refused("the log record is not an object")
     event: Event = {}
@@ -508,8 +502,6 @@ def _json_record(record: Any, scope: Event, resource: Event, resource_fields: Ev
         event["scope"] = scope
     if resource:
         event["resource"] = resource
-    if resource_fields:
-        event.update(resource_fields)
     return event
 
 
@@ -586,9 +578,9 @@ class OTLPCodec:
         """The size of one record as sent."""
         raise NotImplementedError
 
-    #: ``to_event(record, scope, resource, resource_fields)``: one record as an
-    #: event; raises :class:`_Refused` for a record that cannot be stored.
-    to_event: Callable[[Any, Event, Event, Event], Event]
+    #: ``to_event(record, scope, resource)``: one record as an event; raises
+    #: :class:`_Refused` for a record that cannot be stored.
+    to_event: Callable[[Any, Event, Event], Event]
 
     def decode(self, body: bytes) -> OTLPDecoded:
         request = self.parse(body)
@@ -629,10 +621,13 @@ class OTLPCodec:
                         invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
                         try:
-                            append(to_event(record, scope, resource, fields))  # type: ignore[arg-type]  # (not refused)
+                            event = to_event(record, scope, resource)  # type: ignore[arg-type]  # (not refused)
                         except _Refused as refused:
                             invalid.append(InvalidEvent(index, refused.reason))
                         else:
+                            if fields:  # the resource's schema URL, dropped count: beside its attributes
+                                event.update(fields)  # type: ignore[arg-type]  # (not refused)
+                            append(event)
                             shared_left -= shared  # a stored record holds its copies
                             if shared_left < 0:
                                 raise self._too_much_shared()
@@ -674,7 +669,7 @@ class OTLPProtobufCodec(OTLPCodec):
     ) -> Iterator[tuple[Event | _Refused, Event | _Refused, Iterator[tuple[Event | _Refused, Iterable[Any]]]]]:
         for resource_logs in request.resource_logs:
             scopes = ((_pb_scope(scope_logs), scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
-            yield _pb_resource_attributes(resource_logs), _pb_resource_fields(resource_logs), scopes
+            yield *_pb_resource(resource_logs), scopes
 
     def record_size(self, record: Any) -> int:
         return int(record.ByteSize())
@@ -709,8 +704,7 @@ class OTLPJSONCodec(OTLPCodec):
         for resource_logs in _json_envelope(request.get("resourceLogs"), "resourceLogs"):
             if type(resource_logs) is not dict:
                 raise IngestError(400, "every element of resourceLogs must be an object")
-            fields = _json_resource_fields(resource_logs)
-            yield _json_resource_attributes(resource_logs), fields, self._scopes(resource_logs)
+            yield *_json_resource(resource_logs), self._scopes(resource_logs)
 
     @staticmethod
     def _scopes(resource_logs: Event) -> Iterator[tuple[Event | _Refused, Iterable[Any]]]:
