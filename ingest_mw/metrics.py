@@ -32,8 +32,9 @@ Every counter and histogram has the label ``api`` (``betterstack``,
 scraped. See ``docs/observability.md`` for the list. The observer counts
 (:mod:`ingest_mw.counts`): the flow adds a request's facts to plain numbers
 that only its own thread writes (no lock, no label lookup, no hook called);
-the metric families are built from them when scraped, or, in multiprocess mode, written to the directory every
-:data:`FLUSH_SECONDS` (and at each scrape and at exit).
+the metric families are built from them when scraped, or, in multiprocess
+mode, written to the directory every :data:`FLUSH_SECONDS` (and at each
+scrape and at exit).
 """
 
 from __future__ import annotations

@@ -306,16 +306,16 @@ class Observer:
     ``received`` runs once the body is read (``wire_bytes``,
     ``body_bytes``); ``finished`` once the answer is decided, with every fact
     filled in. ``finished`` is called exactly once for every request
-    (``started`` or not) of an observer that overrides it, also for a client that left (status
-    :data:`CLIENT_GONE`). A hook this class's is not overridden by a
-    subclass is not called at all (``tells_started``, ``tells_received``,
-    ``tells_finished``).
+    (``started`` or not) of an observer that overrides it, also for a
+    client that left (status :data:`CLIENT_GONE`). A hook this class's is
+    not overridden by a subclass is not called at all (``tells_started``,
+    ``tells_received``, ``tells_finished``).
 
     An observer that needs totals rather than each request sets
     :attr:`tallies` (:class:`~ingest_mw.counts.Tallies`): the flow then adds
     every request's facts to them itself, which costs a request much less
-    than an :class:`Observation` and a hook (the Prometheus observer
-    counts so, with ``tells_finished = False``).
+    than an :class:`Observation` and a hook (the Prometheus observer counts
+    so, and overrides no hook).
     """
 
     #: Whether the flow calls :meth:`started` / :meth:`received` /

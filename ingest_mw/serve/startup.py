@@ -20,9 +20,9 @@ from ..sinks.base import StorageFull, close_sync
 from ..sinks.disk import MIN_FREE_BYTES
 from ..sinks.url import masked, sink_from_url
 
-logger = logging.getLogger("ingest_mw.serve")
-
 __all__ = ["StartupError", "check_rate_limit_storage", "listen", "open_sink", "prove_writable", "reason"]
+
+logger = logging.getLogger("ingest_mw.serve")
 
 
 class StartupError(Exception):

@@ -197,9 +197,8 @@ class JSONLinesSink(GroupCommitSink):
                     pass
             except OSError as exc:
                 raise self._outage.error(exc) from None
-        require_free_space(
-            self.path, self.min_free_bytes, self._outage
-        )  # (outside the lock: a slow disk holds no write)
+        # Outside the lock: a disk slow to answer holds up no write.
+        require_free_space(self.path, self.min_free_bytes, self._outage)
 
     def close(self) -> None:
         self._writer.stop(timeout=30)
