@@ -279,6 +279,16 @@ def test_rate_series_has_every_bucket():
     assert bucket_seconds(since, since + timedelta(days=7)) == 3600
 
 
+def test_rate_series_holds_the_bucket_now_falls_in_at_a_whole_minute():
+    """A chart asked for a fraction of a second past a bucket's start holds
+    what arrived in that fraction (it once ended a bucket early, then)."""
+    since = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    until = since + timedelta(minutes=3, milliseconds=400)
+    start = int(since.timestamp())
+    series = rate_series([(start + 180, "web", 1)], since=since, until=until, bucket=60)
+    assert series["buckets"] == 4 and series["series"] == {"web": [0, 0, 0, 1]}
+
+
 def test_counts_by_service_follow_the_events_own_services(sink_and_reader):
     """A Baselime batch's events may each name their service (over the header's):
     every reader counts and filters them by the event's own, as it stores it."""

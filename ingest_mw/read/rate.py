@@ -9,6 +9,7 @@ and ids grow with it, so the rows of a range are an id range.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,9 @@ def rate_series(counts: RateCounts, *, since: datetime, until: datetime, bucket:
     """Counts per bucket and series as the chart draws them: every bucket of
     ``[since, until)`` present (zero where nothing arrived), series by name."""
     start = int(since.timestamp()) // bucket * bucket
-    size = max(1, -(-(int(until.timestamp()) - start) // bucket))
+    # Up to the bucket ``until`` falls in, by its fraction of a second too: a
+    # chart asked for at 12:03:00.4 holds the events of 12:03:00.2.
+    size = max(1, math.ceil((until.timestamp() - start) / bucket))
     series: dict[str, list[int]] = {}
     for at, name, count in counts:
         index = (at - start) // bucket
