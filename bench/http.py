@@ -20,7 +20,10 @@ difference between it and ``ingest-mw serve`` is what the memory sink costs
 (see bench/README.md). With ``--lean``, a fourth, for the Better Stack
 cases and not part of any target either, is a lean endpoint written by hand
 (:func:`lean_app`): how close Python itself lets an ingest come to the
-minimal app. Side by side, every server added changes the others' reading
+minimal app. With ``--by-hand``, one more, for the Better Stack cases: every
+rule ``serve`` applies to their request written by hand in one function
+(``bench/by_hand.py``), the floor of a Python ingest that keeps them all.
+Side by side, every server added changes the others' reading
 (each then gets the CPU for longer bursts of requests, and a burst pays
 for the caches the others filled once), so a ratio holds within its own run.
 
@@ -53,6 +56,7 @@ request (from ``/proc``). Run from the repository root::
     python3 bench/http.py --sequential     # one server at a time, each alone on its CPU
     python3 bench/http.py --no-dropping --connections 32
     python3 bench/http.py --only "Better Stack" --lean
+    python3 bench/http.py --only "Better Stack" --by-hand
     python3 bench/http.py --no-pin         # let the OS place wrk and the servers
 
 Every server is stopped at the end of its round (SIGTERM, then SIGKILL), and
@@ -218,6 +222,17 @@ def lean_app():  # type: ignore[no-untyped-def]
         await send(empty)
 
     return app
+
+
+def serve_by_hand(port: int, log_level: str) -> None:
+    """``bench/by_hand.py``'s app on the serve stack, with serve's GC threshold."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ingest_mw_bench_by_hand", HERE / "by_hand.py")
+    assert spec is not None and spec.loader is not None
+    by_hand = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(by_hand)
+    run_on_serve_stack(by_hand.by_hand_app(TOKEN, minimal_app), port, log_level, gc_tuned=True)
 
 
 def serve_lean(port: int, log_level: str) -> None:
@@ -551,6 +566,8 @@ class Servers:
                 cmd = [*me, "--baseline-server", str(port), "--gc-tuned"]
             elif label == "lean":
                 cmd = [*me, "--lean-server", str(port)]
+            elif label == "hand":
+                cmd = [*me, "--by-hand-server", str(port)]
             else:
                 cmd = [*me, "--dropping-server", str(port)]
             proc = subprocess.Popen(
@@ -607,6 +624,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run a lean hand-written Better Stack endpoint (Better Stack cases only; one more server"
         " side by side changes every server's reading: compare it within its own run)",
     )
+    parser.add_argument(
+        "--by-hand",
+        action="store_true",
+        help="also run every rule of serve's Better Stack request written by hand in one function"
+        " (bench/by_hand.py; Better Stack cases only; one more server side by side)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs of their own")
     parser.add_argument(
         "--serve-arg",
@@ -619,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--dropping-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--lean-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--by-hand-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--gc-tuned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -630,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.lean_server:
         serve_lean(args.lean_server, args.log_level)
+        return 0
+    if args.by_hand_server:
+        serve_by_hand(args.by_hand_server, args.log_level)
         return 0
 
     wrk = shutil.which("wrk")
@@ -667,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         header += f"  {'| hook keeps nothing: req/s':>26}  {'ratio':>5}"
     if args.lean:
         header += f"  {'| lean by hand: req/s':>20}  {'ratio':>5}"
+    if args.by_hand:
+        header += f"  {'| every rule by hand: req/s':>26}  {'ratio':>5}"
     print(header)
     print("-" * len(header))
     try:
@@ -676,9 +705,10 @@ def main(argv: list[str] | None = None) -> int:
                 body_file.write_bytes(case.body)
                 script = Path(tmp) / f"case{index}.lua"
                 script.write_text(lua_script(case, body_file))
-                # The lean endpoint speaks Better Stack's JSON only.
+                # The endpoints written by hand speak Better Stack's JSON only.
                 lean = args.lean and case.path == "/"
-                labels = every_label + (["lean"] if lean else [])
+                by_hand = args.by_hand and case.path == "/"
+                labels = every_label + (["lean"] if lean else []) + (["hand"] if by_hand else [])
                 rounds: dict[str, list[Result]] = {label: [] for label in labels}
                 warmup = warmup_seconds(args, case)
                 for number in range(args.rounds):
@@ -733,6 +763,10 @@ def main(argv: list[str] | None = None) -> int:
                     line += f"  {drop.rps:>26,.0f}  {paired_ratio(rounds['drop'], rounds['base']):>5.2f}"
                 if "lean" in results:
                     line += f"  {results['lean'].rps:>20,.0f}  {paired_ratio(rounds['lean'], rounds['base']):>5.2f}"
+                if "hand" in results:
+                    # Against what item 8 reads ingest-mw against: the minimal app, or the GC-tuned one for batches.
+                    against = rounds["base"] if case.events == 1 else rounds["base-gc"]
+                    line += f"  {results['hand'].rps:>26,.0f}  {paired_ratio(rounds['hand'], against):>5.2f}"
                 bad = {label: r.bad for label, r in results.items() if r.bad}
                 if bad:
                     line += f"  !! non-2xx responses or socket errors: {bad}"

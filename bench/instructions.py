@@ -13,9 +13,11 @@ repository root (about a minute)::
     python3 bench/instructions.py off served      # some
     python3 bench/instructions.py --cold minimal lean off served
 
-Two more kinds, from ``bench/http.py``, give the floor the ratios of issue
-13's item 8 are read against: ``minimal`` (read the body, ``orjson.loads``,
-202) and ``lean`` (its hand-written Better Stack endpoint).
+Three more kinds give the floor the ratios of issue 13's item 8 are read
+against: from ``bench/http.py``, ``minimal`` (read the body,
+``orjson.loads``, 202) and ``lean`` (its lean Better Stack endpoint); and
+``hand``, every rule of ``served``'s request written by hand in one function
+(``bench/by_hand.py``, keeping nothing, as the others).
 
 ``--cold`` adds what a request costs a server whose caches other work has
 filled (a server's own ``write`` calls, and the other servers of a
@@ -39,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("off", "null", "on", "served", "wrapped", "minimal", "lean")
+KINDS = ("off", "null", "on", "served", "wrapped", "minimal", "lean", "hand")
 FEWER, MORE = 1000, 3000
 COLD_FEWER, COLD_MORE = 100, 300
 #: The simulated caches of --cold: a common server core's L1s, an L2-sized LL.
@@ -63,9 +65,13 @@ def load(name, path):
 metrics = load("bench_metrics", {metrics!r})
 gc.set_threshold(metrics.GC_THRESHOLD, 20, 20)
 kind, requests, evict = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if kind in ("minimal", "lean"):
+if kind in ("minimal", "lean", "hand"):
     http = load("bench_http", {http!r})
-    app = http.minimal_app if kind == "minimal" else http.lean_app()
+    if kind == "hand":
+        # As the other kinds of bench/metrics.py: nothing kept.
+        app = load("bench_by_hand", {by_hand!r}).by_hand_app(metrics.TOKEN, http.minimal_app, keep=False)
+    else:
+        app = http.minimal_app if kind == "minimal" else http.lean_app()
 else:
     app = metrics.build(kind)
 if evict == "no":
@@ -99,7 +105,8 @@ COUNTS = {"instructions": "I   refs", "code from memory": "LLi misses", "data fr
 
 def counted(kind: str, requests: int, evict: str) -> dict[str, int]:
     """What valgrind counts for the whole child process (``evict``: no, yes, only)."""
-    child = CHILD.format(root=str(HERE.parent), metrics=str(HERE / "metrics.py"), http=str(HERE / "http.py"))
+    paths = {name: str(HERE / f"{name}.py") for name in ("metrics", "http", "by_hand")}
+    child = CHILD.format(root=str(HERE.parent), **paths)
     caches = ["--cache-sim=no"] if evict == "no" else ["--cache-sim=yes", *CACHES]
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", *caches, "--cachegrind-out-file=/dev/null"]
