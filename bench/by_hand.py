@@ -150,7 +150,7 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
             if hmac.compare_digest(presented, secret) and source is None:
                 source = name
         if source is None:
-            return 401, 0, 0, None
+            return 403, 0, 0, None
         if headers.get("content-type", "").partition(";")[0].strip().lower() not in media_types:
             return 415, 0, 0, None
         if content_length is not None:

@@ -86,3 +86,64 @@ def test_the_http_bench_builds_its_servers_apps():
     not_json = {**scope, "headers": [*scope["headers"][:1], (b"content-type", b"text/plain")]}
     assert status_of(lean, scope=not_json) == 415
     assert status_of(lean, scope={**scope, "path": "/v1/x"}) == 404
+
+
+def test_every_rule_by_hand_answers_as_the_better_stack_app_does():
+    """bench/by_hand.py, the floor issue 13's item 8 is read against, keeps the
+    rules it stands for: for each request, the status ingest_mw's own Better
+    Stack app gives (as serve builds it: memory sink, no rate limit)."""
+    import asyncio
+
+    from ingest_mw import ASGIApp, BetterStackAPI
+    from ingest_mw.sinks import JSONMemorySink
+
+    path = PIPELINE.with_name("by_hand.py")
+    spec = importlib.util.spec_from_file_location("ingest_mw_bench_by_hand_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    async def lifespan(scope, receive, send):
+        raise AssertionError("no lifespan here")
+
+    by_hand = module.by_hand_app("tok", lifespan)
+    ours = ASGIApp(BetterStackAPI(["tok"], rate_limit=None), sink=JSONMemorySink())
+
+    def status_of(app, body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/mount/") -> int:
+        sent = []
+        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        scope = {"type": "http", "method": method, "path": path, "root_path": "/mount", "headers": raw}
+        scope["client"] = ("127.0.0.1", 5000)
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"]
+
+    good = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+    deep = b'{"a": ' * 70 + b"1" + b"}" * 70
+    cases = [
+        (b'{"message": "one"}', good, "POST"),
+        (b'[{"message": "a"}, {"message": "b"}]', good, "POST"),
+        (b"[]", good, "POST"),
+        (b'[{"a": 1}, 2]', good, "POST"),
+        (b"[1", good, "POST"),
+        (b'"text"', good, "POST"),
+        (deep, good, "POST"),
+        (b'{"a": 1}', {**good, "Authorization": "Bearer nope"}, "POST"),
+        (b'{"a": 1}', {"Content-Type": "application/json"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Type": "text/plain"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Type": "Application/JSON; charset=utf-8"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Length": "8", "Transfer-Encoding": "chunked"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Length": "99999999999"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Length": "eight"}, "POST"),
+        (b'{"a": 1}', good, "GET"),
+    ]
+    statuses = [(status_of(by_hand, *case), status_of(ours, *case)) for case in cases]
+    assert [mine for mine, _ in statuses] == [theirs for _, theirs in statuses]
+    assert {mine for mine, _ in statuses} >= {202, 400, 403, 405, 406, 413, 415}
+    assert status_of(by_hand, b"", {}, "GET", "/mount/healthz") == 200
