@@ -48,8 +48,12 @@ DEFAULT_PATH = "/v1/logs"
 #: Exporters append ``/v1/logs`` to ``OTEL_EXPORTER_OTLP_ENDPOINT``, so that
 #: base is ``http://HOST:PORT/otlp``.
 PATH_BESIDE_BASELIME = "/otlp/v1/logs"
-#: "It is RECOMMENDED to use 20 MiB as the default limit" (after decompression too).
-MAX_BODY_BYTES = 20 * 1024 * 1024
+#: The specification's own: "The server MUST limit the size of the request
+#: body when parsing it, including after decompression [...] It is
+#: RECOMMENDED to use 64 MiB as the default limit", which is also what it
+#: asks exporters to send at most: a lower one would refuse, for good (413
+#: is not retried), a batch a conforming exporter sends.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 #: The largest record stored (its size as sent); a larger one is refused on
 #: its own and counted in ``partial_success``. The specification sets no
 #: bound: 1 MiB keeps one runaway record (a whole file logged as a body) out

@@ -285,11 +285,23 @@ def _json_int(value: Any, name: str) -> int:
             raise _Refused(f"{name} is {value!r}, a number too large to be exact in JSON: send it as a string")
         number = int(value)
     if number is None:
-        raise _Refused(f"{name} is {value!r}, not an integer")
+        raise _Refused(f"{name} is {_quoted(value)}, not an integer")
     low, high = _INT_RANGES[name]
     if not low <= number <= high:
         raise _Refused(f"{name} is {number}, out of the range of its protobuf type ({low} to {high})")
     return number
+
+
+#: How much of a refused value a refusal quotes: the partial success that
+#: names ten of them stays small whatever the values (the specification asks
+#: the server to bound its answers; 4 MiB is its recommended limit).
+_QUOTED_CHARS = 40
+
+
+def _quoted(value: Any) -> str:
+    """``value``'s repr for a refusal, cut to :data:`_QUOTED_CHARS` characters."""
+    text = repr(value)
+    return text if len(text) <= _QUOTED_CHARS else f"{text[:_QUOTED_CHARS]}... ({len(text)} characters)"
 
 
 def _json_str(value: Any, name: str) -> str:
@@ -322,7 +334,7 @@ def _json_double(value: Any) -> float:
             return _JSON_DOUBLES[value]
         if _JSON_NUMBER.fullmatch(value):  # float() would take "nan", "inf", " 1.5" and "1_0.5" too
             return float(value)
-    raise _Refused(f"doubleValue is {value!r}, not a number")
+    raise _Refused(f"doubleValue is {_quoted(value)}, not a number")
 
 
 def _json_value(value: Any) -> Any:

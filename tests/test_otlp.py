@@ -533,6 +533,33 @@ def test_405_for_another_method(client):
     assert Status.FromString(reply.body).code == 12  # UNIMPLEMENTED
 
 
+def test_the_partial_success_stays_small_whatever_the_refused_values(client, sink):
+    """The server bounds its answers (the specification recommends 4 MiB):
+    a refusal quotes the start of a value, not a megabyte of it."""
+    huge = "x" * 1_000_000
+    bad = [{"severityNumber": huge}, {"body": {"doubleValue": huge}}] * 6
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "ok"}}, *bad]}]}]}
+    reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
+    assert reply.status == 200 and len(reply.body) < 4096
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 12
+    assert "record 1: severityNumber is 'xxxx" in partial.error_message
+    assert "... (1000002 characters), not an integer" in partial.error_message
+    assert "record 2: doubleValue is 'xxxx" in partial.error_message
+    assert "and 2 more" in partial.error_message
+    assert [e["body"] for e in events(sink)] == ["ok"]
+
+
+def test_the_default_body_limit_is_the_specifications_64_mib(adapter, sink):
+    """A body a conforming exporter may send (it is asked to send at most 64
+    MiB) is not refused; one declared past it is, before it is read."""
+    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
+    declared = headers(PROTOBUF, **{"Content-Length": str(64 * 1024 * 1024 + 1)})
+    reply = client.request("POST", URL, b"", declared)
+    assert reply.status == 413 and reply.headers["x-size-limit"] == "64 MiB"
+    assert "over 64 MiB" in answer(reply, Status).message
+
+
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
 def test_413_for_a_body_over_the_limit(adapter, sink, content_type):
     client = make_client(adapter, OTLPLogsAPI([TOKEN], max_body_bytes=4096), sink)
