@@ -130,6 +130,8 @@ class BaselimeAPI(IngestAPI):
             if OTHER_VERSION_PATTERN.fullmatch(version):
                 return IngestError(400, f"no version {version!r} of the Events API here: send to /v1/<dataset>")
             return None
+        if not dataset.strip("/"):
+            return IngestError(400, "no dataset in the path: send to /v1/<dataset>")
         if not DATASET_PATTERN.fullmatch(dataset):
             return IngestError(
                 400,
@@ -160,9 +162,9 @@ class BaselimeAPI(IngestAPI):
             return _ACCEPTED
         invalid = [{"index": i, "reason": reason} for i, reason in decoded.invalid[:MAX_INVALID_LISTED]]
         count = len(decoded.invalid)
-        detail = (
-            f"{count} of {count + len(decoded.events)} events refused (listed in invalid, by index);"
-            " the others were stored: resend only the refused ones, fixed"
+        stored = len(decoded.events)
+        detail = f"{count} of {count + stored} events refused (listed in invalid, by index); " + (
+            "the others were stored: resend only the refused ones, fixed" if stored else "none was stored"
         )
         body: dict[str, Any] = {"message": MESSAGES[400], "detail": detail, "invalid": invalid}
         if count > MAX_INVALID_LISTED:

@@ -65,6 +65,12 @@ def _not_an_array() -> IngestError:
     return IngestError(400, "the request body must be a JSON array of event objects, a single event too: [{...}]")
 
 
+def _not_json() -> IngestError:
+    """The 400 of a body that is not JSON at all (one that parses as another
+    JSON value than an array gets :func:`_not_an_array` before it is split)."""
+    return IngestError(400, "the request body is not valid JSON: send a JSON array of event objects, [{...}]")
+
+
 def _broken(why: str) -> IngestError:
     return IngestError(400, f"the request body is not a well-formed JSON array: {why}")
 
@@ -113,7 +119,7 @@ def split_array(body: bytes) -> list[tuple[int, int]]:
             raise _broken("a string is never closed")
         if state == _OPEN:
             if first != _LBRACKET:
-                raise _not_an_array()
+                raise _not_json()
             state = _FIRST
         elif state == _FIRST and first == _RBRACKET:
             state = _DONE

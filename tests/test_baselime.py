@@ -129,7 +129,8 @@ def test_allowed_dataset_names(client, sink, dataset):
         (b'[{"a":1}, {"b":2}] trailing', "after the closing bracket"),
         (b'[{"a":1},, {"b":2}]', "element 1 is missing"),
         (b'[{"a": "unterminated}]', "never closed"),
-        (b"nonsense", "must be a JSON array"),
+        (b"nonsense", "the request body is not valid JSON: send a JSON array of event objects"),
+        (b'{"a":', "the request body is not valid JSON"),
     ],
 )
 def test_400_bodies_store_nothing(client, sink, body, detail):

@@ -46,6 +46,26 @@ def test_baselime_single_object_says_to_wrap_it(client):
     )
 
 
+def test_baselime_says_when_no_event_was_stored(client):
+    """A partly invalid batch says the others were stored; an all-invalid one must not."""
+    status, reply = baselime(client, b'[5, "x"]')
+    assert status == 400
+    assert reply["detail"] == "2 of 2 events refused (listed in invalid, by index); none was stored"
+    status, reply = baselime(client, b'[5, {"message": "kept"}]')
+    assert reply["detail"] == (
+        "1 of 2 events refused (listed in invalid, by index);"
+        " the others were stored: resend only the refused ones, fixed"
+    )
+
+
+@pytest.mark.parametrize("path", ["/v1", "/v1/", "/v1//"])
+def test_baselime_says_the_dataset_is_missing(client, path):
+    assert baselime(client, b'[{"message": "m"}]', path=PREFIX + path) == (
+        400,
+        {"message": "Bad Request", "detail": "no dataset in the path: send to /v1/<dataset>"},
+    )
+
+
 def test_betterstack_empty_body_says_one_object_or_an_array(client):
     reply = client.request("POST", PREFIX + "/", b"", BS)
     assert (reply.status, reply.body) == (400, b"request body is empty: send one event object or an array of them")
