@@ -19,6 +19,7 @@ neighbours kept, and counted in the answer's ``partial_success``.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -337,6 +338,22 @@ def _json_double(value: Any) -> float:
     raise _Refused(f"doubleValue is {_quoted(value)}, not a number")
 
 
+#: The URL-safe base64 alphabet's two letters, as the standard one writes them.
+_URL_SAFE_BASE64 = str.maketrans("-_", "+/")
+
+
+def _json_bytes(value: Any) -> str:
+    """A ``bytesValue``: base64 (standard or URL-safe, padded or not, as the
+    proto3 JSON mapping reads it), stored as a protobuf body's bytes are,
+    standard and padded; anything else refuses its record."""
+    text = _json_str(value, "bytesValue").translate(_URL_SAFE_BASE64)
+    try:
+        decoded = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: not ASCII
+        raise _Refused("bytesValue is not base64") from None
+    return _bytes_json(decoded)
+
+
 def _json_value(value: Any) -> Any:
     """An ``AnyValue`` in the OTLP JSON mapping as a JSON value (``None`` when unset)."""
     if type(value) is not dict:
@@ -358,7 +375,7 @@ def _json_value(value: Any) -> Any:
         items = _json_list(_json_object(value["arrayValue"], "arrayValue").get("values", []), "arrayValue.values")
         return [_json_value(item) for item in items]
     if "bytesValue" in value:
-        return _json_str(value["bytesValue"], "bytesValue")  # base64 already, as stored
+        return _json_bytes(value["bytesValue"])
     if "stringValueStrindex" in value:
         raise _Refused("an AnyValue holds stringValueStrindex, which log records do not use")
     return None  # no value set (or only fields this mapping does not know, which are ignored)

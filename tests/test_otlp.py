@@ -413,6 +413,9 @@ def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, 
         ({"key": "none"}, {"none": None}),
         ({"value": {"stringValue": "no key"}}, {"": "no key"}),
         ({"key": "b", "value": {"boolValue": True}}, {"b": True}),
+        # Bytes stored as a protobuf body's are: standard base64, padded.
+        ({"key": "y", "value": {"bytesValue": "aGVsbG8="}}, {"y": "aGVsbG8="}),
+        ({"key": "u", "value": {"bytesValue": "aGk-_w"}}, {"u": "aGk+/w=="}),  # URL-safe, unpadded
     ]
     refused = [
         {"key": 5, "value": {"stringValue": "x"}},
@@ -421,6 +424,8 @@ def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, 
         {"key": "l", "value": ["stringValue"]},
         {"key": "t", "value": "stringValue"},
         "stringValue",
+        {"key": "y", "value": {"bytesValue": "not base64!!"}},
+        {"key": "y", "value": {"bytesValue": 5}},
     ]
     records = [{"body": {"stringValue": "kept"}, "attributes": [kv]} for kv, _ in kept]
     records += [{"body": {"stringValue": "refused"}, "attributes": [kv]} for kv in refused]
