@@ -185,9 +185,14 @@ class OTLPLogsAPI(IngestAPI):
 
     def accepted(self, decoded: Decoded, request: Request) -> Response:
         codec = self._codec(request)
-        if not decoded.invalid:
-            return self._success[codec]
         rejected = len(decoded.invalid)
+        if not rejected:
+            note = decoded.note if isinstance(decoded, self._classes.OTLPDecoded) else None
+            if note is None:
+                return self._success[codec]
+            # Nothing refused, nothing stored, and a likely reason why: the
+            # specification's warning, zero rejected with an error message.
+            return self._partial_success(codec, 0, note)
         listed = "; ".join(f"record {index}: {reason}" for index, reason in decoded.invalid[:MAX_REJECTIONS_LISTED])
         more = f"; and {rejected - MAX_REJECTIONS_LISTED} more" if rejected > MAX_REJECTIONS_LISTED else ""
         stored = len(decoded.events)
@@ -195,8 +200,10 @@ class OTLPLogsAPI(IngestAPI):
             f"{rejected} log record{'s' if rejected != 1 else ''} rejected, {stored} stored"
             f" (records numbered from 0 in request order): {listed}{more}"
         )
+        return self._partial_success(codec, rejected, message)
+
+    def _partial_success(self, codec: OTLPCodec, rejected: int, message: str) -> Response:
         classes = self._classes
-        answer = classes.ExportLogsServiceResponse(
-            partial_success=classes.ExportLogsPartialSuccess(rejected_log_records=rejected, error_message=message)
-        )
+        partial = classes.ExportLogsPartialSuccess(rejected_log_records=rejected, error_message=message)
+        answer = classes.ExportLogsServiceResponse(partial_success=partial)
         return Response(200, (("Content-Type", codec.response_type),), codec.encode(answer))

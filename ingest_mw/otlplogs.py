@@ -87,6 +87,10 @@ class OTLPDecoded(Decoded):
 
     service: str | None = None
     namespace: str | None = None
+    #: A warning for ``partial_success.error_message`` when nothing was
+    #: refused (the specification's use of it with zero rejected): why a
+    #: request that is not empty stored nothing.
+    note: str | None = None
 
 
 class _Refused(Exception):
@@ -664,8 +668,14 @@ class OTLPCodec:
                                 services.add(resource)  # type: ignore[arg-type]  # (not refused)
                                 named = True
                     index += 1
+        note = self.unread(request) if index == 0 else None
         # Not plain: every record of a scope holds the same scope and resource objects.
-        return OTLPDecoded(events, invalid or (), False, self.nests_at_most, services.service, services.namespace)
+        return OTLPDecoded(events, invalid or (), False, self.nests_at_most, services.service, services.namespace, note)
+
+    def unread(self, request: Any) -> str | None:
+        """Why a request that holds no record at all may be mistaken: a note
+        for the client, or ``None`` when it is simply empty."""
+        return None
 
     def encode(self, message: Message) -> bytes:
         raise NotImplementedError
@@ -707,6 +717,29 @@ class OTLPProtobufCodec(OTLPCodec):
         return message.SerializeToString()
 
 
+#: The fields of the envelope's levels, as the JSON mapping names them.
+_ENVELOPE_NAMES = (
+    frozenset(("resourceLogs",)),
+    frozenset(("resource", "scopeLogs", "schemaUrl")),
+    frozenset(("scope", "logRecords", "schemaUrl")),
+)
+#: How many unread names a note quotes.
+_UNREAD_NAMES_SHOWN = 3
+
+
+def _unread_envelope_names(request: Event) -> list[str]:
+    """The keys of the envelope (the request, its resourceLogs, their
+    scopeLogs) that the JSON mapping does not name, the first few found."""
+    found: list[str] = []
+    level: list[Any] = [request]
+    for known, inner in zip(_ENVELOPE_NAMES, ("resourceLogs", "scopeLogs", None)):
+        found += [name for item in level if type(item) is dict for name in item if name not in known]
+        if len(found) >= _UNREAD_NAMES_SHOWN or inner is None:
+            break
+        level = [one for item in level if type(item) is dict and type(item.get(inner)) is list for one in item[inner]]
+    return found
+
+
 class OTLPJSONCodec(OTLPCodec):
     """``application/json``: an ``ExportLogsServiceRequest`` in the OTLP JSON
     mapping (lowerCamelCase keys, hex ids, 64-bit integers as strings or
@@ -741,6 +774,18 @@ class OTLPJSONCodec(OTLPCodec):
             if type(scope_logs) is not dict:
                 raise IngestError(400, "every element of scopeLogs must be an object")
             yield _json_scope(scope_logs), _json_envelope(scope_logs.get("logRecords"), "logRecords")
+
+    def unread(self, request: Any) -> str | None:
+        # The mistake worth a note: fields named as the .proto files name them
+        # (resource_logs, log_records), which the JSON mapping does not read.
+        names = _unread_envelope_names(request)
+        if not names:
+            return None
+        shown = ", ".join(_quoted(name) for name in names[:_UNREAD_NAMES_SHOWN])
+        return (
+            f"no log record in this request: it names {shown}, which OTLP JSON does not read"
+            " (its field names are lowerCamelCase: resourceLogs, scopeLogs, logRecords)"
+        )
 
     def record_size(self, record: Any) -> int:
         return len(orjson.dumps(record))

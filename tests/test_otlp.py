@@ -345,6 +345,37 @@ def test_an_empty_request_is_a_success_that_stores_nothing(client, sink):
     assert sink.batches == []
 
 
+@pytest.mark.parametrize(
+    ("request_body", "names"),
+    [
+        ({"resource_logs": [{"scope_logs": []}]}, "'resource_logs'"),
+        ({"resourceLogs": [{"scope_logs": [{"log_records": [{"body": {"stringValue": "x"}}]}]}]}, "'scope_logs'"),
+        ({"resourceLogs": [{"scopeLogs": [{"log_records": [{}], "scope": {}}]}]}, "'log_records'"),
+    ],
+)
+def test_json_fields_named_as_in_the_proto_files_are_a_warning_not_silence(client, sink, request_body, names):
+    """The JSON mapping ignores names it does not know, as it must: a request
+    that names its envelope's fields as the .proto files do (snake_case)
+    stores nothing, and its 200 says why (zero rejected, a message: the
+    specification's warning)."""
+    reply = client.request("POST", URL, orjson.dumps(request_body), headers(JSON))
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 0
+    assert partial.error_message == (
+        f"no log record in this request: it names {names}, which OTLP JSON does not read"
+        " (its field names are lowerCamelCase: resourceLogs, scopeLogs, logRecords)"
+    )
+    assert sink.batches == []
+
+
+def test_an_empty_json_request_has_no_warning(client, sink):
+    for body in ({}, {"resourceLogs": []}, {"resourceLogs": [{"scopeLogs": [{"logRecords": []}]}]}):
+        reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
+        assert reply.status == 200
+        assert not answer(reply, ExportLogsServiceResponse).HasField("partial_success")
+
+
 # --- partial success ------------------------------------------------------------------
 
 
