@@ -393,7 +393,10 @@ def _json_attribute(kv: Any) -> tuple[str, Any]:
     if type(key) is not str:
         raise _Refused("an attribute's key is not a string")
     value = kv.get("value")
-    return key, _json_value({} if value is None else value)
+    try:
+        return key, _json_value({} if value is None else value)
+    except _Refused as refused:
+        raise refused.of(f"attribute {_quoted(key)}") from None
 
 
 def _json_attributes(attributes: Any) -> Event:
@@ -419,6 +422,8 @@ def _json_attributes(attributes: Any) -> Event:
                 continue
         except (KeyError, TypeError):
             pass
+        except _Refused as refused:  # an intValue out of range, under a string key
+            raise refused.of(f"attribute {_quoted(key)}") from None
         key, value = _json_attribute(kv)
         found[key] = value
     return found
@@ -487,6 +492,14 @@ def _unset_as(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _json_body(value: Any) -> Any:
+    """A record's ``body``, its refusal naming it."""
+    try:
+        return _json_value(value)
+    except _Refused as refused:
+        raise refused.of("body") from None
+
+
 def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     if type(record) is not dict:
         raise _Refused("the log record is not an object")
@@ -510,7 +523,7 @@ def _json_record(record: Any, scope: Event, resource: Event) -> Event:
     value = get("body")
     if value is not None:
         text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
-        event["body"] = text if type(text) is str else _json_value(value)
+        event["body"] = text if type(text) is str else _json_body(value)
     value = get("attributes")
     if value:
         event["attributes"] = _json_attributes(value)

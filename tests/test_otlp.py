@@ -435,6 +435,26 @@ def test_zero_and_empty_values_are_kept_as_sent(client, sink, content_type):
     assert type(event["attributes"]["zero"]) is int and type(event["attributes"]["false"]) is bool
 
 
+def test_a_refused_json_value_names_its_field(client, sink):
+    """A value of the wrong shape is named by where it is: the body, or the
+    attribute by its key (nested ones by their path)."""
+    nested = {"kvlistValue": {"values": [{"key": "inner", "value": {"boolValue": "yes"}}]}}
+    records = [
+        {"body": "hello"},
+        {"attributes": [{"key": "k", "value": "b"}]},
+        {"attributes": [{"key": "outer", "value": nested}]},
+        {"attributes": [{"key": "x" * 100, "value": {"intValue": "1e3"}}]},
+    ]
+    partial = partial_success_of(client, [{"scopeLogs": [{"logRecords": records}]}])
+    assert partial.rejected_log_records == 4
+    message = partial.error_message
+    assert "record 0: body: an AnyValue is not an object" in message
+    assert "record 1: attribute 'k': an AnyValue is not an object" in message
+    assert "record 2: attribute 'outer': attribute 'inner': boolValue is not true or false" in message
+    assert f"record 3: attribute '{'x' * 39}... (102 characters): intValue is '1e3', not an integer" in message
+    assert sink.batches == []
+
+
 def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, sink):
     kept = [
         ({"key": "s", "value": {"stringValue": "text"}}, {"s": "text"}),
@@ -581,7 +601,7 @@ def test_the_partial_success_stays_small_whatever_the_refused_values(client, sin
     assert partial.rejected_log_records == 12
     assert "record 1: severityNumber is 'xxxx" in partial.error_message
     assert "... (1000002 characters), not an integer" in partial.error_message
-    assert "record 2: doubleValue is 'xxxx" in partial.error_message
+    assert "record 2: body: doubleValue is 'xxxx" in partial.error_message
     assert "and 2 more" in partial.error_message
     assert [e["body"] for e in events(sink)] == ["ok"]
 
@@ -774,7 +794,7 @@ def test_otlp_json_integers_the_protocol_cannot_carry_refuse_their_record(adapte
     assert reply.status == 200
     partial = answer(reply, ExportLogsServiceResponse).partial_success
     assert partial.rejected_log_records == 7
-    assert "record 1: intValue is a number of 23 digits, out of the range of its protobuf type" in partial.error_message
+    assert "record 1: attribute 'n': intValue is a number of 23 digits, out of the range" in partial.error_message
     assert "record 4: timeUnixNano is -1, out of the range" in partial.error_message
     assert [e.get("attributes") for e in events(sink)] == [None, {"n": -(2**63)}]
 
@@ -807,10 +827,10 @@ def test_a_resource_or_scope_whose_attributes_cannot_be_read_refuses_its_records
     partial = answer(reply, ExportLogsServiceResponse).partial_success
     assert partial.rejected_log_records == 2
     assert (
-        "record 0: the resource's attributes: intValue is 9223372036854775808, out of the range"
+        "record 0: the resource's attributes: attribute 'n': intValue is 9223372036854775808, out of the range"
         in partial.error_message
     )
-    assert "record 1: the scope: intValue is" in partial.error_message
+    assert "record 1: the scope: attribute 'n': intValue is" in partial.error_message
     assert [(e["body"], e["resource"]) for e in events(sink)] == [("kept", {"service.name": "svc"})]
 
 
