@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from .checks import seconds, whole_number
 from .errors import IngestError
+from .headers import byte_size
 
 __all__ = [
     "FREE_BODY_BYTES",
@@ -373,6 +374,8 @@ class Admission:
         size = declared - FREE_BODY_BYTES
         if size <= 0:
             return 0
+        if size > self.body_bytes.limit:  # never, however long the client waits: not a 503
+            raise self.over_budget()
         if not self.body_bytes.take(size):
             raise self.unavailable(
                 "body_bytes",
@@ -387,6 +390,8 @@ class Admission:
         needed = held - FREE_BODY_BYTES
         if needed <= taken:
             return taken
+        if needed > self.body_bytes.limit:
+            raise self.over_budget()
         step = max(needed - taken, 1024 * 1024)
         if not self.body_bytes.take(step):
             if not self.body_bytes.take(needed - taken):
@@ -397,6 +402,15 @@ class Admission:
                 )
             return needed
         return taken + step
+
+    def over_budget(self) -> IngestError:
+        """The 413 of a body larger than the whole byte budget, which no wait would admit."""
+        most = byte_size(self.body_bytes.limit + FREE_BODY_BYTES)
+        return IngestError(
+            413,
+            f"the request body is over {most}, the most this server holds in flight at once"
+            " (max_body_bytes_in_flight): send smaller requests",
+        )
 
     def release(self, taken: int) -> None:
         if taken:

@@ -154,32 +154,62 @@ def test_refusals_are_logged_once_per_interval_with_their_count(adapter, caplog)
     assert len(lines) == 1, lines
 
 
+#: Bodies of other requests in flight, standing for them: what a test takes
+#: of the byte budget before it posts.
+HELD_ELSEWHERE = 600 * 1024
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_body_past_the_byte_budget_is_refused_before_it_is_read(adapter, kind):
     admission = Admission(max_body_bytes_in_flight=1024 * 1024)
     sink = MemorySink()
     client = make_client(adapter, api_of(kind, admission), sink)
     event = b'{"message":"' + b"x" * 1000 + b'"}'
-    large = b"[" + b",".join([event] * 1500) + b"]"  # 1.5 MiB: under the API's limit, over the budget
-    refused = post(client, kind, large)
+    body = b"[" + b",".join([event] * 600) + b"]"  # 600 KiB: within the budget, not within what is left of it
+    assert admission.body_bytes.take(HELD_ELSEWHERE)
+    refused = post(client, kind, body)
     unavailable_in_style(kind, refused)
     assert refused.headers["connection"] == "close"
     assert sink.batches == []
-    fits = b"[" + b",".join([event] * 500) + b"]"
-    assert post(client, kind, fits).status == 202
+    admission.body_bytes.give(HELD_ELSEWHERE)  # the others are done: the same body is admitted
+    assert post(client, kind, body).status == 202
     assert admission.body_bytes.used == 0  # every request gave back what it took
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_larger_than_the_whole_byte_budget_is_413_not_503(adapter, kind):
+    """No wait would admit it: a 503 would have the client retry it for ever."""
+    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
+    sink = MemorySink()
+    client = make_client(adapter, api_of(kind, admission), sink)
+    event = b'{"message":"' + b"x" * 1000 + b'"}'
+    large = b"[" + b",".join([event] * 1500) + b"]"  # 1.5 MiB: under the API's limit, over the whole budget
+    refused = post(client, kind, large)
+    assert refused.status == 413 and "retry-after" not in refused.headers
+    detail = refused.body.decode() if kind == "betterstack" else orjson.loads(refused.body)["detail"]
+    assert detail == (
+        "the request body is over 1088 KiB, the most this server holds in flight at once"
+        " (max_body_bytes_in_flight): send smaller requests"
+    )
+    assert sink.batches == [] and admission.body_bytes.used == 0
+    # Arriving without a Content-Length (gzip, expanding), it is the same 413 as it passes the budget.
+    expands = gzip.compress(b'[{"message":"' + b"x" * (3 * 1024 * 1024) + b'"}]')
+    refused = post(client, kind, expands, {"Content-Encoding": "gzip"})
+    assert refused.status == 413 and "retry-after" not in refused.headers
+    assert sink.batches == [] and admission.body_bytes.used == 0
 
 
 def test_a_small_gzip_that_expands_past_the_budget_is_refused_as_it_arrives(adapter):
     admission = Admission(max_body_bytes_in_flight=1024 * 1024)
     sink = MemorySink()
     client = make_client(adapter, api_of("betterstack", admission), sink)
-    expands = gzip.compress(b'[{"message":"' + b"x" * (3 * 1024 * 1024) + b'"}]')
+    expands = gzip.compress(b'[{"message":"' + b"x" * (600 * 1024) + b'"}]')
     assert len(expands) < 64 * 1024  # declared small: admitted, then charged as it decompresses
+    assert admission.body_bytes.take(HELD_ELSEWHERE)
     refused = post(client, "betterstack", expands, {"Content-Encoding": "gzip"})
     unavailable_in_style("betterstack", refused)
     assert sink.batches == []
-    assert admission.body_bytes.used == 0
+    assert admission.body_bytes.used == HELD_ELSEWHERE
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -433,9 +463,10 @@ def test_otlp_is_admitted_like_the_others_and_refused_in_its_own_encoding(adapte
     client = make_client(adapter, OTLPLogsAPI([TOKEN], admission=admission), sink)
     export = ExportLogsServiceRequest()
     record = LogRecord(time_unix_nano=1_796_130_000_000_000_000)
-    record.body.string_value = "x" * (1536 * 1024)  # 1.5 MiB: over the budget, under OTLP's body limit
+    record.body.string_value = "x" * (600 * 1024)  # within the budget, not within what is left of it
     export.resource_logs.add().scope_logs.add().log_records.append(record)
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    assert admission.body_bytes.take(HELD_ELSEWHERE)
     refused = client.request("POST", f"{PREFIX}/v1/logs", export.SerializeToString(), headers)
     assert (refused.status, refused.headers["retry-after"], refused.headers["connection"]) == (503, "1", "close")
     assert Status.FromString(refused.body).code == 14  # UNAVAILABLE: exporters retry it
