@@ -159,13 +159,22 @@ def test_refusals_are_logged_once_per_interval_with_their_count(adapter, caplog)
 HELD_ELSEWHERE = 600 * 1024
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_body_past_the_byte_budget_is_refused_before_it_is_read(adapter, kind):
+def on_a_mib_budget(adapter, kind: str):
+    """An admission of a 1 MiB byte budget, and a client of the ``kind`` API under it, storing into a sink."""
     admission = Admission(max_body_bytes_in_flight=1024 * 1024)
     sink = MemorySink()
-    client = make_client(adapter, api_of(kind, admission), sink)
-    event = b'{"message":"' + b"x" * 1000 + b'"}'
-    body = b"[" + b",".join([event] * 600) + b"]"  # 600 KiB: within the budget, not within what is left of it
+    return admission, sink, make_client(adapter, api_of(kind, admission), sink)
+
+
+def events_of(count: int) -> bytes:
+    """A JSON array of ``count`` events of about 1 KiB each."""
+    return b"[" + b",".join([b'{"message":"' + b"x" * 1000 + b'"}'] * count) + b"]"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_past_the_byte_budget_is_refused_before_it_is_read(adapter, kind):
+    admission, sink, client = on_a_mib_budget(adapter, kind)
+    body = events_of(600)  # within the budget, not within what is left of it
     assert admission.body_bytes.take(HELD_ELSEWHERE)
     refused = post(client, kind, body)
     unavailable_in_style(kind, refused)
@@ -179,12 +188,8 @@ def test_a_body_past_the_byte_budget_is_refused_before_it_is_read(adapter, kind)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_body_larger_than_the_whole_byte_budget_is_413_not_503(adapter, kind):
     """No wait would admit it: a 503 would have the client retry it for ever."""
-    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
-    sink = MemorySink()
-    client = make_client(adapter, api_of(kind, admission), sink)
-    event = b'{"message":"' + b"x" * 1000 + b'"}'
-    large = b"[" + b",".join([event] * 1500) + b"]"  # 1.5 MiB: under the API's limit, over the whole budget
-    refused = post(client, kind, large)
+    admission, sink, client = on_a_mib_budget(adapter, kind)
+    refused = post(client, kind, events_of(1500))  # under the API's limit, over the whole budget
     assert refused.status == 413 and "retry-after" not in refused.headers
     detail = refused.body.decode() if kind == "betterstack" else orjson.loads(refused.body)["detail"]
     assert detail == (
@@ -200,9 +205,7 @@ def test_a_body_larger_than_the_whole_byte_budget_is_413_not_503(adapter, kind):
 
 
 def test_a_small_gzip_that_expands_past_the_budget_is_refused_as_it_arrives(adapter):
-    admission = Admission(max_body_bytes_in_flight=1024 * 1024)
-    sink = MemorySink()
-    client = make_client(adapter, api_of("betterstack", admission), sink)
+    admission, sink, client = on_a_mib_budget(adapter, "betterstack")
     expands = gzip.compress(b'[{"message":"' + b"x" * (600 * 1024) + b'"}]')
     assert len(expands) < 64 * 1024  # declared small: admitted, then charged as it decompresses
     assert admission.body_bytes.take(HELD_ELSEWHERE)

@@ -3,26 +3,49 @@ of bench/pipeline.py answers as it should, with its events stored (no timing).""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-PIPELINE = Path(__file__).resolve().parent.parent / "bench" / "pipeline.py"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` loaded as a module, the import path left as it was."""
+    path = list(sys.path)
+    spec = importlib.util.spec_from_file_location(f"ingest_mw_bench_{name}_under_test", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass of the script looks its module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path  # a script rearranges the import path for itself
+        del sys.modules[spec.name]
+    return module
+
+
+def asgi_status(app, scope: dict, body: bytes) -> int:
+    """The status ``app`` answers an HTTP ``scope`` whose body is ``body``, all in one message."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
 
 
 @pytest.fixture(scope="module")
 def pipeline():
-    path = list(sys.path)
-    spec = importlib.util.spec_from_file_location("ingest_mw_bench_pipeline_under_test", PIPELINE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path  # the script rearranges the import path for itself
-    return module
+    return bench_module("pipeline")
 
 
 def test_every_pipeline_case_answers_and_stores_what_it_expects(pipeline):
@@ -36,18 +59,7 @@ def test_every_pipeline_case_answers_and_stores_what_it_expects(pipeline):
 def test_the_http_bench_builds_its_servers_apps():
     """bench/http.py's minimal app and the app with a hook that keeps nothing answer
     as ingest-mw serve would (no server started: called as ASGI apps)."""
-    import asyncio
-
-    path = list(sys.path)
-    spec = importlib.util.spec_from_file_location("ingest_mw_bench_http_under_test", PIPELINE.with_name("http.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
-        del sys.modules[spec.name]
+    module = bench_module("http")
     body = b'{"message": "hello"}'
     scope = {
         "type": "http",
@@ -63,16 +75,7 @@ def test_the_http_bench_builds_its_servers_apps():
     }
 
     def status_of(app, scope=scope, body=body) -> int:
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        asyncio.run(app(scope, receive, send))
-        return sent[0]["status"]
+        return asgi_status(app, scope, body)
 
     assert status_of(module.minimal_app) == 202
     assert status_of(module.dropping_app("none")) == 202
@@ -92,16 +95,10 @@ def test_every_rule_by_hand_answers_as_the_better_stack_app_does():
     """bench/by_hand.py, the floor issue 13's item 8 is read against, keeps the
     rules it stands for: for each request, the status ingest_mw's own Better
     Stack app gives (as serve builds it: memory sink, no rate limit)."""
-    import asyncio
-
     from ingest_mw import ASGIApp, BetterStackAPI
     from ingest_mw.sinks import JSONMemorySink
 
-    path = PIPELINE.with_name("by_hand.py")
-    spec = importlib.util.spec_from_file_location("ingest_mw_bench_by_hand_under_test", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_module("by_hand")
 
     async def lifespan(scope, receive, send):
         raise AssertionError("no lifespan here")
@@ -110,19 +107,10 @@ def test_every_rule_by_hand_answers_as_the_better_stack_app_does():
     ours = ASGIApp(BetterStackAPI(["tok"], rate_limit=None), sink=JSONMemorySink())
 
     def status_of(app, body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/mount/") -> int:
-        sent = []
         raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         scope = {"type": "http", "method": method, "path": path, "root_path": "/mount", "headers": raw}
         scope["client"] = ("127.0.0.1", 5000)
-
-        async def receive():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        asyncio.run(app(scope, receive, send))
-        return sent[0]["status"]
+        return asgi_status(app, scope, body)
 
     good = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
     deep = b'{"a": ' * 70 + b"1" + b"}" * 70
