@@ -99,7 +99,27 @@ class _Refused(Exception):
     refuses each of its records (partial success, as for a record's own)."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = reason
+        self.why = reason
+        #: The keys of the attributes it is under, innermost first (a nested
+        #: kvlist adds one a level: the path is written once, when read).
+        self.keys: list[str] = []
+
+    @property
+    def reason(self) -> str:
+        """Why, under the path of attributes it is in (the first key and the
+        last two of a deeper one: a few hundred characters at most)."""
+        keys = self.keys
+        if not keys:
+            return self.why
+        shown = [_quoted(key) for key in (keys[::-1] if len(keys) <= 3 else (keys[-1], keys[1], keys[0]))]
+        if len(keys) > 3:
+            shown.insert(1, f"... ({len(keys)} levels)")
+        return f"attribute {' > '.join(shown)}: {self.why}"
+
+    def under(self, key: str) -> _Refused:
+        """This refusal as one of the attribute ``key`` (it holds the refused value)."""
+        self.keys.append(key)
+        return self
 
     def of(self, what: str) -> _Refused:
         """This refusal as one of ``what`` (a resource's, a scope's)."""
@@ -342,14 +362,17 @@ def _json_double(value: Any) -> float:
     raise _Refused(f"doubleValue is {_quoted(value)}, not a number")
 
 
-#: The URL-safe base64 alphabet's two letters, as the standard one writes them.
-_URL_SAFE_BASE64 = str.maketrans("-_", "+/")
+#: The URL-safe base64 alphabet's two letters as the standard one writes
+#: them, and line breaks and spaces dropped (a MIME encoder wraps its lines;
+#: protobuf's own JSON parser reads them).
+_URL_SAFE_BASE64 = str.maketrans("-_", "+/", " \t\r\n")
 
 
 def _json_bytes(value: Any) -> str:
-    """A ``bytesValue``: base64 (standard or URL-safe, padded or not, as the
-    proto3 JSON mapping reads it), stored as a protobuf body's bytes are,
-    standard and padded; anything else refuses its record."""
+    """A ``bytesValue``: base64 (standard or URL-safe, padded or not, its
+    lines wrapped or not, as protobuf's JSON parser reads it), stored as a
+    protobuf body's bytes are, standard and padded; anything else refuses
+    its record."""
     text = _json_str(value, "bytesValue").translate(_URL_SAFE_BASE64)
     try:
         decoded = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
@@ -396,7 +419,7 @@ def _json_attribute(kv: Any) -> tuple[str, Any]:
     try:
         return key, _json_value({} if value is None else value)
     except _Refused as refused:
-        raise refused.of(f"attribute {_quoted(key)}") from None
+        raise refused.under(key) from None
 
 
 def _json_attributes(attributes: Any) -> Event:
@@ -423,7 +446,7 @@ def _json_attributes(attributes: Any) -> Event:
         except (KeyError, TypeError):
             pass
         except _Refused as refused:  # an intValue out of range, under a string key
-            raise refused.of(f"attribute {_quoted(key)}") from None
+            raise refused.under(key) from None
         key, value = _json_attribute(kv)
         found[key] = value
     return found
@@ -742,15 +765,21 @@ _UNREAD_NAMES_SHOWN = 3
 
 def _unread_envelope_names(request: Event) -> list[str]:
     """The keys of the envelope (the request, its resourceLogs, their
-    scopeLogs) that the JSON mapping does not name, the first few found."""
-    found: list[str] = []
+    scopeLogs) that the JSON mapping does not name: the first few, each once."""
+    found: dict[str, None] = {}
     level: list[Any] = [request]
     for known, inner in zip(_ENVELOPE_NAMES, ("resourceLogs", "scopeLogs", None)):
-        found += [name for item in level if type(item) is dict for name in item if name not in known]
-        if len(found) >= _UNREAD_NAMES_SHOWN or inner is None:
+        for item in level:
+            if type(item) is dict:
+                for name in item:
+                    if name not in known:
+                        found[name] = None
+                        if len(found) == _UNREAD_NAMES_SHOWN:
+                            return list(found)
+        if inner is None:
             break
         level = [one for item in level if type(item) is dict and type(item.get(inner)) is list for one in item[inner]]
-    return found
+    return list(found)
 
 
 class OTLPJSONCodec(OTLPCodec):
@@ -801,7 +830,10 @@ class OTLPJSONCodec(OTLPCodec):
         )
 
     def record_size(self, record: Any) -> int:
-        return len(orjson.dumps(record))
+        try:
+            return len(orjson.dumps(record))
+        except orjson.JSONEncodeError:  # nested past orjson's 254 levels: far past the depth cap
+            raise self.caps.too_deep() from None
 
     def encode(self, message: Message) -> bytes:
         return orjson.dumps(MessageToDict(message))

@@ -369,6 +369,25 @@ def test_json_fields_named_as_in_the_proto_files_are_a_warning_not_silence(clien
     assert sink.batches == []
 
 
+def test_a_record_nested_past_what_can_be_measured_is_a_400_not_a_500(client, sink):
+    """In a body over the record limit each record is measured; one nested
+    past orjson's 254 levels (in a field the mapping ignores, even) cannot
+    be, and is far past the depth cap: the cap's 400."""
+    deep = b"[" * 300 + b"]" * 300
+    big = b'{"body": {"stringValue": "' + b"x" * (1024 * 1024 + 10) + b'"}}'
+    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + big + b', {"unread": ' + deep + b"}]}]}]}"
+    reply = client.request("POST", URL, body, headers(JSON))
+    assert reply.status == 400
+    assert answer(reply, Status).message == "an event nests deeper than 64 levels (max_depth): flatten it"
+    assert sink.batches == []
+
+
+def test_the_warning_names_each_unread_field_once(client, sink):
+    body = {"resourceLogs": [{"scope_logs": []}, {"scope_logs": []}, {"scope_logs": [], "resource_attrs": {}}]}
+    partial = answer(client.request("POST", URL, orjson.dumps(body), headers(JSON)), ExportLogsServiceResponse)
+    assert "it names 'scope_logs', 'resource_attrs', which" in partial.partial_success.error_message
+
+
 def test_an_empty_json_request_has_no_warning(client, sink):
     for body in ({}, {"resourceLogs": []}, {"resourceLogs": [{"scopeLogs": [{"logRecords": []}]}]}):
         reply = client.request("POST", URL, orjson.dumps(body), headers(JSON))
@@ -450,9 +469,34 @@ def test_a_refused_json_value_names_its_field(client, sink):
     message = partial.error_message
     assert "record 0: body: an AnyValue is not an object" in message
     assert "record 1: attribute 'k': an AnyValue is not an object" in message
-    assert "record 2: attribute 'outer': attribute 'inner': boolValue is not true or false" in message
+    assert "record 2: attribute 'outer' > 'inner': boolValue is not true or false" in message
     assert f"record 3: attribute '{'x' * 39}... (102 characters): intValue is '1e3', not an integer" in message
     assert sink.batches == []
+
+
+def test_the_path_of_a_deeply_nested_refused_attribute_is_cut_short(client, sink):
+    """Ten records refused 200 kvlists deep under long keys: each reason names
+    the outermost key and the two innermost, and the answer stays small."""
+
+    def nested(depth: int):
+        value = {"boolValue": "yes"}
+        for level in range(depth):
+            value = {"kvlistValue": {"values": [{"key": f"k{level}" + "x" * 200, "value": value}]}}
+        return value
+
+    records = [{"attributes": [{"key": "top", "value": nested(60)}]} for _ in range(10)]
+    reply = client.request(
+        "POST", URL, orjson.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}), headers(JSON)
+    )
+    assert reply.status == 200 and len(reply.body) < 8192
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 10
+    first = partial.error_message.split("; record 1: ")[0]
+    assert first.startswith("10 log records rejected, 0 stored")
+    assert first.endswith(
+        f"record 0: attribute 'top' > ... (61 levels) > 'k1{'x' * 37}... (204 characters)"
+        f" > 'k0{'x' * 37}... (204 characters): boolValue is not true or false"
+    )
 
 
 def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, sink):
@@ -467,6 +511,7 @@ def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, 
         # Bytes stored as a protobuf body's are: standard base64, padded.
         ({"key": "y", "value": {"bytesValue": "aGVsbG8="}}, {"y": "aGVsbG8="}),
         ({"key": "u", "value": {"bytesValue": "aGk-_w"}}, {"u": "aGk+/w=="}),  # URL-safe, unpadded
+        ({"key": "w", "value": {"bytesValue": "aGVs\r\nbG8=\n"}}, {"w": "aGVsbG8="}),  # wrapped, as MIME writes it
     ]
     refused = [
         {"key": 5, "value": {"stringValue": "x"}},
