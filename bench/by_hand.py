@@ -5,17 +5,21 @@ that keeps all of serve's rules can reach, against which issue 13's item 8
 targets are read (``bench/http.py --by-hand``, ``bench/instructions.py
 hand``). Where ``bench/http.py``'s lean endpoint leaves out most rules,
 this one does what ``serve --sink memory:// --rate-limit none`` does for
-the request, in the same order, with no object or call of its own beyond
-the answer's: the health, readiness and metrics paths; the request and
-per-client admission; the framing conflict; the method; the Bearer token
-compared in constant time with every credential; the Content-Type and
-Content-Length checks; no Content-Encoding; the body read under its limit;
-``orjson.loads``; an object or an array of objects; the event count and
-depth caps (the depth walked at C speed, as ``EventCaps`` does); the
-reception time; the newest 10,000 events kept as one JSON text per batch
-under a lock; and the metrics' counts (requests by status, the duration
-and storage histograms, body bytes, events stored). Refusals answer a bare
-status: their bodies are off the measured path.
+a JSON request, in the same order and with ingest_mw's own defaults, with
+no object or call of its own beyond the answer's: the health, readiness
+and metrics paths; the request and per-client admission; the framing
+conflict; the method; the Bearer token compared in constant time with
+every credential (a header sent twice alike read as one); the Content-Type
+and Content-Length checks; no Content-Encoding but ``identity``; the byte
+budget of a body past its free bytes; the body read under its limit; the
+containers cap; ``orjson.loads``; an object or an array of objects; the
+event count and depth caps (the depth walked at C speed, as ``EventCaps``
+does); the reception time; a store slot; the newest 10,000 events kept as
+one JSON text per batch under a lock; and the metrics' counts (requests by
+status, the duration and storage histograms, body bytes, events stored).
+Refusals answer a bare status (their bodies are off the measured path), and
+a request that finds every store slot taken is refused where ingest_mw
+waits in line for one.
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ from typing import Any
 
 import orjson
 
-#: As ingest_mw's defaults: the body limit, the caps, the admission's bounds, the buckets.
-BODY_LIMIT = 10 * 1024 * 1024
-MAX_EVENTS, MAX_DEPTH = 50_000, 64
-MAX_REQUESTS, PER_CLIENT = 1024, 64
+from ingest_mw.admission import FREE_BODY_BYTES, Admission
+from ingest_mw.betterstack import MAX_BODY_BYTES as BODY_LIMIT
+from ingest_mw.counts import DURATION_BUCKETS as BUCKETS
+from ingest_mw.eventcaps import CONTAINERS_PER_EVENT, MAX_DEPTH, MAX_EVENTS
+
+# ingest_mw's defaults, read from it (the numbers only: none of its code runs here).
+_DEFAULTS = Admission()
+MAX_REQUESTS, PER_CLIENT = _DEFAULTS.requests.size, _DEFAULTS.max_requests_per_client
+MAX_STORES, BODY_BUDGET = _DEFAULTS.stores.size, _DEFAULTS.body_bytes.limit
+MAX_CONTAINERS = CONTAINERS_PER_EVENT * MAX_EVENTS
 KEPT_EVENTS = 10_000
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ENDPOINTS = frozenset(("/healthz", "/readyz", "/metrics"))
 
 
@@ -62,6 +71,8 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
     credentials = [(token.encode(), "default")]
     media_types = {"application/json"}
     in_flight = [0]
+    budget_used = [0]
+    stores = [None] * MAX_STORES
     clients: dict[str, list[int]] = {}
     kept: deque[tuple[Any, ...]] = deque()
     held = [0]
@@ -86,7 +97,7 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
         if path in ENDPOINTS:
             await answer(send, 200)
             return
-        if path != "/":
+        if path not in ("/", ""):
             await answer(send, 404)
             return
         try:
@@ -141,6 +152,36 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
         if scope["method"] != "POST":
             return 405, 0, 0, None
         value = headers.get("authorization")
+        source = source_of(value)
+        if source is None and value and "," in value:
+            source = source_of(once(value))  # a header sent twice with one credential
+        if source is None:
+            return 403, 0, 0, None
+        content_type = headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() not in media_types:
+            if once(content_type).partition(";")[0].strip().lower() not in media_types:
+                return 415, 0, 0, None
+        declared = 0
+        if content_length is not None:
+            if not (content_length.isascii() and content_length.isdigit()):
+                return 400, 0, 0, None
+            declared = int(content_length)
+            if declared > BODY_LIMIT:
+                return 413, 0, 0, None
+        if headers.get("content-encoding", "identity").strip().lower() != "identity":
+            return 415, 0, 0, None
+        taken = declared - FREE_BODY_BYTES
+        if taken > 0:
+            if budget_used[0] + taken > BODY_BUDGET:
+                return 503, 0, 0, None
+            budget_used[0] += taken
+        try:
+            return await read_and_keep(receive, source, received_at)
+        finally:
+            if taken > 0:
+                budget_used[0] -= taken
+
+    def source_of(value: str | None) -> str | None:
         presented = b""
         if value:
             scheme, _, value = value.strip().partition(" ")
@@ -149,17 +190,14 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
         for secret, name in credentials:
             if hmac.compare_digest(presented, secret) and source is None:
                 source = name
-        if source is None:
-            return 403, 0, 0, None
-        if headers.get("content-type", "").partition(";")[0].strip().lower() not in media_types:
-            return 415, 0, 0, None
-        if content_length is not None:
-            if not (content_length.isascii() and content_length.isdigit()):
-                return 400, 0, 0, None
-            if int(content_length) > BODY_LIMIT:
-                return 413, 0, 0, None
-        if headers.get("content-encoding"):
-            return 415, 0, 0, None
+        return source
+
+    def once(value: str) -> str:
+        """A header value sent several times alike, as one (else itself)."""
+        parts = {part.strip() for part in value.split(",")}
+        return parts.pop() if len(parts) == 1 else value
+
+    async def read_and_keep(receive: Any, source: str, received_at: datetime) -> tuple[Any, ...]:
         chunks = []
         size = 0
         more = True
@@ -175,10 +213,12 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
                 chunks.append(chunk)
             more = message.get("more_body", False)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if size > 2 * MAX_CONTAINERS and body.count(b"{") + body.count(b"[") > MAX_CONTAINERS:
+            return 413, size, 0, None
         try:
             decoded = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return 406, size, 0, None
+            return (400 if not body or body.isspace() else 406), size, 0, None
         if type(decoded) is dict:
             events = [decoded]
         elif type(decoded) is list and (not decoded or set(map(type, decoded)) == {dict}):
@@ -199,17 +239,24 @@ def by_hand_app(token: str, lifespan: Any, *, keep: bool = True) -> Any:
                 depth += 1
         if not events:
             return 202, size, 0, None
-        storing = perf_counter()
-        if not keep:
+        try:
+            stores.pop()
+        except IndexError:
+            return 503, size, 0, None  # (ingest_mw waits in line for a slot, then 503s)
+        try:
+            storing = perf_counter()
+            if not keep:
+                return 202, size, len(events), perf_counter() - storing
+            text = orjson.dumps(events, option=orjson.OPT_UTC_Z)
+            batch = ("betterstack", source, received_at, text, len(events))
+            with lock:
+                kept.append(batch)
+                total = held[0] + len(events)
+                while total > KEPT_EVENTS and len(kept) > 1:
+                    total -= kept.popleft()[4]
+                held[0] = total
             return 202, size, len(events), perf_counter() - storing
-        text = orjson.dumps(events, option=orjson.OPT_UTC_Z)
-        batch = ("betterstack", source, received_at, text, len(events))
-        with lock:
-            kept.append(batch)
-            total = held[0] + len(events)
-            while total > KEPT_EVENTS and len(kept) > 1:
-                total -= kept.popleft()[4]
-            held[0] = total
-        return 202, size, len(events), perf_counter() - storing
+        finally:
+            stores.append(None)
 
     return app

@@ -130,8 +130,17 @@ def test_every_rule_by_hand_answers_as_the_better_stack_app_does():
         (b'{"a": 1}', {**good, "Content-Length": "99999999999"}, "POST"),
         (b'{"a": 1}', {**good, "Content-Length": "eight"}, "POST"),
         (b'{"a": 1}', good, "GET"),
+        (b"", good, "POST"),
+        (b"  \n", good, "POST"),
+        (b'{"a": 1}', {**good, "Authorization": "Bearer tok, Bearer tok"}, "POST"),
+        (b'{"a": 1}', {**good, "Authorization": "Bearer tok, Bearer other"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Type": "application/json, application/json"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Encoding": "identity"}, "POST"),
+        (b'{"a": 1}', {**good, "Content-Encoding": "compress"}, "POST"),
+        (b'{"a": [' + b"[]," * 900_000 + b"[]]}", good, "POST"),  # over the containers cap
     ]
     statuses = [(status_of(by_hand, *case), status_of(ours, *case)) for case in cases]
     assert [mine for mine, _ in statuses] == [theirs for _, theirs in statuses]
     assert {mine for mine, _ in statuses} >= {202, 400, 403, 405, 406, 413, 415}
     assert status_of(by_hand, b"", {}, "GET", "/mount/healthz") == 200
+    assert status_of(by_hand, b"{}", good, path="/mount") == status_of(ours, b"{}", good, path="/mount") == 202
