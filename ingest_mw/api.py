@@ -235,6 +235,12 @@ class IngestAPI:
         API, or ``None`` when the path is not this API's at all."""
         raise NotImplementedError
 
+    def unclaimed(self, path: str) -> IngestError | None:
+        """The answer to ``path``, which :meth:`match` does not claim, when
+        this API is alone under its mount (every path there is then its own,
+        as on the contract's own host), or ``None`` for the mount's 404."""
+        return None
+
     def render(self, error: IngestError, request: Request) -> Response:
         """The response to ``error``; ``request`` for an API whose answers follow
         the request (OTLP answers in the request's encoding)."""
@@ -496,12 +502,19 @@ class Routes:
         self.apis: tuple[IngestAPI, ...] = (apis,) if isinstance(apis, IngestAPI) else tuple(apis)
         if not self.apis:
             raise ValueError("at least one ingest API is needed")
+        # An API alone under the mount answers every path (IngestAPI.unclaimed).
+        self._alone = self.apis[0] if len(self.apis) == 1 else None
 
     def find(self, path: str) -> tuple[IngestAPI, Mapping[str, str] | IngestError] | None:
         for api in self.apis:
             route = api.match(path)
             if route is not None:
                 return api, route
+        alone = self._alone
+        if alone is not None:
+            error = alone.unclaimed(path)
+            if error is not None:
+                return alone, error
         return None
 
     def not_found(self, mount: str, path: str) -> str:

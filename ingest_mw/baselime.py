@@ -140,6 +140,11 @@ class BaselimeAPI(IngestAPI):
             )
         return {"dataset": dataset}
 
+    def unclaimed(self, path: str) -> IngestError | None:
+        # Alone under its mount, as on events.baselime.io: a path without
+        # /v1/<dataset> is the contract's "missing path parameters (v1 ...)".
+        return IngestError(400, "no /v1/<dataset> in the path: send to /v1/<dataset>, the dataset to store in")
+
     def batch(self, request: Request, decoded: Decoded) -> Batch:
         batch = super().batch(request, decoded)
         headers = request.headers

@@ -9,7 +9,7 @@ import pytest
 from clients import PREFIX, make_client
 from sinks_for_tests import FailingSink
 
-from ingest_mw import BaselimeAPI, BetterStackAPI
+from ingest_mw import BaselimeAPI, BetterStackAPI, OTLPLogsAPI
 from ingest_mw.baselime import MAX_EVENT_BYTES
 
 KEY = "bl-key"
@@ -102,12 +102,24 @@ def test_400_for_a_malformed_v1_path(client, path):
 
 
 @pytest.mark.parametrize("path", ["/", "", "/logs", "/version2/logs"])
-def test_a_path_no_api_claims_is_a_404_naming_the_routes(client, path):
+def test_alone_under_its_mount_every_path_without_v1_is_its_400(client, sink, path):
+    """As on the contract's own host, where every path is the Events API's:
+    "400 - Missing or invalid path parameters (v1 or <dataset>)"."""
+    status, body = post(client, b"[{}]", path=PREFIX + path)
+    detail = "no /v1/<dataset> in the path: send to /v1/<dataset>, the dataset to store in"
+    assert (status, body) == (400, {"message": "Bad Request", "detail": detail})
+    assert sink.batches == []
+
+
+@pytest.mark.parametrize("path", ["", "/logs", "/version2/logs"])
+def test_beside_another_api_a_path_no_api_claims_is_a_404_naming_the_routes(adapter, sink, path):
+    client = make_client(adapter, [BaselimeAPI({"team": KEY}), OTLPLogsAPI(["tok"], path="/otlp/v1/logs")], sink)
     reply = client.request("POST", PREFIX + path, b"[{}]", HEADERS)
     assert (reply.status, reply.headers["content-type"]) == (404, "text/plain; charset=utf-8")
     where = PREFIX + (path or "/")
     assert reply.body.decode() == (
-        f"Not Found: no ingest API at {where}; the routes here are POST {PREFIX}/v1/<dataset> (Baselime)"
+        f"Not Found: no ingest API at {where}; the routes here are POST {PREFIX}/v1/<dataset> (Baselime),"
+        f" POST {PREFIX}/otlp/v1/logs (OTLP logs)"
     )
 
 

@@ -72,7 +72,7 @@ def test_both_probes_answer_ok_beside_the_ingest_api(probed_client: Any) -> None
 
 @pytest.mark.parametrize("form", ["wrapper", "endpoints="])
 def test_probes_are_never_shadowed_by_an_ingest_route_asgi(form: str) -> None:
-    # The probes are answered before any API is asked; other paths are the APIs' (here: the 404 naming them).
+    # The probes are answered before any API is asked; other paths are the API's (Baselime alone: its 400).
     endpoints = health_asgi_endpoints(Health())
     if form == "wrapper":
         app: Any = EndpointsASGIMiddleware(ASGIApp(BaselimeAPI(["k"]), sink=MemorySink()), endpoints)
@@ -89,7 +89,10 @@ def test_probes_are_never_shadowed_by_an_ingest_route_asgi(form: str) -> None:
     assert asyncio.run(request("GET", "/svc/healthz")).status_code == 200
     for path in ("/svc/web/v2", "/svc/readyz/x"):
         missed = asyncio.run(request("POST", path))
-        assert (missed.status_code, missed.text.startswith(f"Not Found: no ingest API at {path};")) == (404, True)
+        assert (missed.status_code, missed.json()["detail"]) == (
+            400,
+            "no /v1/<dataset> in the path: send to /v1/<dataset>, the dataset to store in",
+        )
 
 
 @pytest.mark.parametrize("form", ["wrapper", "endpoints="])
@@ -102,7 +105,7 @@ def test_probes_are_never_shadowed_by_an_ingest_route_wsgi(form: str) -> None:
     host = webtest.TestApp(DispatcherMiddleware(lambda e, s: [], {"/svc": app}))
     assert host.get("/svc/readyz").text == "ok\n"
     assert host.get("/svc/healthz").status_int == 200
-    assert host.post("/svc/web/v2", status=404).text.startswith("Not Found: no ingest API at /svc/web/v2;")
+    assert host.post("/svc/web/v2", status=400).json["detail"].startswith("no /v1/<dataset> in the path")
 
 
 def test_draining_fails_readiness_not_liveness(probed_client: Any) -> None:
