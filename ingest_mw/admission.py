@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from .checks import seconds, whole_number
 from .errors import IngestError
-from .headers import byte_size
+from .headers import SIZE_LIMIT_HEADER, byte_size
 
 __all__ = [
     "FREE_BODY_BYTES",
@@ -410,6 +410,7 @@ class Admission:
             413,
             f"the request body is over {most}, the most this server holds in flight at once"
             " (max_body_bytes_in_flight): send smaller requests",
+            headers=[(SIZE_LIMIT_HEADER, most)],
         )
 
     def release(self, taken: int) -> None:

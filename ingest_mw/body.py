@@ -14,7 +14,7 @@ import math
 from .admission import FREE_BODY_BYTES, Admission
 from .encoding import Decoder, decoders_for, twice_note
 from .errors import IngestError
-from .headers import byte_size
+from .headers import SIZE_LIMIT_HEADER, byte_size
 from .headers import content_length as parse_content_length
 
 __all__ = ["SIZE_LIMIT_HEADER", "BodyLimit", "BodyReader", "framing_conflict"]
@@ -25,11 +25,6 @@ def framing_conflict() -> IngestError:
     and Transfer-Encoding (RFC 9112 6.3): a proxy in front that believes the
     other one would see a different request (request smuggling)."""
     return IngestError(400, "Content-Length and Transfer-Encoding together: send one of them")
-
-
-#: The response header of a 413 that names the limit in force (``20 MiB``),
-#: also where an API's contract fixes the body's words.
-SIZE_LIMIT_HEADER = "X-Size-Limit"
 
 
 class BodyLimit:

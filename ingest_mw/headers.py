@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["byte_size", "content_length", "parts", "repeated"]
+__all__ = ["SIZE_LIMIT_HEADER", "byte_size", "content_length", "parts", "repeated"]
+
+#: The response header of a 413 that names the limit in force (``20 MiB``),
+#: also where an API's contract fixes the body's words.
+SIZE_LIMIT_HEADER = "X-Size-Limit"
 
 
 #: One comma-separated part: anything but commas and quotes, or a quoted

@@ -324,9 +324,19 @@ _QUOTED_CHARS = 40
 
 
 def _quoted(value: Any) -> str:
-    """``value``'s repr for a refusal, cut to :data:`_QUOTED_CHARS` characters."""
-    text = repr(value)
-    return text if len(text) <= _QUOTED_CHARS else f"{text[:_QUOTED_CHARS]}... ({len(text)} characters)"
+    """``value`` for a refusal: a string's first :data:`_QUOTED_CHARS`
+    characters, an object or an array by its kind (its repr could be
+    megabytes, or nest past what repr can walk), a number as written."""
+    kind = type(value)
+    if kind is str:
+        if len(value) <= _QUOTED_CHARS:
+            return repr(value)
+        return f"{value[:_QUOTED_CHARS]!r}... ({len(value)} characters)"
+    if kind is dict:
+        return "an object"
+    if kind is list:
+        return "an array"
+    return repr(value)
 
 
 def _json_str(value: Any, name: str) -> str:
@@ -685,7 +695,13 @@ class OTLPCodec:
                         invalid.append(InvalidEvent(index, refused_with.reason))
                         index += 1
                         continue
-                    if limit and (size := record_size(record)) > limit:
+                    try:
+                        size = record_size(record) if limit else 0
+                    except _Refused as refused:  # it cannot even be measured
+                        invalid.append(InvalidEvent(index, refused.reason, "too_large"))
+                        index += 1
+                        continue
+                    if size > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
@@ -832,8 +848,8 @@ class OTLPJSONCodec(OTLPCodec):
     def record_size(self, record: Any) -> int:
         try:
             return len(orjson.dumps(record))
-        except orjson.JSONEncodeError:  # nested past orjson's 254 levels: far past the depth cap
-            raise self.caps.too_deep() from None
+        except orjson.JSONEncodeError:  # nested past the 254 levels orjson writes, in a field of any name
+            raise _Refused("the log record nests deeper than 254 levels: it cannot be measured") from None
 
     def encode(self, message: Message) -> bytes:
         return orjson.dumps(MessageToDict(message))

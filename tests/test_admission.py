@@ -191,6 +191,7 @@ def test_a_body_larger_than_the_whole_byte_budget_is_413_not_503(adapter, kind):
     admission, sink, client = on_a_mib_budget(adapter, kind)
     refused = post(client, kind, events_of(1500))  # under the API's limit, over the whole budget
     assert refused.status == 413 and "retry-after" not in refused.headers
+    assert refused.headers["x-size-limit"] == "1088 KiB"
     detail = refused.body.decode() if kind == "betterstack" else orjson.loads(refused.body)["detail"]
     assert detail == (
         "the request body is over 1088 KiB, the most this server holds in flight at once"

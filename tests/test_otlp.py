@@ -369,17 +369,33 @@ def test_json_fields_named_as_in_the_proto_files_are_a_warning_not_silence(clien
     assert sink.batches == []
 
 
-def test_a_record_nested_past_what_can_be_measured_is_a_400_not_a_500(client, sink):
-    """In a body over the record limit each record is measured; one nested
-    past orjson's 254 levels (in a field the mapping ignores, even) cannot
-    be, and is far past the depth cap: the cap's 400."""
+def test_a_record_nested_past_what_can_be_measured_is_refused_alone(client, sink):
+    """In a body over the record limit each record is measured as sent; one
+    nested past the 254 levels orjson writes (in a field the mapping
+    ignores, even) cannot be: it is refused on its own, not with a 500."""
     deep = b"[" * 300 + b"]" * 300
     big = b'{"body": {"stringValue": "' + b"x" * (1024 * 1024 + 10) + b'"}}'
-    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + big + b', {"unread": ' + deep + b"}]}]}]}"
+    records = big + b', {"unread": ' + deep + b'}, {"body": {"stringValue": "ok"}}'
+    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
     reply = client.request("POST", URL, body, headers(JSON))
-    assert reply.status == 400
-    assert answer(reply, Status).message == "an event nests deeper than 64 levels (max_depth): flatten it"
-    assert sink.batches == []
+    assert reply.status == 200
+    partial = answer(reply, ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 2
+    assert "record 1: the log record nests deeper than 254 levels: it cannot be measured" in partial.error_message
+    assert [e["body"] for e in events(sink)] == ["ok"]
+
+
+def test_a_value_nested_where_a_number_belongs_is_named_by_its_kind(client, sink):
+    """A refusal names an object or an array by its kind: its repr could be
+    megabytes, or nest deeper than repr walks (990 levels: it was a 500)."""
+    deep = b"[" * 990 + b"]" * 990
+    records = b'{"timeUnixNano": ' + deep + b'}, {"body": {"doubleValue": {"a": 1}}}, {"severityNumber": "9"}'
+    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
+    partial = answer(client.request("POST", URL, body, headers(JSON)), ExportLogsServiceResponse).partial_success
+    assert partial.rejected_log_records == 2
+    assert "record 0: timeUnixNano is an array, not an integer" in partial.error_message
+    assert "record 1: body: doubleValue is an object, not a number" in partial.error_message
+    assert len(events(sink)) == 1
 
 
 def test_the_warning_names_each_unread_field_once(client, sink):
@@ -470,7 +486,7 @@ def test_a_refused_json_value_names_its_field(client, sink):
     assert "record 0: body: an AnyValue is not an object" in message
     assert "record 1: attribute 'k': an AnyValue is not an object" in message
     assert "record 2: attribute 'outer' > 'inner': boolValue is not true or false" in message
-    assert f"record 3: attribute '{'x' * 39}... (102 characters): intValue is '1e3', not an integer" in message
+    assert f"record 3: attribute '{'x' * 40}'... (100 characters): intValue is '1e3', not an integer" in message
     assert sink.batches == []
 
 
@@ -494,8 +510,8 @@ def test_the_path_of_a_deeply_nested_refused_attribute_is_cut_short(client, sink
     first = partial.error_message.split("; record 1: ")[0]
     assert first.startswith("10 log records rejected, 0 stored")
     assert first.endswith(
-        f"record 0: attribute 'top' > ... (61 levels) > 'k1{'x' * 37}... (204 characters)"
-        f" > 'k0{'x' * 37}... (204 characters): boolValue is not true or false"
+        f"record 0: attribute 'top' > ... (61 levels) > 'k1{'x' * 38}'... (202 characters)"
+        f" > 'k0{'x' * 38}'... (202 characters): boolValue is not true or false"
     )
 
 
@@ -644,21 +660,22 @@ def test_the_partial_success_stays_small_whatever_the_refused_values(client, sin
     assert reply.status == 200 and len(reply.body) < 4096
     partial = answer(reply, ExportLogsServiceResponse).partial_success
     assert partial.rejected_log_records == 12
-    assert "record 1: severityNumber is 'xxxx" in partial.error_message
-    assert "... (1000002 characters), not an integer" in partial.error_message
-    assert "record 2: body: doubleValue is 'xxxx" in partial.error_message
+    assert f"record 1: severityNumber is '{'x' * 40}'... (1000000 characters), not an integer" in partial.error_message
+    assert f"record 2: body: doubleValue is '{'x' * 40}'... (1000000 characters), not a number" in partial.error_message
     assert "and 2 more" in partial.error_message
     assert [e["body"] for e in events(sink)] == ["ok"]
 
 
-def test_the_default_body_limit_is_the_specifications_64_mib(adapter, sink):
-    """A body a conforming exporter may send (it is asked to send at most 64
-    MiB) is not refused; one declared past it is, before it is read."""
-    client = make_client(adapter, OTLPLogsAPI([TOKEN]), sink)
-    declared = headers(PROTOBUF, **{"Content-Length": str(64 * 1024 * 1024 + 1)})
+@pytest.mark.parametrize(("limit", "shown"), [(None, "20 MiB"), (64 * 1024 * 1024, "64 MiB")])
+def test_the_body_limit_is_20_mib_unless_set(adapter, sink, limit, shown):
+    """20 MiB by default (the specification's 64 MiB is a setting away): a
+    body declared past the limit is refused before it is read, naming it."""
+    api = OTLPLogsAPI([TOKEN]) if limit is None else OTLPLogsAPI([TOKEN], max_body_bytes=limit)
+    client = make_client(adapter, api, sink)
+    declared = headers(PROTOBUF, **{"Content-Length": str((limit or 20 * 1024 * 1024) + 1)})
     reply = client.request("POST", URL, b"", declared)
-    assert reply.status == 413 and reply.headers["x-size-limit"] == "64 MiB"
-    assert "over 64 MiB" in answer(reply, Status).message
+    assert reply.status == 413 and reply.headers["x-size-limit"] == shown
+    assert f"over {shown}" in answer(reply, Status).message
 
 
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
