@@ -268,8 +268,9 @@ class Admission:
         max_requests_per_client: int = 32,
         # Body bytes held by all requests at once (Content-Length counted on
         # admission, then the bytes kept as they arrive, decompressed). A
-        # decoded body costs about 4.5 times its bytes in Python objects, so
-        # 128 MiB (six 20 MiB bodies) keeps a server under about 1 GiB.
+        # decoded body of typical events costs about 4.5 times its bytes in
+        # Python objects, so 128 MiB (six 20 MiB bodies) keeps a server under
+        # about 1 GiB; one of nothing but tiny values, up to some 25 times.
         max_body_bytes_in_flight: int = 128 * 1024 * 1024,
         # Batches inside the storage hook at once: a database pool's usual
         # size. A sink that commits the batches that meet together (SQLite,
