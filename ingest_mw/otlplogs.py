@@ -326,7 +326,8 @@ _QUOTED_CHARS = 40
 def _quoted(value: Any) -> str:
     """``value`` for a refusal: a string's first :data:`_QUOTED_CHARS`
     characters, an object or an array by its kind (its repr could be
-    megabytes, or nest past what repr can walk), a number as written."""
+    megabytes, or nest past what repr can walk), anything else as JSON
+    writes it (``true``, ``null``, ``1.5``)."""
     kind = type(value)
     if kind is str:
         if len(value) <= _QUOTED_CHARS:
@@ -336,7 +337,7 @@ def _quoted(value: Any) -> str:
         return "an object"
     if kind is list:
         return "an array"
-    return repr(value)
+    return orjson.dumps(value).decode()
 
 
 def _json_str(value: Any, name: str) -> str:
@@ -849,7 +850,7 @@ class OTLPJSONCodec(OTLPCodec):
         try:
             return len(orjson.dumps(record))
         except orjson.JSONEncodeError:  # nested past the 254 levels orjson writes, in a field of any name
-            raise _Refused("the log record nests deeper than 254 levels: it cannot be measured") from None
+            return len(event_json(record))  # the same compact text, by the slow writer
 
     def encode(self, message: Message) -> bytes:
         return orjson.dumps(MessageToDict(message))

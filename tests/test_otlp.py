@@ -369,20 +369,23 @@ def test_json_fields_named_as_in_the_proto_files_are_a_warning_not_silence(clien
     assert sink.batches == []
 
 
-def test_a_record_nested_past_what_can_be_measured_is_refused_alone(client, sink):
+def test_a_record_nested_past_what_orjson_writes_is_measured_all_the_same(client, sink):
     """In a body over the record limit each record is measured as sent; one
     nested past the 254 levels orjson writes (in a field the mapping
-    ignores, even) cannot be: it is refused on its own, not with a 500."""
+    ignores) is measured by the slow writer: stored as it is when it comes
+    alone in a small body (it was a 500, then refused)."""
     deep = b"[" * 300 + b"]" * 300
     big = b'{"body": {"stringValue": "' + b"x" * (1024 * 1024 + 10) + b'"}}'
-    records = big + b', {"unread": ' + deep + b'}, {"body": {"stringValue": "ok"}}'
-    body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
-    reply = client.request("POST", URL, body, headers(JSON))
-    assert reply.status == 200
+    for records in (
+        b'{"body": {"stringValue": "deep"}, "unread": ' + deep + b"}",
+        big + b', {"body": {"stringValue": "deep"}, "unread": ' + deep + b"}",
+    ):
+        body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
+        reply = client.request("POST", URL, body, headers(JSON))
+        assert reply.status == 200
     partial = answer(reply, ExportLogsServiceResponse).partial_success
-    assert partial.rejected_log_records == 2
-    assert "record 1: the log record nests deeper than 254 levels: it cannot be measured" in partial.error_message
-    assert [e["body"] for e in events(sink)] == ["ok"]
+    assert partial.rejected_log_records == 1 and "record 0: the log record is 1048" in partial.error_message
+    assert [e["body"] for e in events(sink)] == ["deep", "deep"]
 
 
 def test_a_value_nested_where_a_number_belongs_is_named_by_its_kind(client, sink):
@@ -390,11 +393,14 @@ def test_a_value_nested_where_a_number_belongs_is_named_by_its_kind(client, sink
     megabytes, or nest deeper than repr walks (990 levels: it was a 500)."""
     deep = b"[" * 990 + b"]" * 990
     records = b'{"timeUnixNano": ' + deep + b'}, {"body": {"doubleValue": {"a": 1}}}, {"severityNumber": "9"}'
+    records += b', {"flags": true}, {"body": {"doubleValue": null}}'
     body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
     partial = answer(client.request("POST", URL, body, headers(JSON)), ExportLogsServiceResponse).partial_success
-    assert partial.rejected_log_records == 2
+    assert partial.rejected_log_records == 4
     assert "record 0: timeUnixNano is an array, not an integer" in partial.error_message
     assert "record 1: body: doubleValue is an object, not a number" in partial.error_message
+    assert "record 3: flags is true, not an integer" in partial.error_message  # as JSON writes them
+    assert "record 4: body: doubleValue is null, not a number" in partial.error_message
     assert len(events(sink)) == 1
 
 
