@@ -393,30 +393,37 @@ def _json_bytes(value: Any) -> str:
 
 
 def _json_value(value: Any) -> Any:
-    """An ``AnyValue`` in the OTLP JSON mapping as a JSON value (``None`` when unset)."""
+    """An ``AnyValue`` in the OTLP JSON mapping as a JSON value (``None`` when
+    unset). A member that is ``null`` is unset, as protobuf's JSON parser
+    reads it (the proto3 mapping: null is the field's default)."""
     if type(value) is not dict:
         raise _Refused("an AnyValue is not an object")
-    if "stringValue" in value:
-        return _json_str(value["stringValue"], "stringValue")
-    if "intValue" in value:
-        return _json_int(value["intValue"], "intValue")
-    if "boolValue" in value:
-        found = value["boolValue"]
+    get = value.get
+    if (found := get("stringValue")) is not None:
+        return _json_str(found, "stringValue")
+    if (found := get("intValue")) is not None:
+        return _json_int(found, "intValue")
+    if (found := get("boolValue")) is not None:
         if type(found) is not bool:
             raise _Refused("boolValue is not true or false")
         return found
-    if "doubleValue" in value:
-        return _json_double(value["doubleValue"])
-    if "kvlistValue" in value:
-        return _json_attributes(_json_object(value["kvlistValue"], "kvlistValue").get("values", []))
-    if "arrayValue" in value:
-        items = _json_list(_json_object(value["arrayValue"], "arrayValue").get("values", []), "arrayValue.values")
-        return [_json_value(item) for item in items]
-    if "bytesValue" in value:
-        return _json_bytes(value["bytesValue"])
-    if "stringValueStrindex" in value:
+    if (found := get("doubleValue")) is not None:
+        return _json_double(found)
+    if (found := get("kvlistValue")) is not None:
+        return _json_attributes(_json_values(found, "kvlistValue"))
+    if (found := get("arrayValue")) is not None:
+        return [_json_value(item) for item in _json_list(_json_values(found, "arrayValue"), "arrayValue.values")]
+    if (found := get("bytesValue")) is not None:
+        return _json_bytes(found)
+    if get("stringValueStrindex") is not None:
         raise _Refused("an AnyValue holds stringValueStrindex, which log records do not use")
     return None  # no value set (or only fields this mapping does not know, which are ignored)
+
+
+def _json_values(found: Any, name: str) -> Any:
+    """The ``values`` of a kvlist or array value (absent or ``null``: none)."""
+    values = _json_object(found, name).get("values")
+    return [] if values is None else values
 
 
 def _json_attribute(kv: Any) -> tuple[str, Any]:

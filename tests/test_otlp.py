@@ -393,14 +393,14 @@ def test_a_value_nested_where_a_number_belongs_is_named_by_its_kind(client, sink
     megabytes, or nest deeper than repr walks (990 levels: it was a 500)."""
     deep = b"[" * 990 + b"]" * 990
     records = b'{"timeUnixNano": ' + deep + b'}, {"body": {"doubleValue": {"a": 1}}}, {"severityNumber": "9"}'
-    records += b', {"flags": true}, {"body": {"doubleValue": null}}'
+    records += b', {"flags": true}, {"body": {"doubleValue": false}}'
     body = b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + records + b"]}]}]}"
     partial = answer(client.request("POST", URL, body, headers(JSON)), ExportLogsServiceResponse).partial_success
     assert partial.rejected_log_records == 4
     assert "record 0: timeUnixNano is an array, not an integer" in partial.error_message
     assert "record 1: body: doubleValue is an object, not a number" in partial.error_message
     assert "record 3: flags is true, not an integer" in partial.error_message  # as JSON writes them
-    assert "record 4: body: doubleValue is null, not a number" in partial.error_message
+    assert "record 4: body: doubleValue is false, not a number" in partial.error_message
     assert len(events(sink)) == 1
 
 
@@ -534,6 +534,11 @@ def test_json_attributes_of_every_shape_are_read_or_refuse_their_record(client, 
         ({"key": "y", "value": {"bytesValue": "aGVsbG8="}}, {"y": "aGVsbG8="}),
         ({"key": "u", "value": {"bytesValue": "aGk-_w"}}, {"u": "aGk+/w=="}),  # URL-safe, unpadded
         ({"key": "w", "value": {"bytesValue": "aGVs\r\nbG8=\n"}}, {"w": "aGVsbG8="}),  # wrapped, as MIME writes it
+        # A null member is unset, as protobuf's JSON parser reads it.
+        ({"key": "z", "value": {"stringValue": None}}, {"z": None}),
+        ({"key": "d", "value": {"doubleValue": None, "intValue": "4"}}, {"d": 4}),
+        ({"key": "k", "value": {"kvlistValue": {"values": None}}}, {"k": {}}),
+        ({"key": "a", "value": {"arrayValue": {"values": None}}}, {"a": []}),
     ]
     refused = [
         {"key": 5, "value": {"stringValue": "x"}},
