@@ -703,13 +703,7 @@ class OTLPCodec:
                         invalid.append(InvalidEvent(index, refused_with.reason))
                         index += 1
                         continue
-                    try:
-                        size = record_size(record) if limit else 0
-                    except _Refused as refused:  # it cannot even be measured
-                        invalid.append(InvalidEvent(index, refused.reason, "too_large"))
-                        index += 1
-                        continue
-                    if size > limit:
+                    if limit and (size := record_size(record)) > limit:
                         reason = f"the log record is {size} bytes, over the limit of {limit}"
                         invalid.append(InvalidEvent(index, reason, "too_large"))
                     else:
@@ -847,7 +841,7 @@ class OTLPJSONCodec(OTLPCodec):
         names = _unread_envelope_names(request)
         if not names:
             return None
-        shown = ", ".join(_quoted(name) for name in names[:_UNREAD_NAMES_SHOWN])
+        shown = ", ".join(map(_quoted, names))
         return (
             f"no log record in this request: it names {shown}, which OTLP JSON does not read"
             " (its field names are lowerCamelCase: resourceLogs, scopeLogs, logRecords)"
