@@ -224,14 +224,21 @@ def lean_app():  # type: ignore[no-untyped-def]
     return app
 
 
-def serve_by_hand(port: int, log_level: str) -> None:
-    """``bench/by_hand.py``'s app on the serve stack, with serve's GC threshold."""
+def bench_module(name: str):  # type: ignore[no-untyped-def]
+    """``bench/<name>.py`` as a module (this folder is kept off the import path)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ingest_mw_bench_by_hand", HERE / "by_hand.py")
+    spec = importlib.util.spec_from_file_location(f"ingest_mw_bench_{name}", HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
-    by_hand = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(by_hand)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass of the script looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def serve_by_hand(port: int, log_level: str) -> None:
+    """``bench/by_hand.py``'s app on the serve stack, with serve's GC threshold."""
+    by_hand = bench_module("by_hand")
     run_on_serve_stack(by_hand.by_hand_app(TOKEN, minimal_app), port, log_level, gc_tuned=True)
 
 
@@ -461,19 +468,11 @@ def paired_ratio(top: list[Result], bottom: list[Result], *, cpu: bool = False) 
 
 
 def build_cases() -> list[Case]:
-    import importlib.util
-
     import orjson
 
     # The same ~250-byte events as bench/pipeline.py.
-    spec = importlib.util.spec_from_file_location("ingest_mw_bench_pipeline", HERE / "pipeline.py")
-    assert spec is not None and spec.loader is not None
-    pipeline = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = pipeline
-    spec.loader.exec_module(pipeline)
-    make_events = pipeline.make_events
-
-    events = make_events(1000)
+    pipeline = bench_module("pipeline")
+    events = pipeline.make_events(1000)
     single = orjson.dumps(events[0])
     batch = orjson.dumps(events)
     bs = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
